@@ -1,0 +1,1 @@
+"""vnncomp: emit VNN-COMP benchmarks and alpha-beta-CROWN configs; read verifiers' answers."""
