@@ -1,0 +1,38 @@
+# adcert: the two commands a newcomer needs.
+#   make quickstart   set up, then train a teacher and an AD-CERT student on MNIST, certify, export, verify
+#   make test         set up, then run the test suite
+# Data: ADCERT_DATA (default ../shared/data when present, else ./data).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export ADCERT_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data) $(CURDIR)/data)
+
+.PHONY: venv test quickstart experiment bench clean
+
+$(BIN)/.installed: setup.py Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,verify,plot]'
+	@# The registry's auto_LiRPA (0.3) pins torch<1.13: install it without its pins, and only
+	@# when no auto_LiRPA is present (a newer one from GitHub is used as it is).
+	$(BIN)/python -c "import importlib.metadata as m; m.version('auto_LiRPA')" 2>/dev/null \
+	  || $(BIN)/pip install -q --no-deps auto_LiRPA
+	touch $@
+
+venv: $(BIN)/.installed
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+quickstart: venv
+	$(BIN)/python examples/quickstart.py
+
+experiment: venv
+	$(BIN)/python examples/unified_setup.py --preset cpu
+
+bench: venv
+	$(BIN)/python benchmarks/train_step_cost.py
+
+clean:
+	rm -rf $(VENV) runs

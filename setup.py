@@ -1,0 +1,45 @@
+"""adcert: certified training by adversarial distillation, on auto_LiRPA bounds.
+
+auto_LiRPA is deliberately absent from install_requires: the registry's 0.3 pins
+torch<1.13, so `make venv` installs it with --no-deps (only when no auto_LiRPA is present)
+and adcert_plugin/lirpa_compat.py makes it work on torch 2.x.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="adcert",
+    version="0.1.0",
+    description="Certified training with AD-CERT / CC-Dist losses on auto_LiRPA, with VNN-COMP export",
+    packages=find_packages(include=["adcert_plugin", "adcert_plugin.*", "vnncomp", "vnncomp.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.0",
+        "numpy",
+        "click>=8.0",
+        "PyYAML",
+        "tqdm",
+        "onnx",
+        "onnxruntime",
+        "vnnlib",
+        "appdirs",  # auto_LiRPA 0.3 imports it
+        "packaging",
+    ],
+    extras_require={
+        "verify": ["maraboupy"],
+        "plot": ["matplotlib"],
+        "dev": ["pytest", "hypothesis", "matplotlib"],
+    },
+    entry_points={
+        "console_scripts": [
+            "adcert-train = adcert_plugin.cli:train_cmd",
+            "adcert-eval = adcert_plugin.cli:eval_cmd",
+            "adcert-losses = adcert_plugin.cli:losses_cmd",
+            "adcert-export = vnncomp.cli:export_cmd",
+            "adcert-verify = vnncomp.cli:verify_cmd",
+            "adcert-report = vnncomp.cli:report_cmd",
+        ],
+        # Third-party losses register here; see adcert_plugin/losses/__init__.py.
+        "adcert.losses": [],
+    },
+)

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny seeded networks, the real data folder, a synthetic batch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from adcert_plugin.models import create_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """ADCERT_DATA, else ../shared/data beside the checkout; None when neither exists."""
+    for candidate in (os.environ.get("ADCERT_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real data not found: set ADCERT_DATA or put ../shared/data beside the checkout")
+    return path
+
+
+def tiny_net(kind: str, seed: int = 0, in_shape=(1, 8, 8), num_classes: int = 4) -> torch.nn.Sequential:
+    """Seeded small nets: 'mlp', 'cnn', 'cnn-bn' (BN whose running stats are non-trivial)."""
+    torch.manual_seed(seed)
+    if kind == "mlp":
+        return create_model("mlp", in_shape, num_classes, hidden=(16, 12))
+    model = create_model("small-cnn", in_shape, num_classes, width=4, linear_size=16, bn=(kind == "cnn-bn"))
+    if kind == "cnn-bn":
+        with torch.no_grad():
+            model.train()
+            for _ in range(3):  # move running statistics away from (0, 1)
+                model(torch.randn(16, *in_shape) * 2 + 0.5)
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture
+def batch():
+    torch.manual_seed(1)
+    x = torch.rand(4, 1, 8, 8)
+    y = torch.tensor([0, 1, 2, 3])
+    return x, y
