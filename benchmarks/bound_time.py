@@ -1,0 +1,81 @@
+"""Time of one bound computation on CNN7 (IBP forward+backward, CROWN-IBP, CROWN).
+
+    python benchmarks/bound_time.py --shape mnist --batch 128
+
+Prints a table: method, path (native interval code or auto_LiRPA), seconds (median of
+--repeats runs after one warm-up), and for reference a plain forward+backward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from adcert_plugin.bounds import wrap_model
+from adcert_plugin.models import create_model, ibp_init
+from adcert_plugin.spec import InputBox
+
+SHAPES = {"mnist": ((1, 28, 28), (0.0,), (1.0,), 0.1),
+          "cifar": ((3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 8 / 255)}
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="mnist")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--crown-batch", type=int, default=None, help="batch for CROWN (default: --batch)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[], help="methods to skip, e.g. CROWN")
+    args = parser.parse_args()
+    shape, mean, std, eps = SHAPES[args.shape]
+    torch.manual_seed(0)
+    model = ibp_init(create_model("cnn7", shape, 10)).train()
+    x, y = torch.rand(args.batch, *shape), torch.randint(0, 10, (args.batch,))
+    box = InputBox.from_pixels(x, eps, mean, std)
+    native, lirpa = wrap_model(model, shape), wrap_model(model, shape, use_native_ibp=False)
+
+    def backward_of(bounded, method, b=box, yy=y):
+        def run():
+            model.zero_grad(set_to_none=True)
+            lower = bounded.margin_lower(b, yy, method)
+            torch.logsumexp(torch.cat([torch.zeros(len(yy), 1), -lower], 1), 1).mean().backward()
+        return run
+
+    def plain():
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(box.x_norm), y).backward()
+
+    rows = [("plain CE forward+backward", "torch", args.batch, timed(plain, args.repeats))]
+    rows.append(("IBP forward+backward", "native", args.batch, timed(backward_of(native, "IBP"), args.repeats)))
+    rows.append(("IBP forward+backward", "auto_LiRPA", args.batch, timed(backward_of(lirpa, "IBP"), args.repeats)))
+    if "CROWN-IBP" not in args.skip:
+        rows.append(("CROWN-IBP forward+backward", "auto_LiRPA", args.batch,
+                     timed(backward_of(lirpa, "CROWN-IBP"), args.repeats)))
+    if "CROWN" not in args.skip:
+        n = args.crown_batch or args.batch
+        small = InputBox(box.x_norm[:n], box.lower_norm[:n], box.upper_norm[:n])
+        model.eval()
+        with torch.no_grad():
+            rows.append(("CROWN (eval, no grad)", "auto_LiRPA", n,
+                         timed(lambda: lirpa.margin_lower(small, y[:n], "CROWN"), max(1, args.repeats - 2))))
+    print(f"CNN7 on {args.shape} shapes, {torch.get_num_threads()} threads")
+    print(f"{'computation':30s} {'path':11s} {'batch':>5s} {'seconds':>9s} {'x plain':>8s}")
+    for name, path, batch, seconds in rows:
+        print(f"{name:30s} {path:11s} {batch:5d} {seconds:9.3f} {seconds / rows[0][3]:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

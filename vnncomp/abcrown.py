@@ -1,0 +1,119 @@
+"""alpha-beta-CROWN configuration for an exported benchmark (formats.md §2.5).
+
+Writes ``abcrown_gpu.yaml`` and ``abcrown_cpu.yaml`` (csv mode over ``instances.csv``;
+``root_path`` absolute) and ``run_abcrown.sh``, which runs either the whole csv or each
+instance in VNN-COMP single_vnnlib mode with ``--save_adv_example``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from .instances import INSTANCES_CSV
+
+logger = logging.getLogger(__name__)
+
+RESULTS_DIR = "results/abcrown"
+DEVICES = {"gpu": ("cuda", 512), "cpu": ("cpu", 64)}
+
+_RUN_SCRIPT = """#!/usr/bin/env bash
+# Run alpha-beta-CROWN on this benchmark (written by adcert-export).
+#
+#   ABCROWN_DIR=/path/to/alpha-beta-CROWN ./run_abcrown.sh [gpu|cpu] [single|csv]
+#
+# single (default): one abcrown.py call per instances.csv row, VNN-COMP style:
+#   python abcrown.py --config abcrown_<dev>.yaml --onnx_path ONNX --vnnlib_path VNNLIB \\
+#       --results_file results/abcrown/<instance>.txt --timeout T --save_adv_example
+#   Each results file holds one word (unsat/sat/timeout), then the counterexample if sat.
+# csv: one call over the whole csv (root_path in the YAML is absolute: re-export if you move
+#   this folder); the results file results/abcrown/results_<dev>.pkl is a pickle.
+# Read either with: adcert-verify ... or vnncomp.results.read_results.
+set -euo pipefail
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DEVICE="${1:-gpu}"
+MODE="${2:-single}"
+: "${ABCROWN_DIR:?set ABCROWN_DIR to an alpha-beta-CROWN checkout (it holds complete_verifier/abcrown.py)}"
+CONFIG="$BENCH/abcrown_${DEVICE}.yaml"
+mkdir -p "$BENCH/__RESULTS__"
+cd "$ABCROWN_DIR/complete_verifier"
+if [ "$MODE" = "csv" ]; then
+  python abcrown.py --config "$CONFIG"
+  exit 0
+fi
+while IFS=, read -r onnx vnnlib timeout; do
+  [ -z "$onnx" ] && continue
+  name="$(basename "$vnnlib" .vnnlib)"
+  python abcrown.py --config "$CONFIG" --onnx_path "$BENCH/$onnx" --vnnlib_path "$BENCH/$vnnlib" \\
+    --results_file "$BENCH/__RESULTS__/$name.txt" --timeout "$timeout" --save_adv_example < /dev/null
+done < "$BENCH/__CSV__"
+"""
+
+
+def abcrown_config(root_path: str | Path, device: str, batch_size: int, timeout: float) -> dict:
+    """The §2.5 YAML as a dict, for csv mode over ``root_path/instances.csv``.
+
+    Args:
+        root_path: Absolute benchmark folder (must be writable: abCROWN caches next to files).
+        device: ``cuda`` or ``cpu``.
+        batch_size: ``solver.batch_size`` (lower it on out-of-memory).
+        timeout: Fallback ``bab.timeout``; the csv column wins.
+    """
+    root = Path(root_path).resolve()
+    short = "gpu" if device == "cuda" else "cpu"
+    return {
+        "general": {"device": device, "root_path": str(root), "csv_name": INSTANCES_CSV,
+                    "results_file": str(root / RESULTS_DIR / f"results_{short}.pkl"),
+                    "enable_incomplete_verification": True, "complete_verifier": "bab"},
+        "model": {"onnx_optimization_flags": []},  # BN is folded before export
+        "solver": {"batch_size": int(batch_size),
+                   "alpha-crown": {"iteration": 100, "lr_alpha": 0.1},
+                   "beta-crown": {"iteration": 20, "lr_alpha": 0.01, "lr_beta": 0.05}},
+        "bab": {"timeout": float(timeout), "branching": {"method": "kfsb", "candidates": 3, "reduceop": "max"}},
+        "attack": {"pgd_order": "middle", "pgd_restarts": 30},
+    }
+
+
+def single_instance_args(config: str | Path, onnx: str | Path, vnnlib: str | Path, results_file: str | Path,
+                         timeout: float) -> list[str]:
+    """``abcrown.py`` arguments for one instance in VNN-COMP single_vnnlib mode."""
+    return ["--config", str(config), "--onnx_path", str(onnx), "--vnnlib_path", str(vnnlib),
+            "--results_file", str(results_file), "--timeout", str(timeout), "--save_adv_example"]
+
+
+def write_abcrown_configs(bench_dir: str | Path, timeout: float, root_path: str | Path | None = None,
+                          gpu_batch_size: int = 512, cpu_batch_size: int = 64) -> list[Path]:
+    """Write ``abcrown_gpu.yaml``, ``abcrown_cpu.yaml`` and ``run_abcrown.sh`` into ``bench_dir``.
+
+    Args:
+        bench_dir: Where to write (may be a temporary folder renamed later).
+        timeout: Fallback per-instance timeout (``bab.timeout``).
+        root_path: The benchmark's final absolute location (default: ``bench_dir``).
+        gpu_batch_size: ``solver.batch_size`` for the GPU config.
+        cpu_batch_size: ``solver.batch_size`` for the CPU config.
+
+    Returns:
+        The written paths.
+    """
+    bench_dir = Path(bench_dir)
+    root = Path(root_path) if root_path is not None else bench_dir
+    written = []
+    for short, (device, _) in DEVICES.items():
+        batch = gpu_batch_size if short == "gpu" else cpu_batch_size
+        path = bench_dir / f"abcrown_{short}.yaml"
+        header = (f"# alpha-beta-CROWN config ({short}); run from complete_verifier/:\n"
+                  f"#   python abcrown.py --config {root.resolve() / path.name}\n"
+                  "# one instance: add --onnx_path X --vnnlib_path Y --results_file out.txt "
+                  "--timeout T --save_adv_example\n")
+        body = yaml.safe_dump(abcrown_config(root, device, batch, timeout), sort_keys=False)
+        path.write_text(header + body)
+        written.append(path)
+    (bench_dir / RESULTS_DIR).mkdir(parents=True, exist_ok=True)
+    script = bench_dir / "run_abcrown.sh"
+    script.write_text(_RUN_SCRIPT.replace("__RESULTS__", RESULTS_DIR).replace("__CSV__", INSTANCES_CSV))
+    script.chmod(0o755)
+    written.append(script)
+    logger.info("wrote abCROWN configs to %s", bench_dir)
+    return written

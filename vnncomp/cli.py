@@ -1,0 +1,118 @@
+"""Command-line entry points: adcert-export, adcert-verify, adcert-report.
+
+Each command parses its options, calls one library function, and prints a summary to
+stderr. Errors are one line (``Error: <Class>: message``) with the class's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from adcert_plugin.cli_errors import handle_errors
+
+_PATH = click.Path(path_type=Path)
+_EXISTING_DIR = click.Path(path_type=Path, exists=True, file_okay=False)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+_EXPORT_EXAMPLE = "adcert-export runs/mnist/model.pt --out-dir bench/mnist --eps 0.1 --n 20 --timeout 120"
+_VERIFY_EXAMPLE = "adcert-verify bench/mnist --verifier marabou --timeout 60"
+_REPORT_EXAMPLE = "adcert-report runs/mnist/eval/samples.jsonl bench/mnist --out report.json"
+
+
+def _example(line: str) -> str:
+    return f"\b\nExample:\n  {line}"
+
+
+@click.command("adcert-export", epilog=_example(_EXPORT_EXAMPLE))
+@click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out-dir", type=_PATH, required=True, help="Benchmark folder to write.")
+@click.option("--dataset", default=None, help="Data-set name (default: the checkpoint's).")
+@click.option("--data-dir", type=_PATH, envvar="ADCERT_DATA", default=None, help="Data root [env: ADCERT_DATA].")
+@click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Pixel-space L-inf radius (default: the checkpoint config's eps).")
+@click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of instances.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing test samples.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Seconds per instance (n x timeout <= 6 h).")
+@click.option("--filter-pgd", is_flag=True, help="Keep only samples that PGD does not break.")
+@click.option("--force", is_flag=True, help="Replace an existing non-empty --out-dir.")
+@click.option("--arch", default=None, help="Architecture name, for a plain state_dict checkpoint.")
+@click.option("--opset", type=click.IntRange(13, 17), default=13, show_default=True, help="ONNX opset.")
+@click.option("--verbose", "-v", is_flag=True, help="Log progress.")
+@handle_errors
+def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, filter_pgd, force, arch, opset,
+               verbose):
+    """Write a VNN-COMP benchmark (ONNX, VNN-LIB 1.0/2.0, instances.csv, abCROWN configs)."""
+    from .benchmark import export_benchmark
+
+    _setup_logging(verbose)
+    info = export_benchmark(checkpoint, out_dir, dataset=dataset, data_dir=data_dir, eps=eps, n=n, seed=seed,
+                            timeout=timeout, filter_pgd=filter_pgd, force=force, arch=arch, opset=opset)
+    _say(f"wrote {len(info.instances)} instances to {info.out_dir} "
+         f"({info.params['dataset']}, eps {info.params['eps']!r}, clean accuracy {100 * info.clean_accuracy:.2f} %, "
+         f"PGD-robust {info.pgd_robust}/{info.pgd_examined}, total timeout {info.total_timeout:g} s)")
+
+
+@click.command("adcert-verify", epilog=_example(_VERIFY_EXAMPLE))
+@click.argument("bench_dir", type=_EXISTING_DIR)
+@click.option("--verifier", type=click.Choice(["marabou", "abcrown", "neuralsat"]), default="marabou",
+              show_default=True, help="Complete verifier to run.")
+@click.option("--abcrown", "abcrown_path", type=_PATH, default=None, help="alpha-beta-CROWN checkout (abcrown).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per instance (default: instances.csv).")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+              help="Device for abcrown/neuralsat.")
+@click.option("--instance", "instances", multiple=True, help="Run only this instance (repeatable).")
+@click.option("--out", type=_PATH, default=None, help="Results table (default: BENCH_DIR/results/<verifier>.csv).")
+@click.option("--verbose", "-v", is_flag=True, help="Log progress.")
+@handle_errors
+def verify_cmd(bench_dir, verifier, abcrown_path, timeout, device, instances, out, verbose):
+    """Run a complete verifier on every instance of a benchmark and write a results table."""
+    from .runners import verify_benchmark
+
+    _setup_logging(verbose)
+    results, table = verify_benchmark(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
+                                      device=device, instances=list(instances) or None, table=out)
+    counts = {word: sum(r.result == word for r in results) for word in ("unsat", "sat", "timeout", "error",
+                                                                         "unknown")}
+    _say(f"{verifier} on {len(results)} instances: "
+         + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f"; table {table}")
+
+
+@click.command("adcert-report", epilog=_example(_REPORT_EXAMPLE))
+@click.argument("eval_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("bench_dir", type=_EXISTING_DIR)
+@click.option("--results", "sources", type=click.Path(path_type=Path, exists=True), multiple=True,
+              help="Results table/pickle/folder (repeatable; default: BENCH_DIR/results/*.csv).")
+@click.option("--out", type=_PATH, default=None, help="Write the merged summary and rows as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Log progress.")
+@handle_errors
+def report_cmd(eval_file, bench_dir, sources, out, verbose):
+    """Merge adcert-eval's per-sample report with verifier results; exit 3 on contradictions."""
+    from adcert_plugin.errors import SoundnessError
+
+    from .report import report_benchmark
+
+    _setup_logging(verbose)
+    check = report_benchmark(eval_file, bench_dir, list(sources) or None, raise_on_contradiction=False)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"summary": check.summary(), "rows": check.rows}, indent=1, default=str) + "\n")
+    _say(f"certified accuracy {100 * check.certified_accuracy:.2f} % ({check.certified_merged}/{check.total}; "
+         f"incomplete methods alone {check.certified_incomplete}), falsified {check.falsified}")
+    if check.contradictions:
+        shown = "; ".join(check.contradictions[:10])
+        raise SoundnessError(f"{len(check.contradictions)} contradictions: {shown}")
