@@ -15,6 +15,7 @@ arithmetic as auto_LiRPA's IBP, several times faster); every other case uses aut
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
@@ -56,6 +57,29 @@ def auto_lirpa_version() -> tuple[int, ...] | None:
     return _VERSION
 
 
+def _skip_reload(*args, **kwargs):
+    """Stands in for ``load_state_dict`` while auto_LiRPA builds its BoundedModule."""
+
+
+@contextlib.contextmanager
+def _no_state_reload(model: nn.Module, bounded_module_cls: type):
+    """Skip the state-dict reload that ends BoundedModule construction.
+
+    BoundedModule copies the state dict, traces, then loads the copy back into the model and
+    into itself: an in-place write to every (shared) parameter, which breaks autograd graphs
+    built earlier in the same step. Tracing runs in eval mode, so nothing changed and the
+    reload is a no-op in value; BN buffers are re-synced before every bound anyway.
+    """
+    model.load_state_dict = _skip_reload
+    original = bounded_module_cls.load_state_dict
+    bounded_module_cls.load_state_dict = _skip_reload
+    try:
+        yield
+    finally:
+        bounded_module_cls.load_state_dict = original
+        del model.load_state_dict
+
+
 class BoundedNet:
     """A model wrapped once for bounding; shares parameters with ``model``."""
 
@@ -73,9 +97,8 @@ class BoundedNet:
             device = next(self.model.parameters()).device
             example = torch.zeros((2, *self.in_shape), device=device)
             was_training = self.model.training
-            state = {k: v.clone() for k, v in self.model.state_dict().items()}
             try:
-                with warnings.catch_warnings():
+                with _no_state_reload(self.model, lirpa.BoundedModule), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     self._lirpa_module = lirpa.BoundedModule(
                         self.model.eval(), example, bound_opts=lirpa_compat.default_bound_opts(_VERSION),
@@ -84,26 +107,29 @@ class BoundedNet:
                 raise UnsupportedModelError(f"auto_LiRPA cannot bound {type(self.model).__name__}: "
                                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
             finally:
-                self.model.load_state_dict(state)  # tracing must not move BN running statistics
                 self.model.train(was_training)
             self._buffer_pairs = self._match_buffers()
         return self._lirpa_module
 
     def _match_buffers(self):
+        """(node, model buffer) pairs: auto_LiRPA 0.3 holds a *copy* of each buffer in a node."""
         ours = dict(self.model.named_buffers())
-        pairs = [(buf, ours[name]) for name, buf in self._lirpa_module.named_buffers() if name in ours]
+        nodes = [node for node in self._lirpa_module.modules()
+                 if "buffer" in getattr(node, "_buffers", {}) and getattr(node, "ori_name", None) in ours]
         params = {id(p) for p in self.model.parameters()}
-        shared = all(id(p) in params for p in self._lirpa_module.parameters())
-        if not shared:
+        if not all(id(p) in params for p in self._lirpa_module.parameters()):
             raise UnsupportedModelError("auto_LiRPA copied the model's parameters; bounds would go stale")
-        return pairs
+        return [(node, ours[node.ori_name]) for node in nodes]
 
     def _sync(self):
-        """Mirror the model's mode and BN buffers into the bounded module (0.3 copies buffers)."""
+        """Mirror the model's mode and BN buffers into the bounded module before each call.
+
+        Buffers are re-bound to fresh copies rather than written in place: a train-mode BN
+        forward saves them for backward, so an in-place write would break that graph.
+        """
         module = self._bounded_module()
-        with torch.no_grad():
-            for theirs, ours in self._buffer_pairs:
-                theirs.copy_(ours)
+        for node, ours in self._buffer_pairs:
+            node.buffer = ours.detach().clone()
         module.train(self.model.training)
         return module
 

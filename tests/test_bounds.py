@@ -215,3 +215,17 @@ def test_unknown_method_is_a_clear_error(batch):
     x, y = batch
     with pytest.raises(UnsupportedModelError, match="choose one of"):
         wrap_model(tiny_net("mlp"), x.shape[1:]).margin_lower(InputBox.from_pixels(x, 0.1, MEAN, STD), y, "DeepPoly")
+
+
+@pytest.mark.parametrize("order", ["forward-then-bound", "two-bounds"])
+def test_auto_lirpa_bounds_keep_earlier_graphs_intact(order, batch):
+    """Building auto_LiRPA's module must not write to parameters in place mid-step."""
+    x, y = batch
+    model = tiny_net("cnn-bn").train()
+    box = InputBox.from_pixels(x, 0.05, MEAN, STD)
+    bounded = wrap_model(model, x.shape[1:], use_native_ibp=False)
+    first = model(box.x_norm).sum() if order == "forward-then-bound" else bounded.margin_lower(box, y, "IBP").sum()
+    total = first + bounded.margin_lower(box, y, "IBP").sum() + bounded.margin_lower(box, y, "CROWN-IBP").sum()
+    total.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert "load_state_dict" not in vars(model)

@@ -1,0 +1,106 @@
+"""The frozen teacher of distillation losses (methods.md Part A, shared rules).
+
+A ``Teacher`` wraps any ``nn.Sequential`` ending in ``nn.Linear`` (features are the input of
+that final layer). It is frozen for good: eval mode (its BN uses running statistics and never
+updates them), ``requires_grad_(False)``, every forward under ``no_grad`` with detached
+outputs. ``Teacher.train()`` is a no-op and eval mode is re-asserted at every call, so a
+parent module's ``.train()`` or a stray ``teacher.model.train()`` cannot switch its BN to
+batch statistics. The teacher is never part of the bounded (verified) network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import load_model
+from .errors import ConfigError, UnknownModelError
+from .models import split_head
+
+
+class Teacher(nn.Module):
+    """Frozen wrapper: ``logits(x_norm)`` ``[B, K]`` and ``features(x_norm)`` ``[B, F]``, both detached.
+
+    Args:
+        model: the teacher network (takes normalised input, like the student). It is frozen
+            in place (eval, requires_grad False).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if isinstance(model, Teacher):
+            model = model.model
+        self.model = model
+        self.model.requires_grad_(False)
+        super().train(False)
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> "Teacher":
+        """No-op: a teacher always stays in eval mode."""
+        super().train(False)
+        self.model.eval()
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Teacher":
+        """No-op: teacher parameters never require gradients."""
+        self.model.requires_grad_(False)
+        return self
+
+    def _frozen(self) -> nn.Module:
+        if self.model.training:
+            self.model.eval()
+        return self.model
+
+    def _device_input(self, x_norm: torch.Tensor) -> torch.Tensor:
+        param = next(self.model.parameters(), None)
+        return x_norm if param is None else x_norm.to(param.device, param.dtype)
+
+    def logits(self, x_norm: torch.Tensor) -> torch.Tensor:
+        """Teacher logits at normalised input ``[B, C, H, W]``, on the input's device."""
+        with torch.no_grad():
+            return self._frozen()(self._device_input(x_norm.detach())).detach().to(x_norm.device)
+
+    def features(self, x_norm: torch.Tensor) -> torch.Tensor:
+        """Teacher penultimate (input of the final linear layer) features ``[B, F]``."""
+        body, _ = split_head(self._frozen())
+        with torch.no_grad():
+            return body(self._device_input(x_norm.detach())).detach().to(x_norm.device)
+
+    @property
+    def feature_width(self) -> int:
+        return split_head(self.model)[1].in_features
+
+    def forward(self, x_norm: torch.Tensor) -> torch.Tensor:
+        return self.logits(x_norm)
+
+
+def load_teacher(path: str | Path, arch: str | None = None, in_shape=None, num_classes: int | None = None,
+                 expect_shape=None, expect_classes: int | None = None, **arch_kwargs) -> Teacher:
+    """Load a frozen teacher from an adcert checkpoint or a plain state_dict.
+
+    Args:
+        path: checkpoint file (adcert format, or a state_dict with ``arch``/``in_shape``/``num_classes``).
+        arch, in_shape, num_classes, arch_kwargs: architecture of a plain state_dict.
+        expect_shape: the student's input shape (C, H, W); a different teacher shape is refused.
+        expect_classes: the student's number of classes; a different teacher K is refused.
+
+    Raises:
+        ConfigError: the teacher does not fit the student's data set or is not a Sequential
+            ending in Linear.
+        CheckpointError: the file is missing, unsafe or its weights do not fit the architecture.
+    """
+    model, record = load_model(path, arch=arch, in_shape=in_shape, num_classes=num_classes, **arch_kwargs)
+    spec = record["arch"]
+    if expect_classes is not None and int(spec["num_classes"]) != int(expect_classes):
+        raise ConfigError(f"teacher {path} predicts {spec['num_classes']} classes but the student has "
+                          f"{expect_classes}; use a teacher trained on the student's data set")
+    if expect_shape is not None and tuple(spec["in_shape"]) != tuple(expect_shape):
+        raise ConfigError(f"teacher {path} takes inputs {tuple(spec['in_shape'])} but the data are "
+                          f"{tuple(expect_shape)}; use a teacher trained on the student's data set")
+    try:
+        split_head(model)
+    except UnknownModelError as err:
+        raise ConfigError(f"teacher {path}: {err}; a teacher must be nn.Sequential ending in nn.Linear") from err
+    return Teacher(model)
