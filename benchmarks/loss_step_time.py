@@ -31,22 +31,26 @@ SHAPES = {"mnist": (DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,)), 0.1),
                     8 / 255)}
 
 
-def make_step(name: str, spec: DataSpec, eps: float, x, y, teacher: Teacher):
+def make_step(name: str, spec: DataSpec, eps: float, x, y, teacher: Teacher, device: str = "cpu",
+              return_params: bool = False):
     """A closure running one optimizer step of loss ``name`` (``None``: plain clean CE)."""
     torch.manual_seed(0)
-    student = ibp_init(create_model("cnn7", spec.shape, spec.num_classes)).train()
+    x, y = x.to(device), y.to(device)
+    teacher.to(device)
+    student = ibp_init(create_model("cnn7", spec.shape, spec.num_classes)).to(device).train()
     loss = create_loss(name) if name else None
     if loss is not None:
         loss.prepare(student, teacher)
     params = list(student.parameters()) + ([] if loss is None else list(loss.modules.parameters()))
     opt = torch.optim.Adam(params, lr=5e-4)
     bounded = wrap_model(student, spec.shape)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=device).manual_seed(0)
 
     def step():
         opt.zero_grad(set_to_none=True)
         if loss is None:
-            x_norm = (x - torch.tensor(spec.mean).view(1, -1, 1, 1)) / torch.tensor(spec.std).view(1, -1, 1, 1)
+            mean, std = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in (spec.mean, spec.std))
+            x_norm = (x - mean) / std
             value = F.cross_entropy(student(x_norm), y)
         else:
             ctx = LossContext(student, bounded, x, y, eps, spec, attack=AttackConfig(), teacher=teacher,
@@ -56,7 +60,7 @@ def make_step(name: str, spec: DataSpec, eps: float, x, y, teacher: Teacher):
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
 
-    return step
+    return (step, params) if return_params else step
 
 
 def main() -> None:
