@@ -7,6 +7,7 @@ choice, say) are one line too. Progress and summaries go to stderr.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import sys
@@ -140,3 +141,33 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
     click.echo(report.table(), err=True)
     if as_json:
         click.echo(json.dumps(report.summary, indent=2))
+
+
+LOSSES_EXAMPLE = """\b
+Example:
+  adcert-losses
+  adcert-losses 'cc-*' --params
+"""
+
+
+@click.command("adcert-losses", cls=OneLineCommand, epilog=LOSSES_EXAMPLE,
+               context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pattern", default="*")
+@click.option("--params", is_flag=True, help="Also list each loss's hyperparameters and defaults.")
+@handle_errors
+def losses_cmd(pattern, params):
+    """List the registered loss plugins (built-in and from the adcert.losses entry points)."""
+    import dataclasses
+
+    from .losses import create_loss, describe_losses
+
+    for name, description in describe_losses().items():
+        if not fnmatch.fnmatch(name, pattern):
+            continue
+        click.echo(f"{name:10s} {description}")
+        if params:
+            loss = create_loss(name)
+            needs = ", ".join(sorted(loss.needs)) or "-"
+            click.echo(f"{'':10s} needs: {needs}")
+            for field in dataclasses.fields(loss.config):
+                click.echo(f"{'':10s} {field.name} = {getattr(loss.config, field.name)!r}")

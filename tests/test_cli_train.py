@@ -140,3 +140,18 @@ def test_debug_keeps_the_traceback(data_root, tmp_path):
     result = CliRunner().invoke(train_cmd, _args(data_root, tmp_path / "out", flags=["--loss", "ad-cert", "--debug"]))
     assert result.exit_code != 0 and result.exception is not None
     assert type(result.exception).__name__ == "ConfigError"
+
+
+def test_losses_command_lists_every_loss_with_params():
+    from click.testing import CliRunner
+
+    from adcert_plugin.cli import losses_cmd
+    from adcert_plugin.losses import list_losses
+
+    result = CliRunner().invoke(losses_cmd, ["--params"])
+    assert result.exit_code == 0, result.output
+    for name in list_losses():
+        assert f"\n{name} " in "\n" + result.output
+    assert "alpha = " in result.output and "needs: attack, bounds, teacher" in result.output
+    only = CliRunner().invoke(losses_cmd, ["cc-*"])
+    assert only.output.split()[0] == "cc-dist" and "mtl-ibp" not in only.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -178,3 +179,26 @@ def test_broken_entry_point_fails_only_when_requested(plugin_dist):
         create_loss("brokenloss")
     with pytest.raises(UnknownLossError):
         create_loss("nosuchloss")
+
+
+def test_example_plugin_package_registers_through_its_entry_point(tmp_path, monkeypatch):
+    """examples/custom_loss_plugin, installed as a distribution, is found by name."""
+    import shutil
+
+    import adcert_plugin.losses as registry
+
+    src = Path(__file__).resolve().parents[1] / "examples" / "custom_loss_plugin" / "adcert_hinge"
+    shutil.copytree(src, tmp_path / "adcert_hinge")
+    dist = tmp_path / "adcert_hinge-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: adcert-hinge\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[adcert.losses]\nibp-hinge = adcert_hinge:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry._forget_entry_points()
+    try:
+        loss = registry.create_loss("ibp-hinge", alpha=0.25)
+        assert loss.config.alpha == 0.25 and loss.needs == {"attack", "bounds"}
+        assert "ibp-hinge" in registry.list_losses()
+    finally:
+        registry.unregister_loss("ibp-hinge")
+        registry._forget_entry_points()
