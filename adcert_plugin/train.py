@@ -264,13 +264,12 @@ class _Trainer:
             parts = {"ce_clean": loss.detach()}
         else:
             ctx = LossContext(self.model, self.bounded, x, y, eps, spec, attack=cfg.attack,
-                              teacher=self.teacher, generator=self.generator)
+                              teacher=self.teacher, generator=self.generator,
+                              keep_relu_inputs=reg_weight > 0 and eps >= S.MIN_EPS_REG)
             out = self.loss(ctx)
             loss, parts = out.loss, dict(out.parts)
         if reg_weight > 0:
-            box = InputBox.from_pixels(x, max(eps, S.MIN_EPS_REG), spec.mean, spec.std)
-            trace = self.bounded.ibp_trace(box, y, keep_relu_inputs=True)
-            reg = warmup_terms(trace.relu_inputs, box.half_width, cfg.schedule.reg_tolerance).total
+            reg = self.warmup_regulariser(x, y, eps, None if S.is_natural(eps) else ctx)
             loss = loss + reg_weight * reg
             parts["reg"] = reg.detach()
         if cfg.optim.l1 > 0:
@@ -278,6 +277,16 @@ class _Trainer:
             loss = loss + cfg.optim.l1 * l1
             parts["l1"] = l1.detach()
         return loss, parts
+
+    def warmup_regulariser(self, x: torch.Tensor, y: torch.Tensor, eps: float, ctx: LossContext | None):
+        """Shi et al. warm-up terms, from the loss's own ε-box IBP pass when it made one."""
+        relu_inputs = ctx.relu_input_bounds() if ctx is not None else None
+        if relu_inputs is not None:
+            box = ctx.box
+        else:  # natural phase, tiny eps, or a loss without a native IBP pass: bound once more
+            box = InputBox.from_pixels(x, max(eps, S.MIN_EPS_REG), self.spec.mean, self.spec.std)
+            relu_inputs = self.bounded.ibp_trace(box, y, keep_relu_inputs=True).relu_inputs
+        return warmup_terms(relu_inputs, box.half_width, self.cfg.schedule.reg_tolerance).total
 
     def optimizer_step(self, epoch: int, i: int, steps: int) -> None:
         clip = self.cfg.optim.grad_clip

@@ -64,3 +64,32 @@ def test_l1_only_conv_and_linear_weights():
             p.fill_(-1.0)
     expected = 2 * 1 * 3 * 3 + 3 * 2  # conv weight + linear weight; biases and BN excluded
     assert l1_penalty(net).item() == pytest.approx(expected)
+
+
+def test_loss_context_hands_its_relu_bounds_to_the_regulariser(monkeypatch):
+    """One IBP pass per step: the warm-up terms reuse the loss's ε-box trace, unchanged."""
+    import torch
+
+    from adcert_plugin.bounds import BoundedNet, wrap_model
+    from adcert_plugin.data import DataSpec
+    from adcert_plugin.losses import create_loss
+    from adcert_plugin.losses.base import LossContext
+    from adcert_plugin.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("small-cnn", (1, 8, 8), 4, width=4, linear_size=16, bn=True).train()
+    spec = DataSpec("toy", (1, 8, 8), 4, (0.3,), (0.4,))
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 4, (6,))
+    bounded = wrap_model(model, (1, 8, 8))
+    calls = []
+    original = BoundedNet.ibp_trace
+    monkeypatch.setattr(BoundedNet, "ibp_trace", lambda self, *a, **k: calls.append(k) or original(self, *a, **k))
+    ctx = LossContext(model, bounded, x, y, 0.05, spec, keep_relu_inputs=True)
+    create_loss("ibp")(ctx)
+    kept = ctx.relu_input_bounds()
+    assert len(calls) == 1 and kept is not None and len(kept) == 3
+    separate = original(bounded, ctx.box, y, keep_relu_inputs=True).relu_inputs  # stats: the clean batch
+    for (lo_a, up_a), (lo_b, up_b) in zip(kept, separate):
+        torch.testing.assert_close(lo_a, lo_b)
+        torch.testing.assert_close(up_a, up_b)
+    assert LossContext(model, bounded, x, y, 0.05, spec).relu_input_bounds() is None  # off by default

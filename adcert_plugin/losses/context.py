@@ -45,11 +45,14 @@ class LossContext:
         teacher: a ``Teacher`` (an ``nn.Module`` is wrapped, which freezes it) or None.
         generator: random source of the PGD start (seed-reproducible steps).
         needs: what the loss uses; ``Loss.__call__`` binds it (decides the BN statistics batch).
+        keep_relu_inputs: keep the ReLU-input bounds of the ε-box IBP pass, so the trainer's
+            warm-up regulariser reuses them (``relu_input_bounds``) instead of bounding again.
     """
 
     def __init__(self, student: nn.Module, bounded: BoundedNet | None, x: torch.Tensor, y: torch.Tensor,
                  eps: float, spec, attack: AttackConfig = AttackConfig(), teacher=None,
-                 generator: torch.Generator | None = None, needs: frozenset[str] = frozenset()):
+                 generator: torch.Generator | None = None, needs: frozenset[str] = frozenset(),
+                 keep_relu_inputs: bool = False):
         from ..teacher import Teacher  # local: teacher.py imports checkpoint/models only
 
         if bounded is not None and bounded.model is not student:
@@ -61,6 +64,7 @@ class LossContext:
         self.x, self.y, self.eps, self.spec = x, y, float(eps), spec
         self.attack, self.teacher, self.generator = attack, teacher, generator
         self.needs = frozenset(needs)
+        self.keep_relu_inputs = keep_relu_inputs
         self._memo: dict = {}
 
     # -- binding and inputs ---------------------------------------------------------------
@@ -229,7 +233,8 @@ class LossContext:
 
         hook = self.student[-1].register_forward_pre_hook(keep_features)
         try:
-            trace = self.bounded.ibp_trace(region, self.y, stats_input=stats_input, track_running_stats=first)
+            trace = self.bounded.ibp_trace(region, self.y, stats_input=stats_input, track_running_stats=first,
+                                           keep_relu_inputs=self.keep_relu_inputs and region is self.box)
         finally:
             hook.remove()
         if first:
@@ -237,7 +242,13 @@ class LossContext:
             self._memo[("features", which)] = captured["f"]
         if region is self.box:
             self._memo[("bound", "IBP")] = trace.lower
+            if self.keep_relu_inputs:
+                self._memo["relu_inputs"] = trace.relu_inputs
         return trace.lower
+
+    def relu_input_bounds(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """ReLU-input bounds of this step's ε-box IBP pass, if one ran with ``keep_relu_inputs``."""
+        return self._memo.get("relu_inputs")
 
     def margins(self, which: Which = "adv") -> torch.Tensor:
         """Exact margins C_y f(x) at the clean or adversarial batch ``[B, K-1]``."""
