@@ -12,6 +12,7 @@ An adcert checkpoint is a plain dict of tensors and primitives, never pickled co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -41,21 +42,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb"):
+    """Open a temporary file beside ``path``; on success rename it over ``path``, else delete it.
+
+    A reader never sees a half-written file, and a failed write leaves the old file intact.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_file(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save, atomically."""
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: dict, dataset: str | None = None,

@@ -16,8 +16,6 @@ import copy
 import dataclasses
 import difflib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -26,6 +24,7 @@ import yaml
 
 from . import models
 from .attacks import AttackConfig
+from .checkpoint import atomic_file
 from .errors import ConfigError, UnknownModelError
 from .strict import build, check, check_keys, flatten, plain
 
@@ -212,17 +211,9 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path, "w") as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    return Path(path)
 
 
 # -- layering -------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .checkpoint import atomic_write_text
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def format_table(summary: dict) -> str:
 # -- files ---------------------------------------------------------------------------------
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temp file in the same folder, then rename)."""
-    _atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -158,7 +158,7 @@ def read_json(path: Path) -> Any:
 
 def write_samples(path: Path, rows: Iterable[dict]) -> None:
     """Replace ``samples.jsonl`` atomically with ``rows``, one JSON object per line."""
-    _atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def append_samples(path: Path, rows: Iterable[dict]) -> None:
@@ -260,15 +260,3 @@ class Progress:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.close()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

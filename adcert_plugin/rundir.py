@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from .checkpoint import atomic_write_text
 from .config import TrainConfig, read_config_file, save_config
 from .errors import ConfigError
 
@@ -99,20 +99,8 @@ class RunDir:
     def truncate_metrics(self, epochs: int) -> list[dict]:
         """Keep the rows of epochs ≤ ``epochs`` (a resumed run rewrites later ones)."""
         rows = [r for r in self.read_metrics() if int(r.get("epoch", 0)) <= epochs]
-        _atomic_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
         return rows
 
     def write_summary(self, summary: dict) -> None:
-        _atomic_text(self.summary, json.dumps(summary, indent=2) + "\n")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_text(self.summary, json.dumps(summary, indent=2) + "\n")

@@ -87,7 +87,7 @@ def table(rows: list[dict], shape: str) -> str:
     by_loss = {r["loss"]: r for r in rows if r["shape"] == shape}
     plain, ibp, mtl = (by_loss.get(n) for n in (PLAIN, "ibp", "mtl-ibp"))
     lines = [f"CNN7, {shape} shapes, batch {plain and plain.get('batch', '')}".rstrip(),
-             f"| loss | s/step | × plain CE | × ibp | × mtl-ibp | peak MB | mem × plain | reference × plain |",
+             "| loss | s/step | × plain CE | × ibp | × mtl-ibp | peak MB | mem × plain | reference × plain |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in by_loss.items():
         ratio = lambda base, key="seconds": f"{r[key] / base[key]:.2f}" if base else "–"  # noqa: E731

@@ -12,6 +12,10 @@ from adcert_plugin.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite's tensors are tiny: intra-op threads cost more than they save (about 4x on a
+# 2-core machine), so every test runs on one torch thread.
+torch.set_num_threads(1)
+
 
 def shared_data_dir() -> Path | None:
     """ADCERT_DATA, else ../shared/data beside the checkout; None when neither exists."""

@@ -14,14 +14,6 @@ from adcert_plugin.cli import eval_cmd
 from adcert_plugin.models import create_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def files(tmp_path):
     """An adcert checkpoint (MNIST-shaped MLP), a plain state_dict and a file that is no checkpoint."""

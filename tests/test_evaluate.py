@@ -25,15 +25,6 @@ EPS = 0.01
 RANGE = dict(start=0, end=300, batch_size=100)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: thread start-up costs more than the arithmetic (and CI machines are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir) -> Path:
     """An MLP trained for a second on 2000 MNIST images, saved as an adcert checkpoint."""

@@ -27,15 +27,6 @@ from adcert_plugin.spec import margins
 from conftest import tiny_net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads cost more than they save (4x on a 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TOY_SPEC = DataSpec("toy", (1, 1, 2), 2, (0.0,), (1.0,))
 W1, B1, W2 = [[2.0, 1.0], [1.0, -1.0]], [1.0, 1.0], [[1.0, -1.0], [-1.0, 2.0]]
 X, EPS = (0.5, 0.5), 0.1

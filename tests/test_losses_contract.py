@@ -21,15 +21,6 @@ from adcert_plugin.teacher import Teacher
 from conftest import tiny_net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads cost more than they save (4x on a 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SPEC = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
 PART_NAMES = {"ce_clean", "ce_adv", "lb", "distill", "acc_adv"}
 BUILTIN = ["ad-cert", "cc-dist", "cc-ibp", "crown-ibp", "exp-ibp", "ibp", "mtl-ibp", "pgd", "sabr", "trades"]

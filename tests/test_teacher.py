@@ -20,15 +20,6 @@ from adcert_plugin.teacher import Teacher, load_teacher
 from conftest import tiny_net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads cost more than they save (4x on a 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SPEC = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
 
 

@@ -53,15 +53,6 @@ def synthetic():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny nets run faster on one thread, and much faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def no_pgd(monkeypatch):
     """PGD is exercised by the end-to-end test; here every sample counts as PGD-robust (fast)."""
     monkeypatch.setattr(benchmark_module, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.ones(

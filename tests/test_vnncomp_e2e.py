@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,21 +89,9 @@ def _pgd_broken(model: nn.Sequential, box: InputBox, y: torch.Tensor, steps: int
         return broken | (model(x).argmax(1) != y)
 
 
-@contextmanager
-def _one_torch_thread():
-    """Tiny nets run faster on one thread, and much faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory):
-    with _one_torch_thread():
-        return _mnist_run(tmp_path_factory)
+    return _mnist_run(tmp_path_factory)
 
 
 def _mnist_run(tmp_path_factory) -> dict:

@@ -95,7 +95,7 @@ def test_v1_reads_back_exactly():
 
 def test_v2_parses_and_matches_v1():
     vnnlib = pytest.importorskip("vnnlib")
-    import vnnlib.compat
+    pytest.importorskip("vnnlib.compat")
 
     prop = _prop(label=7)
     text2 = render_v2(prop)
