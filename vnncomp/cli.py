@@ -75,17 +75,20 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, fi
               help="Seconds per instance (default: instances.csv).")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="Device for abcrown/neuralsat.")
+@click.option("--python", "python", type=_PATH, default=None,
+              help="Interpreter of the venv NeuralSAT is installed in (neuralsat; default: this one).")
 @click.option("--instance", "instances", multiple=True, help="Run only this instance (repeatable).")
 @click.option("--out", type=_PATH, default=None, help="Results table (default: BENCH_DIR/results/<verifier>.csv).")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
-def verify_cmd(bench_dir, verifier, abcrown_path, timeout, device, instances, out, verbose):
+def verify_cmd(bench_dir, verifier, abcrown_path, timeout, device, python, instances, out, verbose):
     """Run a complete verifier on every instance of a benchmark and write a results table."""
     from .runners import verify_benchmark
 
     _setup_logging(verbose)
     results, table = verify_benchmark(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
-                                      device=device, instances=list(instances) or None, table=out)
+                                      device=device, instances=list(instances) or None, table=out,
+                                      python=python)
     counts = {word: sum(r.result == word for r in results) for word in ("unsat", "sat", "timeout", "error",
                                                                          "unknown")}
     _say(f"{verifier} on {len(results)} instances: "

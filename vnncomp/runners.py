@@ -67,7 +67,12 @@ def _run_one(command: list[str], instance: Instance, verifier: str, results_dir:
     except VerifierError as err:
         return _record(results_file, VerifierResult(instance.name, verifier, "error", seconds, note=str(err)))
     logger.info("%s on %s: %s in %.1f s", verifier, instance.name, result.result, seconds)
-    return replace(result, seconds=seconds) if math.isnan(result.seconds) else result
+    # Wall time for every verifier, start-up included, so tables compare like with like; the
+    # time a verifier reports itself (NeuralSAT's excludes its imports) is kept in the note.
+    if not math.isnan(result.seconds):
+        own = f"{verifier} reports {result.seconds:.2f} s"
+        result = replace(result, note=f"{result.note}; {own}" if result.note else own)
+    return replace(result, seconds=seconds)
 
 
 def _record(path: Path, result: VerifierResult) -> VerifierResult:
@@ -167,34 +172,56 @@ def run_abcrown(abcrown_path, bench_dir, timeout: float | None = None, device: s
     return _run_all(bench_dir, "abcrown", timeout, instances, build)
 
 
-def find_neuralsat() -> Path:
+_FIND_SRC = "import importlib.util as u; s = u.find_spec('src'); print(s.origin if s and s.origin else '')"
+
+
+def find_neuralsat(python: str | Path | None = None) -> Path:
     """Folder of NeuralSAT's ``main.py`` (pip package ``neuralsat``, import name ``src``).
 
+    Args:
+        python: the interpreter of the environment NeuralSAT is installed in (default: this one).
+            NeuralSAT wants its own dependencies, so a separate venv is the usual set-up.
+
     Raises:
-        VerifierError: Not installed (or ``src`` is some other package).
+        VerifierError: Not installed there (or ``src`` is some other package).
     """
-    spec = importlib.util.find_spec("src")
-    folder = Path(spec.origin).parent if spec is not None and spec.origin else None
+    if python is None:
+        spec = importlib.util.find_spec("src")
+        origin = spec.origin if spec is not None and spec.origin else ""
+    else:
+        try:
+            origin = subprocess.run([str(python), "-c", _FIND_SRC], capture_output=True, text=True,
+                                    timeout=120, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as err:
+            raise VerifierError(f"cannot run {python} to find NeuralSAT: {err}") from err
+    folder = Path(origin).parent if origin else None
     if folder is None or not (folder / "main.py").is_file() or not (folder / "verifier" / "verifier.py").is_file():
-        raise VerifierError("NeuralSAT is not installed: pip install --no-deps neuralsat "
-                            "(it installs as the import package 'src'), plus its runtime deps")
+        where = f" for {python}" if python else ""
+        raise VerifierError(f"NeuralSAT is not installed{where}: pip install --no-deps neuralsat "
+                            "(it installs as the import package 'src'), plus its runtime deps; "
+                            "or pass --python PATH of the venv that has it")
     return folder
 
 
 def run_neuralsat(bench_dir, timeout: float | None = None, device: str = "cpu",
-                  instances: Sequence[str] | None = None) -> list[VerifierResult]:
+                  instances: Sequence[str] | None = None, python: str | Path | None = None
+                  ) -> list[VerifierResult]:
     """Run NeuralSAT's ``main.py`` per instance as its own program.
 
     Its results file has ``<status>,<seconds>`` on line 1 (``--export_runtime``) and the
     counterexample block after it (``--export_cex``).
 
+    Args:
+        python: interpreter of the environment NeuralSAT is installed in (default: this one).
+
     Raises:
         VerifierError: NeuralSAT is not installed.
     """
-    folder = find_neuralsat()
+    folder = find_neuralsat(python)
+    interpreter = str(python) if python is not None else sys.executable
 
     def build(instance: Instance, results_file: Path, seconds: float):
-        command = [sys.executable, str(folder / "main.py"), "--net", str(instance.onnx), "--spec",
+        command = [interpreter, str(folder / "main.py"), "--net", str(instance.onnx), "--spec",
                    str(instance.vnnlib), "--timeout", str(seconds), "--device", device, "--result_file",
                    str(results_file), "--export_cex", "--export_runtime", "--verbosity", "0"]
         return command, folder, None
@@ -207,7 +234,8 @@ RUNNERS = {"marabou": run_marabou, "abcrown": run_abcrown, "neuralsat": run_neur
 
 def verify_benchmark(bench_dir, verifier: str, timeout: float | None = None, abcrown_path=None,
                      device: str = "cpu", instances: Sequence[str] | None = None,
-                     table: str | Path | None = None) -> tuple[list[VerifierResult], Path]:
+                     table: str | Path | None = None, python: str | Path | None = None
+                     ) -> tuple[list[VerifierResult], Path]:
     """Run one verifier on a benchmark, check its counterexamples, write the results table.
 
     A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``.
@@ -220,6 +248,7 @@ def verify_benchmark(bench_dir, verifier: str, timeout: float | None = None, abc
         device: ``cpu``/``gpu`` for abcrown, ``cpu``/``cuda`` for neuralsat.
         instances: Names to run (default: all).
         table: CSV table path (default: ``<bench>/results/<verifier>.csv``).
+        python: interpreter of the verifier's own environment (neuralsat only).
 
     Returns:
         (results, table path).
@@ -236,7 +265,8 @@ def verify_benchmark(bench_dir, verifier: str, timeout: float | None = None, abc
         results = run_abcrown(abcrown_path, bench_dir, timeout, "gpu" if device in ("gpu", "cuda") else "cpu",
                               instances)
     elif verifier == "neuralsat":
-        results = run_neuralsat(bench_dir, timeout, "cuda" if device in ("gpu", "cuda") else "cpu", instances)
+        results = run_neuralsat(bench_dir, timeout, "cuda" if device in ("gpu", "cuda") else "cpu", instances,
+                                python)
     else:
         raise VerifierError(f"unknown verifier {verifier!r}; choose one of {sorted(RUNNERS)}")
     by_name = {i.name: i for i in read_instances(bench_dir)}
