@@ -79,9 +79,11 @@ def pgd_attack(model: nn.Module, box: InputBox, y: torch.Tensor, cfg: AttackConf
 def _pgd(model, box, y, cfg, target_logits, generator):
     lower, upper = box.lower_norm.detach(), box.upper_norm.detach()
     step = cfg.step_size * (upper - lower) / 2
-    best_x = box.x_norm.detach().clone()
-    with torch.no_grad():
-        best_val = attack_objective(model(best_x), y, cfg.objective, target_logits)
+    keep_best = cfg.steps > 1 or cfg.restarts > 1
+    best_x, best_val = box.x_norm.detach().clone(), None
+    if keep_best:  # the clean point competes too; a single step returns its end point unscored
+        with torch.no_grad():
+            best_val = attack_objective(model(best_x), y, cfg.objective, target_logits)
     for _ in range(cfg.restarts):
         noise = torch.rand(lower.shape, generator=generator, device=lower.device, dtype=lower.dtype)
         x = lower + noise * (upper - lower)
@@ -91,9 +93,9 @@ def _pgd(model, box, y, cfg, target_logits, generator):
                 value = attack_objective(model(x), y, cfg.objective, target_logits)
                 (grad,) = torch.autograd.grad(value.sum(), x)
             x = torch.maximum(torch.minimum(x.detach() + step * grad.sign(), upper), lower)
-            if cfg.steps > 1 or cfg.restarts > 1:
+            if keep_best:
                 best_x, best_val = _keep_best(model, x, y, cfg, target_logits, best_x, best_val)
-        if cfg.steps == 1 and cfg.restarts == 1:
+        if not keep_best:
             return x.detach()  # one step: the final point, as in the reference code
     return best_x
 
