@@ -3,7 +3,8 @@
     python benchmarks/bound_time.py --shape mnist --batch 128
 
 Prints a table: method, path (native interval code or auto_LiRPA), seconds (median of
---repeats runs after one warm-up), and for reference a plain forward+backward.
+--repeats round-robin runs after one warm-up), and for reference a plain forward+backward.
+CROWN runs once, on --crown-batch samples: on a CPU it costs far more than the others.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ SHAPES = {"mnist": ((1, 28, 28), (0.0,), (1.0,), 0.1),
           "cifar": ((3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 8 / 255)}
 
 
-def timed(fn, repeats: int) -> float:
-    fn()
-    samples = []
+def timed_round_robin(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each closure, run one after another per repeat (load drift hits all)."""
+    for fn in fns.values():
+        fn()  # warm-up: tracing, allocator
+    samples = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def main() -> None:
@@ -58,19 +62,21 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(box.x_norm), y).backward()
 
-    rows = [("plain CE forward+backward", "torch", args.batch, timed(plain, args.repeats))]
-    rows.append(("IBP forward+backward", "native", args.batch, timed(backward_of(native, "IBP"), args.repeats)))
-    rows.append(("IBP forward+backward", "auto_LiRPA", args.batch, timed(backward_of(lirpa, "IBP"), args.repeats)))
+    fns = {("plain CE forward+backward", "torch", args.batch): plain,
+           ("IBP forward+backward", "native", args.batch): backward_of(native, "IBP"),
+           ("IBP forward+backward", "auto_LiRPA", args.batch): backward_of(lirpa, "IBP")}
     if "CROWN-IBP" not in args.skip:
-        rows.append(("CROWN-IBP forward+backward", "auto_LiRPA", args.batch,
-                     timed(backward_of(lirpa, "CROWN-IBP"), args.repeats)))
+        fns[("CROWN-IBP forward+backward", "auto_LiRPA", args.batch)] = backward_of(lirpa, "CROWN-IBP")
+    seconds = timed_round_robin(fns, args.repeats)
+    rows = [(*key, seconds[key]) for key in fns]
     if "CROWN" not in args.skip:
         n = args.crown_batch or args.batch
         small = InputBox(box.x_norm[:n], box.lower_norm[:n], box.upper_norm[:n])
         model.eval()
         with torch.no_grad():
-            rows.append(("CROWN (eval, no grad)", "auto_LiRPA", n,
-                         timed(lambda: lirpa.margin_lower(small, y[:n], "CROWN"), max(1, args.repeats - 2))))
+            start = time.perf_counter()
+            lirpa.margin_lower(small, y[:n], "CROWN")  # one run: CROWN on CNN7 is minutes per sample on a CPU
+            rows.append(("CROWN (eval, no grad, 1 run)", "auto_LiRPA", n, time.perf_counter() - start))
     print(f"CNN7 on {args.shape} shapes, {torch.get_num_threads()} threads")
     print(f"{'computation':30s} {'path':11s} {'batch':>5s} {'seconds':>9s} {'x plain':>8s}")
     for name, path, batch, seconds in rows:
