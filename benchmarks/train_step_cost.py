@@ -3,11 +3,12 @@
     python benchmarks/train_step_cost.py                      # MNIST and CIFAR shapes, batch 128
     python benchmarks/train_step_cost.py --shapes mnist --losses ibp mtl-ibp ad-cert
 
-Each (shape, loss) runs in a fresh subprocess so its peak memory is its own. Time is the
-median of --repeats optimizer steps after one warm-up step (forward, backward, clipping,
-Adam). Memory is the peak of one step: on a GPU ``torch.cuda.max_memory_allocated``; on the
-CPU the resident-set growth during the first step plus the bytes of parameters, gradients
-and Adam moments (what a GPU's allocator would also count). Ratios are to a plain clean
+Memory: each (shape, loss) runs one step in a fresh subprocess, so its peak is its own: on a
+GPU ``torch.cuda.max_memory_allocated``; on the CPU the resident-set growth during that step
+plus the bytes of parameters, gradients and Adam moments (what a GPU's allocator also counts).
+Time: all losses of a shape live in one process and are stepped round-robin (one step of each
+per repeat, median of --repeats after a warm-up), so load drifting on a shared machine hits
+them alike. A step is forward, backward, clipping and Adam. Ratios are to a plain clean
 cross-entropy step of the same network, to ``ibp`` and to ``mtl-ibp``.
 
 Reference (methods' own code with upstream auto_LiRPA, 2-core CPU, CNN7, batch 128, as a
@@ -36,8 +37,41 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def measure(shape: str, loss_name: str, batch: int, repeats: int, device: str) -> dict:
-    """Run in the subprocess: one (shape, loss) measurement."""
+def _reset_peak_rss() -> None:
+    """Reset the kernel's resident-set high-water mark (Linux ≥ 4.0), so VmHWM covers one step."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def measure_memory(shape: str, loss_name: str, batch: int, device: str) -> dict:
+    """Run in a subprocess: the peak memory of one step of ``loss_name``."""
+    import torch
+
+    step, params = _steps(shape, [loss_name], batch, device)[loss_name]
+    state_bytes = sum(p.numel() * p.element_size() for p in params) * 4  # weights, grads, Adam m and v
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        before = _rss_bytes()
+        _reset_peak_rss()
+        step()
+        peak = _peak_rss_bytes() - before + state_bytes
+    return {"shape": shape, "loss": loss_name, "peak_bytes": peak}
+
+
+def _steps(shape: str, names: list[str], batch: int, device: str) -> dict:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,33 +84,30 @@ def measure(shape: str, loss_name: str, batch: int, repeats: int, device: str) -
     torch.manual_seed(1)
     x, y = torch.rand(batch, *spec.shape), torch.randint(0, spec.num_classes, (batch,))
     teacher = Teacher(create_model("cnn7", spec.shape, spec.num_classes))
-    step, params = make_step(None if loss_name == PLAIN else loss_name, spec, eps, x, y, teacher,
-                             device=device, return_params=True)
-    state_bytes = sum(p.numel() * p.element_size() for p in params) * 4  # weights, grads, Adam m and v
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    return {name: make_step(None if name == PLAIN else name, spec, eps, x, y, teacher, device=device,
+                            return_params=True) for name in names}
+
+
+def measure_times(shape: str, names: list[str], batch: int, repeats: int, device: str) -> dict[str, float]:
+    """Median seconds per step of each loss, stepped round-robin in this process."""
+    import torch
+
+    steps = _steps(shape, names, batch, device)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for step, _ in steps.values():  # warm-up: auto_LiRPA tracing, allocator, kernels
         step()
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        before = _rss_bytes()
-        step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before + state_bytes
-    times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return {"shape": shape, "loss": loss_name, "seconds": statistics.median(times), "peak_bytes": peak,
-            "threads": torch.get_num_threads(), "device": device}
+        for name, (step, _) in steps.items():
+            start = time.perf_counter()
+            step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def run_one(shape, loss_name, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", shape, loss_name, "--batch", str(args.batch),
-           "--repeats", str(args.repeats), "--device", args.device]
+def run_memory(shape, loss_name, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", shape, loss_name, "--batch", str(args.batch), "--device", args.device]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{shape}/{loss_name} failed:\n{done.stderr[-2000:]}")
@@ -86,7 +117,7 @@ def run_one(shape, loss_name, args) -> dict:
 def table(rows: list[dict], shape: str) -> str:
     by_loss = {r["loss"]: r for r in rows if r["shape"] == shape}
     plain, ibp, mtl = (by_loss.get(n) for n in (PLAIN, "ibp", "mtl-ibp"))
-    lines = [f"CNN7, {shape} shapes, batch {plain and plain.get('batch', '')}".rstrip(),
+    lines = [f"CNN7, {shape} shapes, batch {plain['batch'] if plain else ''}, median of round-robin steps",
              "| loss | s/step | × plain CE | × ibp | × mtl-ibp | peak MB | mem × plain | reference × plain |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in by_loss.items():
@@ -112,16 +143,19 @@ def main() -> None:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.worker:
-        print(json.dumps(measure(*args.worker, args.batch, args.repeats, args.device)))
+        print(json.dumps(measure_memory(*args.worker, args.batch, args.device)))
         return
+    import torch
+
     from adcert_plugin.losses import list_losses
 
     names = [PLAIN, "ibp", "mtl-ibp"] + [n for n in (args.losses or list_losses()) if n not in ("ibp", "mtl-ibp")]
     rows = []
     for shape in args.shapes:
+        seconds = measure_times(shape, names, args.batch, args.repeats, args.device)
         for name in names:
-            row = run_one(shape, name, args)
-            row["batch"] = args.batch
+            row = {**run_memory(shape, name, args), "seconds": seconds[name], "batch": args.batch,
+                   "threads": torch.get_num_threads(), "device": args.device}
             rows.append(row)
             print(f"  {shape:5s} {name:10s} {row['seconds']:.3f} s  {row['peak_bytes'] / 2**20:.0f} MB",
                   file=sys.stderr, flush=True)
