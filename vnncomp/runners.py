@@ -172,7 +172,8 @@ def run_abcrown(abcrown_path, bench_dir, timeout: float | None = None, device: s
     return _run_all(bench_dir, "abcrown", timeout, instances, build)
 
 
-_FIND_SRC = "import importlib.util as u; s = u.find_spec('src'); print(s.origin if s and s.origin else '')"
+_FIND_SRC = ("import importlib.util as u, sys; s = u.find_spec('src'); "
+             "sys.stdout.write(s.origin if s and s.origin else '')")
 
 
 def find_neuralsat(python: str | Path | None = None) -> Path:
