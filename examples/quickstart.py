@@ -82,7 +82,8 @@ def main() -> int:
     parser.add_argument("--n-verify", type=int, default=8, help="properties to export and verify")
     parser.add_argument("--timeout", type=float, default=30.0, help="verifier seconds per property")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.ERROR, format="   %(message)s")
+    logging.getLogger("adcert_plugin.train").setLevel(logging.INFO)  # one line per epoch
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     start = time.perf_counter()
     try:
