@@ -191,12 +191,8 @@ class BoundedNet:
         spec = margin_matrix(y, num_classes)
         needs_stats = self.model.training or stats_input is not None
         stats = (box.x_norm if stats_input is None else stats_input) if needs_stats else None
-        body, head = self.model[:-1], self.model[-1]
-        trace = interval.propagate(body, box.lower_norm, box.upper_norm, stats, keep_relu_inputs=keep_relu_inputs,
-                                   track_running_stats=track_running_stats)
-        final = interval._final_spec(head, (trace.upper + trace.lower) / 2, (trace.upper - trace.lower) / 2,
-                                     trace.stats_out, spec, trace.relu_inputs)
-        return final
+        return interval.propagate(self.model, box.lower_norm, box.upper_norm, stats, spec=spec,
+                                  keep_relu_inputs=keep_relu_inputs, track_running_stats=track_running_stats)
 
     def _num_outputs(self, box: InputBox) -> int:
         was_training = self.model.training
