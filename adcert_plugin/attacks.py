@@ -3,7 +3,9 @@
 Random start uniform in the box; each step moves by η·(x_U − x_L)/2 · sign(∇) (the step is
 relative to the box half-width, so η = 10 with one step lands on a vertex); iterates are
 projected back into the box; with several steps or restarts the iterate with the highest
-per-sample objective is kept. The model is put in eval mode during the attack and restored.
+per-sample objective is kept. The model is put in eval mode during the attack and restored;
+the attack runs it with BatchNorm folded (``folding.folded_eval_forward``: the same function,
+without BN's passes), so it costs a training step as little as it can.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .folding import folded_eval_forward
 from .spec import InputBox
 
 Objective = Literal["ce", "margin", "kl"]
@@ -60,8 +63,8 @@ def pgd_attack(model: nn.Module, box: InputBox, y: torch.Tensor, cfg: AttackConf
                target_logits: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Strongest point found in ``box`` for each sample: ``[B, C, H, W]`` (normalised, detached).
 
-    The model runs in eval mode (BN with running statistics) and is switched back afterwards.
-    Parameters receive no gradient from the attack.
+    The model runs in eval mode (BN with running statistics, folded) and is switched back
+    afterwards. Parameters receive no gradient from the attack.
     """
     was_training = model.training
     model.eval()
@@ -69,7 +72,7 @@ def pgd_attack(model: nn.Module, box: InputBox, y: torch.Tensor, cfg: AttackConf
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        return _pgd(model, box, y, cfg, target_logits, generator)
+        return _pgd(folded_eval_forward(model), box, y, cfg, target_logits, generator)
     finally:
         for p, flag in zip(model.parameters(), requires):
             p.requires_grad_(flag)
@@ -92,6 +95,7 @@ def _pgd(model, box, y, cfg, target_logits, generator):
             with torch.enable_grad():
                 value = attack_objective(model(x), y, cfg.objective, target_logits)
                 (grad,) = torch.autograd.grad(value.sum(), x)
+            grad = grad.contiguous()  # the folded forward may hand it back channels-last
             x = torch.maximum(torch.minimum(x.detach() + step * grad.sign(), upper), lower)
             if keep_best:
                 best_x, best_val = _keep_best(model, x, y, cfg, target_logits, best_x, best_val)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from adcert_plugin.errors import ExportError, UnsupportedModelError
+from adcert_plugin.folding import bn_scale_shift
 
 from .onnx_run import onnx_input_shape, run_onnx
 
@@ -50,22 +51,9 @@ class OnnxExport:
     max_abs_diff: float
 
 
-def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (scale, shift) of an eval-mode BN: y = scale * x + shift."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise UnsupportedModelError(f"{bn} has no running statistics (track_running_stats=False); "
-                                    "it cannot be folded for export")
-    scale = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
-    shift = -bn.running_mean.double() * scale
-    if bn.affine:
-        scale = scale * bn.weight.double()
-        shift = shift * bn.weight.double() + bn.bias.double()
-    return scale, shift
-
-
 def _fold_pair(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> nn.Module:
     """A copy of Conv2d/Linear ``layer`` whose output equals ``bn(layer(x))`` in eval mode."""
-    scale, shift = _bn_scale_shift(bn)
+    scale, shift = bn_scale_shift(bn, torch.float64)
     folded = copy.deepcopy(layer)
     weight = layer.weight.detach().double()
     bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros_like(scale)
