@@ -91,7 +91,9 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
         DataError: The chosen folder does not exist.
     """
     if data_dir is not None:
-        raw, source = str(data_dir), "--data-dir"
+        # click hands $ADCERT_DATA over as --data-dir's value: name where it most likely came from
+        from_env = os.environ.get(ENV_VAR) == str(data_dir)
+        raw, source = str(data_dir), f"${ENV_VAR}" if from_env else "--data-dir"
     elif os.environ.get(ENV_VAR):
         raw, source = os.environ[ENV_VAR], ENV_VAR
     else:

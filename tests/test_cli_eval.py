@@ -52,6 +52,16 @@ def test_eval_cmd_bad_input_is_one_line(files, args, kind, fragment, code):
     assert sorted(p.name for p in files.iterdir()) == before  # nothing written
 
 
+def test_eval_cmd_names_the_env_var_a_missing_data_dir_came_from(files):
+    missing = str(files / "nowhere")
+    from_env = CliRunner().invoke(eval_cmd, [str(files / "model.pt")], env={"ADCERT_DATA": missing})
+    from_option = CliRunner().invoke(eval_cmd, [str(files / "model.pt"), "--data-dir", missing + "2"],
+                                     env={"ADCERT_DATA": missing})
+    assert from_env.exit_code == from_option.exit_code == 1
+    assert f"{missing} (from $ADCERT_DATA) does not exist" in from_env.stderr
+    assert f"{missing}2 (from --data-dir) does not exist" in from_option.stderr
+
+
 def test_eval_cmd_help_ends_with_an_example():
     result = CliRunner().invoke(eval_cmd, ["--help"])
     assert result.exit_code == 0
