@@ -3,11 +3,14 @@
 One PGD teacher, then the students ``mtl-ibp``, ``cc-ibp`` (no teacher), ``cc-dist`` (feature
 distillation) and ``ad-cert`` (logit distillation), all with the SAME seed, data subset, model,
 schedule, training attack, L1 and α; optionally an α sweep (extra α values, the same for every
-method) that gives one standard-vs-certified curve per method. Every model (the teacher too)
-is evaluated the same way: ``evaluate`` on one seeded test subset, one PGD, one bound cascade.
+method) that gives one standard-vs-certified curve per method; optionally extra seeds, each of
+which trains the teacher and the shared-α students again, so the comparison carries a spread
+(mean ± sd over seeds) instead of one draw. Every model (the teacher too) is evaluated the same
+way: ``evaluate`` on one seeded test subset, one PGD, one bound cascade.
 
     <out_dir>/teacher/                  train run dir (+ eval/: the evaluate report)
     <out_dir>/<method>-alpha<α>/        one per student and α, same layout
+    <out_dir>/seed<s>/...               teacher/ and <method>-alpha<α>/ again, per extra seed
     <out_dir>/results.json              every number, the config, machine info, wall times
     <out_dir>/results.md                the tables, the command line, the machine
     <out_dir>/plot.png                  standard (x) vs certified (y) accuracy
@@ -25,6 +28,7 @@ import difflib
 import logging
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +94,13 @@ class ExperimentConfig:
     loss_params: dict = field(default_factory=dict)  # method -> other loss params (beta, tau, ...)
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     seed: int = 100
+    extra_seeds: tuple[int, ...] = ()               # retrain teacher + shared-α students with each
     device: str = "cpu"
 
     def __post_init__(self):
+        if self.seed in self.extra_seeds or len(set(self.extra_seeds)) != len(self.extra_seeds):
+            raise ConfigError(f"experiment {self.name!r}: extra_seeds {list(self.extra_seeds)} must be distinct "
+                              f"and differ from seed={self.seed}")
         for a in (self.alpha, *self.sweep):
             if not 0.0 <= a <= 1.0:
                 raise ConfigError(f"experiment {self.name!r}: alpha={a} must be in [0, 1]")
@@ -107,6 +115,10 @@ class ExperimentConfig:
     def alphas(self) -> tuple[float, ...]:
         """The shared α and the sweep, ascending."""
         return tuple(sorted({self.alpha, *self.sweep}))
+
+    def seeds(self) -> tuple[int, ...]:
+        """The main seed, then the extra ones."""
+        return (self.seed, *self.extra_seeds)
 
     def student_config(self, method: str, alpha: float, out_dir: Path, teacher: Path) -> TrainConfig:
         loss = LossConfig(method, {**self.loss_params.get(method, {}), "alpha": alpha})
@@ -157,7 +169,7 @@ class RunRecord:
     method: str
     alpha: float | None            # None for the teacher
     uses_teacher: bool
-    main: bool                     # the shared-α point (the teacher counts as main)
+    main: bool                     # the shared-α point of the main seed (the teacher counts as main)
     run_dir: str
     eval_dir: str
     standard_acc: float
@@ -166,6 +178,7 @@ class RunRecord:
     train_time_s: float            # training loop time (summary.json: epochs incl. per-epoch checks)
     eval_time_s: float             # Σ per-sample evaluation seconds (kept across a resumed evaluation)
     reused: bool                   # True when this call trained nothing for it
+    seed: int = 0                  # the training seed of this run
 
 
 @dataclass(frozen=True)
@@ -180,7 +193,15 @@ class ExperimentResult:
         return next(r for r in self.records if r.method == method and r.main)
 
     def curve(self, method: str) -> list[RunRecord]:
-        return sorted((r for r in self.records if r.method == method and r.alpha is not None), key=lambda r: r.alpha)
+        """The α sweep of ``method`` (main seed), ascending α."""
+        seed = self.results["config"]["seed"]
+        return sorted((r for r in self.records if r.method == method and r.alpha is not None and r.seed == seed),
+                      key=lambda r: r.alpha)
+
+    def at_shared_alpha(self, method: str) -> list[RunRecord]:
+        """``method``'s runs at the shared α (the teacher: its runs), one per seed, main seed first."""
+        alpha = self.results["alpha"]
+        return [r for r in self.records if r.method == method and r.alpha in (None, alpha)]
 
     def table(self) -> str:
         return markdown_tables(self.results)
@@ -193,6 +214,9 @@ def run_dir_name(method: str, alpha: float) -> str:
 def run_unified(cfg: ExperimentConfig, out_dir: str | Path, force: bool = False, resume: bool = True,
                 command: str | None = None) -> ExperimentResult:
     """Train the teacher and every student × α, evaluate them all, write results and plot.
+
+    Extra seeds (``cfg.extra_seeds``) each train their own teacher and the shared-α students
+    under ``out_dir/seed<s>/``; the sweep runs with the main seed only.
 
     Args:
         cfg: the experiment (e.g. ``get_experiment("cpu")``).
@@ -209,16 +233,10 @@ def run_unified(cfg: ExperimentConfig, out_dir: str | Path, force: bool = False,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    teacher_cfg = cfg.teacher_config(out_dir / "teacher")
-    teacher_trained, teacher_rec = _train_and_evaluate(cfg, teacher_cfg, None, True, force, resume, False)
-    teacher_ckpt = out_dir / "teacher" / "model.pt"
-    records = [teacher_rec]
-    for alpha in cfg.alphas():
-        for method in cfg.methods:
-            train_cfg = cfg.student_config(method, alpha, out_dir / run_dir_name(method, alpha), teacher_ckpt)
-            # a retrained teacher makes every distilled student stale
-            stale = teacher_trained and train_cfg.teacher is not None
-            records.append(_train_and_evaluate(cfg, train_cfg, alpha, alpha == cfg.alpha, force, resume, stale)[1])
+    records = _seed_runs(cfg, out_dir, cfg.alphas(), True, force, resume)
+    for seed in cfg.extra_seeds:
+        seeded = dataclasses.replace(cfg, seed=seed, extra_seeds=())
+        records += _seed_runs(seeded, out_dir / f"seed{seed}", (cfg.alpha,), False, force, resume)
     calls = _calls(out_dir, force, time.perf_counter() - started, records)
     results = _results(cfg, records, calls, command)
     write_json(out_dir / "results.json", results)
@@ -226,6 +244,23 @@ def run_unified(cfg: ExperimentConfig, out_dir: str | Path, force: bool = False,
     plot_results(results, out_dir / "plot.png")
     log.info("unified experiment %r done in %.1f s -> %s", cfg.name, calls[-1]["wall_time_s"], out_dir)
     return ExperimentResult(out_dir, tuple(records), results)
+
+
+def _seed_runs(cfg: ExperimentConfig, root: Path, alphas: tuple[float, ...], main_seed: bool, force: bool,
+               resume: bool) -> list[RunRecord]:
+    """The teacher, then every student at each of ``alphas``, all with ``cfg.seed``, under ``root``."""
+    teacher_trained, teacher_rec = _train_and_evaluate(cfg, cfg.teacher_config(root / "teacher"), None, main_seed,
+                                                       force, resume, False)
+    records = [teacher_rec]
+    for alpha in alphas:
+        for method in cfg.methods:
+            run_dir = root / run_dir_name(method, alpha)
+            train_cfg = cfg.student_config(method, alpha, run_dir, root / "teacher" / "model.pt")
+            # a retrained teacher makes every distilled student stale
+            stale = teacher_trained and train_cfg.teacher is not None
+            main = main_seed and alpha == cfg.alpha
+            records.append(_train_and_evaluate(cfg, train_cfg, alpha, main, force, resume, stale)[1])
+    return records
 
 
 def _train_and_evaluate(cfg: ExperimentConfig, train_cfg: TrainConfig, alpha: float | None, main: bool,
@@ -247,7 +282,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, train_cfg: TrainConfig, alpha: fl
         run_dir=str(run.path), eval_dir=str(report.out_dir), standard_acc=report.standard_acc,
         pgd_acc=report.pgd_acc, certified_acc=dict(report.certified_acc),
         train_time_s=float(summary["train_time_s"]), eval_time_s=float(report.summary["seconds"]["total"]),
-        reused=not retrain)
+        reused=not retrain, seed=train_cfg.seed)
 
 
 def _check_same_config(run: RunDir, wanted: TrainConfig) -> None:
@@ -300,10 +335,43 @@ def _results(cfg: ExperimentConfig, records: list[RunRecord], calls: list[dict],
         "alphas": list(cfg.alphas()),
         "certified_method": cfg.evaluation.methods[-1],  # cumulative: the last method counts every certificate
         "ad_cert_minus": gaps,  # certified-accuracy points at the shared α, per other method and bound method
+        "seeds": list(cfg.seeds()),
+        "over_seeds": _over_seeds(cfg, records) if cfg.extra_seeds else None,
         "run_time_s": round(sum(r.train_time_s + r.eval_time_s for r in records), 1),
         "calls": calls, "machine": machine_info(), "config": cfg.to_dict(),
         "runs": [dataclasses.asdict(r) for r in records],
     }
+
+
+def _spread(values: list[float]) -> dict:
+    """Mean and sample standard deviation (points), with the values in seed order."""
+    return {"mean": round(statistics.mean(values), 2), "sd": round(statistics.stdev(values), 2),
+            "values": [round(v, 2) for v in values]}
+
+
+def _over_seeds(cfg: ExperimentConfig, records: list[RunRecord]) -> dict:
+    """Every method at the shared α (and the teacher) over all seeds, and ad-cert's paired gaps.
+
+    Accuracies are in points (%). ``ad_cert_minus[other][bound]`` pairs the runs of one seed
+    (same data order, initialisation and teacher), so its spread is that of the difference and
+    ``wins`` counts the seeds where ad-cert certified more.
+    """
+    seeds, bounds = cfg.seeds(), cfg.evaluation.methods
+    shared = {(r.method, r.seed): r for r in records if r.alpha in (None, cfg.alpha)}
+    metrics = {"standard": lambda r: r.standard_acc, "pgd": lambda r: r.pgd_acc,
+               **{f"certified {b}": (lambda r, b=b: r.certified_acc[b]) for b in bounds}}
+    methods = [TEACHER_LOSS, *cfg.methods]
+    summary = {m: {name: _spread([100 * get(shared[m, s]) for s in seeds]) for name, get in metrics.items()}
+               for m in methods}
+    gaps = {}
+    if "ad-cert" in cfg.methods:
+        for other in (m for m in cfg.methods if m != "ad-cert"):
+            gaps[other] = {}
+            for b in bounds:
+                diffs = [100 * (shared["ad-cert", s].certified_acc[b] - shared[other, s].certified_acc[b])
+                         for s in seeds]
+                gaps[other][b] = {**_spread(diffs), "wins": sum(d > 0 for d in diffs)}
+    return {"seeds": list(seeds), "methods": summary, "ad_cert_minus": gaps}
 
 
 def _calls(out_dir: Path, force: bool, wall: float, records: list[RunRecord]) -> list[dict]:

@@ -7,6 +7,7 @@ results.md and plot.png in --out-dir and prints the table. A rerun reuses finish
     python examples/unified_setup.py --preset cpu        # MNIST 0.1, small-cnn: < 1 h on 2 CPU cores
     python examples/unified_setup.py --preset paper      # CNN7, methods.md B.4.2 settings: a GPU job
     python examples/unified_setup.py --preset smoke --out-dir /tmp/unified-smoke
+    python examples/unified_setup.py --preset cpu --extra-seeds 101,102   # + mean ± sd over 3 seeds
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from adcert_plugin.errors import ConfigError
 from adcert_plugin.experiment import get_experiment, list_experiments, run_unified
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
+def _numbers(text: str | None, kind: type, option: str, example: str) -> tuple | None:
+    """Comma-separated numbers of ``kind``; '' or 'none' is the empty tuple; None stays None."""
     if text is None:
         return None
     if text.strip().lower() in ("", "none"):
         return ()
     try:
-        return tuple(float(part) for part in text.split(","))
+        return tuple(kind(part) for part in text.split(","))
     except ValueError:
-        raise ConfigError(f"--alphas {text!r}: expected comma-separated numbers, e.g. 0.01,0.5") from None
+        raise ConfigError(f"{option} {text!r}: expected comma-separated {kind.__name__}s, e.g. {example}") from None
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 100},
@@ -47,6 +49,9 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
               help="The shared α of the main comparison [default: the preset's].")
 @click.option("--alphas", default=None, metavar="A,B,...",
               help="Extra α values of the sweep, for every method ('none': no sweep) [default: the preset's].")
+@click.option("--extra-seeds", default=None, metavar="S,T,...",
+              help="Train the teacher and the shared-α students again with each seed and report mean ± sd "
+                   "('none': only the preset's seed) [default: the preset's].")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
               help="Device [default: the preset's].")
 @click.option("--threads", type=click.IntRange(min=1), default=1,
@@ -54,12 +59,13 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
                    "slow torch down many-fold on a busy machine.")
 @click.option("--force", is_flag=True, help="Retrain and re-evaluate every run, even finished ones.")
 @handle_errors
-def main(preset, out_dir, data_dir, alpha, alphas, device, threads, force):
+def main(preset, out_dir, data_dir, alpha, alphas, extra_seeds, device, threads, force):
     """Train a teacher and four students under one setup, evaluate them, write a table and a plot."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", force=True)
     torch.set_num_threads(threads)
     cfg = get_experiment(preset)
-    changes = {"alpha": alpha, "sweep": _floats(alphas), "device": device}
+    changes = {"alpha": alpha, "sweep": _numbers(alphas, float, "--alphas", "0.01,0.5"),
+               "extra_seeds": _numbers(extra_seeds, int, "--extra-seeds", "101,102"), "device": device}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     if data_dir is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))

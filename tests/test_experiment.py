@@ -11,8 +11,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO
 
+from adcert_plugin.config import read_config_file
 from adcert_plugin.errors import ConfigError
 from adcert_plugin.experiment import STUDENTS, ExperimentConfig, get_experiment, list_experiments, run_unified
+from adcert_plugin.experiment_report import markdown_tables
 
 
 def _rows(markdown: str) -> list[list[str]]:
@@ -121,6 +123,51 @@ def test_smoke_experiment_rerun_reuses_finished_runs(smoke):
     assert {p: p.stat().st_mtime_ns for p in models} == before
 
 
+def test_smoke_experiment_extra_seeds_reuse_the_main_seed_and_report_a_spread(smoke):
+    cfg, out, first = smoke
+    seeded = dataclasses.replace(cfg, extra_seeds=(1,))
+    result = run_unified(seeded, out)
+    extra = [r for r in result.records if r.seed == 1]
+    assert all(r.reused for r in result.records if r.seed == cfg.seed)
+    assert [(r.method, r.alpha, r.reused) for r in extra] == \
+        [("pgd", None, False)] + [(m, cfg.alpha, False) for m in STUDENTS]
+    for r in extra:
+        assert Path(r.run_dir).parent == out / "seed1"
+        saved = read_config_file(Path(r.run_dir) / "config.yaml")
+        assert saved["seed"] == 1
+        assert saved["teacher"] in (None, str(out / "seed1" / "teacher" / "model.pt"))
+    assert [r.method for r in result.curve("ad-cert")] == ["ad-cert"] * len(cfg.alphas())  # sweep: main seed only
+
+    over = result.results["over_seeds"]
+    assert over["seeds"] == [cfg.seed, 1]
+    for method in ("pgd", *STUDENTS):
+        runs = result.at_shared_alpha(method)
+        assert [r.seed for r in runs] == [cfg.seed, 1]
+        spread = over["methods"][method]["standard"]
+        assert spread["values"] == [round(100 * r.standard_acc, 2) for r in runs]
+        assert spread["mean"] == pytest.approx(sum(spread["values"]) / 2, abs=0.01)
+        assert spread["sd"] == pytest.approx(abs(spread["values"][0] - spread["values"][1]) / 2 ** 0.5, abs=0.01)
+    bound = cfg.evaluation.methods[-1]
+    ad, mtl = result.at_shared_alpha("ad-cert"), result.at_shared_alpha("mtl-ibp")
+    diffs = [100 * (a.certified_acc[bound] - m.certified_acc[bound]) for a, m in zip(ad, mtl)]
+    gap = over["ad_cert_minus"]["mtl-ibp"][bound]
+    assert gap["values"] == [round(d, 2) for d in diffs] and gap["wins"] == sum(d > 0 for d in diffs)
+
+    markdown = (out / "results.md").read_text()
+    assert markdown_tables(first.results) in markdown  # the main-seed tables are unchanged
+    ad_cert = over["methods"]["ad-cert"][f"certified {bound}"]
+    mean, sd = ad_cert["mean"], ad_cert["sd"]
+    assert f"{mean:.2f} ± {sd:.2f}" in markdown and f"ahead in {gap['wins']} of 2" in markdown
+    assert json.loads((out / "results.json").read_text()) == result.results
+
+
+def test_extra_seeds_must_differ_from_the_seed():
+    with pytest.raises(ConfigError, match="extra_seeds"):
+        dataclasses.replace(get_experiment("smoke"), extra_seeds=(get_experiment("smoke").seed,))
+    with pytest.raises(ConfigError, match="extra_seeds"):
+        dataclasses.replace(get_experiment("smoke"), extra_seeds=(7, 7))
+
+
 def test_unified_setup_cli_rejects_bad_alphas(tmp_path):
     spec = importlib.util.spec_from_file_location("unified_setup", REPO / "examples" / "unified_setup.py")
     module = importlib.util.module_from_spec(spec)
@@ -128,4 +175,7 @@ def test_unified_setup_cli_rejects_bad_alphas(tmp_path):
     result = CliRunner().invoke(module.main, ["--preset", "smoke", "--alphas", "0.1,x", "--out-dir",
                                               str(tmp_path / "out")])
     assert result.exit_code == 2 and "Error: ConfigError: --alphas" in result.output
+    result = CliRunner().invoke(module.main, ["--preset", "smoke", "--extra-seeds", "1,two", "--out-dir",
+                                              str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Error: ConfigError: --extra-seeds" in result.output
     assert not (tmp_path / "out").exists()
