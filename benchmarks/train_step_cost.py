@@ -7,9 +7,11 @@ Memory: each (shape, loss) runs one step in a fresh subprocess, so its peak is i
 GPU ``torch.cuda.max_memory_allocated``; on the CPU the resident-set growth during that step
 plus the bytes of parameters, gradients and Adam moments (what a GPU's allocator also counts).
 Time: all losses of a shape live in one process and are stepped round-robin (one step of each
-per repeat, median of --repeats after a warm-up), so load drifting on a shared machine hits
-them alike. A step is forward, backward, clipping and Adam. Ratios are to a plain clean
-cross-entropy step of the same network, to ``ibp`` and to ``mtl-ibp``.
+per round, --repeats rounds after a warm-up), so load drifting on a shared machine hits them
+alike. A step is forward, backward, clipping and Adam. Ratios are to a plain clean
+cross-entropy step of the same network, to ``ibp`` and to ``mtl-ibp``; each is the median over
+rounds of the ratio within a round (paired, so a slow round slows both sides), and the plain
+ratio's interquartile range shows how much the machine's noise moves it.
 
 Reference (methods' own code with upstream auto_LiRPA, 2-core CPU, CNN7, batch 128, as a
 multiple of a plain CE step): IBP 4.2× (MNIST) / 4.2× (CIFAR), MTL-IBP 5.4× / 6.0×,
@@ -28,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-REFERENCE = {"mnist": {"ibp": 4.2, "mtl-ibp": 5.4}, "cifar": {"ibp": 4.2, "mtl-ibp": 6.0}}
+REFERENCE = {"mnist": {"ibp": 4.2, "mtl-ibp": 5.4, "pgd": 1.6}, "cifar": {"ibp": 4.2, "mtl-ibp": 6.0, "pgd": 1.6}}
 PLAIN = "plain-ce"
 
 
@@ -88,8 +90,8 @@ def _steps(shape: str, names: list[str], batch: int, device: str) -> dict:
                             return_params=True) for name in names}
 
 
-def measure_times(shape: str, names: list[str], batch: int, repeats: int, device: str) -> dict[str, float]:
-    """Median seconds per step of each loss, stepped round-robin in this process."""
+def measure_times(shape: str, names: list[str], batch: int, repeats: int, device: str) -> dict[str, list[float]]:
+    """Seconds per step of each loss, one per round, stepped round-robin in this process."""
     import torch
 
     steps = _steps(shape, names, batch, device)
@@ -103,7 +105,14 @@ def measure_times(shape: str, names: list[str], batch: int, repeats: int, device
             if device == "cuda":
                 torch.cuda.synchronize()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
+
+
+def paired_ratio(times: dict[str, list[float]], name: str, base: str) -> tuple[float, float, float]:
+    """Median, 25th and 75th percentile over rounds of times[name][r] / times[base][r]."""
+    ratios = sorted(a / b for a, b in zip(times[name], times[base]))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return statistics.median(ratios), quartiles[0], quartiles[2]
 
 
 def run_memory(shape, loss_name, args) -> dict:
@@ -114,17 +123,30 @@ def run_memory(shape, loss_name, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def time_ratios(times: dict[str, list[float]], name: str) -> dict:
+    """The paired time ratios of ``name`` to plain CE (with quartiles), ibp and mtl-ibp."""
+    median, q1, q3 = paired_ratio(times, name, PLAIN)
+    out = {"x_plain": median, "x_plain_q1": q1, "x_plain_q3": q3}
+    for base, key in (("ibp", "x_ibp"), ("mtl-ibp", "x_mtl_ibp")):
+        out[key] = paired_ratio(times, name, base)[0] if base in times else None
+    return out
+
+
 def table(rows: list[dict], shape: str) -> str:
     by_loss = {r["loss"]: r for r in rows if r["shape"] == shape}
-    plain, ibp, mtl = (by_loss.get(n) for n in (PLAIN, "ibp", "mtl-ibp"))
-    lines = [f"CNN7, {shape} shapes, batch {plain['batch'] if plain else ''}, median of round-robin steps",
+    plain = by_loss.get(PLAIN)
+    rounds = len(plain["round_seconds"]) if plain else 0
+    title = (f"CNN7, {shape} shapes, batch {plain['batch'] if plain else ''}, {rounds} round-robin rounds: "
+             "median s/step; time ratios are medians of per-round ratios (25th–75th percentile)")
+    lines = [title,
              "| loss | s/step | × plain CE | × ibp | × mtl-ibp | peak MB | mem × plain | reference × plain |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in by_loss.items():
-        ratio = lambda base, key="seconds": f"{r[key] / base[key]:.2f}" if base else "–"  # noqa: E731
-        ref = REFERENCE[shape].get(name, "")
-        lines.append(f"| {name} | {r['seconds']:.3f} | {ratio(plain)} | {ratio(ibp)} | {ratio(mtl)} | "
-                     f"{r['peak_bytes'] / 2**20:.0f} | {ratio(plain, 'peak_bytes')} | {ref} |")
+        fmt = lambda v: "–" if v is None else f"{v:.2f}"
+        memory = f"{r['peak_bytes'] / plain['peak_bytes']:.2f}" if plain else "–"
+        lines.append(f"| {name} | {r['seconds']:.3f} | {r['x_plain']:.2f} ({r['x_plain_q1']:.2f}–{r['x_plain_q3']:.2f}) "
+                     f"| {fmt(r['x_ibp'])} | {fmt(r['x_mtl_ibp'])} | {r['peak_bytes'] / 2**20:.0f} | {memory} | "
+                     f"{REFERENCE[shape].get(name, '')} |")
     return "\n".join(lines)
 
 
@@ -133,7 +155,7 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="*", default=["mnist", "cifar"], choices=["mnist", "cifar"])
     parser.add_argument("--losses", nargs="*", default=None, help="default: every registered loss")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="round-robin rounds")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
     parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "LOSS"), help=argparse.SUPPRESS)
@@ -152,9 +174,10 @@ def main() -> None:
     names = [PLAIN, "ibp", "mtl-ibp"] + [n for n in (args.losses or list_losses()) if n not in ("ibp", "mtl-ibp")]
     rows = []
     for shape in args.shapes:
-        seconds = measure_times(shape, names, args.batch, args.repeats, args.device)
+        times = measure_times(shape, names, args.batch, args.repeats, args.device)
         for name in names:
-            row = {**run_memory(shape, name, args), "seconds": seconds[name], "batch": args.batch,
+            row = {**run_memory(shape, name, args), "seconds": statistics.median(times[name]),
+                   "round_seconds": times[name], **time_ratios(times, name), "batch": args.batch,
                    "threads": torch.get_num_threads(), "device": args.device}
             rows.append(row)
             print(f"  {shape:5s} {name:10s} {row['seconds']:.3f} s  {row['peak_bytes'] / 2**20:.0f} MB",

@@ -138,3 +138,12 @@ def test_pgd_leaves_running_statistics_and_mode_alone():
     assert model.training
     assert all(torch.equal(v, buffers[k]) for k, v in model.named_buffers())
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+def test_channels_last_is_chosen_only_for_wide_convolutions_on_the_cpu():
+    from adcert_plugin.folding import WIDE_CONV, _prefers_channels_last
+
+    assert _prefers_channels_last(create_model("cnn7", (1, 28, 28), 10))  # 64 and 128 channels
+    assert not _prefers_channels_last(create_model("small-cnn", (1, 28, 28), 10))  # 16 and 32: slower there
+    assert not _prefers_channels_last(create_model("cnn7", (1, 28, 28), 10, width=WIDE_CONV // 2))
+    assert not _prefers_channels_last(create_model("mlp", (1, 28, 28), 10))  # no convolution at all
