@@ -13,10 +13,11 @@ import yaml
 from click.testing import CliRunner
 
 import adcert_plugin.data as data_module
+from adcert_plugin.bounds import METHODS, wrap_model
 from adcert_plugin.checkpoint import arch_record, save_checkpoint
 from adcert_plugin.errors import ConfigError, ExportError
 from adcert_plugin.models import create_model
-from adcert_plugin.spec import normalize
+from adcert_plugin.spec import InputBox, normalize
 from vnncomp import benchmark as benchmark_module
 from vnncomp.benchmark import export_benchmark, find_eps, regenerate_properties
 from vnncomp.cli import export_cmd, report_cmd, verify_cmd
@@ -29,6 +30,7 @@ STD = (0.2023, 0.1994, 0.2010)
 ARCH = {"width": 4, "linear_size": 16, "bn": True}
 N_IMAGES = 48
 WRONG = 8  # the first WRONG synthetic samples are labelled wrongly
+EPS_SOME = 1e-4  # IBP certifies some (29 of 40) but not all correctly classified synthetic samples
 
 
 def _model() -> torch.nn.Sequential:
@@ -192,6 +194,107 @@ def test_regenerate_is_deterministic(tmp_path, checkpoint):
     assert sorted(p.name for p in (out / "2.0" / "vnnlib").iterdir()) == \
         sorted(p.name for p in (out / "vnnlib").iterdir())
     assert (out / "generate_properties.py").read_text().startswith("#!/usr/bin/env python3")
+
+
+# ----------------------------------------------------------------------------- --skip-certified
+
+
+def _ibp_certified(synthetic, indices, eps: float) -> list[bool]:
+    """Our own check, straight through adcert_plugin.bounds: IBP proves every margin > 0 over the eps box."""
+    model, images, labels = synthetic
+    idx = torch.as_tensor(list(indices), dtype=torch.long)
+    box = InputBox.from_pixels(images[idx], eps, MEAN, STD)
+    with torch.no_grad():
+        return (wrap_model(model.eval(), (3, 32, 32)).margin_lower(box, labels[idx], "IBP") > 0).all(1).tolist()
+
+
+def _order(seed: int) -> list[int]:
+    """The seeded order in which the selection walks the correctly classified samples."""
+    return np.random.default_rng(seed).permutation(np.arange(WRONG, N_IMAGES)).tolist()
+
+
+def test_skip_certified_keeps_only_uncertified(tmp_path, checkpoint, synthetic):
+    info = _export(checkpoint, tmp_path / "s", n=10, eps=EPS_SOME, skip_certified="ibp")
+    chosen = [e["index"] for e in info.instances]
+    assert info.params["skip_certified"] == "IBP" and len(chosen) == 10
+    assert not any(_ibp_certified(synthetic, chosen, EPS_SOME)), "an IBP-certified sample was kept"
+    order = _order(0)
+    flags = dict(zip(order, _ibp_certified(synthetic, order, EPS_SOME)))
+    assert [i for i in order if not flags[i]][:10] == chosen, "not the first uncertified samples of the order"
+    examined = order[:info.bound_examined]
+    assert set(chosen) <= set(examined) and info.bound_examined <= info.pgd_examined
+    assert info.bound_certified == sum(flags[i] for i in examined) > 0, "the filter skipped nothing"
+    assert info.bound_certified < info.bound_examined
+    metadata = json.loads((tmp_path / "s" / "metadata.json").read_text())
+    assert (metadata["skip_certified"], metadata["bound_examined"], metadata["bound_certified"]) == \
+        ("IBP", info.bound_examined, info.bound_certified)
+    readme = (tmp_path / "s" / "README.md").read_text()
+    assert "that IBP does not already certify" in readme
+    assert f"| IBP-certified | {100 * info.bound_certified / info.bound_examined:.2f} %" in readme
+    plain = _export(checkpoint, tmp_path / "p", n=10, eps=EPS_SOME)
+    assert plain.params["skip_certified"] is None and plain.bound_examined == plain.bound_certified == 0
+    assert any(_ibp_certified(synthetic, [e["index"] for e in plain.instances], EPS_SOME))
+
+
+def test_skip_certified_with_filter_pgd(tmp_path, checkpoint, synthetic, monkeypatch):
+    order = _order(0)
+    flags = dict(zip(order, _ibp_certified(synthetic, order, EPS_SOME)))
+    broken = set([i for i in order if not flags[i]][:3] + [i for i in order if flags[i]][:3])
+    keys = {float(synthetic[1][i].sum()): i for i in range(N_IMAGES)}
+    monkeypatch.setattr(benchmark_module, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.tensor(
+        [keys[float(img.sum())] not in broken for img in x]))
+    info = _export(checkpoint, tmp_path / "f", n=5, eps=EPS_SOME, filter_pgd=True, skip_certified="IBP")
+    chosen = [e["index"] for e in info.instances]
+    assert chosen == [i for i in order if not flags[i] and i not in broken][:5]
+    assert info.bound_examined == info.pgd_robust, "only the samples PGD lets through are bounded"
+    assert info.bound_certified == sum(flags[i] for i in order[:info.pgd_examined] if i not in broken)
+
+
+def test_skip_certified_none_or_few_qualify(tmp_path, checkpoint, caplog):
+    with pytest.raises(ExportError, match="already certified by IBP; drop --skip-certified or raise --eps"):
+        _export(checkpoint, tmp_path / "none", eps=1e-6, skip_certified="IBP")
+    assert not (tmp_path / "none").exists()
+    info = _export(checkpoint, tmp_path / "few", n=20, eps=EPS_SOME, skip_certified="IBP")
+    assert len(info.instances) == info.bound_examined - info.bound_certified < 20
+    assert f"only {len(info.instances)} of 20 requested samples qualify" in caplog.text
+
+
+def test_skip_certified_is_stored_and_regenerated(tmp_path, checkpoint):
+    out = tmp_path / "bench"
+    info = _export(checkpoint, out, seed=3, eps=1e-3, skip_certified="CROWN-IBP")  # certifies 8 of 40 here
+    params = json.loads((out / "benchmark.json").read_text())
+    assert params["skip_certified"] == "CROWN-IBP" and params["filter_pgd"] is False and info.bound_certified > 0
+    chosen = [e["index"] for e in info.instances]
+    again = regenerate_properties(out, 3)
+    assert [e["index"] for e in again.instances] == chosen
+    assert (again.bound_examined, again.bound_certified) == (info.bound_examined, info.bound_certified)
+    del params["skip_certified"]  # a benchmark.json written before the option existed
+    (out / "benchmark.json").write_text(json.dumps(params))
+    old = regenerate_properties(out, 3)
+    assert old.params["skip_certified"] is None and old.bound_examined == 0
+    plain = [e["index"] for e in _export(checkpoint, tmp_path / "p", seed=3, eps=1e-3).instances]
+    assert [e["index"] for e in old.instances] == plain != chosen
+
+
+def test_skip_certified_rejects_unknown_methods(tmp_path, checkpoint):
+    assert set(benchmark_module.SKIP_METHODS) <= set(METHODS)
+    for bad in ("alpha-CROWN", "IBP,CROWN", "foo"):
+        with pytest.raises(ConfigError, match="choose from IBP, CROWN-IBP, CROWN$"):
+            _export(checkpoint, tmp_path / "bad", skip_certified=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_cli_skip_certified(tmp_path, checkpoint):
+    runner = CliRunner()
+    ok = runner.invoke(export_cmd, [str(checkpoint), "--out-dir", str(tmp_path / "b"), "--n", "3", "--eps",
+                                    str(EPS_SOME), "--skip-certified", "IBP"])
+    assert ok.exit_code == 0, ok.output
+    info = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    assert f"IBP-certified (skipped) {info['bound_certified']}/{info['bound_examined']}" in ok.output
+    bad = runner.invoke(export_cmd, [str(checkpoint), "--out-dir", str(tmp_path / "c"), "--skip-certified", "BAB"])
+    assert bad.exit_code == 2 and bad.output.strip().splitlines() == [bad.output.strip()]
+    assert bad.output.startswith("Error: ConfigError:") and "IBP, CROWN-IBP, CROWN" in bad.output
+    assert "--skip-certified [IBP|CROWN-IBP|CROWN]" in runner.invoke(export_cmd, ["--help"]).output
 
 
 # ----------------------------------------------------------------------------- CLI

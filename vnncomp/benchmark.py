@@ -9,8 +9,8 @@ Layout (formats.md §1.1, §5)::
     generate_properties.py <seed>        regenerates the properties deterministically
     benchmark.json metadata.json README.md abcrown_{gpu,cpu}.yaml run_abcrown.sh src/model.pt
 
-Samples are correctly classified test images (optionally only those PGD does not break),
-drawn with ``np.random.default_rng(seed)``.
+Samples are correctly classified test images (optionally only those PGD does not break, and
+only those a cheap bound does not already certify), drawn with ``np.random.default_rng(seed)``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ MAX_TOTAL_TIMEOUT = 6 * 3600.0
 BENCHMARK_JSON = "benchmark.json"
 MODEL_FILE = "src/model.pt"
 PGD = {"steps": 50, "step_size": 0.1, "restarts": 2}
+SKIP_METHODS = ("IBP", "CROWN-IBP", "CROWN")  # the cheap methods of adcert_plugin.bounds.METHODS
 _BATCH = 256
 
 
@@ -59,6 +60,8 @@ class BenchmarkInfo:
         pgd_examined: Correctly classified samples attacked during selection.
         pgd_robust: How many of those PGD did not break.
         onnx_max_abs_diff: Largest |onnxruntime − PyTorch| logit difference.
+        bound_examined: Samples bounded with the ``skip_certified`` method during selection.
+        bound_certified: How many of those the method certified (and so were skipped).
     """
 
     out_dir: Path
@@ -68,6 +71,8 @@ class BenchmarkInfo:
     pgd_examined: int
     pgd_robust: int
     onnx_max_abs_diff: float = float("nan")
+    bound_examined: int = 0
+    bound_certified: int = 0
 
     @property
     def total_timeout(self) -> float:
@@ -104,6 +109,16 @@ def _check_request(n: int, timeout: float, eps: float) -> None:
                           f"{MAX_TOTAL_TIMEOUT:.0f} s (6 h); lower --n or --timeout")
 
 
+def _skip_method(method: str | None) -> str | None:
+    """Validate a ``skip_certified`` method name (case-insensitive); None stays None."""
+    if method is None:
+        return None
+    by_lower = {m.lower(): m for m in SKIP_METHODS}
+    if not isinstance(method, str) or method.strip().lower() not in by_lower:
+        raise ConfigError(f"unknown bound method {method!r} for --skip-certified; choose from {', '.join(SKIP_METHODS)}")
+    return by_lower[method.strip().lower()]
+
+
 def _predict(model: torch.nn.Module, images: torch.Tensor, data_spec) -> torch.Tensor:
     with torch.no_grad():
         chunks = [model(normalize(images[i:i + _BATCH], data_spec.mean, data_spec.std)).argmax(1)
@@ -122,32 +137,83 @@ def _pgd_robust(model, x: torch.Tensor, y: torch.Tensor, eps: float, data_spec, 
         return model(x_adv).argmax(1) == y
 
 
-def _select(model, images, labels, data_spec, eps, n, seed, filter_pgd) -> dict:
-    """Draw n correctly classified samples; attack them (and more, with ``filter_pgd``)."""
+def _certifier(model, data_spec, eps: float, method: str):
+    """A function ``certified(x, y)`` -> bool ``[B]``: ``method`` proves every margin z_y − z_j > 0 over the box.
+
+    The model is wrapped once, in eval mode, through ``adcert_plugin.bounds`` (never auto_LiRPA directly).
+    """
+    from adcert_plugin.bounds import wrap_model
+
+    bounded = wrap_model(model.eval(), data_spec.shape)
+
+    def certified(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        flags = [torch.zeros(0, dtype=torch.bool)]
+        with torch.no_grad():
+            for i in range(0, len(x), _BATCH):
+                box = InputBox.from_pixels(x[i:i + _BATCH], eps, data_spec.mean, data_spec.std)
+                flags.append((bounded.margin_lower(box, y[i:i + _BATCH], method) > 0).all(dim=1))
+        return torch.cat(flags)
+
+    return certified
+
+
+def _examine(model, images, labels, block, data_spec, eps, seed, filter_pgd, certify, counts) -> list:
+    """(index, PGD-robust, qualifies) per sample of ``block``; bound only the samples PGD lets through."""
+    robust = _pgd_robust(model, images[block], labels[block], eps, data_spec, seed).tolist()
+    counts["pgd_examined"] += len(robust)
+    counts["pgd_robust"] += sum(robust)
+    certified = [False] * len(robust)
+    if certify is not None:
+        todo = [i for i, flag in enumerate(robust) if flag or not filter_pgd]
+        rows = block[torch.as_tensor(todo, dtype=torch.long)]
+        found = certify(images[rows], labels[rows]).tolist()
+        counts["bound_examined"] += len(found)
+        counts["bound_certified"] += sum(found)
+        for i, flag in zip(todo, found):
+            certified[i] = flag
+    return [(index, bool(flag), (flag or not filter_pgd) and not cert)
+            for index, flag, cert in zip(block.tolist(), robust, certified)]
+
+
+def _none_qualify(n_correct: int, filter_pgd: bool, skip_certified: str | None, counts: dict) -> ExportError:
+    """The error for a selection that found no sample, saying which filter emptied it."""
+    if n_correct and skip_certified and counts["bound_examined"] == counts["bound_certified"] > 0:
+        which = "correctly classified" + (" and PGD-robust" if filter_pgd else "")
+        return ExportError(f"every {which} sample is already certified by {skip_certified}; "
+                           "drop --skip-certified or raise --eps")
+    return ExportError("no test sample qualifies (none correctly classified"
+                       + (" and PGD-robust)" if filter_pgd else ")"))
+
+
+def _select(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified=None) -> dict:
+    """Draw n correctly classified samples; attack them (and more, with ``filter_pgd``).
+
+    With ``skip_certified`` (a method of ``SKIP_METHODS``) a sample also has to escape that
+    bound: samples whose margins it proves positive over the eps box are skipped.
+    """
     correct = torch.nonzero(_predict(model, images, data_spec) == labels).flatten().numpy()
     order = np.random.default_rng(seed).permutation(correct)
     chosen: list[int] = []
     robust_flags: list[bool] = []
-    examined = robust = 0
+    counts = {"pgd_examined": 0, "pgd_robust": 0, "bound_examined": 0, "bound_certified": 0}
+    filtering = filter_pgd or skip_certified is not None
+    certify = _certifier(model, data_spec, eps, skip_certified) if skip_certified else None
     step = max(n, 32)
     for start in range(0, len(order), step):
-        block = torch.as_tensor(order[start:start + (step if filter_pgd else n)])
-        flags = _pgd_robust(model, images[block], labels[block], eps, data_spec, seed + start).tolist()
-        examined, robust = examined + len(flags), robust + sum(flags)
-        for index, flag in zip(block.tolist(), flags):
-            if (flag or not filter_pgd) and len(chosen) < n:
+        block = torch.as_tensor(order[start:start + (step if filtering else n)])
+        for index, flag, ok in _examine(model, images, labels, block, data_spec, eps, seed + start, filter_pgd,
+                                        certify, counts):
+            if ok and len(chosen) < n:
                 chosen.append(index)
-                robust_flags.append(bool(flag))
-        if len(chosen) >= n or not filter_pgd:
+                robust_flags.append(flag)
+        if len(chosen) >= n or not filtering:
             break
     if len(chosen) < n:
         logger.warning("only %d of %d requested samples qualify", len(chosen), n)
     if not chosen:
-        raise ExportError("no test sample qualifies (none correctly classified"
-                          + (" and PGD-robust)" if filter_pgd else ")"))
-    return {"indices": chosen, "clean_correct": int(len(correct)),
-            "test_size": int(len(labels)), "pgd_examined": examined, "pgd_robust": robust,
-            "pgd_flags": robust_flags}
+        raise _none_qualify(len(correct), filter_pgd, skip_certified, counts)
+    return {"indices": chosen, "clean_correct": len(correct), "test_size": len(labels),
+            "pgd_flags": robust_flags, "skip_certified": skip_certified, **counts}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -197,13 +263,16 @@ def _write_properties(root: Path, params: dict, images, labels, selection: dict)
     for sub in ("1.0", "2.0"):
         _link_or_copy(root / params["onnx"], root / sub / params["onnx"])
     metadata = {"net": params["net"], "dataset": params["dataset"], "eps": params["eps"],
-                "seed": params["seed"], "instances": entries}
+                "seed": params["seed"], "skip_certified": params.get("skip_certified"),
+                "bound_examined": selection["bound_examined"], "bound_certified": selection["bound_certified"],
+                "instances": entries}
     (root / METADATA_JSON).write_text(json.dumps(metadata, indent=1) + "\n")
     return entries
 
 
 def _write_docs(root: Path, params: dict, selection: dict, final_dir: Path) -> None:
-    stats = {k: selection[k] for k in ("clean_correct", "test_size", "pgd_examined", "pgd_robust")}
+    keys = ("clean_correct", "test_size", "pgd_examined", "pgd_robust", "bound_examined", "bound_certified")
+    stats = {k: selection[k] for k in keys}
     stats["n_written"] = len(selection["indices"])
     total = stats["n_written"] * params["timeout"]
     if total > MAX_TOTAL_TIMEOUT:
@@ -218,7 +287,8 @@ def _write_docs(root: Path, params: dict, selection: dict, final_dir: Path) -> N
 
 def _info(root: Path, params: dict, entries: list[dict], selection: dict, diff: float) -> BenchmarkInfo:
     accuracy = selection["clean_correct"] / max(selection["test_size"], 1)
-    return BenchmarkInfo(root, params, entries, accuracy, selection["pgd_examined"], selection["pgd_robust"], diff)
+    return BenchmarkInfo(root, params, entries, accuracy, selection["pgd_examined"], selection["pgd_robust"], diff,
+                         bound_examined=selection["bound_examined"], bound_certified=selection["bound_certified"])
 
 
 def _prepare_target(out_dir: Path, force: bool) -> None:
@@ -255,7 +325,8 @@ def _load(checkpoint, dataset, arch):
 
 def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=None, eps: float | None = None,
                      n: int = 20, seed: int = 0, timeout: float = 120.0, filter_pgd: bool = False,
-                     force: bool = False, arch: str | None = None, opset: int = 13) -> BenchmarkInfo:
+                     force: bool = False, arch: str | None = None, opset: int = 13,
+                     skip_certified: str | None = None) -> BenchmarkInfo:
     """Write a VNN-COMP benchmark for a checkpoint (see the module docstring for the layout).
 
     Args:
@@ -271,6 +342,9 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         force: Replace an existing non-empty ``out_dir``.
         arch: Architecture name for a plain state_dict.
         opset: ONNX opset (13..17).
+        skip_certified: None, or a bound method of ``SKIP_METHODS`` ("IBP", "CROWN-IBP", "CROWN"):
+            keep only samples that method does not already certify, so that the benchmark is
+            not decided by a cheap incomplete bound.
 
     Returns:
         A :class:`BenchmarkInfo`.
@@ -288,11 +362,12 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
     if eps is None:
         raise ConfigError(f"no eps in the config of {checkpoint}; pass --eps (pixel space, e.g. 0.00784)")
     _check_request(n, timeout, eps)
+    skip_certified = _skip_method(skip_certified)
     images, labels = load_split(data_spec.name, "test", data_dir)
     net = _net_name(data_spec.name, record["arch"]["name"])
     params = {"format": "adcert-benchmark", "version": 1, "adcert_version": __version__, "net": net,
               "dataset": data_spec.name, "eps": eps, "n": int(n), "seed": int(seed), "timeout": float(timeout),
-              "filter_pgd": bool(filter_pgd), "model": MODEL_FILE, "onnx": f"onnx/{net}.onnx", "opset": opset,
+              "filter_pgd": bool(filter_pgd), "skip_certified": skip_certified, "model": MODEL_FILE, "onnx": f"onnx/{net}.onnx", "opset": opset,
               "arch": record["arch"], "mean": list(data_spec.mean), "std": list(data_spec.std),
               "shape": list(data_spec.shape), "num_classes": data_spec.num_classes, "pgd": PGD}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
@@ -302,7 +377,7 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         (tmp / MODEL_FILE).chmod(creation_mode(0o666))
         probe = normalize(images[:8], data_spec.mean, data_spec.std)
         exported = export_onnx(model, data_spec.shape, tmp / params["onnx"], opset=opset, check_inputs=probe)
-        selection = _select(model, images, labels, data_spec, eps, n, seed, filter_pgd)
+        selection = _select(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified)
         entries = _write_properties(tmp, params, images, labels, selection)
         _write_docs(tmp, params, selection, out_dir)
         _commit(tmp, out_dir)
@@ -330,10 +405,12 @@ def regenerate_properties(bench_dir, seed: int, data_dir=None) -> BenchmarkInfo:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot read {bench_dir / BENCHMARK_JSON}: {err}") from err
     params["seed"] = int(seed)
+    params["skip_certified"] = _skip_method(params.get("skip_certified"))  # absent in older benchmark.json
     data_spec = get_data_spec(params["dataset"])
     model, _ = load_model(bench_dir / params["model"])
     images, labels = load_split(data_spec.name, "test", data_dir)
-    selection = _select(model, images, labels, data_spec, params["eps"], params["n"], seed, params["filter_pgd"])
+    selection = _select(model, images, labels, data_spec, params["eps"], params["n"], seed, params["filter_pgd"],
+                        params["skip_certified"])
     entries = _write_properties(bench_dir, params, images, labels, selection)
     _write_docs(bench_dir, params, selection, bench_dir)
     return _info(bench_dir, params, entries, selection, float("nan"))

@@ -48,22 +48,28 @@ def _example(line: str) -> str:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds per instance (n x timeout <= 6 h).")
 @click.option("--filter-pgd", is_flag=True, help="Keep only samples that PGD does not break.")
+@click.option("--skip-certified", metavar="[IBP|CROWN-IBP|CROWN]", default=None,
+              help="Keep only samples this cheap incomplete bound does not already certify, so that the "
+                   "benchmark asks a complete verifier something a cheap bound cannot answer.")
 @click.option("--force", is_flag=True, help="Replace an existing non-empty --out-dir.")
 @click.option("--arch", default=None, help="Architecture name, for a plain state_dict checkpoint.")
 @click.option("--opset", type=click.IntRange(13, 17), default=13, show_default=True, help="ONNX opset.")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
-def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, filter_pgd, force, arch, opset,
-               verbose):
+def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, filter_pgd, skip_certified, force, arch,
+               opset, verbose):
     """Write a VNN-COMP benchmark (ONNX, VNN-LIB 1.0/2.0, instances.csv, abCROWN configs)."""
     from .benchmark import export_benchmark
 
     _setup_logging(verbose)
     info = export_benchmark(checkpoint, out_dir, dataset=dataset, data_dir=data_dir, eps=eps, n=n, seed=seed,
-                            timeout=timeout, filter_pgd=filter_pgd, force=force, arch=arch, opset=opset)
+                            timeout=timeout, filter_pgd=filter_pgd, force=force, arch=arch, opset=opset,
+                            skip_certified=skip_certified)
+    method = info.params.get("skip_certified")
+    skipped = f"{method}-certified (skipped) {info.bound_certified}/{info.bound_examined}, " if method else ""
     _say(f"wrote {len(info.instances)} instances to {info.out_dir} "
          f"({info.params['dataset']}, eps {info.params['eps']!r}, clean accuracy {100 * info.clean_accuracy:.2f} %, "
-         f"PGD-robust {info.pgd_robust}/{info.pgd_examined}, total timeout {info.total_timeout:g} s)")
+         f"PGD-robust {info.pgd_robust}/{info.pgd_examined}, {skipped}total timeout {info.total_timeout:g} s)")
 
 
 @click.command("adcert-verify", epilog=_example(_VERIFY_EXAMPLE))

@@ -39,11 +39,30 @@ def _percent(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.2f} % ({part}/{whole})" if whole else "n/a"
 
 
+def _selection(params: dict) -> str:
+    """What the samples are, e.g. "correctly classified test samples that PGD does not break"."""
+    filters = []
+    if params["filter_pgd"]:
+        filters.append("that PGD does not break")
+    if params.get("skip_certified"):
+        filters.append(f"that {params['skip_certified']} does not already certify")
+    return " ".join(["correctly classified test samples", *filters[:1], *(f"and {f}" for f in filters[1:])])
+
+
+def _bound_fact(params: dict, stats: dict) -> list[tuple[str, str]]:
+    """The README row for ``skip_certified`` (none when it is off)."""
+    method = params.get("skip_certified")
+    if not method:
+        return []
+    share = _percent(stats["bound_certified"], stats["bound_examined"])
+    return [(f"{method}-certified", f"{share} of the bound-checked samples (skipped: a cheap bound decides them)")]
+
+
 def _facts(params: dict, stats: dict) -> list[tuple[str, str]]:
     arch, pgd = params["arch"], params["pgd"]
     c, h, w = params["shape"]
     n, timeout, k = stats["n_written"], params["timeout"], params["num_classes"]
-    selection = "correctly classified test samples" + (" that PGD does not break" if params["filter_pgd"] else "")
+    selection = _selection(params)
     return [
         ("model", f"`{arch['name']}` {arch.get('kwargs') or ''}, checkpoint copy `src/model.pt`"),
         ("network file", f"`{params['onnx']}`: opset {params['opset']}, BatchNorm folded, input `input` float32 "
@@ -59,6 +78,7 @@ def _facts(params: dict, stats: dict) -> list[tuple[str, str]]:
         ("clean accuracy", f"{_percent(stats['clean_correct'], stats['test_size'])} on the full test split"),
         ("PGD-robust", f"{_percent(stats['pgd_robust'], stats['pgd_examined'])} of the examined correctly "
                        f"classified samples (PGD {pgd['steps']} steps, {pgd['restarts']} restarts, margin loss)"),
+        *_bound_fact(params, stats),
         ("timeouts", f"{timeout!r} s per instance, total {n * timeout!r} s <= 21600 s (6 h)"),
     ]
 
@@ -68,7 +88,8 @@ def render_readme(params: dict, stats: dict) -> str:
 
     Args:
         params: The contents of ``benchmark.json``.
-        stats: ``clean_correct``, ``test_size``, ``pgd_examined``, ``pgd_robust``, ``n_written``.
+        stats: ``clean_correct``, ``test_size``, ``pgd_examined``, ``pgd_robust``, ``n_written``;
+            with ``skip_certified`` also ``bound_examined`` and ``bound_certified``.
     """
     timeout = params["timeout"]
     table = "\n".join(f"| {item} | {value} |" for item, value in _facts(params, stats))
@@ -89,7 +110,8 @@ differently from its label: `unsat` = robust, `sat` = counterexample.
   i = test-set index).
 * `1.0/` and `2.0/`: the 2026 layout, each with its own `instances.csv`, `onnx/` and `vnnlib/`
   (VNN-LIB 1.0 and 2.0 versions of the same properties).
-* `metadata.json`: per instance the test index, label, paths and PGD result.
+* `metadata.json`: per instance the test index, label, paths and PGD result; the `skip_certified`
+  bound method and its counts.
 * `benchmark.json`: the parameters `generate_properties.py` reads.
 * `abcrown_gpu.yaml`, `abcrown_cpu.yaml`, `run_abcrown.sh`: alpha-beta-CROWN configs.
 
