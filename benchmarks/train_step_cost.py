@@ -6,9 +6,11 @@
 Memory: each (shape, loss) runs one step in a fresh subprocess, so its peak is its own: on a
 GPU ``torch.cuda.max_memory_allocated``; on the CPU the resident-set growth during that step
 plus the bytes of parameters, gradients and Adam moments (what a GPU's allocator also counts).
-Time: all losses of a shape live in one process and are stepped round-robin (one step of each
-per round, --repeats rounds after a warm-up), so load drifting on a shared machine hits them
-alike. A step is forward, backward, clipping and Adam. Ratios are to a plain clean
+Time: all losses of a shape live in one process and are stepped round-robin (--repeats rounds
+after a warm-up), so load drifting on a shared machine hits them alike. In a round each loss
+runs --steps-per-turn consecutive steps and the last is timed: training repeats one loss step
+after step, and the first step after another loss's (often much larger) memory footprint pays
+the allocator for it. A step is forward, backward, clipping and Adam. Ratios are to a plain clean
 cross-entropy step of the same network, to ``ibp`` and to ``mtl-ibp``; each is the median over
 rounds of the ratio within a round (paired, so a slow round slows both sides), and the plain
 ratio's interquartile range shows how much the machine's noise moves it.
@@ -90,8 +92,9 @@ def _steps(shape: str, names: list[str], batch: int, device: str) -> dict:
                             return_params=True) for name in names}
 
 
-def measure_times(shape: str, names: list[str], batch: int, repeats: int, device: str) -> dict[str, list[float]]:
-    """Seconds per step of each loss, one per round, stepped round-robin in this process."""
+def measure_times(shape: str, names: list[str], batch: int, repeats: int, device: str,
+                  steps_per_turn: int = 2) -> dict[str, list[float]]:
+    """Seconds per step of each loss, one per round (the last of its turn), stepped round-robin."""
     import torch
 
     steps = _steps(shape, names, batch, device)
@@ -100,6 +103,10 @@ def measure_times(shape: str, names: list[str], batch: int, repeats: int, device
         step()
     for _ in range(repeats):
         for name, (step, _) in steps.items():
+            for _ in range(steps_per_turn - 1):
+                step()
+            if device == "cuda":
+                torch.cuda.synchronize()
             start = time.perf_counter()
             step()
             if device == "cuda":
@@ -136,7 +143,8 @@ def table(rows: list[dict], shape: str) -> str:
     by_loss = {r["loss"]: r for r in rows if r["shape"] == shape}
     plain = by_loss.get(PLAIN)
     rounds = len(plain["round_seconds"]) if plain else 0
-    title = (f"CNN7, {shape} shapes, batch {plain['batch'] if plain else ''}, {rounds} round-robin rounds: "
+    title = (f"CNN7, {shape} shapes, batch {plain['batch'] if plain else ''}, {rounds} round-robin rounds "
+             f"({plain['steps_per_turn'] if plain else ''} steps per turn, the last timed): "
              "median s/step; time ratios are medians of per-round ratios (25th–75th percentile)")
     lines = [title,
              "| loss | s/step | × plain CE | × ibp | × mtl-ibp | peak MB | mem × plain | reference × plain |",
@@ -156,6 +164,8 @@ def main() -> None:
     parser.add_argument("--losses", nargs="*", default=None, help="default: every registered loss")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5, help="round-robin rounds")
+    parser.add_argument("--steps-per-turn", type=int, default=2, help="consecutive steps of a loss per round; "
+                        "the last is timed")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
     parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "LOSS"), help=argparse.SUPPRESS)
@@ -174,10 +184,11 @@ def main() -> None:
     names = [PLAIN, "ibp", "mtl-ibp"] + [n for n in (args.losses or list_losses()) if n not in ("ibp", "mtl-ibp")]
     rows = []
     for shape in args.shapes:
-        times = measure_times(shape, names, args.batch, args.repeats, args.device)
+        times = measure_times(shape, names, args.batch, args.repeats, args.device, args.steps_per_turn)
         for name in names:
             row = {**run_memory(shape, name, args), "seconds": statistics.median(times[name]),
                    "round_seconds": times[name], **time_ratios(times, name), "batch": args.batch,
+                   "steps_per_turn": args.steps_per_turn,
                    "threads": torch.get_num_threads(), "device": args.device}
             rows.append(row)
             print(f"  {shape:5s} {name:10s} {row['seconds']:.3f} s  {row['peak_bytes'] / 2**20:.0f} MB",
