@@ -14,9 +14,19 @@ def test_vnncomp_never_imports_auto_lirpa_and_never_prints():
     for path in PACKAGE.glob("*.py"):
         source = path.read_text()
         assert not re.search(r"^\s*(import|from)\s+auto_LiRPA", source, re.M), path
-        assert not re.search(r"^\s*(import|from)\s+adcert_plugin\.bounds", source, re.M), \
+        # module level only: importing vnncomp must not pull in auto_LiRPA (the worker stays light)
+        assert not re.search(r"^(import|from)\s+adcert_plugin\.bounds", source, re.M), \
             f"{path}: import adcert_plugin.bounds lazily, inside the function that needs it"
         assert not re.search(r"(?<![\w.])print\(", source), path
+
+
+def test_importing_vnncomp_does_not_load_auto_lirpa():
+    code = ("import sys, vnncomp.benchmark, vnncomp.cli, vnncomp.report, vnncomp.runners; "
+            "print('auto_LiRPA' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_marabou_worker_does_not_import_torch():
