@@ -82,7 +82,8 @@ def markdown_report(results: dict) -> str:
              f"certified by the cascade {' → '.join(ev['methods'])} (cumulative), on each run's final model.pt.")
     if c.get("extra_seeds"):
         setup += (f" Extra seeds {', '.join(str(s) for s in c['extra_seeds'])}: the teacher and the students at "
-                  f"α = {results['alpha']:g} are trained again with each (tables above: seed {c['seed']}).")
+                  f"α = {results['alpha']:g} are trained again with each (the tables below are for seed "
+                  f"{c['seed']}, except the last, which covers every seed).")
     machine = (f"Machine: {m['platform']}, {m['cpu_count']} CPUs (torch threads: {m['torch_threads']}), "
                f"GPU: {m['cuda'] or 'none'}; Python {m['python']}, torch {m['torch']}, auto_LiRPA "
                f"{m['auto_LiRPA']}, adcert {m['adcert']}. Training + evaluation of every run (sum over the runs): "

@@ -1,0 +1,96 @@
+"""Cost of the training attack (PGD-1) on CNN7 against a plain training step, per forward variant.
+
+    python benchmarks/attack_cost.py --shapes mnist cifar --repeats 9
+
+The attack runs the student in eval mode. Variants: ``module`` (the model itself, BN as its
+own pass), ``folded`` (BN folded into the convolutions, ``folding.folded_eval_forward``) and
+``folded+channels-last`` (what ``pgd_attack`` uses for wide convolutions on the CPU). Each
+round times one plain cross-entropy step (forward, backward, Adam) and one attack of each
+variant; ratios are medians of per-round ratios to the plain step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from adcert_plugin.attacks import AttackConfig, _pgd
+from adcert_plugin.folding import folded_eval_forward
+from adcert_plugin.models import create_model, ibp_init
+from adcert_plugin.spec import InputBox
+
+SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32)}
+
+
+def _setup(shape, batch):
+    torch.manual_seed(0)
+    model = ibp_init(create_model("cnn7", shape, 10)).train()
+    x, y = torch.rand(batch, *shape), torch.randint(0, 10, (batch,))
+    with torch.no_grad():
+        model(x)  # running statistics away from (0, 1)
+    box = InputBox.from_pixels(x, 0.1, (0.0,) * shape[0], (1.0,) * shape[0])
+    return model, box, y
+
+
+def _variants(model, box, y):
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, 5e-4)
+
+    def plain():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(box.x_norm), y).backward()
+        opt.step()
+
+    def attack(make_forward):
+        def run():
+            model.eval()
+            for p in params:
+                p.requires_grad_(False)
+            _pgd(make_forward(), box, y, AttackConfig(), None, None)
+            for p in params:
+                p.requires_grad_(True)
+            model.train()
+        return run
+
+    return {"plain step": plain, "attack: module": attack(lambda: model),
+            "attack: folded": attack(lambda: folded_eval_forward(model, channels_last=False)),
+            "attack: folded+channels-last": attack(lambda: folded_eval_forward(model, channels_last=True))}
+
+
+def measure(shape, batch, repeats) -> dict[str, list[float]]:
+    fns = _variants(*_setup(SHAPES[shape], batch))
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="*", default=["mnist", "cifar"], choices=sorted(SHAPES))
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    print(f"CNN7, batch {args.batch}, {torch.get_num_threads()} threads, {args.repeats} rounds")
+    print("| shape | variant | s | × plain step (25th–75th percentile) |")
+    print("|---|---|---|---|")
+    for shape in args.shapes:
+        times = measure(shape, args.batch, args.repeats)
+        for name, values in times.items():
+            ratios = sorted(a / b for a, b in zip(values, times["plain step"]))
+            q1, _, q3 = statistics.quantiles(ratios, n=4)
+            print(f"| {shape} | {name} | {statistics.median(values):.3f} | "
+                  f"{statistics.median(ratios):.2f} ({q1:.2f}–{q3:.2f}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
