@@ -14,7 +14,7 @@ from conftest import REPO
 from adcert_plugin.config import read_config_file
 from adcert_plugin.errors import ConfigError
 from adcert_plugin.experiment import STUDENTS, ExperimentConfig, get_experiment, list_experiments, run_unified
-from adcert_plugin.experiment_report import markdown_tables
+from adcert_plugin.experiment_report import markdown_report, markdown_tables
 
 
 def _rows(markdown: str) -> list[list[str]]:
@@ -179,3 +179,11 @@ def test_unified_setup_cli_rejects_bad_alphas(tmp_path):
                                               str(tmp_path / "out")])
     assert result.exit_code == 2 and "Error: ConfigError: --extra-seeds" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_committed_cpu_results_are_what_their_results_json_renders():
+    folder = REPO / "examples" / "results" / "unified_cpu"
+    results = json.loads((folder / "results.json").read_text())
+    assert (folder / "results.md").read_text() == markdown_report(results)
+    assert results["preset"] == "cpu" and results["command"].startswith("python examples/unified_setup.py --preset cpu")
+    assert (folder / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
