@@ -25,18 +25,20 @@ def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 n = m.num_features
                 m.running_mean.copy_(torch.randn(n, generator=gen))
                 m.running_var.copy_(torch.rand(n, generator=gen) * 3 + 0.2)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.3)
+                if m.affine:
+                    m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=gen) * 0.3)
     return model.eval()
 
 
 def _odd_sequential() -> nn.Sequential:
-    """BN after a ReLU (not foldable: affine), a reflect-padded conv + BN (run as modules), BN1d after Linear."""
+    """BNs that cannot fold (after a ReLU; after a reflect-padded conv, which runs as itself) become
+    affine ops; a BN without affine parameters; a BN1d after a Linear."""
     torch.manual_seed(3)
     return nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(4),
         nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Conv2d(4, 3, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(),
+        nn.Conv2d(4, 3, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(3, affine=False), nn.ReLU(),
         nn.Flatten(), nn.Linear(3 * 3 * 3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 5))
 
 
