@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import paired_ratio, round_robin
 
 from adcert_plugin.attacks import AttackConfig, _pgd
 from adcert_plugin.folding import folded_eval_forward
@@ -62,16 +62,7 @@ def _variants(model, box, y):
 
 
 def measure(shape, batch, repeats) -> dict[str, list[float]]:
-    fns = _variants(*_setup(SHAPES[shape], batch))
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
+    return round_robin(_variants(*_setup(SHAPES[shape], batch)), repeats)
 
 
 def main() -> None:
@@ -86,10 +77,9 @@ def main() -> None:
     for shape in args.shapes:
         times = measure(shape, args.batch, args.repeats)
         for name, values in times.items():
-            ratios = sorted(a / b for a, b in zip(values, times["plain step"]))
-            q1, _, q3 = statistics.quantiles(ratios, n=4)
-            print(f"| {shape} | {name} | {statistics.median(values):.3f} | "
-                  f"{statistics.median(ratios):.2f} ({q1:.2f}–{q3:.2f}) |", flush=True)
+            ratio, q1, q3 = paired_ratio(times, name, "plain step")
+            print(f"| {shape} | {name} | {statistics.median(values):.3f} | {ratio:.2f} ({q1:.2f}–{q3:.2f}) |",
+                  flush=True)
 
 
 if __name__ == "__main__":

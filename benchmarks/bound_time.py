@@ -10,10 +10,10 @@ CROWN runs once, on --crown-batch samples: on a CPU it costs far more than the o
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
+from timing import medians, round_robin
 
 from adcert_plugin.bounds import wrap_model
 from adcert_plugin.models import create_model, ibp_init
@@ -21,19 +21,6 @@ from adcert_plugin.spec import InputBox
 
 SHAPES = {"mnist": ((1, 28, 28), (0.0,), (1.0,), 0.1),
           "cifar": ((3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 8 / 255)}
-
-
-def timed_round_robin(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each closure, run one after another per repeat (load drift hits all)."""
-    for fn in fns.values():
-        fn()  # warm-up: tracing, allocator
-    samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def main() -> None:
@@ -67,7 +54,7 @@ def main() -> None:
            ("IBP forward+backward", "auto_LiRPA", args.batch): backward_of(lirpa, "IBP")}
     if "CROWN-IBP" not in args.skip:
         fns[("CROWN-IBP forward+backward", "auto_LiRPA", args.batch)] = backward_of(lirpa, "CROWN-IBP")
-    seconds = timed_round_robin(fns, args.repeats)
+    seconds = medians(round_robin(fns, args.repeats))
     rows = [(*key, seconds[key]) for key in fns]
     if "CROWN" not in args.skip:
         n = args.crown_batch or args.batch

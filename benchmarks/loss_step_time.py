@@ -12,11 +12,10 @@ of each per repeat) so that load drifting on a shared machine affects them alike
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import medians, round_robin
 
 from adcert_plugin.attacks import AttackConfig
 from adcert_plugin.bounds import wrap_model
@@ -79,15 +78,7 @@ def main() -> None:
     teacher = Teacher(create_model("cnn7", spec.shape, spec.num_classes))
     rows = [None, *names]
     steps = {name: make_step(name, spec, eps, x, y, teacher) for name in rows}
-    samples: dict = {name: [] for name in rows}
-    for step in steps.values():  # warm-up (auto_LiRPA tracing, allocator, kernels)
-        step()
-    for _ in range(args.repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            samples[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(v) for name, v in samples.items()}
+    median = medians(round_robin(steps, args.repeats))
     print(f"CNN7, {args.dataset_shape} shape {spec.shape}, batch {args.batch}, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"{'loss':<12} {'s/step':>8} {'x ibp':>7}")

@@ -29,8 +29,9 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from timing import paired_ratio, round_robin
 
 REFERENCE = {"mnist": {"ibp": 4.2, "mtl-ibp": 5.4, "pgd": 1.6}, "cifar": {"ibp": 4.2, "mtl-ibp": 6.0, "pgd": 1.6}}
 PLAIN = "plain-ce"
@@ -97,29 +98,9 @@ def measure_times(shape: str, names: list[str], batch: int, repeats: int, device
     """Seconds per step of each loss, one per round (the last of its turn), stepped round-robin."""
     import torch
 
-    steps = _steps(shape, names, batch, device)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for step, _ in steps.values():  # warm-up: auto_LiRPA tracing, allocator, kernels
-        step()
-    for _ in range(repeats):
-        for name, (step, _) in steps.items():
-            for _ in range(steps_per_turn - 1):
-                step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
-def paired_ratio(times: dict[str, list[float]], name: str, base: str) -> tuple[float, float, float]:
-    """Median, 25th and 75th percentile over rounds of times[name][r] / times[base][r]."""
-    ratios = sorted(a / b for a, b in zip(times[name], times[base]))
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return statistics.median(ratios), quartiles[0], quartiles[2]
+    steps = {name: step for name, (step, _) in _steps(shape, names, batch, device).items()}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return round_robin(steps, repeats, steps_per_turn, sync)
 
 
 def run_memory(shape, loss_name, args) -> dict:
