@@ -3,10 +3,12 @@
     python benchmarks/attack_cost.py --shapes mnist cifar --repeats 9
 
 The attack runs the student in eval mode. Variants: ``module`` (the model itself, BN as its
-own pass), ``folded`` (BN folded into the convolutions, ``folding.folded_eval_forward``) and
-``folded+channels-last`` (what ``pgd_attack`` uses for wide convolutions on the CPU). Each
+own pass), ``folded`` (BN folded into the convolutions, ``folding.folded_eval_forward``),
+``folded+channels-last`` and ``folded+channels-last+fused`` (each conv + ReLU one oneDNN
+kernel: what ``pgd_attack`` uses for wide convolutions on the CPU). Each
 round times one plain cross-entropy step (forward, backward, Adam) and one attack of each
-variant; ratios are medians of per-round ratios to the plain step.
+variant; ratios are medians of per-round ratios to the plain step, and to the variant
+above (what each change gains, paired within the round).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _variants(model, box, y):
 
     return {"plain step": plain, "attack: module": attack(lambda: model),
             "attack: folded": attack(lambda: folded_eval_forward(model, channels_last=False)),
-            "attack: folded+channels-last": attack(lambda: folded_eval_forward(model, channels_last=True))}
+            "attack: folded+channels-last": attack(lambda: folded_eval_forward(model, True, fuse_relu=False)),
+            "attack: folded+channels-last+fused": attack(lambda: folded_eval_forward(model, True, fuse_relu=True))}
 
 
 def measure(shape, batch, repeats) -> dict[str, list[float]]:
@@ -72,14 +75,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     print(f"CNN7, batch {args.batch}, {torch.get_num_threads()} threads, {args.repeats} rounds")
-    print("| shape | variant | s | × plain step (25th–75th percentile) |")
-    print("|---|---|---|---|")
+    print("| shape | variant | s | × plain step (25th–75th percentile) | × the variant above |")
+    print("|---|---|---|---|---|")
     for shape in args.shapes:
         times = measure(shape, args.batch, args.repeats)
-        for name, values in times.items():
+        names = list(times)
+        for above, name in zip([None, None] + names[1:], names):
             ratio, q1, q3 = paired_ratio(times, name, "plain step")
-            print(f"| {shape} | {name} | {statistics.median(values):.3f} | {ratio:.2f} ({q1:.2f}–{q3:.2f}) |",
-                  flush=True)
+            step = "–" if above is None else "{:.3f} ({:.3f}–{:.3f})".format(*paired_ratio(times, name, above))
+            print(f"| {shape} | {name} | {statistics.median(times[name]):.3f} | {ratio:.2f} ({q1:.2f}–{q3:.2f}) "
+                  f"| {step} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step_cost.py                      # MNIST and CIFAR shapes, batch 128
     python benchmarks/train_step_cost.py --shapes mnist --losses ibp mtl-ibp ad-cert
+    python benchmarks/train_step_cost.py --losses pgd --repeats 40   # PGD-1 against plain CE only
 
 Memory: each (shape, loss) runs one step in a fresh subprocess, so its peak is its own: on a
 GPU ``torch.cuda.max_memory_allocated``; on the CPU the resident-set growth during that step
@@ -162,7 +163,10 @@ def main() -> None:
 
     from adcert_plugin.losses import list_losses
 
-    names = [PLAIN, "ibp", "mtl-ibp"] + [n for n in (args.losses or list_losses()) if n not in ("ibp", "mtl-ibp")]
+    # Every loss by default; with --losses only those (and plain CE), so e.g. `--losses pgd` can
+    # afford many more rounds: the × ibp / × mtl-ibp columns then show "–".
+    chosen = args.losses or ["ibp", "mtl-ibp"] + [n for n in list_losses() if n not in ("ibp", "mtl-ibp")]
+    names = [PLAIN] + [n for n in chosen if n != PLAIN]
     rows = []
     for shape in args.shapes:
         times = measure_times(shape, names, args.batch, args.repeats, args.device, args.steps_per_turn)

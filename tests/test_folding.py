@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import tiny_net
 from torch import nn
 
-from adcert_plugin import attacks
+from adcert_plugin import attacks, folding
 from adcert_plugin.attacks import AttackConfig, pgd_attack
 from adcert_plugin.errors import UnsupportedModelError
 from adcert_plugin.folding import bn_scale_shift, folded_eval_forward
@@ -149,3 +150,74 @@ def test_channels_last_is_chosen_only_for_wide_convolutions_on_the_cpu():
     assert not _prefers_channels_last(create_model("small-cnn", (1, 28, 28), 10))  # 16 and 32: slower there
     assert not _prefers_channels_last(create_model("cnn7", (1, 28, 28), 10, width=WIDE_CONV // 2))
     assert not _prefers_channels_last(create_model("mlp", (1, 28, 28), 10))  # no convolution at all
+
+
+# -- conv + ReLU fused (oneDNN post-op) -------------------------------------------------------
+
+needs_fused_kernel = pytest.mark.skipif(not folding.fused_conv_relu_available(),
+                                        reason="this torch build has no usable fused conv+ReLU kernel")
+
+
+@needs_fused_kernel
+@pytest.mark.parametrize("case, conv_relus", [("cnn7-mnist", 5), ("cnn7-cifar", 5),
+                                              ("odd", 2)])  # odd: its reflect-padded conv runs as itself
+def test_fused_conv_relu_runs_and_matches_the_unfused_forward_and_gradient(case, conv_relus, monkeypatch):
+    model, shape = CASES[case]()
+    model = _randomise_bn(model)
+    x = torch.randn(5, *shape, requires_grad=True)
+    plain = folded_eval_forward(model, channels_last=True, fuse_relu=False)(x)
+    (plain_grad,) = torch.autograd.grad(plain.square().sum(), x)
+    calls = []
+    real = folding._fused_conv_relu
+    monkeypatch.setattr(folding, "_fused_conv_relu", lambda *a: calls.append(1) or real(*a))
+    fused = folded_eval_forward(model, channels_last=True)(x)
+    (fused_grad,) = torch.autograd.grad(fused.square().sum(), x)
+    assert len(calls) == conv_relus
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_nchw_does_not_fuse_unless_asked(monkeypatch):
+    calls = []
+    monkeypatch.setattr(folding, "_fused_conv_relu", lambda *a: calls.append(1) / 0)
+    model = _randomise_bn(tiny_net("cnn-bn"))
+    folded_eval_forward(model, channels_last=False)(torch.randn(2, 1, 8, 8))
+    assert calls == []
+
+
+@pytest.mark.parametrize("broken", ["wrong values", "changed signature"])
+def test_a_fused_kernel_that_fails_its_probe_is_not_used(broken, monkeypatch):
+    def wrong(x, weight, bias, stride, padding, dilation, groups):
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)  # the ReLU is missing
+
+    def changed(*args):
+        raise TypeError("_convolution_pointwise() takes 9 arguments")
+
+    monkeypatch.setattr(folding, "_fused_conv_relu", wrong if broken == "wrong values" else changed)
+    folding.fused_conv_relu_available.cache_clear()
+    try:
+        assert not folding.fused_conv_relu_available()
+        model = _randomise_bn(CASES["cnn7-mnist"]()[0])
+        x = torch.randn(3, 1, 12, 12)
+        torch.testing.assert_close(folded_eval_forward(model, channels_last=True)(x), model(x), rtol=1e-4, atol=1e-5)
+    finally:
+        folding.fused_conv_relu_available.cache_clear()
+
+
+def test_a_single_channel_batch_gets_channels_last_strides_without_a_copy():
+    x = torch.rand(8, 1, 6, 6)[4:]  # a slice: the view keeps its storage offset
+    view = folding._in_layout(x, torch.channels_last)
+    assert view.data_ptr() == x.data_ptr() and torch.equal(view, x)
+    weight = torch.randn(8, 1, 3, 3).contiguous(memory_format=torch.channels_last)
+    # why: oneDNN answers the first conv in the input's layout, and the next conv would copy it
+    assert F.conv2d(view, weight, padding=1).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_fused_kernel_probe_answers_the_same_inside_no_grad():
+    expected = folding.fused_conv_relu_available()
+    folding.fused_conv_relu_available.cache_clear()
+    try:
+        with torch.no_grad():  # as folded_eval_forward first calls it
+            assert folding.fused_conv_relu_available() == expected
+    finally:
+        folding.fused_conv_relu_available.cache_clear()
