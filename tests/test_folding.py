@@ -117,12 +117,14 @@ def test_bn_scale_shift_is_the_eval_affine_map_and_refuses_batch_statistics():
         bn_scale_shift(nn.BatchNorm1d(3, track_running_stats=False))
 
 
+@pytest.mark.parametrize("channels_last", [None, True])  # cnn7's width 8 keeps NCHW by default; True also fuses
 @pytest.mark.parametrize("cfg", [AttackConfig(), AttackConfig(steps=5, step_size=0.5, restarts=2, objective="margin")])
-def test_pgd_on_the_folded_network_finds_the_points_pgd_on_the_model_finds(cfg, monkeypatch):
+def test_pgd_on_the_folded_network_finds_the_points_pgd_on_the_model_finds(cfg, channels_last, monkeypatch):
     model = _randomise_bn(create_model("cnn7", (3, 12, 12), 10, width=8, linear_size=32))
     torch.manual_seed(0)
     x, y = torch.rand(32, 3, 12, 12), torch.randint(0, 10, (32,))
     box = InputBox.from_pixels(x, 8 / 255, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    monkeypatch.setattr(attacks, "folded_eval_forward", lambda m: folded_eval_forward(m, channels_last))
     fast = pgd_attack(model, box, y, cfg, generator=torch.Generator().manual_seed(1))
     monkeypatch.setattr(attacks, "folded_eval_forward", lambda m: m)  # the attack on the model itself
     plain = pgd_attack(model, box, y, cfg, generator=torch.Generator().manual_seed(1))
@@ -221,3 +223,10 @@ def test_the_fused_kernel_probe_answers_the_same_inside_no_grad():
             assert folding.fused_conv_relu_available() == expected
     finally:
         folding.fused_conv_relu_available.cache_clear()
+
+
+@pytest.mark.skipif(not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")),
+                    reason="this torch build has no fused conv+ReLU op")
+def test_where_torch_has_the_fused_op_our_conv_relu_passes_its_probe():
+    # why: a failing probe silently falls back (sound, but slower); here that would be our bug
+    assert folding.fused_conv_relu_available()
