@@ -79,7 +79,8 @@ def folded_eval_forward(model: nn.Module, channels_last: bool | None = None,
             i += 1 if bn is None else 2
             relu = fuse_relu and _fuses_relu(layer, children[i] if i < len(children) else None)
             ops.append(_folded_op(layer, bn, layout, relu))
-            i += 1 if relu else 0
+            if relu:
+                i += 1  # the ReLU ran inside the conv's kernel
     return _chain(ops, layout)
 
 

@@ -80,7 +80,8 @@ def main() -> None:
     for shape in args.shapes:
         times = measure(shape, args.batch, args.repeats)
         names = list(times)
-        for above, name in zip([None, None] + names[1:], names):
+        for i, name in enumerate(names):
+            above = names[i - 1] if i >= 2 else None  # the first attack has no attack above it
             ratio, q1, q3 = paired_ratio(times, name, "plain step")
             step = "–" if above is None else "{:.3f} ({:.3f}–{:.3f})".format(*paired_ratio(times, name, above))
             print(f"| {shape} | {name} | {statistics.median(times[name]):.3f} | {ratio:.2f} ({q1:.2f}–{q3:.2f}) "

@@ -115,7 +115,8 @@ def _skip_method(method: str | None) -> str | None:
         return None
     by_lower = {m.lower(): m for m in SKIP_METHODS}
     if not isinstance(method, str) or method.strip().lower() not in by_lower:
-        raise ConfigError(f"unknown bound method {method!r} for --skip-certified; choose from {', '.join(SKIP_METHODS)}")
+        raise ConfigError(f"unknown bound method {method!r} for --skip-certified; "
+                          f"choose from {', '.join(SKIP_METHODS)}")
     return by_lower[method.strip().lower()]
 
 
@@ -367,7 +368,8 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
     net = _net_name(data_spec.name, record["arch"]["name"])
     params = {"format": "adcert-benchmark", "version": 1, "adcert_version": __version__, "net": net,
               "dataset": data_spec.name, "eps": eps, "n": int(n), "seed": int(seed), "timeout": float(timeout),
-              "filter_pgd": bool(filter_pgd), "skip_certified": skip_certified, "model": MODEL_FILE, "onnx": f"onnx/{net}.onnx", "opset": opset,
+              "filter_pgd": bool(filter_pgd), "skip_certified": skip_certified, "model": MODEL_FILE,
+              "onnx": f"onnx/{net}.onnx", "opset": opset,
               "arch": record["arch"], "mean": list(data_spec.mean), "std": list(data_spec.std),
               "shape": list(data_spec.shape), "num_classes": data_spec.num_classes, "pgd": PGD}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
