@@ -45,7 +45,12 @@ def _auto_lirpa():
         applied = lirpa_compat.prepare_import(_VERSION)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import auto_LiRPA
+            try:
+                import auto_LiRPA
+            except ImportError as err:  # e.g. 0.7 imports graphviz at import time
+                missing = f"pip install {err.name}" if getattr(err, "name", None) else "reinstall it"
+                raise UnsupportedModelError(f"auto_LiRPA {'.'.join(map(str, _VERSION))} cannot be imported ({err}); "
+                                            f"{missing}") from err
         applied += lirpa_compat.patch_bounded_module(auto_LiRPA.BoundedModule, _VERSION)
         if applied:
             log.debug("auto_LiRPA %s compatibility patches: %s", _VERSION, ", ".join(applied))
@@ -133,6 +138,52 @@ class BoundedNet:
         module.train(self.model.training)
         return module
 
+    def _batch_statistics(self, stats_input: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Train-mode BN statistics of ``stats_input``, as running-statistics buffers by name.
+
+        Read with hooks on one no-grad train-mode forward; the model's own buffers are put back.
+        """
+        stats, hooks = {}, []
+        saved = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+
+        def record(name):
+            def hook(module, inputs):
+                h = inputs[0]
+                dims = [0] + list(range(2, h.dim()))
+                stats[f"{name}.running_mean"] = h.mean(dims)
+                stats[f"{name}.running_var"] = h.var(dims, unbiased=False)  # what train-mode BN divides by
+            return hook
+
+        for name, m in self.model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                hooks.append(m.register_forward_pre_hook(record(name)))
+        try:
+            with torch.no_grad():
+                self.model(stats_input)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(saved[name])
+        return stats
+
+    def _frozen_statistics(self, module, stats_input: torch.Tensor) -> None:
+        """Bound the eval-mode network whose BN statistics are those of ``stats_input``.
+
+        This is what a train-mode bound means (the batch statistics are constants of the bounded
+        function), written as an affine BN so that no auto_LiRPA version has to back-propagate
+        through statistics: alpha-CROWN's many backward passes would share that graph
+        (auto_LiRPA 0.7 then fails with "backward through the graph a second time").
+        """
+        stats = self._batch_statistics(stats_input)
+        names = {id(b): name for name, b in self.model.named_buffers()}
+        for node, ours in self._buffer_pairs:
+            frozen = stats.get(names[id(ours)])
+            if frozen is not None:
+                node.buffer = frozen.detach().clone()
+        module.eval()
+
     def _lirpa_margin_lower(self, box: InputBox, spec: torch.Tensor, method: str,
                             stats_input: torch.Tensor | None) -> torch.Tensor:
         lirpa = _auto_lirpa()
@@ -145,14 +196,21 @@ class BoundedNet:
             module.set_bound_opts({"optimize_bound_args": {"iteration": 20, "lr_alpha": 0.1}, "verbosity": 0})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if self.model.training:
+            if self.model.training and method == "alpha-CROWN":
+                self._frozen_statistics(module, value)  # evaluation only: no gradient is wanted here
+            elif self.model.training:
                 # 0.3's compute_bounds does not forward first, so train-mode BN would use the
-                # statistics of whatever batch was forwarded last; forward the stats batch now.
-                # alpha-CROWN back-propagates many times through its own graph; its BN statistics
-                # must be constants, not a graph shared across those iterations.
-                with torch.set_grad_enabled(method != "alpha-CROWN" and torch.is_grad_enabled()):
-                    module(bounded_x)
-            lower, _ = module.compute_bounds(**kwargs)
+                # statistics of whatever batch was forwarded last; forward the stats batch now
+                # (with its graph: the training losses differentiate through the statistics).
+                module(bounded_x)
+            try:
+                lower, _ = module.compute_bounds(**kwargs)
+            except (RuntimeError, ValueError, TypeError, AssertionError, NotImplementedError) as err:
+                raise UnsupportedModelError(
+                    f"auto_LiRPA {'.'.join(map(str, _VERSION or ()))} failed to compute {method} bounds for "
+                    f"{type(self.model).__name__} in {'train' if self.model.training else 'eval'} mode "
+                    f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                    "bound it in eval mode or with another method") from err
         return lower
 
     # -- public API --------------------------------------------------------------------
