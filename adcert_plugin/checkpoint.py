@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, safe reads (``torch.load(weights_only=True)``).
+"""Checkpoints: atomic writes (``io.atomic_file``), safe reads (``torch.load(weights_only=True)``).
 
 An adcert checkpoint is a plain dict of tensors and primitives, never pickled code:
 
@@ -12,9 +12,6 @@ An adcert checkpoint is a plain dict of tensors and primitives, never pickled co
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .io import atomic_file
 from .models import create_model
 
 FORMAT = "adcert-checkpoint"
@@ -40,32 +38,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "wb"):
-    """Open a temporary file beside ``path``; on success rename it over ``path``, else delete it.
-
-    A reader never sees a half-written file, and a failed write leaves the old file intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    with atomic_file(path, "w") as f:
-        f.write(text)
-    return Path(path)
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:

@@ -71,7 +71,7 @@ Example:
 def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_dir, eps, epochs, out_dir, seed,
               device, sets, resume, force):
     """Train a (certifiably) robust model; writes config.yaml, metrics.jsonl, checkpoints, summary.json."""
-    from . import config as C
+    from .layering import build_config
     from .presets import list_presets as preset_names
 
     if list_presets:
@@ -80,7 +80,7 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
     _setup_logging(bool(click.get_current_context().params.get("debug")))
     flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
              "schedule.eps": eps, "schedule.epochs": epochs, "out_dir": out_dir, "seed": seed, "device": device}
-    cfg = C.build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
+    cfg = build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
 
     from .train import train
 

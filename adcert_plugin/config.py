@@ -1,36 +1,30 @@
-"""Run configuration: frozen dataclasses, strict YAML/JSON loading, overrides and presets.
+"""Run configuration: frozen dataclasses and strict YAML/JSON loading.
 
-Precedence, lowest first: dataclass defaults < ``--preset`` < ``--config FILE`` < explicit CLI
-flags < ``--set key.sub=value``. Each layer is checked for unknown keys on its own (so an error
-names the file or flag it came from, with a close match), then the layers are merged and built
-once; ``__post_init__`` checks ranges and cross-field rules before any data is loaded.
-When a layer changes ``loss.name`` without giving ``loss.params``, the params of lower layers
-are dropped (they belong to the other loss).
+``__post_init__`` checks ranges and cross-field rules before any data is loaded; the layers
+(defaults < preset < file < flags < ``--set``) are merged in ``layering.py``.
 
 ``eps`` is pixel-space; every ``*_epochs`` / ``milestones`` value counts epochs (1-based).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Literal
 
 import yaml
 
 from . import models
 from .attacks import AttackConfig
-from .checkpoint import atomic_file
 from .errors import ConfigError, UnknownModelError
-from .strict import build, check, check_keys, flatten, plain
+from .io import atomic_file
+from .strict import build, check, plain
 
 Device = Literal["cpu", "cuda", "auto"]
 Augmentation = Literal["none", "cifar", "tinyimagenet"]
-_FREE_FORM = ("loss.params", "model.kwargs")  # dicts merged and validated as a whole
 
 
 @dataclass(frozen=True)
@@ -214,92 +208,3 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     with atomic_file(path, "w") as f:
         yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
     return Path(path)
-
-
-# -- layering -------------------------------------------------------------------------------
-
-def _nest(dotted: dict[str, Any]) -> dict:
-    out: dict = {}
-    for key, value in dotted.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {part!r} is not a section")
-        node[parts[-1]] = value
-    return out
-
-
-def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
-    """``["optim.lr=1e-3", ...]`` → ``{"optim.lr": 0.001}``; values are parsed as YAML."""
-    out = {}
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. optim.lr=1e-3), got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: cannot parse the value: {' '.join(str(err).split())}") from None
-        out[key.strip()] = value
-    return out
-
-
-def _merge(base: dict, layer: dict, provenance: dict, source: str) -> dict:
-    """Deep-merge ``layer`` into ``base`` (a copy); ``loss.params`` merge key by key."""
-    merged = copy.deepcopy(base)
-    old_loss = merged.get("loss", {}).get("name", LossConfig.name)
-    new_loss = layer.get("loss", {}).get("name")
-    if new_loss is not None and new_loss != old_loss and "params" not in layer.get("loss", {}):
-        merged.get("loss", {}).pop("params", None)
-        for key in [k for k in provenance if k.startswith("loss.params")]:
-            del provenance[key]
-    for key, value in flatten(layer, keep=_FREE_FORM).items():
-        node = merged
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
-            node[parts[-1]] = {**node[parts[-1]], **copy.deepcopy(value)}
-        else:
-            node[parts[-1]] = copy.deepcopy(value)
-        provenance[key] = source
-        for sub in flatten(value, key) if isinstance(value, dict) else {}:
-            provenance[sub] = source
-    return merged
-
-
-def build_config(preset: str | None = None, config_file: str | Path | None = None,
-                 flags: dict[str, Any] | None = None, sets: Iterable[str] = (), resume: bool = False) -> TrainConfig:
-    """Layer defaults < preset < config file < flags < --set, strictly, into one TrainConfig.
-
-    Args:
-        preset: a registered preset name (see ``list_presets``).
-        config_file: a YAML or JSON file.
-        flags: dotted keys → values from explicit CLI flags (``None`` values are skipped).
-        sets: ``KEY=VALUE`` strings.
-        resume: with neither a preset nor a config file, start from ``<out_dir>/config.yaml``
-            (out_dir from the flags or sets) when it exists.
-    """
-    flag_layer = _nest({k: plain(v) for k, v in (flags or {}).items() if v is not None})
-    set_layer = _nest(parse_sets(sets))
-    layers: list[tuple[str, dict]] = []
-    if preset is not None:
-        from .presets import get_preset
-
-        layers.append((f"preset {preset!r}", get_preset(preset)))
-    if config_file is not None:
-        layers.append((str(config_file), read_config_file(config_file)))
-    elif resume and preset is None:
-        out_dir = set_layer.get("out_dir", flag_layer.get("out_dir"))
-        saved = Path(out_dir or TrainConfig.out_dir) / "config.yaml"
-        if saved.is_file():
-            layers.append((str(saved), read_config_file(saved)))
-    layers += [("command-line flags", flag_layer), ("--set", set_layer)]
-    merged: dict = {}
-    provenance: dict[str, str] = {}
-    for source, layer in layers:
-        check_keys(TrainConfig, layer, "", source)
-        merged = _merge(merged, layer, provenance, source)
-    return build(TrainConfig, merged, provenance)

@@ -19,7 +19,6 @@ samples are processed in fixed blocks of the selection, so a rerun, or a resume 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from .bounds import METHODS, wrap_model
 from .checkpoint import load_model
 from .data import get_data_spec, load_split
 from .errors import ConfigError, DataError, SoundnessError
+from .io import sha256_file, write_json
 from .report import EvalReport
 from .spec import InputBox, margins
 
@@ -93,7 +93,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     _check_data(x_all, y_all, record, dataset)
     indices = select_indices(len(y_all), start, end, n, seed)
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f"eval-{eps:g}"
-    run_config = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": _sha256(checkpoint),
+    run_config = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_file(checkpoint),
                   "dataset": dataset, "eps": eps, "methods": list(methods), "start": start, "end": end, "n": n,
                   "indices": _ranges(indices), "seed": seed, "attack": dataclasses.asdict(attack),
                   "arch": record["arch"]["name"], "batch_size": batch_size}
@@ -123,7 +123,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     meta = {key: run_config[key] for key in ("checkpoint", "dataset", "eps", "methods", "seed", "attack")}
     meta.update(selection={"start": start, "end": end, "n": n}, wall_seconds=wall, device=str(device))
     summary = R.summarize(rows, methods, meta)
-    R.write_json(out_dir / R.SUMMARY_FILE, summary)
+    write_json(out_dir / R.SUMMARY_FILE, summary)
     result = EvalReport(out_dir, summary, rows)
     if summary["soundness_errors"]:
         first = summary["soundness_errors"][0]
@@ -204,14 +204,6 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, record: dict, dataset: str) ->
         raise DataError(f"{dataset} test images have shape {tuple(x.shape[1:])}, the model expects {in_shape}")
     if len(y) and not (0 <= int(y.min()) and int(y.max()) < classes):
         raise DataError(f"{dataset} labels span {int(y.min())}..{int(y.max())}, the model has {classes} classes")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _ranges(indices: list[int]) -> list[list[int]]:

@@ -37,13 +37,13 @@ import torch
 
 from . import __version__
 from .attacks import AttackConfig
-from .checkpoint import atomic_write_text
 from .config import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig,
                      read_config_file)
 from .errors import ConfigError
 from .evaluate import DEFAULT_ATTACK, evaluate, resolve_methods
 from .experiment_report import markdown_report, markdown_tables, plot_results
-from .report import EvalReport, read_json, write_json
+from .io import atomic_write_text, read_json, write_json
+from .report import EvalReport
 from .rundir import RunDir
 from .strict import flatten, plain
 from .train import train

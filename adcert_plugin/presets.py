@@ -14,8 +14,9 @@ import copy
 import difflib
 import fnmatch
 
-from .config import TrainConfig, check_keys
+from .config import TrainConfig
 from .errors import ConfigError
+from .strict import check_keys
 
 _PRESETS: dict[str, dict] = {}
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .checkpoint import atomic_write_text
 from .errors import ConfigError
+from .io import atomic_write_text, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -139,23 +139,6 @@ def format_table(summary: dict) -> str:
 
 
 # -- files ---------------------------------------------------------------------------------
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file written by this module.
-
-    Raises:
-        ConfigError: the file is not valid JSON.
-    """
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ConfigError(f"{path} is not valid JSON ({err}); pass --overwrite to start afresh") from None
-
-
 def write_samples(path: Path, rows: Iterable[dict]) -> None:
     """Replace ``samples.jsonl`` atomically with ``rows``, one JSON object per line."""
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

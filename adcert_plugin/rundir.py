@@ -17,9 +17,9 @@ import json
 import os
 from pathlib import Path
 
-from .checkpoint import atomic_write_text
 from .config import TrainConfig, read_config_file, save_config
 from .errors import ConfigError
+from .io import atomic_write_text
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "model.pt", "summary.json")
 # Fields a resumed run may change: where it runs and how long it goes on.

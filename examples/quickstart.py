@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from adcert_plugin.config import build_config
+from adcert_plugin.layering import build_config
 from adcert_plugin.errors import AdcertError
 from adcert_plugin.evaluate import evaluate
 from adcert_plugin.train import train

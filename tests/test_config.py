@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from adcert_plugin import config as C
+from adcert_plugin import layering as L
 from adcert_plugin import presets as P
 from adcert_plugin.errors import ConfigError, RegistryError, UnknownLossError
 
@@ -49,9 +50,9 @@ def test_type_and_range_errors_name_field_and_source(tmp_path):
     with pytest.raises(ConfigError, match=r"optim.grad_acc_steps='two' in .*run.yaml: expected int"):
         C.load_config(_write(tmp_path, "optim: {grad_acc_steps: two}\n"))
     with pytest.raises(ConfigError, match=r"milestones"):
-        C.build_config(sets=["optim.milestones=[60, 50]"])
+        L.build_config(sets=["optim.milestones=[60, 50]"])
     with pytest.raises(ConfigError, match=r"device='gpu' in --set: must be one of"):
-        C.build_config(sets=["device=gpu"])
+        L.build_config(sets=["device=gpu"])
 
 
 def test_yaml_exponent_without_dot_is_a_float(tmp_path):
@@ -61,28 +62,28 @@ def test_yaml_exponent_without_dot_is_a_float(tmp_path):
 
 def test_loss_params_are_checked_by_the_loss(tmp_path):
     with pytest.raises(ConfigError, match="alpha"):
-        C.build_config(sets=["loss.name=mtl-ibp", "loss.params.alpha=1.5"])
+        L.build_config(sets=["loss.name=mtl-ibp", "loss.params.alpha=1.5"])
     with pytest.raises(ConfigError, match="alpah"):
-        C.build_config(sets=["loss.name=mtl-ibp", "loss.params.alpah=0.5"])
+        L.build_config(sets=["loss.name=mtl-ibp", "loss.params.alpah=0.5"])
     with pytest.raises(UnknownLossError, match="mtl-ipb"):
-        C.build_config(sets=["loss.name=mtl-ipb"])
+        L.build_config(sets=["loss.name=mtl-ipb"])
 
 
 def test_loss_needing_a_teacher_requires_one():
     with pytest.raises(ConfigError, match="needs a teacher"):
-        C.build_config(sets=["loss.name=ad-cert"])
-    cfg = C.build_config(sets=["loss.name=ad-cert", "teacher=t.pt"])
+        L.build_config(sets=["loss.name=ad-cert"])
+    cfg = L.build_config(sets=["loss.name=ad-cert", "teacher=t.pt"])
     assert cfg.teacher == "t.pt"
 
 
 def test_unknown_model_is_a_registry_error():
     with pytest.raises(RegistryError, match="cnn8"):
-        C.build_config(sets=["model.name=cnn8"])
+        L.build_config(sets=["model.name=cnn8"])
 
 
 def test_precedence_defaults_preset_file_flags_sets(tmp_path):
     path = _write(tmp_path, "seed: 7\nschedule: {epochs: 9, eps: 0.2}\noptim: {lr: 0.01}\n")
-    cfg = C.build_config(preset="mnist-small-teacher", config_file=path,
+    cfg = L.build_config(preset="mnist-small-teacher", config_file=path,
                          flags={"schedule.eps": 0.3, "seed": None}, sets=["optim.lr=0.02"])
     assert cfg.data.train_subset == 10000          # preset
     assert cfg.seed == 7 and cfg.schedule.epochs == 9  # file over preset (and a None flag is ignored)
@@ -92,19 +93,19 @@ def test_precedence_defaults_preset_file_flags_sets(tmp_path):
 
 
 def test_changing_the_loss_drops_the_lower_layers_params():
-    cfg = C.build_config(preset="mnist-small-adcert", flags={"loss.name": "ibp"})
+    cfg = L.build_config(preset="mnist-small-adcert", flags={"loss.name": "ibp"})
     assert cfg.loss.name == "ibp" and cfg.loss.params == {}
-    kept = C.build_config(preset="mnist-small-adcert", sets=["loss.params.tau=2.0"])
+    kept = L.build_config(preset="mnist-small-adcert", sets=["loss.params.tau=2.0"])
     assert kept.loss.params == {"alpha": 0.5, "tau": 2.0}
 
 
 def test_set_parses_values_as_yaml_and_rejects_bad_items():
-    cfg = C.build_config(sets=["model.kwargs={hidden: [8, 4]}", "data.train_subset=null", "optim.grad_clip=~"])
+    cfg = L.build_config(sets=["model.kwargs={hidden: [8, 4]}", "data.train_subset=null", "optim.grad_clip=~"])
     assert cfg.model.kwargs == {"hidden": [8, 4]} and cfg.data.train_subset is None and cfg.optim.grad_clip is None
     with pytest.raises(ConfigError, match="KEY=VALUE"):
-        C.build_config(sets=["optim.lr"])
+        L.build_config(sets=["optim.lr"])
     with pytest.raises(ConfigError, match=r"unknown key 'optim.learning_rate' in --set"):
-        C.build_config(sets=["optim.learning_rate=1"])
+        L.build_config(sets=["optim.learning_rate=1"])
 
 
 def test_missing_and_malformed_files(tmp_path):
@@ -125,8 +126,8 @@ def test_json_config_and_round_trip(tmp_path):
 
 
 def test_resume_starts_from_the_saved_config(tmp_path):
-    C.save_config(C.build_config(sets=["seed=11", f"out_dir={tmp_path}"]), tmp_path / "config.yaml")
-    cfg = C.build_config(flags={"out_dir": tmp_path, "schedule.epochs": 4}, resume=True)
+    C.save_config(L.build_config(sets=["seed=11", f"out_dir={tmp_path}"]), tmp_path / "config.yaml")
+    cfg = L.build_config(flags={"out_dir": tmp_path, "schedule.epochs": 4}, resume=True)
     assert cfg.seed == 11 and cfg.schedule.epochs == 4 and cfg.out_dir == str(tmp_path)
 
 
@@ -137,10 +138,10 @@ def test_presets_are_registered_and_valid():
             assert f"{bench}-{loss}" in names
     assert P.list_presets("mnist-small-*") == ["mnist-small-adcert", "mnist-small-ibp", "mnist-small-mtl-ibp",
                                                "mnist-small-teacher"]
-    cifar2 = C.build_config(preset="cifar10-2-255-mtl-ibp")
+    cifar2 = L.build_config(preset="cifar10-2-255-mtl-ibp")
     assert cifar2.attack.steps == 8 and cifar2.attack.eps_factor == 2.1 and cifar2.loss.params == {"alpha": 4e-3}
     assert cifar2.schedule.eps_start_epoch == 2 and cifar2.schedule.eps_length_epochs == 80
-    adcert = C.build_config(preset="mnist-0.3-ad-cert")
+    adcert = L.build_config(preset="mnist-0.3-ad-cert")
     assert adcert.loss.params["alpha"] == 8e-2 and adcert.optim.l1 == 1e-6 and adcert.schedule.train_eps_mul == 1.334
     assert adcert.teacher == "runs/mnist-0.3-pgd/model.pt"
     with pytest.raises(ConfigError, match="did you mean 'mnist-0.1-ibp'"):
@@ -154,4 +155,4 @@ def test_every_example_config_validates_and_matches_its_preset():
         cfg = C.load_config(path)  # no data needed
         preset = path.stem.replace("_", "-")
         if preset in P.list_presets():
-            assert cfg == C.build_config(preset=preset), path.name
+            assert cfg == L.build_config(preset=preset), path.name

@@ -17,7 +17,7 @@ from adcert_plugin.losses import create_loss, list_losses, loss_needs
 from adcert_plugin.losses.base import LossContext
 from adcert_plugin.losses.sabr import small_box
 from adcert_plugin.models import create_model
-from adcert_plugin.teacher import Teacher
+from adcert_plugin.losses.teacher import Teacher
 from conftest import tiny_net
 
 

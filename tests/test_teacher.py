@@ -16,7 +16,8 @@ from adcert_plugin.errors import CheckpointError, ConfigError
 from adcert_plugin.losses import create_loss
 from adcert_plugin.losses.base import LossContext
 from adcert_plugin.models import create_model, penultimate_features
-from adcert_plugin.teacher import Teacher, load_teacher
+from adcert_plugin.losses.teacher import Teacher
+from adcert_plugin.teacher import load_teacher
 from conftest import tiny_net
 
 

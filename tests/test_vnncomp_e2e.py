@@ -24,7 +24,8 @@ from adcert_plugin.models import create_model
 from adcert_plugin.spec import InputBox
 from vnncomp.benchmark import export_benchmark
 from vnncomp.instances import read_instances
-from vnncomp.results import check_counterexample, cross_check, read_results_table
+from vnncomp.report import cross_check
+from vnncomp.results import check_counterexample, read_results_table
 from vnncomp.runners import verify_benchmark
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ import torch
 from adcert_plugin.errors import ConfigError, SoundnessError, VerifierError
 from adcert_plugin.models import create_model
 from vnncomp.onnx_export import export_onnx, run_onnx
-from vnncomp.results import (VerifierResult, check_counterexample, cross_check, load_pickle_restricted,
+from vnncomp.report import cross_check
+from vnncomp.results import (VerifierResult, check_counterexample, load_pickle_restricted,
                              read_abcrown_pickle, read_result_file, read_results, read_results_table,
                              validate_counterexamples, write_result_file, write_results_table)
 from vnncomp.vnnlib import property_from_sample, render_v1

@@ -350,5 +350,3 @@ def validate_counterexamples(results: Sequence[VerifierResult], instances: dict,
         checked.append(r)
     return checked
 
-
-from .report import CrossCheck, cross_check  # noqa: E402,F401  (re-export; report.py imports nothing from here)
