@@ -17,10 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
-from adcert_plugin.layering import build_config
 from adcert_plugin.errors import AdcertError
-from adcert_plugin.evaluate import evaluate
-from adcert_plugin.train import train
+from adcert_plugin.evaluation import evaluate
+from adcert_plugin.training import build_config, train
 
 log = logging.getLogger("quickstart")
 
@@ -83,7 +82,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="verifier seconds per property")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, format="   %(message)s")
-    logging.getLogger("adcert_plugin.train").setLevel(logging.INFO)  # one line per epoch
+    logging.getLogger("adcert_plugin.training.trainer").setLevel(logging.INFO)  # one line per epoch
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     start = time.perf_counter()
     try:

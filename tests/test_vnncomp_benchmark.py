@@ -13,11 +13,10 @@ import yaml
 from click.testing import CliRunner
 
 import adcert_plugin.data as data_module
-from adcert_plugin.bounds import METHODS, wrap_model
-from adcert_plugin.checkpoint import arch_record, save_checkpoint
+from adcert_plugin.bounds import METHODS, InputBox, normalize, wrap_model
 from adcert_plugin.errors import ConfigError, ExportError
 from adcert_plugin.models import create_model
-from adcert_plugin.spec import InputBox, normalize
+from adcert_plugin.training import arch_record, save_checkpoint
 from vnncomp import benchmark as benchmark_module
 from vnncomp.benchmark import export_benchmark, find_eps, regenerate_properties
 from vnncomp.cli import export_cmd, report_cmd, verify_cmd
@@ -149,7 +148,7 @@ def test_eps_from_config_and_errors(tmp_path, checkpoint, synthetic):
     assert find_eps({"attack": {"eps": 0.1}}) == 0.1
     assert find_eps({"schedule": {"eps": 0.2}, "eps": 0.3}) == 0.3
     assert find_eps({"loss": {"params": {"eps": 0.4}}}) == 0.4 and find_eps({"lr": 1}) is None
-    from adcert_plugin.config import ScheduleConfig, TrainConfig
+    from adcert_plugin.training import ScheduleConfig, TrainConfig
 
     trained = TrainConfig(schedule=ScheduleConfig(eps=0.3)).to_dict()  # what adcert-train stores
     assert find_eps(trained) == 0.3

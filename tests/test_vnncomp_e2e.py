@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adcert_plugin.checkpoint import arch_record, save_checkpoint
+from adcert_plugin.bounds import InputBox
 from adcert_plugin.models import create_model
-from adcert_plugin.spec import InputBox
+from adcert_plugin.training import arch_record, save_checkpoint
 from vnncomp.benchmark import export_benchmark
 from vnncomp.instances import read_instances
 from vnncomp.report import cross_check
@@ -58,7 +58,7 @@ def _train(images: torch.Tensor, labels: torch.Tensor) -> nn.Sequential:
 
 
 def _ibp_margin(model: nn.Sequential, box: InputBox, y: torch.Tensor) -> torch.Tensor:
-    """Lower bound of min_j (z_y − z_j) by interval arithmetic (our own, independent of bounds.py)."""
+    """Lower bound of min_j (z_y − z_j) by interval arithmetic (our own, independent of adcert_plugin.bounds)."""
     low, high = box.lower_norm, box.upper_norm
     for layer in model:
         if isinstance(layer, nn.Flatten):

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adcert_plugin.bounds import InputBox
 from adcert_plugin.errors import ExportError
-from adcert_plugin.spec import InputBox
 from vnncomp.vnnlib import (check_v2, format_number, parse_v1, property_from_sample, render_v1, render_v2,
                             robustness_polytopes, validate_v1)
 

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from adcert_plugin import __version__
-from adcert_plugin.checkpoint import load_model, read_checkpoint, save_checkpoint
+from adcert_plugin.bounds.spec import InputBox, normalize
 from adcert_plugin.errors import ConfigError, ExportError
-from adcert_plugin.spec import InputBox, normalize
+from adcert_plugin.training import load_model, read_checkpoint, save_checkpoint
 
 from .abcrown import write_abcrown_configs
 from .instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv

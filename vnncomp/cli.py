@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from adcert_plugin.cli_errors import handle_errors
+from adcert_plugin.cli import handle_errors
 
 _PATH = click.Path(path_type=Path)
 _EXISTING_DIR = click.Path(path_type=Path, exists=True, file_okay=False)

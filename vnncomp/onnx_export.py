@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from adcert_plugin.attacks import bn_scale_shift
 from adcert_plugin.errors import ExportError, UnsupportedModelError
-from adcert_plugin.folding import bn_scale_shift
 
 from .onnx_run import onnx_input_shape, run_onnx
 

@@ -29,7 +29,7 @@ from adcert_plugin.errors import VerifierError
 
 from .vnnlib import format_number
 
-__all__ = ["RESULTS", "CexCheck", "CrossCheck", "VerifierResult", "check_counterexample", "cross_check",
+__all__ = ["RESULTS", "CexCheck", "VerifierResult", "check_counterexample",
            "load_pickle_restricted", "read_abcrown_pickle", "read_result_file", "read_results",
            "read_results_table", "validate_counterexamples", "write_result_file", "write_results_table"]
 

@@ -98,7 +98,7 @@ def property_from_sample(x_pixel, label: int, eps: float, mean: Sequence[float],
     """
     import torch
 
-    from adcert_plugin.spec import InputBox
+    from adcert_plugin.bounds.spec import InputBox
 
     x32 = torch.as_tensor(np.asarray(x_pixel, dtype=np.float32)).reshape(-1, *np.shape(x_pixel)[-2:])
     shape = tuple(int(v) for v in x32.shape)

@@ -24,9 +24,8 @@ import torch
 from torch import nn
 
 from ..attacks import AttackConfig, pgd_attack
-from ..bounds import BoundedNet, wrap_model
+from ..bounds import BoundedNet, InputBox, margins as exact_margins, wrap_model
 from ..errors import ConfigError
-from ..spec import InputBox, margins as exact_margins
 from .teacher import Teacher
 
 Which = Literal["clean", "adv"]
