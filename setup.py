@@ -39,7 +39,7 @@ setup(
             "adcert-verify = vnncomp.cli:verify_cmd",
             "adcert-report = vnncomp.cli:report_cmd",
         ],
-        # Third-party losses register here; see adcert_plugin/losses/__init__.py.
+        # Third-party losses register here; see adcert_plugin/losses/registry.py.
         "adcert.losses": [],
     },
 )

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from adcert_plugin import losses
 from adcert_plugin.errors import ConfigError, DuplicateNameError, PluginLoadError, UnknownLossError
-from adcert_plugin.losses import create_loss, describe_losses, list_losses, register_loss, unregister_loss
+from adcert_plugin.losses import create_loss, describe_losses, list_losses, register_loss, registry, unregister_loss
 from adcert_plugin.losses.base import Loss, LossOutput
 from conftest import REPO
 
@@ -148,10 +147,10 @@ def plugin_dist(tmp_path, monkeypatch):
         brokenloss = mypkg_does_not_exist:register
         """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    losses._forget_entry_points()
+    registry._forget_entry_points()
     yield tmp_path
     unregister_loss("myloss")
-    losses._forget_entry_points()
+    registry._forget_entry_points()
 
 
 def test_entry_point_loss_is_found_by_name(plugin_dist, batch):
@@ -185,7 +184,6 @@ def test_example_plugin_package_registers_through_its_entry_point(tmp_path, monk
     """examples/custom_loss_plugin, installed as a distribution, is found by name."""
     import shutil
 
-    import adcert_plugin.losses as registry
 
     src = REPO / "examples" / "custom_loss_plugin" / "adcert_hinge"
     shutil.copytree(src, tmp_path / "adcert_hinge")
