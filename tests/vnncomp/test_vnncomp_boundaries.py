@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "vnncomp"
+from conftest import REPO
+
+PACKAGE = REPO / "vnncomp"
 
 
 def test_vnncomp_never_imports_auto_lirpa_and_never_prints():
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         source = path.read_text()
         assert not re.search(r"^\s*(import|from)\s+auto_LiRPA", source, re.M), path
         # module level only: importing vnncomp must not pull in auto_LiRPA (the worker stays light)
@@ -22,7 +23,7 @@ def test_vnncomp_never_imports_auto_lirpa_and_never_prints():
 
 
 def test_importing_vnncomp_does_not_load_auto_lirpa():
-    code = ("import sys, vnncomp.benchmark, vnncomp.cli, vnncomp.report, vnncomp.runners; "
+    code = ("import sys, vnncomp.export.benchmark, vnncomp.cli, vnncomp.results, vnncomp.verifiers; "
             "print('auto_LiRPA' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
                           timeout=120)
@@ -31,7 +32,7 @@ def test_importing_vnncomp_does_not_load_auto_lirpa():
 
 
 def test_marabou_worker_does_not_import_torch():
-    code = "import sys, vnncomp.marabou_worker, vnncomp.results; print('torch' in sys.modules)"
+    code = "import sys, vnncomp.verifiers.marabou_worker, vnncomp.results; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr

@@ -22,13 +22,12 @@ from torch import nn
 from adcert_plugin.bounds import InputBox
 from adcert_plugin.models import create_model
 from adcert_plugin.training import arch_record, save_checkpoint
-from vnncomp.benchmark import export_benchmark
-from vnncomp.instances import read_instances
-from vnncomp.report import cross_check
-from vnncomp.results import check_counterexample, read_results_table
-from vnncomp.runners import verify_benchmark
+from vnncomp.export.benchmark import export_benchmark
+from vnncomp.export.instances import read_instances
+from vnncomp.results import check_counterexample, cross_check, read_results_table
+from vnncomp.verifiers import verify_benchmark
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 EPS = 0.015
 N = 8
 

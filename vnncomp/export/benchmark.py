@@ -10,7 +10,8 @@ Layout (formats.md §1.1, §5)::
     benchmark.json metadata.json README.md abcrown_{gpu,cpu}.yaml run_abcrown.sh src/model.pt
 
 Samples are correctly classified test images (optionally only those PGD does not break, and
-only those a cheap bound does not already certify), drawn with ``np.random.default_rng(seed)``.
+only those a cheap bound does not already certify), drawn with ``np.random.default_rng(seed)``
+(``selection.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from adcert_plugin import __version__
-from adcert_plugin.bounds.spec import InputBox, normalize
+from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ConfigError, ExportError
 from adcert_plugin.training import load_model, read_checkpoint, save_checkpoint
 
@@ -36,6 +37,7 @@ from .abcrown import write_abcrown_configs
 from .instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
 from .onnx_export import creation_mode, export_onnx
 from .readme import GENERATE_PROPERTIES, render_readme
+from .selection import PGD, select_samples, skip_method
 from .vnnlib import check_v2, property_from_sample, render_v1, render_v2, validate_v1
 
 logger = logging.getLogger(__name__)
@@ -43,9 +45,6 @@ logger = logging.getLogger(__name__)
 MAX_TOTAL_TIMEOUT = 6 * 3600.0
 BENCHMARK_JSON = "benchmark.json"
 MODEL_FILE = "src/model.pt"
-PGD = {"steps": 50, "step_size": 0.1, "restarts": 2}
-SKIP_METHODS = ("IBP", "CROWN-IBP", "CROWN")  # the cheap methods of adcert_plugin.bounds.METHODS
-_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -107,114 +106,6 @@ def _check_request(n: int, timeout: float, eps: float) -> None:
     if n * timeout > MAX_TOTAL_TIMEOUT:
         raise ConfigError(f"{n} instances x {timeout} s = {n * timeout} s exceeds the VNN-COMP total of "
                           f"{MAX_TOTAL_TIMEOUT:.0f} s (6 h); lower --n or --timeout")
-
-
-def _skip_method(method: str | None) -> str | None:
-    """Validate a ``skip_certified`` method name (case-insensitive); None stays None."""
-    if method is None:
-        return None
-    by_lower = {m.lower(): m for m in SKIP_METHODS}
-    if not isinstance(method, str) or method.strip().lower() not in by_lower:
-        raise ConfigError(f"unknown bound method {method!r} for --skip-certified; "
-                          f"choose from {', '.join(SKIP_METHODS)}")
-    return by_lower[method.strip().lower()]
-
-
-def _predict(model: torch.nn.Module, images: torch.Tensor, data_spec) -> torch.Tensor:
-    with torch.no_grad():
-        chunks = [model(normalize(images[i:i + _BATCH], data_spec.mean, data_spec.std)).argmax(1)
-                  for i in range(0, len(images), _BATCH)]
-    return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
-
-
-def _pgd_robust(model, x: torch.Tensor, y: torch.Tensor, eps: float, data_spec, seed: int) -> torch.Tensor:
-    """Per-sample bool ``[B]``: PGD (margin loss) finds no misclassified point in the eps box."""
-    from adcert_plugin.attacks import AttackConfig, pgd_attack
-
-    box = InputBox.from_pixels(x, eps, data_spec.mean, data_spec.std)
-    cfg = AttackConfig(steps=PGD["steps"], step_size=PGD["step_size"], restarts=PGD["restarts"], objective="margin")
-    x_adv = pgd_attack(model, box, y, cfg, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        return model(x_adv).argmax(1) == y
-
-
-def _certifier(model, data_spec, eps: float, method: str):
-    """A function ``certified(x, y)`` -> bool ``[B]``: ``method`` proves every margin z_y − z_j > 0 over the box.
-
-    The model is wrapped once, in eval mode, through ``adcert_plugin.bounds`` (never auto_LiRPA directly).
-    """
-    from adcert_plugin.bounds import wrap_model
-
-    bounded = wrap_model(model.eval(), data_spec.shape)
-
-    def certified(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        flags = [torch.zeros(0, dtype=torch.bool)]
-        with torch.no_grad():
-            for i in range(0, len(x), _BATCH):
-                box = InputBox.from_pixels(x[i:i + _BATCH], eps, data_spec.mean, data_spec.std)
-                flags.append((bounded.margin_lower(box, y[i:i + _BATCH], method) > 0).all(dim=1))
-        return torch.cat(flags)
-
-    return certified
-
-
-def _examine(model, images, labels, block, data_spec, eps, seed, filter_pgd, certify, counts) -> list:
-    """(index, PGD-robust, qualifies) per sample of ``block``; bound only the samples PGD lets through."""
-    robust = _pgd_robust(model, images[block], labels[block], eps, data_spec, seed).tolist()
-    counts["pgd_examined"] += len(robust)
-    counts["pgd_robust"] += sum(robust)
-    certified = [False] * len(robust)
-    if certify is not None:
-        todo = [i for i, flag in enumerate(robust) if flag or not filter_pgd]
-        rows = block[torch.as_tensor(todo, dtype=torch.long)]
-        found = certify(images[rows], labels[rows]).tolist()
-        counts["bound_examined"] += len(found)
-        counts["bound_certified"] += sum(found)
-        for i, flag in zip(todo, found):
-            certified[i] = flag
-    return [(index, bool(flag), (flag or not filter_pgd) and not cert)
-            for index, flag, cert in zip(block.tolist(), robust, certified)]
-
-
-def _none_qualify(n_correct: int, filter_pgd: bool, skip_certified: str | None, counts: dict) -> ExportError:
-    """The error for a selection that found no sample, saying which filter emptied it."""
-    if n_correct and skip_certified and counts["bound_examined"] == counts["bound_certified"] > 0:
-        which = "correctly classified" + (" and PGD-robust" if filter_pgd else "")
-        return ExportError(f"every {which} sample is already certified by {skip_certified}; "
-                           "drop --skip-certified or raise --eps")
-    return ExportError("no test sample qualifies (none correctly classified"
-                       + (" and PGD-robust)" if filter_pgd else ")"))
-
-
-def _select(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified=None) -> dict:
-    """Draw n correctly classified samples; attack them (and more, with ``filter_pgd``).
-
-    With ``skip_certified`` (a method of ``SKIP_METHODS``) a sample also has to escape that
-    bound: samples whose margins it proves positive over the eps box are skipped.
-    """
-    correct = torch.nonzero(_predict(model, images, data_spec) == labels).flatten().numpy()
-    order = np.random.default_rng(seed).permutation(correct)
-    chosen: list[int] = []
-    robust_flags: list[bool] = []
-    counts = {"pgd_examined": 0, "pgd_robust": 0, "bound_examined": 0, "bound_certified": 0}
-    filtering = filter_pgd or skip_certified is not None
-    certify = _certifier(model, data_spec, eps, skip_certified) if skip_certified else None
-    step = max(n, 32)
-    for start in range(0, len(order), step):
-        block = torch.as_tensor(order[start:start + (step if filtering else n)])
-        for index, flag, ok in _examine(model, images, labels, block, data_spec, eps, seed + start, filter_pgd,
-                                        certify, counts):
-            if ok and len(chosen) < n:
-                chosen.append(index)
-                robust_flags.append(flag)
-        if len(chosen) >= n or not filtering:
-            break
-    if len(chosen) < n:
-        logger.warning("only %d of %d requested samples qualify", len(chosen), n)
-    if not chosen:
-        raise _none_qualify(len(correct), filter_pgd, skip_certified, counts)
-    return {"indices": chosen, "clean_correct": len(correct), "test_size": len(labels),
-            "pgd_flags": robust_flags, "skip_certified": skip_certified, **counts}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -363,7 +254,7 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
     if eps is None:
         raise ConfigError(f"no eps in the config of {checkpoint}; pass --eps (pixel space, e.g. 0.00784)")
     _check_request(n, timeout, eps)
-    skip_certified = _skip_method(skip_certified)
+    skip_certified = skip_method(skip_certified)
     images, labels = load_split(data_spec.name, "test", data_dir)
     net = _net_name(data_spec.name, record["arch"]["name"])
     params = {"format": "adcert-benchmark", "version": 1, "adcert_version": __version__, "net": net,
@@ -379,7 +270,7 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         (tmp / MODEL_FILE).chmod(creation_mode(0o666))
         probe = normalize(images[:8], data_spec.mean, data_spec.std)
         exported = export_onnx(model, data_spec.shape, tmp / params["onnx"], opset=opset, check_inputs=probe)
-        selection = _select(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified)
+        selection = select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified)
         entries = _write_properties(tmp, params, images, labels, selection)
         _write_docs(tmp, params, selection, out_dir)
         _commit(tmp, out_dir)
@@ -407,11 +298,11 @@ def regenerate_properties(bench_dir, seed: int, data_dir=None) -> BenchmarkInfo:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot read {bench_dir / BENCHMARK_JSON}: {err}") from err
     params["seed"] = int(seed)
-    params["skip_certified"] = _skip_method(params.get("skip_certified"))  # absent in older benchmark.json
+    params["skip_certified"] = skip_method(params.get("skip_certified"))  # absent in older benchmark.json
     data_spec = get_data_spec(params["dataset"])
     model, _ = load_model(bench_dir / params["model"])
     images, labels = load_split(data_spec.name, "test", data_dir)
-    selection = _select(model, images, labels, data_spec, params["eps"], params["n"], seed, params["filter_pgd"],
+    selection = select_samples(model, images, labels, data_spec, params["eps"], params["n"], seed, params["filter_pgd"],
                         params["skip_certified"])
     entries = _write_properties(bench_dir, params, images, labels, selection)
     _write_docs(bench_dir, params, selection, bench_dir)

@@ -18,7 +18,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from vnncomp.benchmark import regenerate_properties
+from vnncomp.export import regenerate_properties
 
 
 def main() -> None:

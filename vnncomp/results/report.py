@@ -12,12 +12,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from adcert_plugin.errors import ConfigError, SoundnessError
 
-if TYPE_CHECKING:
-    from .results import VerifierResult
+from ..export.instances import instance_sample_index, read_instances, read_metadata
+from .counterexamples import validate_counterexamples
+from .readers import VerifierResult, read_results
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ def read_eval_rows(path: str | Path) -> list[dict]:
 
 
 def _load_source(source: Path, instances: dict) -> list:
-    from .results import read_results, validate_counterexamples
-
     names = list(instances)
     results = read_results(source, instances=names)
     if source.suffix == ".csv":
@@ -162,8 +161,6 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
         ConfigError: No results to merge, or unreadable inputs.
         SoundnessError: Contradictions (when ``raise_on_contradiction``).
     """
-    from .instances import instance_sample_index, read_instances, read_metadata
-
     bench_dir = Path(bench_dir).resolve()
     metadata = read_metadata(bench_dir)
     instances = {i.name: i for i in read_instances(bench_dir)}

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_run import onnx_input_shape, run_onnx
-from .results import VerifierResult, write_result_file
-from .vnnlib import parse_v1
+from ..export.onnx_run import onnx_input_shape, run_onnx
+from ..export.vnnlib import parse_v1
+from ..results import VerifierResult, write_result_file
 
 logger = logging.getLogger(__name__)
 

@@ -20,14 +20,14 @@ from typing import Callable, Sequence
 
 from adcert_plugin.errors import VerifierError
 
-from .abcrown import single_instance_args
-from .instances import Instance, read_instances
-from .results import VerifierResult, read_result_file, write_result_file
+from ..export.abcrown import single_instance_args
+from ..export.instances import Instance, read_instances
+from ..results import VerifierResult, read_result_file, write_result_file
 
 logger = logging.getLogger(__name__)
 
 STARTUP_GRACE = {"marabou": 15.0, "abcrown": 90.0, "neuralsat": 60.0}
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _select(bench_dir: Path, names: Sequence[str] | None) -> list[Instance]:
@@ -121,7 +121,7 @@ def run_marabou(bench_dir, timeout: float | None = None, instances: Sequence[str
     env = _python_env()
 
     def build(instance: Instance, results_file: Path, seconds: float):
-        command = [sys.executable, "-m", "vnncomp.marabou_worker", str(instance.onnx), str(instance.vnnlib),
+        command = [sys.executable, "-m", "vnncomp.verifiers.marabou_worker", str(instance.onnx), str(instance.vnnlib),
                    str(results_file), str(seconds)]
         return command, None, env
 
@@ -257,7 +257,7 @@ def verify_benchmark(bench_dir, verifier: str, timeout: float | None = None, abc
     Raises:
         VerifierError: Unknown or missing verifier.
     """
-    from .results import validate_counterexamples, write_results_table
+    from ..results import validate_counterexamples, write_results_table
 
     bench_dir = Path(bench_dir).resolve()
     if verifier == "marabou":

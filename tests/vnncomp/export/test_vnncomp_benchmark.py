@@ -17,12 +17,12 @@ from adcert_plugin.bounds import METHODS, InputBox, normalize, wrap_model
 from adcert_plugin.errors import ConfigError, ExportError
 from adcert_plugin.models import create_model
 from adcert_plugin.training import arch_record, save_checkpoint
-from vnncomp import benchmark as benchmark_module
-from vnncomp.benchmark import export_benchmark, find_eps, regenerate_properties
 from vnncomp.cli import export_cmd, report_cmd, verify_cmd
-from vnncomp.instances import read_instances
-from vnncomp.onnx_export import creation_mode
-from vnncomp.vnnlib import validate_v1
+from vnncomp.export import benchmark as benchmark_module, selection
+from vnncomp.export.benchmark import export_benchmark, find_eps, regenerate_properties
+from vnncomp.export.instances import read_instances
+from vnncomp.export.onnx_export import creation_mode
+from vnncomp.export.vnnlib import validate_v1
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
@@ -56,7 +56,7 @@ def synthetic():
 @pytest.fixture(autouse=True)
 def no_pgd(monkeypatch):
     """PGD is exercised by the end-to-end test; here every sample counts as PGD-robust (fast)."""
-    monkeypatch.setattr(benchmark_module, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.ones(
+    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.ones(
         len(x), dtype=torch.bool))
 
 
@@ -171,7 +171,7 @@ def test_filter_pgd_drops_attacked_samples(tmp_path, checkpoint, monkeypatch):
     def fake_pgd(model, x, y, eps, data_spec, seed):
         return torch.tensor([keys[float(img.sum())] not in broken for img in x])
 
-    monkeypatch.setattr(benchmark_module, "_pgd_robust", fake_pgd)
+    monkeypatch.setattr(selection, "_pgd_robust", fake_pgd)
     info = _export(checkpoint, tmp_path / "f", n=10, filter_pgd=True)
     chosen = {e["index"] for e in info.instances}
     assert len(chosen) == 10 and not chosen & broken and all(e["pgd_robust"] for e in info.instances)
@@ -240,7 +240,7 @@ def test_skip_certified_with_filter_pgd(tmp_path, checkpoint, synthetic, monkeyp
     flags = dict(zip(order, _ibp_certified(synthetic, order, EPS_SOME)))
     broken = set([i for i in order if not flags[i]][:3] + [i for i in order if flags[i]][:3])
     keys = {float(synthetic[1][i].sum()): i for i in range(N_IMAGES)}
-    monkeypatch.setattr(benchmark_module, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.tensor(
+    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.tensor(
         [keys[float(img.sum())] not in broken for img in x]))
     info = _export(checkpoint, tmp_path / "f", n=5, eps=EPS_SOME, filter_pgd=True, skip_certified="IBP")
     chosen = [e["index"] for e in info.instances]
@@ -276,7 +276,7 @@ def test_skip_certified_is_stored_and_regenerated(tmp_path, checkpoint):
 
 
 def test_skip_certified_rejects_unknown_methods(tmp_path, checkpoint):
-    assert set(benchmark_module.SKIP_METHODS) <= set(METHODS)
+    assert set(selection.SKIP_METHODS) <= set(METHODS)
     for bad in ("alpha-CROWN", "IBP,CROWN", "foo"):
         with pytest.raises(ConfigError, match="choose from IBP, CROWN-IBP, CROWN$"):
             _export(checkpoint, tmp_path / "bad", skip_certified=bad)

@@ -10,8 +10,8 @@ from torch import nn
 
 from adcert_plugin.errors import ExportError, UnsupportedModelError
 from adcert_plugin.models import create_model
-from vnncomp import onnx_export
-from vnncomp.onnx_export import check_onnx_matches, export_onnx, fold_batchnorm, run_onnx, strip_training_mode
+from vnncomp.export import onnx_export
+from vnncomp.export.onnx_export import check_onnx_matches, export_onnx, fold_batchnorm, run_onnx, strip_training_mode
 
 CIFAR_SHAPE = (3, 16, 16)
 

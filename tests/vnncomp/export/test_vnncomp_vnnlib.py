@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from adcert_plugin.bounds import InputBox
 from adcert_plugin.errors import ExportError
-from vnncomp.vnnlib import (check_v2, format_number, parse_v1, property_from_sample, render_v1, render_v2,
-                            robustness_polytopes, validate_v1)
+from vnncomp.export.vnnlib import (check_v2, format_number, parse_v1, property_from_sample, render_v1, render_v2,
+                                   robustness_polytopes, validate_v1)
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)

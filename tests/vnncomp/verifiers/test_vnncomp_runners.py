@@ -11,12 +11,11 @@ import torch
 
 from adcert_plugin.errors import VerifierError
 from adcert_plugin.models import create_model
-from vnncomp import runners
-from vnncomp.instances import write_instances_csv
-from vnncomp.onnx_export import export_onnx, run_onnx
+from vnncomp.export.instances import write_instances_csv
+from vnncomp.export.onnx_export import export_onnx, run_onnx
+from vnncomp.export.vnnlib import property_from_sample, render_v1
 from vnncomp.results import read_result_file
-from vnncomp.runners import find_abcrown, run_abcrown, run_marabou, run_neuralsat, verify_benchmark
-from vnncomp.vnnlib import property_from_sample, render_v1
+from vnncomp.verifiers import find_abcrown, run_abcrown, run_marabou, run_neuralsat, runners, verify_benchmark
 
 # A stand-in for abcrown.py: records its arguments, writes the word given by the vnnlib name.
 FAKE_ABCROWN = textwrap.dedent("""
