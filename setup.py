@@ -2,7 +2,7 @@
 
 auto_LiRPA is deliberately absent from install_requires: the registry's 0.3 pins
 torch<1.13, so `make venv` installs it with --no-deps (only when no auto_LiRPA is present)
-and adcert_plugin/lirpa_compat.py makes it work on torch 2.x.
+and adcert_plugin/bounds/lirpa_compat.py makes it work on torch 2.x.
 """
 
 from setuptools import find_packages, setup
@@ -32,14 +32,14 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "adcert-train = adcert_plugin.cli:train_cmd",
-            "adcert-eval = adcert_plugin.cli:eval_cmd",
-            "adcert-losses = adcert_plugin.cli:losses_cmd",
+            "adcert-train = adcert_plugin.cli.commands:train_cmd",
+            "adcert-eval = adcert_plugin.cli.commands:eval_cmd",
+            "adcert-losses = adcert_plugin.cli.commands:losses_cmd",
             "adcert-export = vnncomp.cli:export_cmd",
             "adcert-verify = vnncomp.cli:verify_cmd",
             "adcert-report = vnncomp.cli:report_cmd",
         ],
-        # Third-party losses register here; see adcert_plugin/losses/__init__.py.
+        # Third-party losses register here; see adcert_plugin/losses/registry.py.
         "adcert.losses": [],
     },
 )

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from timing import paired_ratio, round_robin
 
-from adcert_plugin.attacks import AttackConfig, _pgd
-from adcert_plugin.folding import folded_eval_forward
+from adcert_plugin.attacks import folded_eval_forward
+from adcert_plugin.attacks.pgd import AttackConfig, _pgd
+from adcert_plugin.bounds import InputBox
 from adcert_plugin.models import create_model, ibp_init
-from adcert_plugin.spec import InputBox
 
 SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32)}
 

@@ -15,9 +15,8 @@ import time
 import torch
 from timing import medians, round_robin
 
-from adcert_plugin.bounds import wrap_model
+from adcert_plugin.bounds import InputBox, wrap_model
 from adcert_plugin.models import create_model, ibp_init
-from adcert_plugin.spec import InputBox
 
 SHAPES = {"mnist": ((1, 28, 28), (0.0,), (1.0,), 0.1),
           "cifar": ((3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 8 / 255)}

@@ -22,12 +22,11 @@ import click
 import torch
 import torch.nn.functional as F
 
-from adcert_plugin.bounds import wrap_model
-from adcert_plugin.checkpoint import arch_record, save_checkpoint
+from adcert_plugin.bounds import InputBox, wrap_model
 from adcert_plugin.data import get_data_spec, load_split
-from adcert_plugin.evaluate import DEFAULT_ATTACK, evaluate, pgd_margins
+from adcert_plugin.evaluation import DEFAULT_ATTACK, evaluate, pgd_margins
 from adcert_plugin.models import create_model, ibp_init
-from adcert_plugin.spec import InputBox
+from adcert_plugin.training import arch_record, save_checkpoint
 
 
 def _timed(fn):

@@ -84,7 +84,7 @@ def _steps(shape: str, names: list[str], batch: int, device: str) -> dict:
     from loss_step_time import SHAPES, make_step
 
     from adcert_plugin.models import create_model
-    from adcert_plugin.teacher import Teacher
+    from adcert_plugin.losses.teacher import Teacher
 
     spec, eps = SHAPES[shape]
     torch.manual_seed(1)

@@ -17,10 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
-from adcert_plugin.config import build_config
 from adcert_plugin.errors import AdcertError
-from adcert_plugin.evaluate import evaluate
-from adcert_plugin.train import train
+from adcert_plugin.evaluation import evaluate
+from adcert_plugin.training import build_config, train
 
 log = logging.getLogger("quickstart")
 
@@ -45,7 +44,7 @@ def train_run(preset: str, out_dir: Path, data_dir: str | None, teacher: Path | 
 
 def verify(student: Path, out_dir: Path, data_dir: str | None, n: int, timeout: float):
     """Export a VNN-COMP benchmark and run Marabou on it when maraboupy is installed."""
-    from vnncomp.benchmark import export_benchmark
+    from vnncomp.export import export_benchmark
 
     bench = out_dir / "benchmark"
     say("export a VNN-COMP benchmark", f"adcert-export {student} --out-dir {bench} --n {n} --force")
@@ -57,7 +56,7 @@ def verify(student: Path, out_dir: Path, data_dir: str | None, n: int, timeout: 
     except ImportError:
         print("   maraboupy is not installed: skipping complete verification", file=sys.stderr)
         return bench, []
-    from vnncomp.runners import verify_benchmark
+    from vnncomp.verifiers import verify_benchmark
 
     say("verify with Marabou", f"adcert-verify {bench} --verifier marabou --timeout {timeout:g}")
     results, table = verify_benchmark(bench, "marabou", timeout=timeout)
@@ -66,7 +65,7 @@ def verify(student: Path, out_dir: Path, data_dir: str | None, n: int, timeout: 
 
 def cross_check(eval_dir: Path, bench: Path) -> None:
     """Verifier answers must agree with the attack and the incomplete certificates."""
-    from vnncomp.report import report_benchmark
+    from vnncomp.results import report_benchmark
 
     say("cross-check verifier and eval report", f"adcert-report {eval_dir / 'samples.jsonl'} {bench}")
     check = report_benchmark(eval_dir / "samples.jsonl", bench)  # raises SoundnessError on a contradiction
@@ -83,7 +82,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="verifier seconds per property")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, format="   %(message)s")
-    logging.getLogger("adcert_plugin.train").setLevel(logging.INFO)  # one line per epoch
+    logging.getLogger("adcert_plugin.training.trainer").setLevel(logging.INFO)  # one line per epoch
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     start = time.perf_counter()
     try:

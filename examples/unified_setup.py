@@ -21,9 +21,9 @@ from pathlib import Path
 import click
 import torch
 
-from adcert_plugin.cli_errors import handle_errors
+from adcert_plugin.cli import handle_errors
 from adcert_plugin.errors import ConfigError
-from adcert_plugin.experiment import get_experiment, list_experiments, run_unified
+from adcert_plugin.experiments import get_experiment, list_experiments, run_unified
 
 
 def _numbers(text: str | None, kind: type, option: str, example: str) -> tuple | None:

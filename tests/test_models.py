@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from adcert_plugin.checkpoint import arch_record, load_model, save_checkpoint
 from adcert_plugin.errors import CheckpointError, UnknownModelError
 from adcert_plugin.models import create_model, feature_width, ibp_init, list_models, penultimate_features
+from adcert_plugin.training import arch_record, load_model, save_checkpoint
 
 
 @pytest.mark.parametrize("name,shape,flat", [("cnn7", (1, 28, 28), 128 * 14 * 14), ("cnn7", (3, 32, 32), 32768),

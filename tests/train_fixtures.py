@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adcert_plugin.config import build_config
+from adcert_plugin.training import build_config
 
 
 def _idx(magic: int, array: np.ndarray) -> bytes:

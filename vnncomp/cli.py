@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from adcert_plugin.cli_errors import handle_errors
+from adcert_plugin.cli import handle_errors
 
 _PATH = click.Path(path_type=Path)
 _EXISTING_DIR = click.Path(path_type=Path, exists=True, file_okay=False)
@@ -59,7 +59,7 @@ def _example(line: str) -> str:
 def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, filter_pgd, skip_certified, force, arch,
                opset, verbose):
     """Write a VNN-COMP benchmark (ONNX, VNN-LIB 1.0/2.0, instances.csv, abCROWN configs)."""
-    from .benchmark import export_benchmark
+    from .export.benchmark import export_benchmark
 
     _setup_logging(verbose)
     info = export_benchmark(checkpoint, out_dir, dataset=dataset, data_dir=data_dir, eps=eps, n=n, seed=seed,
@@ -89,7 +89,7 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, fi
 @handle_errors
 def verify_cmd(bench_dir, verifier, abcrown_path, timeout, device, python, instances, out, verbose):
     """Run a complete verifier on every instance of a benchmark and write a results table."""
-    from .runners import verify_benchmark
+    from .verifiers import verify_benchmark
 
     _setup_logging(verbose)
     results, table = verify_benchmark(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
@@ -113,7 +113,7 @@ def report_cmd(eval_file, bench_dir, sources, out, verbose):
     """Merge adcert-eval's per-sample report with verifier results; exit 3 on contradictions."""
     from adcert_plugin.errors import SoundnessError
 
-    from .report import report_benchmark
+    from .results import report_benchmark
 
     _setup_logging(verbose)
     check = report_benchmark(eval_file, bench_dir, list(sources) or None, raise_on_contradiction=False)

@@ -24,9 +24,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from . import register_loss
 from .base import LossContext, LossOutput, accuracy, check_config, kl_distill, lb_loss
 from .exp_ibp import geometric_mix
+from .registry import register_loss
 
 
 @dataclass(frozen=True)

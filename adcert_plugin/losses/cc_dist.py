@@ -21,8 +21,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import feature_width
-from . import register_loss
 from .base import Loss, LossOutput, accuracy, check_config, lb_loss
+from .registry import register_loss
 
 
 @dataclass(frozen=True)

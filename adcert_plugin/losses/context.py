@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from ..attacks import AttackConfig, pgd_attack
-from ..bounds import BoundedNet, wrap_model
+from ..bounds import BoundedNet, InputBox, margins as exact_margins, wrap_model
 from ..errors import ConfigError
-from ..spec import InputBox, margins as exact_margins
+from .teacher import Teacher
 
 Which = Literal["clean", "adv"]
 
@@ -53,8 +53,6 @@ class LossContext:
                  eps: float, spec, attack: AttackConfig = AttackConfig(), teacher=None,
                  generator: torch.Generator | None = None, needs: frozenset[str] = frozenset(),
                  keep_relu_inputs: bool = False):
-        from ..teacher import Teacher  # local: teacher.py imports checkpoint/models only
-
         if bounded is not None and bounded.model is not student:
             raise ConfigError("LossContext: `bounded` wraps a different model than `student`; "
                               "pass wrap_model(student, in_shape)")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from . import register_loss
 from .base import LossContext, LossOutput, NoConfig, lb_loss
+from .registry import register_loss
 
 
 @register_loss("ibp", config=NoConfig, needs={"bounds"},

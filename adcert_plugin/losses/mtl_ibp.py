@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from . import register_loss
 from .base import LossContext, LossOutput, accuracy, check_config, lb_loss
+from .registry import register_loss
 
 
 @dataclass(frozen=True)

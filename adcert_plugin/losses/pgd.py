@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from . import register_loss
 from .base import LossContext, LossOutput, NoConfig, accuracy
+from .registry import register_loss
 
 
 @register_loss("pgd", config=NoConfig, needs={"attack"},

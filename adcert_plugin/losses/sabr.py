@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from . import register_loss
 from .base import LossContext, LossOutput, accuracy, check_config, lb_loss
+from .registry import register_loss
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,172 @@
+"""Command-line entry points: thin wrappers that parse, build a config, call one API function.
+
+Every ``AdcertError`` becomes one line ``Error: <Class>: <message>`` on stderr and exits with
+the class's ``exit_code``; ``--debug`` keeps the traceback. Usage errors (a bad ``--loss``
+choice, say) are one line too. Progress and summaries go to stderr.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import handle_errors
+
+
+class OneLineCommand(click.Command):
+    """A click command whose usage errors print as one ``Error: ...`` line (no usage block)."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            err.ctx = None
+            raise
+
+
+def _loss_names() -> list[str]:
+    from ..losses import list_losses
+
+    return list_losses()
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
+                        format="%(message)s", force=True)
+
+
+TRAIN_EXAMPLE = """\b
+Example:
+  adcert-train --preset mnist-small-teacher --data-dir /data --out-dir runs/teacher
+  adcert-train --preset mnist-small-adcert --teacher runs/teacher/model.pt --out-dir runs/adcert
+"""
+
+
+@click.command("adcert-train", cls=OneLineCommand, epilog=TRAIN_EXAMPLE,
+               context_settings={"show_default": True, "max_content_width": 100})
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="YAML/JSON run config (strict: unknown keys are errors).")
+@click.option("--preset", default=None, help="Named preset (paper settings or small CPU runs); see --list-presets.")
+@click.option("--list-presets", is_flag=True, help="Print the preset names and exit.")
+@click.option("--loss", type=click.Choice(_loss_names()), default=None, help="Training loss.")
+@click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Teacher checkpoint (model.pt).")
+@click.option("--dataset", default=None, help="Data set name (mnist, cifar10, ...).")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None,
+              help="Folder holding the data sets [env: ADCERT_DATA].")
+@click.option("--eps", type=click.FloatRange(min=0.0), default=None, help="Target eps (pixel space).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Run directory.")
+@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None, help="Device.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field, e.g. --set optim.lr=1e-3 (repeatable; value parsed as YAML).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out-dir from its last.pt.")
+@click.option("--force", is_flag=True, help="Start afresh in an --out-dir that already holds a run.")
+@handle_errors
+def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_dir, eps, epochs, out_dir, seed,
+              device, sets, resume, force):
+    """Train a (certifiably) robust model; writes config.yaml, metrics.jsonl, checkpoints, summary.json."""
+    from ..training import build_config, list_presets as preset_names
+
+    if list_presets:
+        click.echo("\n".join(preset_names()))
+        return
+    _setup_logging(bool(click.get_current_context().params.get("debug")))
+    flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
+             "schedule.eps": eps, "schedule.epochs": epochs, "out_dir": out_dir, "seed": seed, "device": device}
+    cfg = build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
+
+    from ..training import train
+
+    result = train(cfg, resume=resume, force=force)
+    if result.is_main:
+        click.echo(result.describe(), err=True)
+
+
+EVAL_EXAMPLE = """\b
+Example:
+  adcert-eval runs/adcert/model.pt --eps 0.1 --methods IBP,CROWN --end 1000 --json
+"""
+
+
+@click.command("adcert-eval", cls=OneLineCommand, epilog=EVAL_EXAMPLE,
+               context_settings={"show_default": True, "max_content_width": 100})
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--dataset", default=None, help="Data set name; default the checkpoint's.")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None,
+              help="Folder holding the data sets [env: ADCERT_DATA].")
+@click.option("--eps", type=float, default=None, help="Pixel-space eps; default the checkpoint's training eps.")
+@click.option("--methods", multiple=True, default=("IBP", "CROWN"),
+              help="Bound methods, comma list or repeated; run cheap to costly: IBP, CROWN-IBP, CROWN, alpha-CROWN.")
+@click.option("--start", type=click.IntRange(min=0), default=None, help="First test index (default 0).")
+@click.option("--end", type=click.IntRange(min=1), default=None, help="End test index, exclusive (default: all).")
+@click.option("--n", type=click.IntRange(min=1), default=None, help="Seeded random subset of N samples of [start, end).")
+@click.option("--seed", type=int, default=0, help="Seed for --n and the attack's random starts.")
+@click.option("--pgd-steps", type=click.IntRange(min=1), default=40, help="PGD steps.")
+@click.option("--pgd-restarts", type=click.IntRange(min=1), default=1, help="PGD random restarts.")
+@click.option("--pgd-step-size", type=click.FloatRange(min=0, min_open=True), default=0.035,
+              help="PGD step, relative to the box half-width.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Samples per block.")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
+              help="Report folder [default: <checkpoint folder>/eval-<eps>].")
+@click.option("--resume", is_flag=True, help="Continue the report in --out-dir (skips samples already done).")
+@click.option("--overwrite", is_flag=True, help="Replace a report already in --out-dir.")
+@click.option("--arch", default=None, help="Model name for a plain state_dict checkpoint (needs --dataset).")
+@click.option("--device", default=None, help="torch device [default: cuda when available, else cpu].")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
+@handle_errors
+def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
+             pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, as_json):
+    """Certified accuracy of a checkpoint: clean, PGD, then bounds; writes samples.jsonl and summary.json."""
+    from ..attacks import AttackConfig
+    from ..errors import SoundnessError
+    from ..evaluation import evaluate
+
+    _setup_logging(False)
+    attack = AttackConfig(steps=pgd_steps, step_size=pgd_step_size, restarts=pgd_restarts)
+    try:
+        report = evaluate(checkpoint, dataset=dataset, data_dir=data_dir, eps=eps, methods=methods, start=start,
+                          end=end, n=n, seed=seed, attack=attack, batch_size=batch_size, out_dir=out_dir,
+                          resume=resume, overwrite=overwrite, arch=arch, device=device)
+    except SoundnessError as err:
+        if getattr(err, "report", None) is not None:
+            click.echo(err.report.table(), err=True)
+        raise
+    click.echo(report.table(), err=True)
+    if as_json:
+        click.echo(json.dumps(report.summary, indent=2))
+
+
+LOSSES_EXAMPLE = """\b
+Example:
+  adcert-losses
+  adcert-losses 'cc-*' --params
+"""
+
+
+@click.command("adcert-losses", cls=OneLineCommand, epilog=LOSSES_EXAMPLE,
+               context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pattern", default="*")
+@click.option("--params", is_flag=True, help="Also list each loss's hyperparameters and defaults.")
+@handle_errors
+def losses_cmd(pattern, params):
+    """List the registered loss plugins (built-in and from the adcert.losses entry points)."""
+    import dataclasses
+
+    from ..losses import create_loss, describe_losses
+
+    for name, description in describe_losses().items():
+        if not fnmatch.fnmatch(name, pattern):
+            continue
+        click.echo(f"{name:10s} {description}")
+        if params:
+            loss = create_loss(name)
+            needs = ", ".join(sorted(loss.needs)) or "-"
+            click.echo(f"{'':10s} needs: {needs}")
+            for field in dataclasses.fields(loss.config):
+                click.echo(f"{'':10s} {field.name} = {getattr(loss.config, field.name)!r}")

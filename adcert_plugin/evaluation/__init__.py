@@ -1,0 +1,11 @@
+"""Evaluation: the certification cascade (clean -> PGD -> IBP -> ... -> alpha-CROWN) and its report.
+
+    cascade.py  evaluate(checkpoint, ...) -> EvalReport
+    report.py   EvalReport, samples.jsonl rows and the summary recounted from them
+"""
+
+from .cascade import DEFAULT_ATTACK, evaluate, pgd_margins, resolve_methods
+from .report import SAMPLE_KEYS, EvalReport, format_table, read_samples, summarize
+
+__all__ = ["DEFAULT_ATTACK", "SAMPLE_KEYS", "EvalReport", "evaluate", "format_table", "pgd_margins", "read_samples",
+           "resolve_methods", "summarize"]

@@ -1,0 +1,369 @@
+"""Certified-accuracy evaluation (methods.md B.4.3): clean → PGD → incomplete bounds, cascaded.
+
+For every selected test sample: the clean prediction; PGD (40 steps, η = 0.035 of the box
+half-width by default) on every correctly classified sample; then the selected bound methods
+in cascade order IBP → CROWN-IBP → CROWN → alpha-CROWN, each on the batch of samples that are
+still undecided (a misclassified, PGD-broken or already certified sample is not bounded again).
+Complete verification (BaB) is left to ``vnncomp/`` (export, run a verifier, ``cross_check``).
+
+Soundness check, always on and on the path every sample takes: each attack's point must lie in
+the box, every computed lower bound must lie below the exact margins at the clean and at the
+adversarial point, and a certified sample must not be PGD-broken. Violations go into the report
+(``soundness_errors``) and ``evaluate`` raises :class:`SoundnessError` after writing it.
+
+Determinism: each sample's random PGD starts come from a generator seeded by (seed, index), and
+samples are processed in fixed blocks of the selection, so a rerun, or a resume from a partial
+``samples.jsonl`` (a partly written block is recomputed whole), gives identical numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..attacks import AttackConfig, attack_objective
+from ..bounds import METHODS, InputBox, margins, wrap_model
+from ..data import get_data_spec, load_split
+from ..errors import ConfigError, DataError, SoundnessError
+from ..io import sha256_file, write_json
+from ..training import load_model
+from . import report as R
+from .report import EvalReport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ATTACK = AttackConfig(steps=40, step_size=0.035, restarts=1, objective="ce")
+RESUME_KEYS = ("checkpoint_sha256", "dataset", "eps", "methods", "indices", "seed", "attack", "arch")
+_TOL = 1e-4  # bound ≤ margin + _TOL·(1 + |margin|): float32 slack between two computations
+
+
+def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,
+             eps: float | None = None, methods: Sequence[str] | str = ("IBP", "CROWN"),
+             start: int | None = None, end: int | None = None, n: int | None = None, seed: int = 0,
+             attack: AttackConfig = DEFAULT_ATTACK, batch_size: int = 256, out_dir: str | Path | None = None,
+             resume: bool = False, overwrite: bool = False, arch: str | None = None,
+             device: str | None = None, progress: bool | None = None) -> EvalReport:
+    """Evaluate a checkpoint: standard, PGD and certified accuracy per method, per-sample rows.
+
+    Args:
+        checkpoint: adcert checkpoint (or a plain state_dict together with ``arch``).
+        dataset: data-set name; default the checkpoint's.
+        data_dir: data root (else ``$ADCERT_DATA``, else ``./data``).
+        eps: pixel-space radius; default the checkpoint's training eps.
+        methods: bound methods (any order, a list or a comma string); run in cascade order.
+        start, end: test-index range ``[start, end)``; default the whole split.
+        n, seed: evaluate a seeded random subset of ``n`` samples of the range; ``seed`` also
+            seeds the attack's random starts.
+        attack: PGD settings (``step_size`` relative to the box half-width; objective ce or margin).
+        batch_size: samples per block.
+        out_dir: report folder; default ``<checkpoint folder>/eval-<eps>``.
+        resume: continue from the rows already in ``out_dir/samples.jsonl``.
+        overwrite: replace an existing report in ``out_dir``.
+        arch: model name for a checkpoint that is a plain state_dict (needs ``dataset``).
+        device: torch device; default CUDA when available.
+        progress: show a progress bar; default only on a TTY outside CI.
+
+    Returns:
+        The report (also written to ``out_dir``: ``samples.jsonl``, ``summary.json``, ``config.json``).
+
+    Raises:
+        ConfigError, CheckpointError, DataError: bad input (one-line messages).
+        SoundnessError: a soundness violation; raised after the report is written.
+    """
+    methods = resolve_methods(methods)
+    _check_numbers(eps, batch_size, attack)
+    checkpoint = Path(checkpoint)
+    model, record = _load(checkpoint, arch, dataset)
+    dataset = dataset or record.get("dataset")
+    if not dataset:
+        raise ConfigError(f"{checkpoint} does not name its data set; pass --dataset")
+    spec = get_data_spec(dataset)
+    _check_fit(record, spec, checkpoint)
+    eps = training_eps(record, checkpoint) if eps is None else float(eps)
+    if not eps > 0:
+        raise ConfigError(f"eps={eps} from the checkpoint's config: must be > 0; pass --eps")
+    x_all, y_all = load_split(dataset, "test", data_dir)
+    _check_data(x_all, y_all, record, dataset)
+    indices = select_indices(len(y_all), start, end, n, seed)
+    out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f"eval-{eps:g}"
+    run_config = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_file(checkpoint),
+                  "dataset": dataset, "eps": eps, "methods": list(methods), "start": start, "end": end, "n": n,
+                  "indices": _ranges(indices), "seed": seed, "attack": dataclasses.asdict(attack),
+                  "arch": record["arch"]["name"], "batch_size": batch_size}
+    done = R.prepare_out_dir(out_dir, run_config, RESUME_KEYS, resume, overwrite)
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval().requires_grad_(False)
+    context = _Context(model, wrap_model(model, tuple(record["arch"]["in_shape"])), spec, eps, methods, attack,
+                       seed, device)
+    samples_path = out_dir / R.SAMPLES_FILE
+    log.info("evaluating %d samples of %s at eps=%g with %s (%d already done) -> %s",
+             len(indices), dataset, eps, ", ".join(methods), len(done), out_dir)
+    wall = time.perf_counter()
+    blocks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    with R.Progress(len(indices), len(done), progress) as bar:
+        for block in blocks:
+            missing = [i for i in block if i not in done]
+            if missing:
+                rows = _evaluate_block(context, x_all[block], y_all[block], block)
+                R.append_samples(samples_path, [r for r in rows if r["index"] not in done])
+                done.update((r["index"], r) for r in rows if r["index"] not in done)
+            bar.update(len(missing))
+    wall = time.perf_counter() - wall
+
+    rows = [done[i] for i in indices]
+    R.write_samples(samples_path, rows)  # canonical order, whatever the resume history
+    meta = {key: run_config[key] for key in ("checkpoint", "dataset", "eps", "methods", "seed", "attack")}
+    meta.update(selection={"start": start, "end": end, "n": n}, wall_seconds=wall, device=str(device))
+    summary = R.summarize(rows, methods, meta)
+    write_json(out_dir / R.SUMMARY_FILE, summary)
+    result = EvalReport(out_dir, summary, rows)
+    if summary["soundness_errors"]:
+        first = summary["soundness_errors"][0]
+        err = SoundnessError(f"{len(summary['soundness_errors'])} soundness violations (first: sample "
+                             f"{first['index']}: {first['detail']}); see {out_dir / R.SUMMARY_FILE}")
+        err.report = result
+        raise err
+    return result
+
+
+# -- input resolution ----------------------------------------------------------------------
+def resolve_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
+    """Validate bound-method names (case-insensitive, comma lists allowed); cascade order."""
+    names = methods.split(",") if isinstance(methods, str) else [p for m in methods for p in str(m).split(",")]
+    names = [m.strip() for m in names if m.strip()]
+    by_lower = {m.lower(): m for m in METHODS}
+    unknown = [m for m in names if m.lower() not in by_lower]
+    if unknown or not names:
+        raise ConfigError(f"unknown bound method {', '.join(unknown) or '(none given)'}; "
+                          f"choose from {', '.join(METHODS)}")
+    chosen = {by_lower[m.lower()] for m in names}
+    return tuple(m for m in METHODS if m in chosen)
+
+
+def training_eps(record: dict, checkpoint: Path) -> float:
+    """The eps the checkpoint was trained for: ``config.schedule.eps``, else ``config.eps``."""
+    config = record.get("config") or {}
+    schedule = config.get("schedule") if isinstance(config.get("schedule"), dict) else {}
+    value = schedule.get("eps", config.get("eps"))
+    if value is None:
+        raise ConfigError(f"{checkpoint} records no training eps; pass --eps")
+    return float(value)
+
+
+def select_indices(total: int, start: int | None, end: int | None, n: int | None, seed: int) -> list[int]:
+    """Test indices in ``[start, end)``, or a seeded random ``n`` of them, ascending."""
+    lo, hi = (0 if start is None else start), (total if end is None else end)
+    if not 0 <= lo < hi <= total:
+        raise ConfigError(f"sample range start={start}, end={end} is not inside the test split of {total}")
+    if n is None:
+        return list(range(lo, hi))
+    if not 1 <= n <= hi - lo:
+        raise ConfigError(f"n={n} must be in 1..{hi - lo} (the size of the range [{lo}, {hi}))")
+    pick = torch.randperm(hi - lo, generator=torch.Generator().manual_seed(seed))[:n]
+    return sorted(lo + int(i) for i in pick)
+
+
+def _check_numbers(eps, batch_size, attack: AttackConfig) -> None:
+    if eps is not None and not float(eps) > 0:
+        raise ConfigError(f"eps={eps}: must be > 0 (pixel space, e.g. 0.1 for MNIST)")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}: must be ≥ 1")
+    if attack.objective not in ("ce", "margin"):
+        raise ConfigError(f"attack objective {attack.objective!r}: evaluation attacks ce or margin")
+    if attack.eps_factor != 1.0:
+        raise ConfigError(f"attack eps_factor={attack.eps_factor}: evaluation attacks inside the certified box (1.0)")
+
+
+def _load(checkpoint: Path, arch: str | None, dataset: str | None):
+    if arch is None:
+        return load_model(checkpoint)
+    if dataset is None:
+        raise ConfigError("--arch needs --dataset (the input shape and class count come from it)")
+    spec = get_data_spec(dataset)
+    return load_model(checkpoint, arch=arch, in_shape=spec.shape, num_classes=spec.num_classes)
+
+
+def _check_fit(record: dict, spec, checkpoint: Path) -> None:
+    in_shape, classes = tuple(record["arch"]["in_shape"]), int(record["arch"]["num_classes"])
+    if in_shape != tuple(spec.shape) or classes != spec.num_classes:
+        raise DataError(f"data set {spec.name} has images {tuple(spec.shape)} and {spec.num_classes} classes, but "
+                        f"{checkpoint} expects {in_shape} and {classes}; pass the data set the model was trained on")
+
+
+def _check_data(x: torch.Tensor, y: torch.Tensor, record: dict, dataset: str) -> None:
+    in_shape, classes = tuple(record["arch"]["in_shape"]), int(record["arch"]["num_classes"])
+    if tuple(x.shape[1:]) != in_shape:
+        raise DataError(f"{dataset} test images have shape {tuple(x.shape[1:])}, the model expects {in_shape}")
+    if len(y) and not (0 <= int(y.min()) and int(y.max()) < classes):
+        raise DataError(f"{dataset} labels span {int(y.min())}..{int(y.max())}, the model has {classes} classes")
+
+
+def _ranges(indices: list[int]) -> list[list[int]]:
+    """Compress sorted indices into [first, last] runs (for config.json)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
+
+
+# -- one block -----------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Context:
+    model: torch.nn.Module
+    bounded: object
+    spec: object
+    eps: float
+    methods: tuple[str, ...]
+    attack: AttackConfig
+    seed: int
+    device: torch.device
+
+
+def _evaluate_block(ctx: _Context, x: torch.Tensor, y: torch.Tensor, indices: list[int]) -> list[dict]:
+    """Clean, PGD and the bound cascade for one block of samples; returns one row per sample."""
+    x, y = x.to(ctx.device), y.to(ctx.device)
+    box = InputBox.from_pixels(x, ctx.eps, ctx.spec.mean, ctx.spec.std)
+    size = len(indices)
+    stage = {i: {} for i in range(size)}
+    errors: dict[int, list[dict]] = {i: [] for i in range(size)}
+
+    tic = _now(ctx.device)
+    with torch.no_grad():
+        clean_logits = ctx.model(box.x_norm)
+    clean_margin = margins(clean_logits, y)  # [B, K-1]
+    prediction = clean_logits.argmax(1)
+    correct = prediction == y
+    _share(stage, range(size), "clean", _now(ctx.device) - tic)
+
+    attack_margin = clean_margin.clone()  # misclassified samples: the clean point is their witness
+    attacked = correct.nonzero().flatten()
+    if len(attacked):
+        tic = _now(ctx.device)
+        sub = _take(box, attacked)
+        x_adv, adv_margin = pgd_margins(ctx.model, sub, y[attacked], ctx.attack,
+                                        [_sample_seed(ctx.seed, indices[int(i)]) for i in attacked])
+        _share(stage, attacked.tolist(), "pgd", _now(ctx.device) - tic)
+        attack_margin[attacked] = adv_margin
+        for j in (~sub.contains(x_adv)).nonzero().flatten().tolist():
+            errors[int(attacked[j])].append({"kind": "adversarial-outside-box", "method": None,
+                                             "detail": "the attack's point lies outside the eps box"})
+    worst = attack_margin.amin(1)
+    robust = correct & (worst > 0)
+
+    undecided, certified_by = robust.clone(), [None] * size
+    lower_min: list[dict] = [{} for _ in range(size)]
+    for method in ctx.methods:
+        todo = undecided.nonzero().flatten()
+        if not len(todo):
+            break
+        tic = _now(ctx.device)
+        with torch.set_grad_enabled(method == "alpha-CROWN"):
+            lower = ctx.bounded.margin_lower(_take(box, todo), y[todo], method).detach()  # [b, K-1]
+        _share(stage, todo.tolist(), method, _now(ctx.device) - tic)
+        _check_bounds(lower, clean_margin[todo], attack_margin[todo], todo, method, errors)
+        ok = lower.amin(1) > 0
+        for i, value, good in zip(todo.tolist(), lower.amin(1).tolist(), ok.tolist()):
+            lower_min[i][method] = value
+            if good:
+                certified_by[i] = method
+        undecided[todo[ok]] = False
+
+    rows = []
+    y, prediction, correct, robust, worst = (t.tolist() for t in (y, prediction, correct, robust, worst))
+    for i, index in enumerate(indices):
+        status = ("misclassified" if not correct[i] else "pgd-broken" if not robust[i]
+                  else "certified" if certified_by[i] else "unknown")
+        if certified_by[i] and not robust[i]:  # cannot happen by construction; checked, not assumed
+            errors[i].append({"kind": "certified-but-broken", "method": certified_by[i],
+                              "detail": f"certified by {certified_by[i]} but the attack broke it"})
+        rows.append({"index": int(index), "label": y[i], "prediction": prediction[i],
+                     "clean_correct": correct[i], "pgd_robust": robust[i],
+                     "attack_margin": worst[i], "margin_lower": lower_min[i],
+                     "certified_by": certified_by[i], "status": status,
+                     "seconds": sum(stage[i].values()), "stage_seconds": stage[i],
+                     "soundness_errors": errors[i]})
+    return rows
+
+
+def _check_bounds(lower, clean_margin, attack_margin, todo, method, errors) -> None:
+    """A lower bound above an exact margin at a point of the box is unsound: record it."""
+    for name, observed in (("clean", clean_margin), ("attack", attack_margin)):
+        excess = lower - observed - _TOL * (1 + observed.abs())
+        for j in (excess > 0).any(1).nonzero().flatten().tolist():
+            k = int(excess[j].argmax())
+            errors[int(todo[j])].append({
+                "kind": "bound-above-margin", "method": method,
+                "detail": f"{method} lower bound {float(lower[j, k]):.6g} exceeds the margin "
+                          f"{float(observed[j, k]):.6g} at the {name} point (margin {k})"})
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # time finished kernels, not launches
+    return time.perf_counter()
+
+
+def _share(stage: dict, members: Iterable[int], name: str, seconds: float) -> None:
+    members = list(members)
+    for i in members:
+        stage[i][name] = seconds / len(members)
+
+
+def _take(box: InputBox, idx: torch.Tensor) -> InputBox:
+    return InputBox(box.x_norm[idx], box.lower_norm[idx], box.upper_norm[idx])
+
+
+def _sample_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+
+
+# -- the evaluation attack -----------------------------------------------------------------
+def pgd_margins(model: torch.nn.Module, box: InputBox, y: torch.Tensor, cfg: AttackConfig,
+                seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """PGD with per-sample random starts; returns the lowest-margin point found and its margins.
+
+    The steps are those of ``attacks.pgd_attack`` (uniform start in the box, ascent on the
+    objective by η·half-width·sign(∇), projection onto the box, ``restarts`` starts), but each
+    sample's starts come from its own generator (``seeds[i]``), so a sample's attack does not
+    depend on which batch it is in, and every iterate (the clean point included) is checked:
+    the kept point is the one with the lowest min_j margin, the criterion robustness is judged by.
+
+    Returns:
+        x_adv ``[B, C, H, W]`` (normalised) and its margins z_y − z_j ``[B, K-1]``.
+    """
+    lower, upper = box.lower_norm, box.upper_norm
+    step = cfg.step_size * (upper - lower) / 2
+    best_x = box.x_norm.clone()
+    with torch.no_grad():
+        best_margin = margins(model(best_x), y)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def keep(x, margin):
+        nonlocal best_x, best_margin
+        better = margin.amin(1) < best_margin.amin(1)
+        best_x = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x, best_x)
+        best_margin = torch.where(better[:, None], margin, best_margin)
+
+    for _ in range(cfg.restarts):
+        noise = torch.stack([torch.rand(lower.shape[1:], generator=g) for g in generators]).to(lower)
+        x = lower + noise * (upper - lower)
+        for _ in range(cfg.steps):
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                logits = model(x)
+                (grad,) = torch.autograd.grad(attack_objective(logits, y, cfg.objective).sum(), x)
+            keep(x.detach(), margins(logits.detach(), y))
+            x = torch.maximum(torch.minimum(x.detach() + step * grad.sign(), upper), lower)
+        with torch.no_grad():
+            keep(x, margins(model(x), y))
+    return best_x, best_margin

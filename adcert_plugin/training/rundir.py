@@ -1,0 +1,106 @@
+"""The run directory a training run writes, and the rules for reusing one.
+
+    <out_dir>/config.yaml    resolved TrainConfig, written before step 1
+    <out_dir>/metrics.jsonl  one JSON object per finished epoch
+    <out_dir>/last.pt        checkpoint after the last finished epoch, with trainer state (resume)
+    <out_dir>/best.pt        checkpoint of the best epoch (IBP-certified acc, then clean acc)
+    <out_dir>/model.pt       the final student (no trainer state)
+    <out_dir>/summary.json   final and best metrics, timings
+
+A folder that already holds a run is refused unless ``resume`` (continue from last.pt with a
+compatible config) or ``force`` (its run files are removed, after the new config is checked).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..io import atomic_write_text
+from .config import TrainConfig, read_config_file, save_config
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "model.pt", "summary.json")
+# Fields a resumed run may change: where it runs and how long it goes on.
+RESUMABLE_CHANGES = ("schedule.epochs", "out_dir", "device", "data.data_dir")
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        out.update(_flatten(value, dotted) if isinstance(value, dict) and value else {dotted: value})
+    return out
+
+
+class RunDir:
+    """Paths and file operations of one run directory (writes happen on rank 0 only)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.metrics = self.path / "metrics.jsonl"
+        self.last = self.path / "last.pt"
+        self.best = self.path / "best.pt"
+        self.model = self.path / "model.pt"
+        self.summary = self.path / "summary.json"
+
+    def existing_run_files(self) -> list[str]:
+        return [name for name in RUN_FILES if (self.path / name).exists()]
+
+    def check(self, cfg: TrainConfig, resume: bool, force: bool) -> None:
+        """Refuse a folder holding a run (without resume/force), or an impossible resume."""
+        if resume and force:
+            raise ConfigError("--resume and --force contradict each other; pass one of them")
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"out_dir {self.path} exists and is not a folder; choose another --out-dir")
+        if resume:
+            if not self.last.is_file():
+                raise ConfigError(f"nothing to resume in {self.path}: it has no last.pt; drop --resume to start a run")
+            self.check_resume_config(cfg)
+            return
+        found = self.existing_run_files()
+        if found and not force:
+            raise ConfigError(f"{self.path} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                              "--force to start afresh, or another --out-dir")
+
+    def check_resume_config(self, cfg: TrainConfig) -> None:
+        if not self.config.is_file():
+            raise ConfigError(f"cannot resume {self.path}: config.yaml is missing; start afresh with --force")
+        saved = _flatten(read_config_file(self.config))
+        now = _flatten(cfg.to_dict())
+        changed = [k for k in sorted(set(saved) | set(now))
+                   if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+        if changed:
+            shown = "; ".join(f"{k}: {saved.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
+            raise ConfigError(f"cannot resume {self.path} with a different config ({shown}); only "
+                              f"{', '.join(RESUMABLE_CHANGES)} may change on --resume")
+
+    def clear(self) -> None:
+        """Remove the run files of an earlier run (other files in the folder are kept)."""
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+
+    def write_config(self, cfg: TrainConfig) -> None:
+        save_config(cfg, self.config)
+
+    def append_metrics(self, row: dict) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, epochs: int) -> list[dict]:
+        """Keep the rows of epochs ≤ ``epochs`` (a resumed run rewrites later ones)."""
+        rows = [r for r in self.read_metrics() if int(r.get("epoch", 0)) <= epochs]
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+        return rows
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_text(self.summary, json.dumps(summary, indent=2) + "\n")

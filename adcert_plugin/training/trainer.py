@@ -1,0 +1,372 @@
+"""``train(cfg) -> RunResult``: one training loop for every loss (methods.md B.2).
+
+Per batch: the scheduled eps (smoothed ramp, per batch) × ``train_eps_mul`` is the training
+eps. A natural batch (eps = 0) trains clean CE; any other batch calls the configured loss on a
+``LossContext``. During warm-up (until the ramp ends) the Shi et al. regulariser, from IBP
+bounds at the same eps (1e-6 on natural batches), is added with weight λ·(1 − ε_t/ε_max);
+L1 over Conv/Linear weights is added throughout. Then gradient accumulation, clipping, Adam,
+and MultiStepLR per epoch. A loss's behaviour is reached only through ``loss.needs`` (the
+teacher) and its config fields (``kappa`` follows the CROWN-IBP schedule when present).
+
+Repeatability: the model is built after ``torch.manual_seed(seed)``; the data order of epoch e
+and the PGD generator of epoch e depend only on (seed, e, rank); the torch RNG is checkpointed.
+So a run resumed from ``last.pt`` gives the parameters of an uninterrupted run.
+After each epoch the held-out test subset is evaluated at the TARGET eps: clean accuracy, PGD
+accuracy and IBP-certified accuracy (eval mode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attacks import pgd_attack
+from ..bounds import InputBox, normalize, wrap_model
+from ..data import get_data_spec, load_split, make_loader, subset
+from ..errors import TrainingError, UnsupportedModelError
+from ..losses.base import LossContext
+from ..models import create_model, ibp_init
+from . import distributed as D, schedules as S
+from .checkpoint import arch_record, read_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .regularizers import l1_penalty, warmup_terms
+from .rundir import RunDir
+from .teacher import load_teacher
+
+log = logging.getLogger(__name__)
+
+# Loss-config fields the trainer sets at every step, when a loss's config has them.
+SCHEDULED_FIELDS = {"kappa": S.kappa_at}  # CROWN-IBP: 1 → 0 along the eps ramp
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``train`` returns: the run directory and the contents of its summary.json."""
+
+    run_dir: Path
+    summary: dict
+    is_main: bool = True  # False on torchrun ranks other than 0 (they write nothing)
+
+    def describe(self) -> str:
+        s, best = self.summary, self.summary.get("best", {})
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+        return (f"run: {self.run_dir}\n"
+                f"  {s['loss']} on {s['dataset']}, eps {s['eps']}, {s['epochs']} epochs, {s['train_time_s']:.1f} s\n"
+                f"  final (test subset n={s['n_test']}): clean {pct(s['clean_acc'])}, PGD {pct(s['pgd_acc'])}, "
+                f"IBP-certified {pct(s['ibp_cert_acc'])}\n"
+                f"  best epoch {best.get('epoch')}: IBP-certified {pct(best.get('ibp_cert_acc'))}, "
+                f"clean {pct(best.get('clean_acc'))}")
+
+
+def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool | None = None) -> RunResult:
+    """Train as configured; write the run directory (see ``rundir.py``).
+
+    Args:
+        cfg: the validated run config.
+        resume: continue from ``<out_dir>/last.pt`` (same config but ``schedule.epochs``).
+        force: start afresh in an ``out_dir`` that holds a run (its run files are removed).
+        progress: show a tqdm bar; default only on a TTY with ``CI`` unset (rank 0).
+
+    Raises:
+        ConfigError: the run dir holds a run (without resume/force), a bad resume, a teacher
+            that does not fit the data set.
+        DataError, CheckpointError: missing data or teacher files.
+        TrainingError: a non-finite loss or gradient; ``last.pt`` of the last finished epoch is kept.
+    """
+    info = D.init_distributed(cfg.device)
+    try:
+        return _Trainer(cfg, info).run(resume, force, progress)
+    finally:
+        D.shutdown(info)
+
+
+def _seed(*parts) -> int:
+    """A 63-bit seed derived from ``parts`` (seed, epoch, rank, purpose)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+class _StepModule(nn.Module):
+    """Student + training-only loss modules; ``forward(fn)`` runs the step's loss inside DDP."""
+
+    def __init__(self, student: nn.Module, loss_modules: nn.ModuleDict):
+        super().__init__()
+        self.student, self.loss_modules = student, loss_modules
+
+    def forward(self, compute):
+        return compute()
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, info: D.DistInfo):
+        self.cfg, self.info, self.device = cfg, info, info.device
+        self.run_dir = RunDir(cfg.out_dir)
+        self.best: dict = {}
+        self.rows: list[dict] = []
+
+    # -- set-up -------------------------------------------------------------------------
+    def setup(self, resume: bool, force: bool) -> int:
+        cfg, info = self.cfg, self.info
+        self.run_dir.check(cfg, resume, force)
+        self.spec = spec = get_data_spec(cfg.data.dataset)
+        self.loss = cfg.loss.create()
+        self.teacher = None
+        if "teacher" in self.loss.needs:
+            self.teacher = load_teacher(cfg.teacher, expect_shape=spec.shape, expect_classes=spec.num_classes)
+            self.teacher.to(self.device)
+        elif cfg.teacher:
+            log.info("loss %s uses no teacher; ignoring teacher %s", self.loss.name, cfg.teacher)
+        self.train_x, self.train_y = load_split(spec.name, "train", cfg.data.data_dir)
+        if cfg.data.train_subset:
+            self.train_x, self.train_y = subset(self.train_x, self.train_y, cfg.data.train_subset, cfg.seed)
+        self.test_x, self.test_y = load_split(spec.name, "test", cfg.data.data_dir)
+        if cfg.data.test_subset:
+            n_test = min(cfg.data.test_subset, len(self.test_y))
+            self.test_x, self.test_y = subset(self.test_x, self.test_y, n_test, cfg.seed)
+        self.augmentation = cfg.data.augmentation or spec.augmentation
+        self.drop_last = len(self.train_y) >= cfg.data.batch_size
+
+        torch.manual_seed(cfg.seed)
+        self.model = create_model(cfg.model.name, spec.shape, spec.num_classes, **cfg.model.kwargs).to(self.device)
+        if cfg.model.ibp_init:
+            ibp_init(self.model)
+        self.arch = arch_record(cfg.model.name, spec.shape, spec.num_classes, cfg.model.kwargs)
+        self.bounded = wrap_model(self.model, spec.shape)
+        if cfg.schedule.reg_lambda > 0 and not self.bounded.native_ibp:
+            raise UnsupportedModelError(f"the warm-up regulariser needs a plain Conv/Linear/BN/ReLU chain; "
+                                        f"{cfg.model.name} is not one: set schedule.reg_lambda: 0")
+        self.loss.prepare(self.model, self.teacher)
+        self.loss.modules.to(self.device)
+        self.params = list(self.model.parameters()) + list(self.loss.modules.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr)
+        self.lr_sched = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(cfg.optim.milestones),
+                                                             cfg.optim.gamma)
+        self.step_module = D.wrap_ddp(_StepModule(self.model, self.loss.modules), info)
+        self.generator = torch.Generator(device=self.device)
+        loss_fields = {f.name for f in dataclasses.fields(self.loss.config)}
+        self.scheduled = {name: fn for name, fn in SCHEDULED_FIELDS.items() if name in loss_fields}
+
+        if info.is_main:  # everything is checked: only now touch the folder
+            if force and not resume:
+                self.run_dir.clear()
+            self.run_dir.path.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                self.run_dir.write_config(cfg)
+        D.barrier(info)
+        return self.restore() if resume else 0
+
+    def restore(self) -> int:
+        record = read_checkpoint(self.run_dir.last)
+        state = record["state"]
+        self.model.load_state_dict(record["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_sched.load_state_dict(state["lr_scheduler"])
+        self.loss.modules.load_state_dict(state["loss_modules"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.best = dict(state.get("best", {}))
+        epoch = int(state["epoch"])
+        self.rows = self.run_dir.truncate_metrics(epoch) if self.info.is_main else []
+        log.info("resuming %s after epoch %d", self.run_dir.path, epoch)
+        return epoch
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, resume: bool, force: bool, progress: bool | None) -> RunResult:
+        started = time.time()
+        start_epoch = self.setup(resume, force)
+        cfg = self.cfg
+        if progress is None:
+            progress = sys.stderr.isatty() and not os.environ.get("CI")
+        self.progress = progress and self.info.is_main
+        if start_epoch >= cfg.schedule.epochs:
+            log.info("%s already finished %d epochs", self.run_dir.path, start_epoch)
+        for epoch in range(start_epoch + 1, cfg.schedule.epochs + 1):
+            t0 = time.time()
+            row = self.train_epoch(epoch)
+            row.update(self.evaluate(epoch))
+            row["time_s"] = round(time.time() - t0, 3)
+            self.end_epoch(epoch, row)
+        summary = self.finish(time.time() - started)
+        D.barrier(self.info)
+        return RunResult(self.run_dir.path, summary, self.info.is_main)
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg, info = self.cfg, self.info
+        loader = make_loader(self.train_x, self.train_y, cfg.data.batch_size, shuffle=True,
+                             seed=_seed("data", cfg.seed, epoch), augmentation=self.augmentation,
+                             drop_last=self.drop_last)
+        steps = len(loader)
+        self.generator.manual_seed(_seed("attack", cfg.seed, epoch, info.rank))
+        self.model.train()
+        acc_steps = cfg.optim.grad_acc_steps
+        sums: dict[str, torch.Tensor] = {}  # part -> Σ value·n over the batches that report it
+        counts: dict[str, int] = {}         # part -> Σ n
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.schedule.epochs}", leave=False, file=sys.stderr)
+        eps = reg_weight = 0.0
+        for i, (x, y) in enumerate(loader):
+            step = (epoch - 1) * steps + i
+            eps = S.train_eps_at(step, steps, cfg.schedule)
+            reg_weight = S.reg_weight_at(step, steps, cfg.schedule) if cfg.schedule.reg_lambda > 0 else 0.0
+            for name, fn in self.scheduled.items():
+                self.loss.config = dataclasses.replace(self.loss.config, **{name: fn(step, steps, cfg.schedule)})
+            (x, y), weight = D.shard(info, x, y)
+            x, y = x.to(self.device), y.to(self.device)
+            last_micro = (i + 1) % acc_steps == 0 or i == steps - 1
+            with D.no_sync(self.step_module, skip=not last_micro):
+                loss, parts = self.step_module(lambda: self.loss_terms(x, y, eps, reg_weight))
+                if D.any_rank(info, not bool(torch.isfinite(loss.detach()))):
+                    raise self.diverged(epoch, i, steps, f"loss {loss.item()}")
+                (loss * (weight / acc_steps)).backward()
+            if last_micro:
+                self.optimizer_step(epoch, i, steps)
+            for name, value in {"loss": loss.detach(), **parts}.items():  # tensors: no device sync here
+                sums[name] = sums.get(name, 0.0) + value.detach().double() * x.shape[0]
+                counts[name] = counts.get(name, 0) + x.shape[0]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(eps=f"{eps:.4g}", loss=f"{float(loss.detach()):.4f}")
+        if bar is not None:
+            bar.close()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.lr_sched.step()
+        names = sorted(sums)  # the same on every rank: every rank runs the same phase at each step
+        totals = D.all_reduce_sum(info, torch.stack([
+            torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=self.device) for k in names]),
+            torch.tensor([float(counts[k]) for k in names], dtype=torch.float64, device=self.device)], dim=1))
+        row = {"epoch": epoch, "step": epoch * steps, "lr": lr, "eps_train": eps, "eps_eval": cfg.schedule.eps,
+               "reg_weight": reg_weight}
+        row.update({f"train_{k}": float(totals[j, 0] / totals[j, 1]) for j, k in enumerate(names)})
+        return row
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: float, reg_weight: float):
+        """(loss, detached parts) of one (local) batch: the loss or clean CE, + reg + L1."""
+        cfg, spec = self.cfg, self.spec
+        if S.is_natural(eps):
+            loss = F.cross_entropy(self.model(normalize(x, spec.mean, spec.std)), y)
+            parts = {"ce_clean": loss.detach()}
+        else:
+            ctx = LossContext(self.model, self.bounded, x, y, eps, spec, attack=cfg.attack,
+                              teacher=self.teacher, generator=self.generator,
+                              keep_relu_inputs=reg_weight > 0 and eps >= S.MIN_EPS_REG)
+            out = self.loss(ctx)
+            loss, parts = out.loss, dict(out.parts)
+        if reg_weight > 0:
+            reg = self.warmup_regulariser(x, y, eps, None if S.is_natural(eps) else ctx)
+            loss = loss + reg_weight * reg
+            parts["reg"] = reg.detach()
+        if cfg.optim.l1 > 0:
+            l1 = l1_penalty(self.model)
+            loss = loss + cfg.optim.l1 * l1
+            parts["l1"] = l1.detach()
+        return loss, parts
+
+    def warmup_regulariser(self, x: torch.Tensor, y: torch.Tensor, eps: float, ctx: LossContext | None):
+        """Shi et al. warm-up terms, from the loss's own ε-box IBP pass when it made one."""
+        relu_inputs = ctx.relu_input_bounds() if ctx is not None else None
+        if relu_inputs is not None:
+            box = ctx.box
+        else:  # natural phase, tiny eps, or a loss without a native IBP pass: bound once more
+            box = InputBox.from_pixels(x, max(eps, S.MIN_EPS_REG), self.spec.mean, self.spec.std)
+            relu_inputs = self.bounded.ibp_trace(box, y, keep_relu_inputs=True).relu_inputs
+        return warmup_terms(relu_inputs, box.half_width, self.cfg.schedule.reg_tolerance).total
+
+    def optimizer_step(self, epoch: int, i: int, steps: int) -> None:
+        clip = self.cfg.optim.grad_clip
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+            if not bool(torch.isfinite(norm)):
+                raise self.diverged(epoch, i, steps, f"gradient norm {float(norm)}")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def diverged(self, epoch: int, i: int, steps: int, what: str) -> TrainingError:
+        kept = f"the last good checkpoint is {self.run_dir.last}" if self.run_dir.last.is_file() else \
+            "no epoch finished, so there is no checkpoint"
+        return TrainingError(f"non-finite {what} at epoch {epoch}, step {i + 1}/{steps}; training stopped and "
+                             f"{kept}; lower optim.lr or raise schedule.eps_length_epochs")
+
+    # -- evaluation and files -------------------------------------------------------------
+    def evaluate(self, epoch: int) -> dict:
+        """Clean / PGD / IBP-certified accuracy on this rank's share of the test subset, reduced."""
+        cfg, info, spec = self.cfg, self.info, self.spec
+        self.model.eval()
+        eps, attack = cfg.schedule.eps, cfg.eval.attack()
+        gen = torch.Generator(device=self.device).manual_seed(_seed("eval", cfg.seed, epoch, info.rank))
+        xs = torch.tensor_split(self.test_x, info.world_size)[info.rank]
+        ys = torch.tensor_split(self.test_y, info.world_size)[info.rank]
+        counts = torch.zeros(4, dtype=torch.float64)
+        batch = cfg.eval.batch_size or cfg.data.batch_size
+        t0 = time.time()
+        for start in range(0, len(ys), batch):
+            x, y = xs[start:start + batch].to(self.device), ys[start:start + batch].to(self.device)
+            box = InputBox.from_pixels(x, eps, spec.mean, spec.std)
+            with torch.no_grad():
+                clean = self.model(box.x_norm).argmax(1) == y
+            x_adv = pgd_attack(self.model, box, y, attack, generator=gen)
+            with torch.no_grad():
+                robust = clean & (self.model(x_adv).argmax(1) == y)
+                cert = self.bounded.margin_lower(box, y, "IBP").min(1).values > 0
+            counts += torch.tensor([len(y), clean.sum().item(), robust.sum().item(), cert.sum().item()],
+                                   dtype=torch.float64)
+        self.model.train()
+        n, clean, robust, cert = D.all_reduce_sum(info, counts).tolist()
+        div = max(n, 1.0)
+        return {"clean_acc": clean / div, "pgd_acc": robust / div, "ibp_cert_acc": cert / div, "n_test": int(n),
+                "eval_time_s": round(time.time() - t0, 3)}
+
+    def end_epoch(self, epoch: int, row: dict) -> None:
+        score = (row["ibp_cert_acc"], row["clean_acc"])
+        improved = not self.best or score > (self.best["ibp_cert_acc"], self.best["clean_acc"])
+        if improved:
+            self.best = {"epoch": epoch, **{k: row[k] for k in ("clean_acc", "pgd_acc", "ibp_cert_acc")}}
+        self.rows.append(row)
+        if not self.info.is_main:
+            return
+        log.info("epoch %d: loss %.4f, eps %.4g, clean %.4f, PGD %.4f, IBP-cert %.4f (%.1f s)", epoch,
+                 row.get("train_loss", math.nan), row["eps_train"], row["clean_acc"], row["pgd_acc"],
+                 row["ibp_cert_acc"], row["time_s"])
+        config = self.cfg.to_dict()
+        self.run_dir.append_metrics(row)
+        if improved:
+            save_checkpoint(self.run_dir.best, self.model, self.arch, self.spec.name, config,
+                            {"epoch": epoch, "metrics": row})
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        state = {"epoch": epoch, "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_sched.state_dict(),
+                 "loss_modules": self.loss.modules.state_dict(), "rng": rng, "best": self.best,
+                 "world_size": self.info.world_size}
+        save_checkpoint(self.run_dir.last, self.model, self.arch, self.spec.name, config, state)
+
+    def finish(self, wall_time: float) -> dict:
+        final = self.rows[-1] if self.rows else {}
+        summary = {
+            "run_dir": str(self.run_dir.path), "dataset": self.spec.name, "loss": self.loss.name,
+            "eps": self.cfg.schedule.eps, "epochs": int(final.get("epoch", 0)),
+            "clean_acc": final.get("clean_acc"), "pgd_acc": final.get("pgd_acc"),
+            "ibp_cert_acc": final.get("ibp_cert_acc"), "n_test": final.get("n_test", 0),
+            "best": self.best, "train_time_s": round(sum(r.get("time_s", 0.0) for r in self.rows), 3),
+            "wall_time_s": round(wall_time, 3), "world_size": self.info.world_size,
+            "files": {"config": "config.yaml", "metrics": "metrics.jsonl", "model": "model.pt",
+                      "best": "best.pt", "last": "last.pt"},
+        }
+        if self.info.is_main:
+            save_checkpoint(self.run_dir.model, self.model, self.arch, self.spec.name, self.cfg.to_dict(),
+                            {"epoch": summary["epochs"], "metrics": final})
+            self.run_dir.write_summary(summary)
+        return summary

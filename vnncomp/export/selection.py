@@ -1,0 +1,129 @@
+"""Which test samples a benchmark gets: correctly classified, drawn with ``np.random.default_rng(seed)``.
+
+Optionally only those PGD does not break (``filter_pgd``), and only those a cheap bound does
+not already certify (``skip_certified``), so that a complete verifier has something to decide.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from adcert_plugin.bounds.spec import InputBox, normalize
+from adcert_plugin.errors import ConfigError, ExportError
+
+logger = logging.getLogger(__name__)
+
+PGD = {"steps": 50, "step_size": 0.1, "restarts": 2}
+SKIP_METHODS = ("IBP", "CROWN-IBP", "CROWN")  # the cheap methods of adcert_plugin.bounds.METHODS
+_BATCH = 256
+
+
+def skip_method(method: str | None) -> str | None:
+    """Validate a ``skip_certified`` method name (case-insensitive); None stays None."""
+    if method is None:
+        return None
+    by_lower = {m.lower(): m for m in SKIP_METHODS}
+    if not isinstance(method, str) or method.strip().lower() not in by_lower:
+        raise ConfigError(f"unknown bound method {method!r} for --skip-certified; "
+                          f"choose from {', '.join(SKIP_METHODS)}")
+    return by_lower[method.strip().lower()]
+
+
+def _predict(model: torch.nn.Module, images: torch.Tensor, data_spec) -> torch.Tensor:
+    with torch.no_grad():
+        chunks = [model(normalize(images[i:i + _BATCH], data_spec.mean, data_spec.std)).argmax(1)
+                  for i in range(0, len(images), _BATCH)]
+    return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
+
+
+def _pgd_robust(model, x: torch.Tensor, y: torch.Tensor, eps: float, data_spec, seed: int) -> torch.Tensor:
+    """Per-sample bool ``[B]``: PGD (margin loss) finds no misclassified point in the eps box."""
+    from adcert_plugin.attacks import AttackConfig, pgd_attack
+
+    box = InputBox.from_pixels(x, eps, data_spec.mean, data_spec.std)
+    cfg = AttackConfig(steps=PGD["steps"], step_size=PGD["step_size"], restarts=PGD["restarts"], objective="margin")
+    x_adv = pgd_attack(model, box, y, cfg, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return model(x_adv).argmax(1) == y
+
+
+def _certifier(model, data_spec, eps: float, method: str):
+    """A function ``certified(x, y)`` -> bool ``[B]``: ``method`` proves every margin z_y − z_j > 0 over the box.
+
+    The model is wrapped once, in eval mode, through ``adcert_plugin.bounds`` (never auto_LiRPA directly).
+    """
+    from adcert_plugin.bounds import wrap_model
+
+    bounded = wrap_model(model.eval(), data_spec.shape)
+
+    def certified(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        flags = [torch.zeros(0, dtype=torch.bool)]
+        with torch.no_grad():
+            for i in range(0, len(x), _BATCH):
+                box = InputBox.from_pixels(x[i:i + _BATCH], eps, data_spec.mean, data_spec.std)
+                flags.append((bounded.margin_lower(box, y[i:i + _BATCH], method) > 0).all(dim=1))
+        return torch.cat(flags)
+
+    return certified
+
+
+def _examine(model, images, labels, block, data_spec, eps, seed, filter_pgd, certify, counts) -> list:
+    """(index, PGD-robust, qualifies) per sample of ``block``; bound only the samples PGD lets through."""
+    robust = _pgd_robust(model, images[block], labels[block], eps, data_spec, seed).tolist()
+    counts["pgd_examined"] += len(robust)
+    counts["pgd_robust"] += sum(robust)
+    certified = [False] * len(robust)
+    if certify is not None:
+        todo = [i for i, flag in enumerate(robust) if flag or not filter_pgd]
+        rows = block[torch.as_tensor(todo, dtype=torch.long)]
+        found = certify(images[rows], labels[rows]).tolist()
+        counts["bound_examined"] += len(found)
+        counts["bound_certified"] += sum(found)
+        for i, flag in zip(todo, found):
+            certified[i] = flag
+    return [(index, bool(flag), (flag or not filter_pgd) and not cert)
+            for index, flag, cert in zip(block.tolist(), robust, certified)]
+
+
+def _none_qualify(n_correct: int, filter_pgd: bool, skip_certified: str | None, counts: dict) -> ExportError:
+    """The error for a selection that found no sample, saying which filter emptied it."""
+    if n_correct and skip_certified and counts["bound_examined"] == counts["bound_certified"] > 0:
+        which = "correctly classified" + (" and PGD-robust" if filter_pgd else "")
+        return ExportError(f"every {which} sample is already certified by {skip_certified}; "
+                           "drop --skip-certified or raise --eps")
+    return ExportError("no test sample qualifies (none correctly classified"
+                       + (" and PGD-robust)" if filter_pgd else ")"))
+
+
+def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified=None) -> dict:
+    """Draw n correctly classified samples; attack them (and more, with ``filter_pgd``).
+
+    With ``skip_certified`` (a method of ``SKIP_METHODS``) a sample also has to escape that
+    bound: samples whose margins it proves positive over the eps box are skipped.
+    """
+    correct = torch.nonzero(_predict(model, images, data_spec) == labels).flatten().numpy()
+    order = np.random.default_rng(seed).permutation(correct)
+    chosen: list[int] = []
+    robust_flags: list[bool] = []
+    counts = {"pgd_examined": 0, "pgd_robust": 0, "bound_examined": 0, "bound_certified": 0}
+    filtering = filter_pgd or skip_certified is not None
+    certify = _certifier(model, data_spec, eps, skip_certified) if skip_certified else None
+    step = max(n, 32)
+    for start in range(0, len(order), step):
+        block = torch.as_tensor(order[start:start + (step if filtering else n)])
+        for index, flag, ok in _examine(model, images, labels, block, data_spec, eps, seed + start, filter_pgd,
+                                        certify, counts):
+            if ok and len(chosen) < n:
+                chosen.append(index)
+                robust_flags.append(flag)
+        if len(chosen) >= n or not filtering:
+            break
+    if len(chosen) < n:
+        logger.warning("only %d of %d requested samples qualify", len(chosen), n)
+    if not chosen:
+        raise _none_qualify(len(correct), filter_pgd, skip_certified, counts)
+    return {"indices": chosen, "clean_correct": len(correct), "test_size": len(labels),
+            "pgd_flags": robust_flags, "skip_certified": skip_certified, **counts}

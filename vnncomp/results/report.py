@@ -1,0 +1,174 @@
+"""Cross-check: merge adcert-eval's per-sample report with complete-verifier results.
+
+Merged certified accuracy counts a sample as certified when an incomplete method
+certified it or a complete verifier answered ``unsat``. Contradictions (a verifier
+``unsat`` on an attacked sample, a ``sat`` on a certified one, two verifiers disagreeing)
+raise :class:`SoundnessError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from adcert_plugin.errors import ConfigError, SoundnessError
+
+from ..export.instances import instance_sample_index, read_instances, read_metadata
+from .counterexamples import validate_counterexamples
+from .readers import VerifierResult, read_results
+
+logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """Eval rows merged with verifier results.
+
+    Attributes:
+        rows: Per sample: the eval row plus ``verifiers`` ({name: result}) and ``merged``
+            (``certified``, ``falsified`` or ``open``).
+        total: Number of eval rows.
+        certified_incomplete: Rows certified by an incomplete method.
+        certified_merged: Rows certified by an incomplete method or a verifier ``unsat``.
+        falsified: Rows attacked, misclassified, or ``sat``.
+        contradictions: One line per contradiction (empty when consistent).
+    """
+
+    rows: list[dict]
+    total: int
+    certified_incomplete: int
+    certified_merged: int
+    falsified: int
+    contradictions: list[str]
+
+    @property
+    def certified_accuracy(self) -> float:
+        return self.certified_merged / self.total if self.total else float("nan")
+
+    def summary(self) -> dict:
+        return {"total": self.total, "certified_incomplete": self.certified_incomplete,
+                "certified_merged": self.certified_merged, "falsified": self.falsified,
+                "certified_accuracy": self.certified_accuracy, "contradictions": self.contradictions}
+
+
+def _merge_row(row: dict, answers: dict[str, str], problems: list[str]) -> dict:
+    index, certified = row["index"], row.get("certified_by")
+    attacked = not row.get("pgd_robust", True)
+    unsat = sorted(v for v, word in answers.items() if word == "unsat")
+    sat = sorted(v for v, word in answers.items() if word == "sat")
+    if unsat and attacked:
+        problems.append(f"sample {index}: {', '.join(unsat)} says unsat but the attack succeeded "
+                        "(or the sample is misclassified)")
+    if sat and certified:
+        problems.append(f"sample {index}: {', '.join(sat)} says sat but {certified} certified it")
+    if unsat and sat:
+        problems.append(f"sample {index}: {', '.join(unsat)} unsat vs {', '.join(sat)} sat")
+    merged = "certified" if certified or unsat else "falsified" if attacked or sat else "open"
+    return {**row, "verifiers": dict(answers), "merged": merged}
+
+
+def cross_check(eval_rows: Sequence[dict], results: Sequence[VerifierResult],
+                instance_index: dict[str, int], instance_labels: dict[str, int] | None = None,
+                raise_on_contradiction: bool = True) -> CrossCheck:
+    """Merge adcert-eval's per-sample rows with complete-verifier results.
+
+    Certified = an incomplete method certified it OR some verifier said ``unsat``.
+    Contradictions: ``unsat`` where the attack succeeded; ``sat`` where an incomplete
+    method certified; two verifiers disagreeing (unsat vs sat).
+
+    Args:
+        eval_rows: Dicts with ``index``, ``label``, ``pgd_robust``, ``certified_by``.
+        results: Verifier results (invalid ``sat`` should already be ``error``).
+        instance_index: Instance name → test-set index (from ``metadata.json``).
+        instance_labels: Instance name → label, checked against the eval rows.
+        raise_on_contradiction: Raise instead of returning contradictions.
+
+    Raises:
+        SoundnessError: Contradictions found and ``raise_on_contradiction``.
+        ConfigError: A label in the benchmark differs from the eval row's label.
+    """
+    by_index = {int(r["index"]): r for r in eval_rows}
+    answers: dict[int, dict[str, str]] = {}
+    for r in results:
+        if r.instance not in instance_index:
+            logger.warning("result for unknown instance %s ignored", r.instance)
+            continue
+        index = instance_index[r.instance]
+        label = (instance_labels or {}).get(r.instance)
+        if index in by_index and label is not None and int(by_index[index]["label"]) != int(label):
+            raise ConfigError(f"instance {r.instance}: label {label} but the eval report says "
+                              f"{by_index[index]['label']} for sample {index}; different data sets?")
+        answers.setdefault(index, {})[r.verifier] = r.result
+    missing = sorted(set(answers) - set(by_index))
+    if missing:
+        logger.warning("%d verified samples are not in the eval report: %s", len(missing), missing[:10])
+    problems: list[str] = []
+    rows = [_merge_row(row, answers.get(int(row["index"]), {}), problems) for row in eval_rows]
+    check = CrossCheck(rows, len(rows), sum(bool(r.get("certified_by")) for r in rows),
+                       sum(r["merged"] == "certified" for r in rows),
+                       sum(r["merged"] == "falsified" for r in rows), problems)
+    if problems and raise_on_contradiction:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise SoundnessError(f"{len(problems)} contradictions: {shown}")
+    return check
+
+
+def read_eval_rows(path: str | Path) -> list[dict]:
+    """Read adcert-eval's per-sample report: JSON lines, or a JSON list / ``{"rows": [...]}``.
+
+    Raises:
+        ConfigError: Unreadable file or rows without ``index``/``label``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+        stripped = text.lstrip()
+        if stripped.startswith("[") or (stripped.startswith("{") and path.suffix == ".json"):
+            data = json.loads(text)
+            rows = data if isinstance(data, list) else data.get("rows", data.get("samples", []))
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise ConfigError(f"cannot read eval report {path}: {err}") from err
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or "index" not in row or "label" not in row:
+            raise ConfigError(f"{path}: row {number} lacks 'index'/'label'; is this adcert-eval's per-sample file?")
+    return rows
+
+
+def _load_source(source: Path, instances: dict) -> list:
+    names = list(instances)
+    results = read_results(source, instances=names)
+    if source.suffix == ".csv":
+        return results  # tables are written after adcert-verify checked the counterexamples
+    return validate_counterexamples(results, instances, require=source.suffix not in (".pkl", ".pickle"))
+
+
+def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None = None,
+                     raise_on_contradiction: bool = True) -> CrossCheck:
+    """Merge an eval per-sample report with every verifier result of a benchmark.
+
+    Args:
+        eval_path: adcert-eval's per-sample file (JSON lines).
+        bench_dir: Benchmark folder (its ``metadata.json`` maps instances to samples).
+        sources: Results tables (``*.csv``), abCROWN pickles, result files or folders;
+            default: every ``<bench>/results/*.csv``.
+        raise_on_contradiction: Raise :class:`SoundnessError` on contradictions.
+
+    Raises:
+        ConfigError: No results to merge, or unreadable inputs.
+        SoundnessError: Contradictions (when ``raise_on_contradiction``).
+    """
+    bench_dir = Path(bench_dir).resolve()
+    metadata = read_metadata(bench_dir)
+    instances = {i.name: i for i in read_instances(bench_dir)}
+    paths = [Path(s) for s in sources] if sources else sorted((bench_dir / "results").glob("*.csv"))
+    if not paths:
+        raise ConfigError(f"no verifier results under {bench_dir / 'results'}; run adcert-verify first "
+                          "or pass --results")
+    results = [r for path in paths for r in _load_source(path, instances)]
+    labels = {e["instance"]: int(e["label"]) for e in metadata.get("instances", [])}
+    return cross_check(read_eval_rows(eval_path), results, instance_sample_index(metadata), labels,
+                       raise_on_contradiction)
