@@ -12,7 +12,7 @@ export ADCERT_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data) $(CURDIR)
 # Override with OMP_NUM_THREADS=N for bigger models.
 SMALL_RUN := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
 
-.PHONY: venv test quickstart experiment bench clean
+.PHONY: venv test test-lirpa quickstart experiment bench clean
 
 $(BIN)/.installed: setup.py Makefile
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,13 @@ venv: $(BIN)/.installed
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The suite against another auto_LiRPA (e.g. upstream 0.7 from GitHub): LIRPA_PYTHON names the
+# interpreter of a venv holding adcert (pip install -e .) and that auto_LiRPA; see the README.
+test-lirpa:
+	@test -x "$(LIRPA_PYTHON)" || { echo "set LIRPA_PYTHON=/path/to/venv/bin/python (a venv with adcert and that auto_LiRPA)"; exit 2; }
+	ADCERT_EXPECT_LIRPA=$${ADCERT_EXPECT_LIRPA:-$$($(LIRPA_PYTHON) -c "import importlib.metadata as m; print(m.version('auto_LiRPA'))")} \
+	  $(LIRPA_PYTHON) -m pytest -q -p no:cacheprovider tests
 
 quickstart: venv
 	$(SMALL_RUN) $(BIN)/python examples/quickstart.py

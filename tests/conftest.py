@@ -12,6 +12,29 @@ from adcert_plugin.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def pytest_report_header(config):
+    """Which auto_LiRPA this run tests against (the suite runs against 0.3 and upstream 0.7)."""
+    import importlib.metadata as metadata
+
+    try:
+        version = metadata.version("auto_LiRPA")
+        where = metadata.distribution("auto_LiRPA").locate_file("")
+    except metadata.PackageNotFoundError:
+        return "auto_LiRPA: not installed"
+    return f"auto_LiRPA {version} ({where})"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def expected_auto_lirpa():
+    """ADCERT_EXPECT_LIRPA=0.7.0 makes a run against upstream fail if another version is what loads."""
+    expected = os.environ.get("ADCERT_EXPECT_LIRPA")
+    if expected:
+        from adcert_plugin.bounds.lirpa import auto_lirpa_version
+
+        found = ".".join(map(str, auto_lirpa_version() or ()))
+        assert found == expected, f"ADCERT_EXPECT_LIRPA={expected} but auto_LiRPA {found or 'none'} is installed"
+
 # The suite's tensors are tiny: intra-op threads cost more than they save (about 4x on a
 # 2-core machine), so every test runs on one torch thread.
 torch.set_num_threads(1)
