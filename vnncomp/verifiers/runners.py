@@ -239,7 +239,10 @@ def verify_benchmark(bench_dir, verifier: str, timeout: float | None = None, abc
                      ) -> tuple[list[VerifierResult], Path]:
     """Run one verifier on a benchmark, check its counterexamples, write the results table.
 
-    A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``.
+    A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
+    answer is then checked against the benchmark's evidence (:func:`check_answers`): an
+    ``unsat`` with a counterexample in hand becomes ``error``, and the table is written before
+    any contradiction raises.
 
     Args:
         bench_dir: Benchmark folder.
@@ -256,8 +259,9 @@ def verify_benchmark(bench_dir, verifier: str, timeout: float | None = None, abc
 
     Raises:
         VerifierError: Unknown or missing verifier.
+        SoundnessError: An answer contradicts the evidence (exit 3); the table is written first.
     """
-    from ..results import validate_counterexamples, write_results_table
+    from ..results import check_answers, validate_counterexamples, write_results_table
 
     bench_dir = Path(bench_dir).resolve()
     if verifier == "marabou":
@@ -272,5 +276,7 @@ def verify_benchmark(bench_dir, verifier: str, timeout: float | None = None, abc
         raise VerifierError(f"unknown verifier {verifier!r}; choose one of {sorted(RUNNERS)}")
     by_name = {i.name: i for i in read_instances(bench_dir)}
     results = validate_counterexamples(results, by_name)
-    path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", results)
-    return results, path
+    checked = check_answers(bench_dir, results)  # every answer against the benchmark's evidence (e13)
+    path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", checked.results, checked.identity)
+    checked.raise_if_contradicted(str(path))
+    return checked.results, path
