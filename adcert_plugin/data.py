@@ -376,6 +376,27 @@ def subset(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int) -> Bat
     return images[idx], labels[idx]
 
 
+VALIDATION_SEED = 0  # one holdout for every run, seed and method: selection compares like with like
+
+
+def validation_split(images: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[Batch, Batch]:
+    """Splits a training split into (fit, validation): ``size`` examples held out, seeded once.
+
+    The held-out examples are the first ``size`` of one fixed permutation (``VALIDATION_SEED``),
+    in their original order, so every run that holds out ``size`` examples holds out the same ones.
+
+    Raises:
+        DataError: ``size`` leaves nothing to train on.
+    """
+    total = len(labels)
+    if not 1 <= size < total:
+        raise DataError(f"validation size {size} must be in 1..{total - 1} (the training split has {total})")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    held = torch.zeros(total, dtype=torch.bool)
+    held[order[:size]] = True
+    return (images[~held], labels[~held]), (images[held], labels[held])
+
+
 def normalize(x: torch.Tensor, spec: DataSpec) -> torch.Tensor:
     """Maps pixel-space ``x`` ``[..., C, H, W]`` to ``(x - mean) / std`` per channel.
 

@@ -29,7 +29,7 @@ import torch
 
 from ..attacks import AttackConfig, attack_objective
 from ..bounds import METHODS, InputBox, margins, wrap_model
-from ..data import get_data_spec, load_split
+from ..data import get_data_spec, load_split, validation_split
 from ..errors import ConfigError, DataError, SoundnessError
 from ..io import sha256_file, write_json
 from ..training import load_model
@@ -39,7 +39,7 @@ from .report import EvalReport
 log = logging.getLogger(__name__)
 
 DEFAULT_ATTACK = AttackConfig(steps=40, step_size=0.035, restarts=1, objective="ce")
-RESUME_KEYS = ("checkpoint_sha256", "dataset", "eps", "methods", "indices", "seed", "attack", "arch")
+RESUME_KEYS = ("checkpoint_sha256", "dataset", "eps", "methods", "indices", "seed", "attack", "arch", "split")
 _TOL = 1e-4  # bound ≤ margin + _TOL·(1 + |margin|): float32 slack between two computations
 
 
@@ -48,7 +48,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
              start: int | None = None, end: int | None = None, n: int | None = None, seed: int = 0,
              attack: AttackConfig = DEFAULT_ATTACK, batch_size: int = 256, out_dir: str | Path | None = None,
              resume: bool = False, overwrite: bool = False, arch: str | None = None,
-             device: str | None = None, progress: bool | None = None) -> EvalReport:
+             device: str | None = None, progress: bool | None = None, split: str = "test") -> EvalReport:
     """Evaluate a checkpoint: standard, PGD and certified accuracy per method, per-sample rows.
 
     Args:
@@ -68,6 +68,8 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
         arch: model name for a checkpoint that is a plain state_dict (needs ``dataset``).
         device: torch device; default CUDA when available.
         progress: show a progress bar; default only on a TTY outside CI.
+        split: ``test``, or ``validation``: the training images the checkpoint's run held out
+            (``data.validation_size``), for model selection; indices then count within that holdout.
 
     Returns:
         The report (also written to ``out_dir``: ``samples.jsonl``, ``summary.json``, ``config.json``).
@@ -88,7 +90,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     eps = training_eps(record, checkpoint) if eps is None else float(eps)
     if not eps > 0:
         raise ConfigError(f"eps={eps} from the checkpoint's config: must be > 0; pass --eps")
-    x_all, y_all = load_split(dataset, "test", data_dir)
+    x_all, y_all = _load_eval_split(dataset, split, data_dir, record, checkpoint)
     _check_data(x_all, y_all, record, dataset)
     indices = select_indices(len(y_all), start, end, n, seed)
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f"eval-{eps:g}"
@@ -96,6 +98,8 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
                   "dataset": dataset, "eps": eps, "methods": list(methods), "start": start, "end": end, "n": n,
                   "indices": _ranges(indices), "seed": seed, "attack": dataclasses.asdict(attack),
                   "arch": record["arch"]["name"], "batch_size": batch_size}
+    if split != "test":  # absent for test, so reports written before splits existed still resume
+        run_config["split"] = split
     done = R.prepare_out_dir(out_dir, run_config, RESUME_KEYS, resume, overwrite)
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -120,6 +124,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     rows = [done[i] for i in indices]
     R.write_samples(samples_path, rows)  # canonical order, whatever the resume history
     meta = {key: run_config[key] for key in ("checkpoint", "dataset", "eps", "methods", "seed", "attack")}
+    meta["split"] = split
     meta.update(selection={"start": start, "end": end, "n": n}, wall_seconds=wall, device=str(device))
     summary = R.summarize(rows, methods, meta)
     write_json(out_dir / R.SUMMARY_FILE, summary)
@@ -179,6 +184,18 @@ def _check_numbers(eps, batch_size, attack: AttackConfig) -> None:
         raise ConfigError(f"attack objective {attack.objective!r}: evaluation attacks ce or margin")
     if attack.eps_factor != 1.0:
         raise ConfigError(f"attack eps_factor={attack.eps_factor}: evaluation attacks inside the certified box (1.0)")
+
+
+def _load_eval_split(dataset: str, split: str, data_dir, record: dict, checkpoint: Path):
+    if split == "test":
+        return load_split(dataset, "test", data_dir)
+    if split != "validation":
+        raise ConfigError(f"unknown split {split!r}; use test or validation")
+    size = int(record.get("config", {}).get("data", {}).get("validation_size") or 0)
+    if size <= 0:
+        raise ConfigError(f"{checkpoint} was trained without a validation holdout (data.validation_size: 0); "
+                          "evaluate it on the test split")
+    return validation_split(*load_split(dataset, "train", data_dir), size)[1]
 
 
 def _load(checkpoint: Path, arch: str | None, dataset: str | None):

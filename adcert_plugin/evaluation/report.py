@@ -200,7 +200,7 @@ def prepare_out_dir(out_dir: Path, run_config: dict, resume_keys: Sequence[str],
         old = read_json(config_file) if config_file.exists() else None
         if old is None:
             raise ConfigError(f"cannot resume in {out_dir}: {CONFIG_FILE} is missing; pass --overwrite")
-        changed = [k for k in resume_keys if old.get(k) != run_config[k]]
+        changed = [k for k in resume_keys if old.get(k) != run_config.get(k)]
         if changed:
             raise ConfigError(f"cannot resume in {out_dir}: {', '.join(changed)} differ from the earlier run; "
                               "use the same arguments, another --out-dir, or --overwrite")

@@ -33,6 +33,8 @@ class DataConfig:
     data_dir: str | None = None          # None: $ADCERT_DATA, else ./data
     train_subset: int | None = None      # None: the whole training split
     test_subset: int | None = 1000       # held-out test points evaluated after each epoch (None: all)
+    validation_size: int = 0             # > 0: hold out this many training images (data.validation_split);
+                                         # training never sees them, and the per-epoch check uses them, not test
     batch_size: int = 256                # the global batch (split across ranks under torchrun)
     augmentation: Augmentation | None = None  # None: the data set's default
 
@@ -42,6 +44,7 @@ class DataConfig:
         known = list_datasets()
         check(self.dataset in known, "dataset", self.dataset, f"unknown data set; known: {', '.join(known)}")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check(self.validation_size >= 0, "validation_size", self.validation_size, "must be >= 0 (0: no holdout)")
         for name in ("train_subset", "test_subset"):
             value = getattr(self, name)
             check(value is None or value >= 1, name, value, "must be >= 1 (or null for the whole split)")

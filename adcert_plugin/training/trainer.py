@@ -33,7 +33,7 @@ from torch import nn
 
 from ..attacks import pgd_attack
 from ..bounds import InputBox, normalize, wrap_model
-from ..data import get_data_spec, load_split, make_loader, subset
+from ..data import get_data_spec, load_split, make_loader, subset, validation_split
 from ..errors import TrainingError, UnsupportedModelError
 from ..losses.base import LossContext
 from ..models import create_model, ibp_init
@@ -128,9 +128,13 @@ class _Trainer:
         elif cfg.teacher:
             log.info("loss %s uses no teacher; ignoring teacher %s", self.loss.name, cfg.teacher)
         self.train_x, self.train_y = load_split(spec.name, "train", cfg.data.data_dir)
+        if cfg.data.validation_size:  # model selection looks at the holdout, never at the test split
+            (self.train_x, self.train_y), (self.test_x, self.test_y) = validation_split(
+                self.train_x, self.train_y, cfg.data.validation_size)
+        else:
+            self.test_x, self.test_y = load_split(spec.name, "test", cfg.data.data_dir)
         if cfg.data.train_subset:
             self.train_x, self.train_y = subset(self.train_x, self.train_y, cfg.data.train_subset, cfg.seed)
-        self.test_x, self.test_y = load_split(spec.name, "test", cfg.data.data_dir)
         if cfg.data.test_subset:
             n_test = min(cfg.data.test_subset, len(self.test_y))
             self.test_x, self.test_y = subset(self.test_x, self.test_y, n_test, cfg.seed)

@@ -1,0 +1,219 @@
+"""Run the tuned comparison: ``run_study(cfg, out_dir)``.
+
+    <out_dir>/seed<s>/teacher/               the PGD teacher of seed s (train split minus the holdout)
+    <out_dir>/seed<s0>/grid/<point>/         every grid point of every method, first seed
+                                             (+ eval-validation/: the selection evaluation)
+    <out_dir>/seed<s>/final/<method>/        the selected point retrained with seed s (s ≠ s0)
+    .../eval-test/                           the final evaluation of each selected run
+    <out_dir>/results.json, results.md, plot.png
+
+Order: teachers and the grid points that need no teacher, then the distilled grid points, then
+selection (complete-certified accuracy on the validation samples, ties by standard accuracy),
+then the selected setting of every method retrained with each further seed, then every selected
+run evaluated on the test split. ``cfg.processes`` runs go at once, each in its own process with
+one torch thread. Every finished training and evaluation is reused on a later call (same config),
+an interrupted one continues, so the study can be stopped and resumed at any point.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import logging
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..io import atomic_write_text, read_json, write_json
+from ..training import RunDir, TrainConfig, read_config_file, train
+from ..training.config import config_from_dict
+from ..training.strict import flatten
+from .study_config import StudyConfig, StudyEval, point_name
+
+log = logging.getLogger(__name__)
+
+_IGNORED_ON_REUSE = ("out_dir", "device", "data.data_dir", "teacher")
+
+
+# -- one job: train (or reuse) one run, then evaluate it ------------------------------------
+def _job(train_dict: dict, evals: list[dict]) -> dict:
+    """Runs in a worker process. ``evals``: [{"split", "settings", "name"}]. Returns a record."""
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = config_from_dict(train_dict, "study job")
+    run = RunDir(cfg.out_dir)
+    started = time.perf_counter()
+    reused = _finished_with(run, cfg)
+    summary = read_json(run.summary) if reused else train(cfg, resume=run.last.is_file(), force=not run.last.is_file(),
+                                                          progress=False).summary
+    record = {"run_dir": str(run.path), "method": cfg.loss.name, "params": dict(cfg.loss.params), "seed": cfg.seed,
+              "train_time_s": float(summary["train_time_s"]), "trained_now": not reused, "evals": {}}
+    for ev in evals:
+        record["evals"][ev["name"]] = _evaluate(run, ev["split"], StudyEval.from_dict(ev["settings"]), cfg.device)
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    return record
+
+
+def _finished_with(run: RunDir, wanted: TrainConfig) -> bool:
+    """A finished run in ``run`` with the config asked for (another config there is an error)."""
+    if not run.summary.is_file():
+        return False
+    saved = flatten(read_config_file(run.config), keep=("loss.params", "model.kwargs"))
+    now = flatten(wanted.to_dict(), keep=("loss.params", "model.kwargs"))
+    changed = [k for k in sorted(set(saved) | set(now)) if k not in _IGNORED_ON_REUSE and saved.get(k) != now.get(k)]
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"{run.path} holds a finished run with another config ({k}: {saved.get(k)!r} → "
+                          f"{now.get(k)!r}); choose another --out-dir or delete that run")
+    return True
+
+
+def complete_options(settings: StudyEval) -> dict:
+    """The evaluate() options that send what the cascade leaves open to the complete verifier."""
+    if settings.verifier is None:
+        return {}
+    return {"complete": settings.verifier, "complete_timeout": settings.timeout, "jobs": settings.jobs}
+
+
+def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict:
+    from ..evaluation import evaluate
+
+    kwargs = dict(methods=settings.methods, n=settings.n, seed=settings.seed, attack=settings.attack,
+                  out_dir=run.path / f"eval-{split}", device=None if device == "auto" else device,
+                  progress=False, split=split, **complete_options(settings))
+    try:  # a finished report is re-read, a partial one completed
+        report = evaluate(run.model, resume=True, **kwargs)
+    except ConfigError as err:
+        log.info("%s: evaluating afresh (%s)", run.path / f"eval-{split}", err)
+        report = evaluate(run.model, overwrite=True, **kwargs)
+    return metrics_of(report.summary)
+
+
+def metrics_of(summary: dict) -> dict:
+    """The numbers the study compares, from an eval summary.json (accuracies as fractions)."""
+    complete = summary.get("complete") or {}
+    certified = dict(summary.get("certified_acc", {}))
+    return {"n": summary["n"], "standard": summary["standard_acc"], "pgd": summary["pgd_acc"],
+            "certified": certified,
+            "complete": complete.get("certified_acc", certified[list(certified)[-1]] if certified else None),
+            "complete_verifier": complete.get("verifier"), "timeouts": complete.get("timeouts", 0),
+            "eval_time_s": float(summary.get("seconds", {}).get("total", 0.0))}
+
+
+# -- the study --------------------------------------------------------------------------------
+def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None) -> dict:
+    """Train, select, retrain and evaluate as the module docstring says; returns results.json's content."""
+    from .study_report import render_markdown, plot_study
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    first = cfg.seeds[0]
+    teacher = {s: out_dir / f"seed{s}" / "teacher" for s in cfg.seeds}
+    test_eval = {"split": "test", "settings": dataclasses.asdict(cfg.final), "name": "test"}
+    val_eval = {"split": "validation", "settings": dataclasses.asdict(cfg.selection), "name": "validation"}
+    teacher_only = {"split": "test", "name": "test",
+                    "settings": dataclasses.asdict(dataclasses.replace(cfg.final, verifier=None, methods=("IBP",)))}
+    grid = {(m, i): (p, cfg.student_config(m, p, out_dir / f"seed{first}" / "grid" / point_name(m, p),
+                                           teacher[first] / "model.pt", first))
+            for m in cfg.methods for i, p in enumerate(cfg.grid_points(m))}
+    wave1 = [(("teacher", s), cfg.teacher_config(teacher[s], s), [teacher_only]) for s in cfg.seeds]
+    wave1 += [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is None]
+    wave2 = [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is not None]
+    records = _run_wave(cfg, wave1, "teachers and teacher-free grid points")
+    if wave2:
+        records.update(_run_wave(cfg, wave2, "distilled grid points"))
+    chosen = {m: select(m, [(grid[m, i][0], records[m, i]) for i in range(len(cfg.grid_points(m)))])
+              for m in cfg.methods}
+    finals = []
+    for m in cfg.methods:
+        i = chosen[m]["index"]
+        finals.append(((m, i, "test"), grid[m, i][1], [val_eval, test_eval]))
+        for s in cfg.seeds[1:]:
+            c = cfg.student_config(m, chosen[m]["params"], out_dir / f"seed{s}" / "final" / m,
+                                   teacher[s] / "model.pt", s)
+            finals.append(((m, s), c, [test_eval]))
+    final_records = _run_wave(cfg, finals, "selected settings: other seeds and test evaluation")
+    results = _results(cfg, records, final_records, chosen, grid, command, time.perf_counter() - started)
+    write_json(out_dir / "results.json", results)
+    atomic_write_text(out_dir / "results.md", render_markdown(results))
+    plot_study(results, out_dir / "plot.png")
+    return results
+
+
+def select(method: str, candidates: list[tuple[dict, dict]]) -> dict:
+    """The grid point with the highest complete-certified validation accuracy (ties: standard)."""
+    scored = [(r["evals"]["validation"]["complete"], r["evals"]["validation"]["standard"], -i, i, p)
+              for i, (p, r) in enumerate(candidates)]
+    best = max(scored)
+    return {"method": method, "index": best[3], "params": best[4], "complete": best[0], "standard": best[1]}
+
+
+def _run_wave(cfg: StudyConfig, jobs: list, label: str) -> dict:
+    """Run ``jobs`` [(key, TrainConfig, evals)] ``cfg.processes`` at a time; returns key → record."""
+    log.info("%s: %d runs, %d at a time", label, len(jobs), cfg.processes)
+    done: dict = {}
+    if cfg.processes == 1:
+        for k, (key, c, evals) in enumerate(jobs, 1):
+            done[key] = _progress(k, len(jobs), key, _job(c.to_dict(), evals))
+        return done
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    os.environ.update(env)  # the spawned workers inherit it before torch starts its pools
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(cfg.processes, mp_context=context) as pool:
+        pending = {pool.submit(_job, c.to_dict(), evals): key for key, c, evals in jobs}
+        for k, future in enumerate(futures.as_completed(pending), 1):
+            key = pending[future]
+            done[key] = _progress(k, len(jobs), key, future.result())
+    return done
+
+
+def _progress(k: int, total: int, key, record: dict) -> dict:
+    shown = ", ".join(f"{name}: complete {100 * e['complete']:.1f}% std {100 * e['standard']:.1f}%"
+                      for name, e in record["evals"].items() if e.get("complete") is not None)
+    log.info("[%d/%d] %s %s seed %d: %s in %.0f s; %s", k, total, record["method"], record["params"] or "",
+             record["seed"], "trained" if record["trained_now"] else "reused", record["wall_s"], shown)
+    return record
+
+
+def _results(cfg, records, final_records, chosen, grid, command, wall) -> dict:
+    from .stats import mean_sd, paired_difference
+    from .unified import machine_info
+
+    per_seed = {m: {} for m in cfg.methods}
+    for key, rec in final_records.items():
+        seed = cfg.seeds[0] if key[-1] == "test" else key[1]
+        per_seed[key[0]][seed] = rec["evals"]["test"]
+    metric_names = ["standard", "pgd", "complete"] + [f"certified {b}" for b in cfg.final.methods]
+
+    def value(e, name):
+        return e["certified"][name.split(" ", 1)[1]] if name.startswith("certified ") else e[name]
+
+    summary = {m: {name: mean_sd([100 * value(per_seed[m][s], name) for s in cfg.seeds]) for name in metric_names}
+               for m in cfg.methods}
+    pairs = {}
+    for a, b in (p for p in _pairs(cfg.methods) if len(cfg.seeds) > 1):
+        pairs[f"{a} - {b}"] = {name: paired_difference([100 * value(per_seed[a][s], name) for s in cfg.seeds],
+                                                       [100 * value(per_seed[b][s], name) for s in cfg.seeds])
+                               for name in ("complete", *(f"certified {x}" for x in cfg.final.methods))}
+    teachers = {s: records["teacher", s]["evals"]["test"] for s in cfg.seeds}
+    grid_rows = [{"method": m, "params": p, "validation": records[m, i]["evals"]["validation"],
+                  "run_dir": records[m, i]["run_dir"]} for (m, i), (p, _) in grid.items()]
+    every = list(records.values()) + list(final_records.values())
+    return {"study": cfg.name, "description": cfg.description, "command": command or
+            f"python examples/study.py --preset {cfg.name}", "dataset": cfg.data.dataset, "eps": cfg.schedule.eps,
+            "model": cfg.model.name, "seeds": list(cfg.seeds), "teacher": teachers, "chosen": chosen,
+            "grid": grid_rows, "final": {m: {str(s): per_seed[m][s] for s in cfg.seeds} for m in cfg.methods},
+            "summary": summary, "paired": pairs, "wall_time_s": round(wall, 1),
+            "train_time_s": round(sum(r["train_time_s"] for r in every), 1),
+            "runs_trained_now": sum(r["trained_now"] for r in every), "machine": machine_info(),
+            "config": cfg.to_dict()}
+
+
+def _pairs(methods) -> list[tuple[str, str]]:
+    from .study_config import PAIRS
+
+    return [(a, b) for a, b in PAIRS if a in methods and b in methods]

@@ -1,0 +1,148 @@
+"""The tuned comparison's report, from results.json alone: markdown tables and two plots.
+
+``plot.png``: standard (x) against complete-certified (y) test accuracy; a point per selected
+setting and seed, the mean circled, and each method's α curve from the validation grid.
+``curves.png``: per-epoch validation accuracies of every selected run (have they flattened?).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..io import read_json
+
+COLORS = {"mtl-ibp": "tab:blue", "cc-ibp": "tab:green", "cc-dist": "tab:orange", "ad-cert": "tab:red"}
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _spread(s: dict) -> str:
+    return f"{s['mean']:.2f}" + ("" if s["n"] < 2 else f" ± {s['sd']:.2f}")
+
+
+def render_markdown(results: dict) -> str:
+    lines = [f"# Tuned comparison `{results['study']}`: {results['dataset']}, ε = {results['eps']:g}, "
+             f"{results['model']}", "", results["description"], "",
+             f"Command: `{results['command']}`  ", f"Machine: {results['machine']['processor']}, "
+             f"{results['machine']['cpu_count']} CPUs, torch {results['machine']['torch']}; "
+             f"wall time of the last call {results['wall_time_s'] / 60:.1f} min, "
+             f"training time of all runs {results['train_time_s'] / 3600:.2f} h", ""]
+    lines += _teacher_table(results) + _final_table(results) + _paired_table(results) + _grid_tables(results)
+    return "\n".join(lines) + "\n"
+
+
+def _teacher_table(results: dict) -> list[str]:
+    rows = [f"| {s} | {_pct(e['standard'])} | {_pct(e['pgd'])} |" for s, e in results["teacher"].items()]
+    return ["## Teacher (PGD-AT, one per seed; the same one for every student of that seed)", "",
+            "| seed | clean % | PGD-40 % |", "|---|---|---|", *rows, ""]
+
+
+def _final_table(results: dict) -> list[str]:
+    names = list(next(iter(results["summary"].values())))
+    head = "| method | selected | " + " | ".join(f"{n} %" for n in names) + " | timeouts |"
+    rows = []
+    for method, metrics in results["summary"].items():
+        timeouts = sum(e["timeouts"] for e in results["final"][method].values())
+        chosen = json.dumps(results["chosen"][method]["params"], separators=(",", ":"))
+        rows.append(f"| {method} | `{chosen}` | " + " | ".join(_spread(metrics[n]) for n in names) + f" | {timeouts} |")
+    n = next(iter(next(iter(results["final"].values())).values()))["n"]
+    return [f"## Final evaluation: {n} test images, seeds {', '.join(map(str, results['seeds']))} (mean ± sd)", "",
+            head, "|" + "---|" * (len(names) + 3), *rows, ""]
+
+
+def _paired_table(results: dict) -> list[str]:
+    if not results["paired"]:
+        return []
+    lines = ["## Paired differences (per seed; points; 95 % t interval)", "",
+             "| pair | metric | mean | 95 % interval | wins | excludes 0 |", "|---|---|---|---|---|---|"]
+    for pair, metrics in results["paired"].items():
+        for name, d in metrics.items():
+            lines.append(f"| {pair} | {name} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
+                         f"{d['wins']}/{d['n']} | {'yes' if d['excludes_zero'] else 'no'} |")
+    return lines + [""]
+
+
+def _grid_tables(results: dict) -> list[str]:
+    lines = ["## Selection on the validation holdout (first seed; complete verifier at the selection timeout)", ""]
+    for method in results["chosen"]:
+        rows = [r for r in results["grid"] if r["method"] == method]
+        chosen = results["chosen"][method]["params"]
+        lines += [f"### {method}", "", "| params | standard % | PGD % | complete % | timeouts | chosen |",
+                  "|---|---|---|---|---|---|"]
+        for r in rows:
+            v = r["validation"]
+            lines.append(f"| `{json.dumps(r['params'], separators=(',', ':'))}` | {_pct(v['standard'])} | "
+                         f"{_pct(v['pgd'])} | {_pct(v['complete'])} | {v['timeouts']} | "
+                         f"{'**yes**' if r['params'] == chosen else ''} |")
+        lines.append("")
+    return lines
+
+
+def plot_study(results: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 5), dpi=120)
+    for method in results["chosen"]:
+        color = COLORS.get(method)
+        points = [(100 * e["standard"], 100 * e["complete"]) for e in results["final"][method].values()]
+        ax.plot(*zip(*points), "o", color=color, alpha=0.45, linestyle="none")
+        mean = [sum(p[i] for p in points) / len(points) for i in (0, 1)]
+        ax.plot(*mean, "o", markersize=10, color=color, markeredgecolor="black", label=f"{method} (test, selected)")
+        curve = sorted((r for r in results["grid"] if r["method"] == method and _alpha_only(r, results, method)),
+                       key=lambda r: r["params"].get("alpha", 0))
+        if len(curve) > 1:
+            ax.plot([100 * r["validation"]["standard"] for r in curve],
+                    [100 * r["validation"]["complete"] for r in curve], "--", color=color, alpha=0.6, linewidth=1)
+    ax.set_xlabel("standard accuracy %")
+    ax.set_ylabel("complete-certified accuracy %")
+    ax.set_title(f"{results['dataset']} ε={results['eps']:g}: dots test (per seed), dashes validation α curve")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    plot_curves(results, Path(path).with_name("curves.png"))
+    return Path(path)
+
+
+def _alpha_only(row: dict, results: dict, method: str) -> bool:
+    """Grid points that differ from the chosen one in α only: the method's α curve."""
+    chosen = results["chosen"][method]["params"]
+    return all(row["params"].get(k) == v for k, v in chosen.items() if k != "alpha")
+
+
+def plot_curves(results: dict, path: Path) -> Path:
+    """Per-epoch validation clean / IBP-certified accuracy of each selected run (first seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    for method, chosen in results["chosen"].items():
+        row = next(r for r in results["grid"] if r["method"] == method and r["params"] == chosen["params"])
+        metrics = Path(row["run_dir"]) / "metrics.jsonl"
+        if not metrics.is_file():
+            continue
+        epochs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        for ax, key in zip(axes, ("clean_acc", "ibp_cert_acc")):
+            ax.plot([e["epoch"] for e in epochs], [100 * (e.get(key) or 0) for e in epochs], color=COLORS.get(method),
+                    label=method)
+    for ax, title in zip(axes, ("clean (validation subset) %", "IBP-certified (validation subset) %")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def rerender(out_dir: Path) -> str:
+    """results.md from results.json (what a test checks the committed files against)."""
+    return render_markdown(read_json(Path(out_dir) / "results.json"))

@@ -1,0 +1,124 @@
+"""The tuned comparison: validation holdout, selection, seeds, paired statistics, reuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from adcert_plugin.data import validation_split
+from adcert_plugin.errors import ConfigError, DataError
+from adcert_plugin.experiments.stats import mean_sd, paired_difference, t_quantile_975
+from adcert_plugin.experiments.study import run_study, select
+from adcert_plugin.experiments.study_config import StudyEval, point_name
+from adcert_plugin.experiments.study_presets import get_study, list_studies
+from adcert_plugin.experiments.study_report import render_markdown
+
+
+def test_paired_difference_is_students_t_on_the_per_seed_differences():
+    d = paired_difference([3.0, 4.0, 8.0], [1.0, 1.0, 1.0])  # differences 2, 3, 7: mean 4, sd sqrt(7)
+    assert d["mean"] == pytest.approx(4.0) and d["sd"] == pytest.approx(math.sqrt(7))
+    half = 4.303 * math.sqrt(7) / math.sqrt(3)
+    assert d["ci95"] == pytest.approx([4 - half, 4 + half])
+    assert (d["wins"], d["losses"], d["excludes_zero"]) == (3, 0, False)  # 3 wins, yet the interval holds 0
+    assert paired_difference([5.0, 5.1, 5.2], [1.0, 1.0, 1.1])["excludes_zero"]
+    assert t_quantile_975(1000) == 1.96 and mean_sd([2.0])["n"] == 1
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def test_selection_takes_the_best_complete_certified_accuracy_and_breaks_ties_by_standard():
+    def rec(complete, standard):
+        return {"evals": {"validation": {"complete": complete, "standard": standard}}}
+
+    candidates = [({"alpha": 0.1}, rec(0.80, 0.95)), ({"alpha": 0.5}, rec(0.85, 0.90)),
+                  ({"alpha": 0.9}, rec(0.85, 0.93))]
+    assert select("x", candidates)["params"] == {"alpha": 0.9}
+    assert select("x", candidates[:2])["params"] == {"alpha": 0.5}
+
+
+def test_the_validation_holdout_is_fixed_disjoint_and_checked():
+    x = torch.arange(100.0).view(100, 1, 1, 1)
+    y = torch.arange(100)
+    (fit_x, fit_y), (val_x, val_y) = validation_split(x, y, 20)
+    assert len(val_y) == 20 and len(fit_y) == 80 and not set(val_y.tolist()) & set(fit_y.tolist())
+    assert torch.equal(validation_split(x, y, 20)[1][1], val_y)  # the same holdout every time
+    assert set(validation_split(x, y, 10)[1][1].tolist()) <= set(val_y.tolist())  # a prefix of one order
+    with pytest.raises(DataError, match="validation size"):
+        validation_split(x, y, 100)
+
+
+def test_presets_validate_and_name_their_runs():
+    assert {"mnist-0.1", "mnist-0.3", "fmnist-0.1", "smoke"} <= set(list_studies())
+    cfg = get_study("mnist-0.1")
+    assert cfg.data.validation_size == 5000 and cfg.final.n >= 2000 and len(cfg.seeds) >= 3
+    assert cfg.selection.n >= 200 and cfg.selection.verifier and cfg.final.verifier
+    assert {"beta", "distance", "feature_point"} <= set(cfg.grids["cc-dist"])
+    assert {"tau", "combination"} <= set(cfg.grids["ad-cert"])
+    assert point_name("cc-dist", {"alpha": 0.1, "distance": "mse"}) == "cc-dist-alpha0.1-distance=mse"
+    with pytest.raises(ConfigError, match="validation_size"):
+        dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, validation_size=0))
+    with pytest.raises(Exception, match="alpha"):
+        dataclasses.replace(cfg, grids={"mtl-ibp": {"alpha": (2.0,)}})
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, data_dir):
+    cfg = get_study("smoke")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
+    out = tmp_path_factory.mktemp("study")
+    return cfg, out, run_study(cfg, out)
+
+
+def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
+    cfg, out, results = smoke
+    assert len(results["grid"]) == sum(len(cfg.grid_points(m)) for m in cfg.methods)
+    for method in cfg.methods:
+        assert set(results["final"][method]) == {str(s) for s in cfg.seeds}
+        assert results["chosen"][method]["params"] in cfg.grid_points(method)
+        for seed in cfg.seeds[1:]:  # the selected setting retrained with every further seed
+            assert (out / f"seed{seed}" / "final" / method / "eval-test" / "summary.json").is_file()
+    assert set(results["paired"]) == {"ad-cert - mtl-ibp", "ad-cert - cc-ibp", "ad-cert - cc-dist", "cc-dist - cc-ibp"}
+    assert (out / "results.md").read_text() == render_markdown(json.loads((out / "results.json").read_text()))
+    assert (out / "plot.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    teacher_cfg = (out / f"seed{cfg.seeds[0]}" / "teacher" / "config.yaml").read_text()
+    assert "validation_size: 100" in teacher_cfg  # the teacher never sees the holdout either
+    val = json.loads((out / f"seed{cfg.seeds[0]}" / "grid" / "mtl-ibp-alpha0.1" / "eval-validation" /
+                      "summary.json").read_text())
+    assert val["split"] == "validation" and val["n"] == cfg.selection.n
+
+
+def test_a_second_call_reuses_every_run_and_gives_the_same_numbers(smoke):
+    cfg, out, results = smoke
+    again = run_study(cfg, out)
+    assert again["runs_trained_now"] == 0
+    assert again["summary"] == results["summary"] and again["chosen"] == results["chosen"]
+
+
+def test_evaluating_a_run_without_holdout_on_validation_is_refused(smoke, data_dir, tmp_path):
+    from adcert_plugin.evaluation import evaluate
+
+    cfg, out, _ = smoke
+    plain = cfg.teacher_config(tmp_path / "t", 0)
+    plain = dataclasses.replace(plain, data=dataclasses.replace(plain.data, validation_size=0))
+    from adcert_plugin.training import train
+
+    run = train(plain, progress=False).run_dir
+    with pytest.raises(ConfigError, match="without a validation holdout"):
+        evaluate(run / "model.pt", data_dir=data_dir, n=5, split="validation", out_dir=tmp_path / "e")
+
+
+def test_two_processes_give_the_numbers_one_process_gives(data_dir, tmp_path):
+    cfg = get_study("smoke")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)),
+                              grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}})
+    one = run_study(cfg, tmp_path / "one")
+    two = run_study(dataclasses.replace(cfg, processes=2), tmp_path / "two")
+    def numbers(results):
+        return {m: {s: {k: v for k, v in e.items() if k != "eval_time_s"} for s, e in seeds.items()}
+                for m, seeds in results["final"].items()}
+
+    assert numbers(two) == numbers(one) and two["chosen"] == one["chosen"]
