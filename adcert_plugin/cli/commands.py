@@ -136,11 +136,13 @@ Example:
               help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN].")
 @click.option("--abcrown-python", type=click.Path(path_type=Path), envvar="ADCERT_ABCROWN_PYTHON", default=None,
               help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON].")
+@click.option("--abcrown-mode", type=click.Choice(["single", "csv"]), default="single",
+              help="abCROWN: one process per sample, or one for all (csv: no counterexamples, so sat is not counted).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @handle_errors
 def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
              pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, complete, complete_timeout, jobs,
-             shard, complete_device, neuralsat_python, abcrown, abcrown_python, as_json):
+             shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
     """Certified accuracy of a checkpoint: clean, PGD, bounds, optionally a complete verifier; writes samples.jsonl and summary.json."""
     from ..attacks import AttackConfig
     from ..evaluation import CompleteConfig, evaluate, parse_shard
@@ -150,7 +152,7 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
     stage = None
     if complete is not None:
         options = {"device": complete_device, "neuralsat_python": neuralsat_python, "abcrown": abcrown,
-                   "abcrown_python": abcrown_python}
+                   "abcrown_python": abcrown_python, "abcrown_mode": abcrown_mode}
         stage = CompleteConfig(verifier=complete, timeout=complete_timeout, jobs=jobs,
                                shard=parse_shard(shard) if shard else None,
                                options={k: str(v) for k, v in options.items() if v is not None})
@@ -164,8 +166,11 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
 
 
 def _report(run, as_json: bool) -> None:
-    """Run an evaluation step, print its table (also when it raises SoundnessError), then the JSON."""
-    from ..errors import SoundnessError
+    """Run an evaluation step, print its table (also when it raises SoundnessError), then the JSON.
+
+    Complete-verifier errors (no answer on some samples) exit 4 after the report, as adcert-verify does.
+    """
+    from ..errors import InstanceError, SoundnessError
 
     try:
         report = run()
@@ -176,6 +181,12 @@ def _report(run, as_json: bool) -> None:
     click.echo(report.table(), err=True)
     if as_json:
         click.echo(json.dumps(report.summary, indent=2))
+    errors = [r for r in report.rows if (r.get("complete") or {}).get("result") == "error"]
+    if errors:
+        first = errors[0]
+        raise InstanceError(f"the complete verifier failed on {len(errors)} samples (first: sample {first['index']}: "
+                            f"{first['complete']['note'] or 'no reason given'}); they count as not certified; "
+                            f"see {report.out_dir / 'complete'}")
 
 
 MERGE_EXAMPLE = """\b

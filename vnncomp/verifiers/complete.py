@@ -14,7 +14,8 @@ its counterexample and evidence checks, and each result becomes a ``CompleteAnsw
 is an ordinary adcert benchmark: ``adcert-verify`` and ``adcert-report`` read it too.
 
 Options (``request.options``): ``device`` (cpu/gpu), ``neuralsat_python``, ``abcrown``,
-``abcrown_python``, ``abcrown_mode``; keys a verifier does not use are ignored.
+``abcrown_python``, ``abcrown_mode`` (single, or csv: faster, but without counterexamples, so
+its ``sat`` answers do not re-check and count as errors); keys a verifier does not use are ignored.
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def _verify_kwargs(name: str, options: dict) -> dict:
     if name == "neuralsat":
         kwargs["python"] = options.get("neuralsat_python")
     elif name == "abcrown":
-        kwargs["abcrown_path"] = options.get("abcrown")
-        kwargs["python"] = options.get("abcrown_python")
+        kwargs.update(abcrown_path=options.get("abcrown"), abcrown_python=options.get("abcrown_python"),
+                      mode=options.get("abcrown_mode") or "single")
     return kwargs
 
 
@@ -137,12 +138,13 @@ class BenchmarkVerifier:
 
     def check(self, options: dict) -> None:
         """Fail early when the verifier cannot run (VerifierError)."""
-        from .runners import find_abcrown, find_neuralsat
+        from . import find_abcrown, find_abcrown_python, find_neuralsat
 
         if self.name == "neuralsat":
             find_neuralsat(options.get("neuralsat_python"))
         elif self.name == "abcrown":
             find_abcrown(options.get("abcrown"))
+            find_abcrown_python(options.get("abcrown_python"))
         elif self.name == "marabou":
             logger.warning("Marabou 2.0.0 answers unsat on properties with valid counterexamples on padded CNNs "
                            "(small-cnn); its unsat is cross-checked but not trustworthy there (README)")
