@@ -211,12 +211,25 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance) -> VerifierResult:
     log_file = run.results_dir / f"{instance.name}.log"
     results_file.unlink(missing_ok=True)
     seconds = run.seconds[instance.name]
-    command = runner.command(instance, results_file, seconds)
+    command = share_cores(runner.command(instance, results_file, seconds), run.jobs)
     status, wall = run_process(command, log_file, seconds + STARTUP_GRACE[runner.name], runner.name,
                                run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)
     record(run, instance, result)
     return result
+
+
+def share_cores(command: Command, jobs: int) -> Command:
+    """With ``jobs`` verifiers at once, each gets its share of the cores unless the caller chose.
+
+    torch and onnxruntime otherwise start one thread per core in every process, and ``jobs``
+    processes each using every core run slower together than one after the other.
+    """
+    env = dict(command.env if command.env is not None else os.environ)
+    if jobs == 1 or "OMP_NUM_THREADS" in env:
+        return command
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return replace(command, env=env)
 
 
 def run_benchmark(runner: Runner, run: RunPlan) -> list[VerifierResult]:
