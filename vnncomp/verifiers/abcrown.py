@@ -179,6 +179,6 @@ def run_abcrown(abcrown_path=None, bench_dir=None, timeout: float | None = None,
         raise VerifierError("run_abcrown needs a benchmark folder")
     workdir, interpreter = find_abcrown(abcrown_path), find_abcrown_python(python)
     config = abcrown_config(Path(bench_dir).resolve(), device)
-    run = plan(bench_dir, "abcrown", timeout, instances, jobs, force)
+    run = plan(bench_dir, "abcrown", timeout, instances, jobs, force, mode)
     runner = ABCrownRunner(workdir, interpreter, config)
     return run_csv(runner, run) if mode == "csv" else run_benchmark(runner, run)

@@ -67,6 +67,7 @@ class RunPlan:
     jobs: int = 1
     force: bool = False
     hashes: dict[str, str] = field(default_factory=dict)
+    mode: str = ""  # a verifier's way of running whose answers differ in kind (abCROWN csv: no counterexamples)
 
 
 def sha256_file(path: Path) -> str:
@@ -89,7 +90,7 @@ def select(bench_dir: Path, names: Sequence[str] | None) -> list[Instance]:
 
 
 def plan(bench_dir, verifier: str, timeout: float | None, names: Sequence[str] | None, jobs: int = 1,
-         force: bool = False) -> RunPlan:
+         force: bool = False, mode: str = "") -> RunPlan:
     """Resolve the benchmark, the instances and their timeouts; create the results folder."""
     if jobs < 1:
         raise VerifierError(f"jobs must be at least 1, got {jobs}")
@@ -103,14 +104,14 @@ def plan(bench_dir, verifier: str, timeout: float | None, names: Sequence[str] |
         key = str(i.onnx)
         if key not in hashes:
             hashes[key] = sha256_file(i.onnx)
-    return RunPlan(bench_dir, instances, seconds, results_dir, jobs, force, hashes)
+    return RunPlan(bench_dir, instances, seconds, results_dir, jobs, force, hashes, mode)
 
 
 # ------------------------------------------------------------------------- resume records
 
 def _meta(run: RunPlan, instance: Instance, verifier: str) -> dict:
     return {"version": _META_VERSION, "onnx_sha256": run.hashes[str(instance.onnx)], "verifier": verifier,
-            "timeout": run.seconds[instance.name], "vnnlib": str(instance.vnnlib)}
+            "timeout": run.seconds[instance.name], "vnnlib": str(instance.vnnlib), "mode": run.mode}
 
 
 def record(run: RunPlan, instance: Instance, result: VerifierResult) -> None:
