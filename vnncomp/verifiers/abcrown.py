@@ -28,7 +28,7 @@ from ..export.abcrown import single_instance_args
 from ..export.instances import Instance
 from ..results import VerifierResult, read_abcrown_pickle, write_result_file
 from .common import (STARTUP_GRACE, Command, RunPlan, log_tail, plan, python_env, record, reused, run_benchmark,
-                     run_process)
+                     run_process, share_cores)
 
 ENV_CHECKOUT = "ADCERT_ABCROWN"
 ENV_PYTHON = "ADCERT_ABCROWN_PYTHON"
@@ -116,8 +116,8 @@ def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], t
     # absolute paths: abCROWN joins them with root_path, which leaves an absolute path as it is
     csv_path.write_text("".join(f"{i.onnx},{i.vnnlib},{run.seconds[i.name]:g}\n" for i in chunk))
     limit = sum(run.seconds[i.name] + _CSV_OVERHEAD for i in chunk) + STARTUP_GRACE[runner.name]
-    status, wall = run_process(runner.csv_command(csv_path, pickle_path), log_file, limit,
-                               runner.name, run.results_dir)
+    command = share_cores(runner.csv_command(csv_path, pickle_path), run.jobs)
+    status, wall = run_process(command, log_file, limit, runner.name, run.results_dir)
     names = [i.name for i in chunk]
     answered = read_abcrown_pickle(pickle_path, names) if pickle_path.is_file() else []
     if status is None:
@@ -179,6 +179,6 @@ def run_abcrown(abcrown_path=None, bench_dir=None, timeout: float | None = None,
         raise VerifierError("run_abcrown needs a benchmark folder")
     workdir, interpreter = find_abcrown(abcrown_path), find_abcrown_python(python)
     config = abcrown_config(Path(bench_dir).resolve(), device)
-    run = plan(bench_dir, "abcrown", timeout, instances, jobs, force)
+    run = plan(bench_dir, "abcrown", timeout, instances, jobs, force, mode)
     runner = ABCrownRunner(workdir, interpreter, config)
     return run_csv(runner, run) if mode == "csv" else run_benchmark(runner, run)

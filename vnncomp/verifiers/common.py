@@ -67,6 +67,7 @@ class RunPlan:
     jobs: int = 1
     force: bool = False
     hashes: dict[str, str] = field(default_factory=dict)
+    mode: str = ""  # a verifier's way of running whose answers differ in kind (abCROWN csv: no counterexamples)
 
 
 def sha256_file(path: Path) -> str:
@@ -89,7 +90,7 @@ def select(bench_dir: Path, names: Sequence[str] | None) -> list[Instance]:
 
 
 def plan(bench_dir, verifier: str, timeout: float | None, names: Sequence[str] | None, jobs: int = 1,
-         force: bool = False) -> RunPlan:
+         force: bool = False, mode: str = "") -> RunPlan:
     """Resolve the benchmark, the instances and their timeouts; create the results folder."""
     if jobs < 1:
         raise VerifierError(f"jobs must be at least 1, got {jobs}")
@@ -103,14 +104,14 @@ def plan(bench_dir, verifier: str, timeout: float | None, names: Sequence[str] |
         key = str(i.onnx)
         if key not in hashes:
             hashes[key] = sha256_file(i.onnx)
-    return RunPlan(bench_dir, instances, seconds, results_dir, jobs, force, hashes)
+    return RunPlan(bench_dir, instances, seconds, results_dir, jobs, force, hashes, mode)
 
 
 # ------------------------------------------------------------------------- resume records
 
 def _meta(run: RunPlan, instance: Instance, verifier: str) -> dict:
     return {"version": _META_VERSION, "onnx_sha256": run.hashes[str(instance.onnx)], "verifier": verifier,
-            "timeout": run.seconds[instance.name], "vnnlib": str(instance.vnnlib)}
+            "timeout": run.seconds[instance.name], "vnnlib": str(instance.vnnlib), "mode": run.mode}
 
 
 def record(run: RunPlan, instance: Instance, result: VerifierResult) -> None:
@@ -211,12 +212,25 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance) -> VerifierResult:
     log_file = run.results_dir / f"{instance.name}.log"
     results_file.unlink(missing_ok=True)
     seconds = run.seconds[instance.name]
-    command = runner.command(instance, results_file, seconds)
+    command = share_cores(runner.command(instance, results_file, seconds), run.jobs)
     status, wall = run_process(command, log_file, seconds + STARTUP_GRACE[runner.name], runner.name,
                                run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)
     record(run, instance, result)
     return result
+
+
+def share_cores(command: Command, jobs: int) -> Command:
+    """With ``jobs`` verifiers at once, each gets its share of the cores unless the caller chose.
+
+    torch and onnxruntime otherwise start one thread per core in every process, and ``jobs``
+    processes each using every core run slower together than one after the other.
+    """
+    env = dict(command.env if command.env is not None else os.environ)
+    if jobs == 1 or "OMP_NUM_THREADS" in env:
+        return command
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return replace(command, env=env)
 
 
 def run_benchmark(runner: Runner, run: RunPlan) -> list[VerifierResult]:

@@ -158,6 +158,8 @@ def test_abcrown_csv_mode_reads_the_pickle(bench, abcrown_checkout, monkeypatch)
     assert csv_rows[0] == f"{bench / 'onnx' / 'net.onnx'},{bench / 'vnnlib' / 'robust.vnnlib'},5"
     again, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5)
     assert all("reused" in r.note for r in again)
+    single, _ = verify_benchmark(bench, "abcrown", mode="single", timeout=5)  # csv answers lack counterexamples
+    assert not any("reused" in r.note for r in single)
 
 
 def test_abcrown_needs_its_interpreter(bench, abcrown_checkout, monkeypatch):
