@@ -69,7 +69,9 @@ def cross_check(eval_dir: Path, bench: Path) -> None:
 
     say("cross-check verifier and eval report", f"adcert-report {eval_dir / 'samples.jsonl'} {bench}")
     check = report_benchmark(eval_dir / "samples.jsonl", bench)  # raises SoundnessError on a contradiction
-    print(f"   consistent: {check.total} samples, no contradiction", file=sys.stderr)
+    print(f"   consistent: {check.total} eval samples, no contradiction", file=sys.stderr)
+    for line in check.coverage_lines():  # answers outside the eval rows are checked against the benchmark only
+        print(f"   {line}", file=sys.stderr)
 
 
 def main() -> int:

@@ -134,7 +134,9 @@ def _verify_summary(verifier: str, results, table: Path) -> str:
 @click.argument("eval_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.argument("bench_dir", type=_EXISTING_DIR)
 @click.option("--results", "sources", type=click.Path(path_type=Path, exists=True), multiple=True,
-              help="Results table/pickle/folder (repeatable; default: BENCH_DIR/results/*.csv).")
+              help="Results (repeatable; default: BENCH_DIR/results/*.csv): an adcert table, an abCROWN pickle, "
+                   "result files or a folder of them, a VNN-COMP results.csv (or its folder, with its "
+                   ".counterexample files), or a 2026 per-model JSON of records; the format is detected.")
 @click.option("--out", type=_PATH, default=None, help="Write the merged summary and rows as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
@@ -151,6 +153,8 @@ def report_cmd(eval_file, bench_dir, sources, out, verbose):
         out.write_text(json.dumps({"summary": check.summary(), "rows": check.rows}, indent=1, default=str) + "\n")
     _say(f"certified accuracy {100 * check.certified_accuracy:.2f} % ({check.certified_merged}/{check.total}; "
          f"incomplete methods alone {check.certified_incomplete}), falsified {check.falsified}")
+    for line in check.coverage_lines():
+        _say(line)
     if check.contradictions:
         shown = "; ".join(check.contradictions[:10])
         raise SoundnessError(f"{len(check.contradictions)} contradictions: {shown}")

@@ -8,10 +8,12 @@ Layout (formats.md §1.1, §5)::
     1.0/ 2.0/                            the 2026 layout: instances.csv, onnx/, vnnlib/ each
     generate_properties.py <seed>        regenerates the properties deterministically
     benchmark.json metadata.json README.md abcrown_{gpu,cpu}.yaml run_abcrown.sh src/model.pt
+    evidence/<instance>.json (+ .npy)    the export-time PGD point and cheap bound (evidence.py)
 
 Samples are correctly classified test images (optionally only those PGD does not break, and
 only those a cheap bound does not already certify), drawn with ``np.random.default_rng(seed)``
-(``selection.py``).
+(``selection.py``). ``benchmark.json`` and ``metadata.json`` name the network by the sha256 of
+the source checkpoint and of the ONNX file, with the eps, so results can be matched to them.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ import torch
 from adcert_plugin import __version__
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ConfigError, ExportError
+from adcert_plugin.io import sha256_file
 from adcert_plugin.training import load_model, read_checkpoint, save_checkpoint
 
 from .abcrown import write_abcrown_configs
+from .evidence import write_export_evidence
 from .instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
 from .onnx_export import creation_mode, export_onnx
 from .readme import GENERATE_PROPERTIES, render_readme
@@ -154,7 +158,9 @@ def _write_properties(root: Path, params: dict, images, labels, selection: dict)
         write_instances_csv(root / sub / INSTANCES_CSV, rows)
     for sub in ("1.0", "2.0"):
         _link_or_copy(root / params["onnx"], root / sub / params["onnx"])
+    write_export_evidence(root, params, entries, selection)
     metadata = {"net": params["net"], "dataset": params["dataset"], "eps": params["eps"],
+                "checkpoint_sha256": params.get("checkpoint_sha256"), "onnx_sha256": params.get("onnx_sha256"),
                 "seed": params["seed"], "skip_certified": params.get("skip_certified"),
                 "bound_examined": selection["bound_examined"], "bound_certified": selection["bound_certified"],
                 "instances": entries}
@@ -258,7 +264,7 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
     images, labels = load_split(data_spec.name, "test", data_dir)
     net = _net_name(data_spec.name, record["arch"]["name"])
     params = {"format": "adcert-benchmark", "version": 1, "adcert_version": __version__, "net": net,
-              "dataset": data_spec.name, "eps": eps, "n": int(n), "seed": int(seed), "timeout": float(timeout),
+              "dataset": data_spec.name, "eps": eps, "checkpoint_sha256": sha256_file(checkpoint), "n": int(n), "seed": int(seed), "timeout": float(timeout),
               "filter_pgd": bool(filter_pgd), "skip_certified": skip_certified, "model": MODEL_FILE,
               "onnx": f"onnx/{net}.onnx", "opset": opset,
               "arch": record["arch"], "mean": list(data_spec.mean), "std": list(data_spec.std),
@@ -270,6 +276,7 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         (tmp / MODEL_FILE).chmod(creation_mode(0o666))
         probe = normalize(images[:8], data_spec.mean, data_spec.std)
         exported = export_onnx(model, data_spec.shape, tmp / params["onnx"], opset=opset, check_inputs=probe)
+        params["onnx_sha256"] = sha256_file(tmp / params["onnx"])
         selection = select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified)
         entries = _write_properties(tmp, params, images, labels, selection)
         _write_docs(tmp, params, selection, out_dir)
@@ -299,6 +306,7 @@ def regenerate_properties(bench_dir, seed: int, data_dir=None) -> BenchmarkInfo:
         raise ConfigError(f"cannot read {bench_dir / BENCHMARK_JSON}: {err}") from err
     params["seed"] = int(seed)
     params["skip_certified"] = skip_method(params.get("skip_certified"))  # absent in older benchmark.json
+    params["onnx_sha256"] = sha256_file(bench_dir / params["onnx"])  # likewise
     data_spec = get_data_spec(params["dataset"])
     model, _ = load_model(bench_dir / params["model"])
     images, labels = load_split(data_spec.name, "test", data_dir)

@@ -39,19 +39,24 @@ def _predict(model: torch.nn.Module, images: torch.Tensor, data_spec) -> torch.T
     return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
 
 
-def _pgd_robust(model, x: torch.Tensor, y: torch.Tensor, eps: float, data_spec, seed: int) -> torch.Tensor:
-    """Per-sample bool ``[B]``: PGD (margin loss) finds no misclassified point in the eps box."""
+def _pgd_robust(model, x: torch.Tensor, y: torch.Tensor, eps: float, data_spec, seed: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bool ``[B]``: PGD (margin loss) finds no misclassified point in the eps box, the points ``[B, C, H, W]``).
+
+    The points are normalised; the benchmark keeps them as evidence (``evidence/``).
+    """
     from adcert_plugin.attacks import AttackConfig, pgd_attack
 
     box = InputBox.from_pixels(x, eps, data_spec.mean, data_spec.std)
     cfg = AttackConfig(steps=PGD["steps"], step_size=PGD["step_size"], restarts=PGD["restarts"], objective="margin")
     x_adv = pgd_attack(model, box, y, cfg, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        return model(x_adv).argmax(1) == y
+        return model(x_adv).argmax(1) == y, x_adv.detach()
 
 
 def _certifier(model, data_spec, eps: float, method: str):
-    """A function ``certified(x, y)`` -> bool ``[B]``: ``method`` proves every margin z_y − z_j > 0 over the box.
+    """A function ``bound(x, y)`` -> ``[B]``: the least lower bound ``method`` proves for the margins z_y − z_j
+    over the box (> 0: certified).
 
     The model is wrapped once, in eval mode, through ``adcert_plugin.bounds`` (never auto_LiRPA directly).
     """
@@ -59,33 +64,37 @@ def _certifier(model, data_spec, eps: float, method: str):
 
     bounded = wrap_model(model.eval(), data_spec.shape)
 
-    def certified(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        flags = [torch.zeros(0, dtype=torch.bool)]
+    def bound(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        lowers = [torch.zeros(0)]
         with torch.no_grad():
             for i in range(0, len(x), _BATCH):
                 box = InputBox.from_pixels(x[i:i + _BATCH], eps, data_spec.mean, data_spec.std)
-                flags.append((bounded.margin_lower(box, y[i:i + _BATCH], method) > 0).all(dim=1))
-        return torch.cat(flags)
+                lowers.append(bounded.margin_lower(box, y[i:i + _BATCH], method).amin(dim=1).float())
+        return torch.cat(lowers)
 
-    return certified
+    return bound
 
 
-def _examine(model, images, labels, block, data_spec, eps, seed, filter_pgd, certify, counts) -> list:
-    """(index, PGD-robust, qualifies) per sample of ``block``; bound only the samples PGD lets through."""
-    robust = _pgd_robust(model, images[block], labels[block], eps, data_spec, seed).tolist()
+def _examine(model, images, labels, block, data_spec, eps, seed, filter_pgd, bound, counts) -> list:
+    """(index, PGD-robust, qualifies, attack point, bound or None) per sample of ``block``.
+
+    Only the samples PGD lets through are bounded.
+    """
+    robust, points = _pgd_robust(model, images[block], labels[block], eps, data_spec, seed)
+    robust = robust.tolist()
     counts["pgd_examined"] += len(robust)
     counts["pgd_robust"] += sum(robust)
-    certified = [False] * len(robust)
-    if certify is not None:
+    lowers: list[float | None] = [None] * len(robust)
+    if bound is not None:
         todo = [i for i, flag in enumerate(robust) if flag or not filter_pgd]
         rows = block[torch.as_tensor(todo, dtype=torch.long)]
-        found = certify(images[rows], labels[rows]).tolist()
+        found = bound(images[rows], labels[rows]).tolist()
         counts["bound_examined"] += len(found)
-        counts["bound_certified"] += sum(found)
-        for i, flag in zip(todo, found):
-            certified[i] = flag
-    return [(index, bool(flag), (flag or not filter_pgd) and not cert)
-            for index, flag, cert in zip(block.tolist(), robust, certified)]
+        counts["bound_certified"] += sum(value > 0 for value in found)
+        for i, value in zip(todo, found):
+            lowers[i] = value
+    return [(index, bool(flag), (flag or not filter_pgd) and not (low is not None and low > 0), point, low)
+            for index, flag, point, low in zip(block.tolist(), robust, points, lowers)]
 
 
 def _none_qualify(n_correct: int, filter_pgd: bool, skip_certified: str | None, counts: dict) -> ExportError:
@@ -103,27 +112,41 @@ def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, s
 
     With ``skip_certified`` (a method of ``SKIP_METHODS``) a sample also has to escape that
     bound: samples whose margins it proves positive over the eps box are skipped.
+
+    Besides the indices, the selection keeps each chosen sample's evidence: its PGD point
+    (``points``, normalised) and the least margin lower bound of a cheap bound (``bound``:
+    ``skip_certified``'s, else IBP's), so that verifier answers can be checked against both.
     """
     correct = torch.nonzero(_predict(model, images, data_spec) == labels).flatten().numpy()
     order = np.random.default_rng(seed).permutation(correct)
-    chosen: list[int] = []
-    robust_flags: list[bool] = []
+    chosen: list[tuple] = []
     counts = {"pgd_examined": 0, "pgd_robust": 0, "bound_examined": 0, "bound_certified": 0}
     filtering = filter_pgd or skip_certified is not None
-    certify = _certifier(model, data_spec, eps, skip_certified) if skip_certified else None
+    bound = _certifier(model, data_spec, eps, skip_certified) if skip_certified else None
     step = max(n, 32)
     for start in range(0, len(order), step):
         block = torch.as_tensor(order[start:start + (step if filtering else n)])
-        for index, flag, ok in _examine(model, images, labels, block, data_spec, eps, seed + start, filter_pgd,
-                                        certify, counts):
-            if ok and len(chosen) < n:
-                chosen.append(index)
-                robust_flags.append(flag)
+        for found in _examine(model, images, labels, block, data_spec, eps, seed + start, filter_pgd, bound, counts):
+            if found[2] and len(chosen) < n:
+                chosen.append(found)
         if len(chosen) >= n or not filtering:
             break
     if len(chosen) < n:
         logger.warning("only %d of %d requested samples qualify", len(chosen), n)
     if not chosen:
         raise _none_qualify(len(correct), filter_pgd, skip_certified, counts)
-    return {"indices": chosen, "clean_correct": len(correct), "test_size": len(labels),
-            "pgd_flags": robust_flags, "skip_certified": skip_certified, **counts}
+    indices = [found[0] for found in chosen]
+    return {"indices": indices, "clean_correct": len(correct), "test_size": len(labels),
+            "pgd_flags": [found[1] for found in chosen], "skip_certified": skip_certified,
+            "points": torch.stack([found[3] for found in chosen]),
+            "bound": _chosen_bounds(model, images, labels, indices, data_spec, eps, skip_certified, chosen),
+            **counts}
+
+
+def _chosen_bounds(model, images, labels, indices, data_spec, eps, skip_certified, chosen) -> dict:
+    """``{"method", "lower": [...]}`` for the chosen samples: the filter's bounds, else IBP on them (cheap)."""
+    if skip_certified is not None:
+        return {"method": skip_certified, "lower": [float(found[4]) for found in chosen]}
+    rows = torch.as_tensor(indices, dtype=torch.long)
+    lower = _certifier(model, data_spec, eps, "IBP")(images[rows], labels[rows])
+    return {"method": "IBP", "lower": [float(v) for v in lower]}

@@ -30,7 +30,7 @@ from adcert_plugin.errors import VerifierError
 from ..export.vnnlib import format_number
 
 __all__ = ["RESULTS", "VerifierResult", "load_pickle_restricted", "read_abcrown_pickle", "read_result_file",
-           "read_results", "read_results_table", "reject", "write_result_file", "write_results_table"]
+           "read_results", "read_results_table", "read_table_identity", "reject", "write_result_file", "write_results_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -214,16 +214,34 @@ def read_abcrown_pickle(path: str | Path, instances: Sequence[str]) -> list[Veri
 _TABLE_FIELDS = ("instance", "verifier", "result", "seconds", "note")
 
 
-def write_results_table(path: str | Path, results: Iterable[VerifierResult]) -> Path:
-    """Write a CSV table (header: instance, verifier, result, seconds, note)."""
+_IDENTITY_FIELDS = ("network_sha256", "eps")
+
+
+def write_results_table(path: str | Path, results: Iterable[VerifierResult], identity: dict | None = None) -> Path:
+    """Write a CSV table (header: instance, verifier, result, seconds, note[, network_sha256, eps]).
+
+    ``identity`` (``network_sha256`` of the ONNX file, ``eps``) is written on every row, so that
+    a table read back is matched to the network it was computed for.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = [("" if (identity or {}).get(k) is None else str(identity[k])) for k in _IDENTITY_FIELDS]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(_TABLE_FIELDS)
+        writer.writerow(_TABLE_FIELDS + (_IDENTITY_FIELDS if identity else ()))
         for r in results:
-            writer.writerow([r.instance, r.verifier, r.result, f"{r.seconds:.3f}", r.note])
+            writer.writerow([r.instance, r.verifier, r.result, f"{r.seconds:.3f}", r.note] + (extra if identity else []))
     return path
+
+
+def read_table_identity(path: str | Path) -> set[tuple[str, str]]:
+    """The (network_sha256, eps) pairs a results table records (empty for older tables)."""
+    try:
+        with Path(path).open(newline="") as f:
+            return {(row.get("network_sha256") or "", row.get("eps") or "") for row in csv.DictReader(f)
+                    if row.get("network_sha256") or row.get("eps")}
+    except OSError as err:
+        raise VerifierError(f"cannot read results table {path}: {err}") from err
 
 
 def read_results_table(path: str | Path) -> list[VerifierResult]:

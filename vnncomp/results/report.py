@@ -3,14 +3,16 @@
 Merged certified accuracy counts a sample as certified when an incomplete method
 certified it or a complete verifier answered ``unsat``. Contradictions (a verifier
 ``unsat`` on an attacked sample, a ``sat`` on a certified one, two verifiers disagreeing)
-raise :class:`SoundnessError`.
+raise :class:`SoundnessError`. Before the join every answer is checked against the
+benchmark's own evidence (:func:`check_answers`), and the eval report and the benchmark must
+be of the same network (checkpoint sha256) and eps.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,9 +20,15 @@ from adcert_plugin.errors import ConfigError, SoundnessError
 
 from ..export.instances import instance_sample_index, read_instances, read_metadata
 from .counterexamples import validate_counterexamples
-from .readers import VerifierResult, read_results
+from .evidence import Coverage, benchmark_identity, check_answers, claimed_word
+from .external import needs_counterexample, read_source
+from .readers import VerifierResult, read_table_identity
 
 logger = logging.getLogger(__name__)
+
+# adcert-eval's report files (adcert_plugin.evaluation.report); not imported, as that pulls in
+# torch and this module is read by the torch-free verifier workers' package.
+SUMMARY_FILE, CONFIG_FILE = "summary.json", "config.json"
 
 @dataclass(frozen=True)
 class CrossCheck:
@@ -34,6 +42,9 @@ class CrossCheck:
         certified_merged: Rows certified by an incomplete method or a verifier ``unsat``.
         falsified: Rows attacked, misclassified, or ``sat``.
         contradictions: One line per contradiction (empty when consistent).
+        answers: Decided verifier answers (sat/unsat) on the benchmark's instances.
+        answers_in_eval: Of them, those on samples the eval report holds (cross-checked against its rows).
+        coverage: How many answers the benchmark's own evidence cross-checked (:class:`Coverage`).
     """
 
     rows: list[dict]
@@ -42,6 +53,9 @@ class CrossCheck:
     certified_merged: int
     falsified: int
     contradictions: list[str]
+    answers: int = 0
+    answers_in_eval: int = 0
+    coverage: Coverage = Coverage()
 
     @property
     def certified_accuracy(self) -> float:
@@ -50,7 +64,14 @@ class CrossCheck:
     def summary(self) -> dict:
         return {"total": self.total, "certified_incomplete": self.certified_incomplete,
                 "certified_merged": self.certified_merged, "falsified": self.falsified,
-                "certified_accuracy": self.certified_accuracy, "contradictions": self.contradictions}
+                "certified_accuracy": self.certified_accuracy, "contradictions": self.contradictions,
+                "coverage": {**self.coverage.summary(), "answers_in_eval": self.answers_in_eval}}
+
+    def coverage_lines(self) -> list[str]:
+        return [self.coverage.line(),
+                f"cross-checked {self.answers_in_eval}/{self.answers} verifier answers against the eval report's rows"
+                + (f" ({self.answers - self.answers_in_eval} are on samples it does not hold)"
+                   if self.answers_in_eval < self.answers else "")]
 
 
 def _merge_row(row: dict, answers: dict[str, str], problems: list[str]) -> dict:
@@ -103,12 +124,15 @@ def cross_check(eval_rows: Sequence[dict], results: Sequence[VerifierResult],
         answers.setdefault(index, {})[r.verifier] = r.result
     missing = sorted(set(answers) - set(by_index))
     if missing:
-        logger.warning("%d verified samples are not in the eval report: %s", len(missing), missing[:10])
+        logger.warning("%d verified samples are not in the eval report (not cross-checked against it): %s",
+                       len(missing), missing[:10])
+    decided = [r for r in results if r.instance in instance_index and claimed_word(r) in ("sat", "unsat")]
     problems: list[str] = []
     rows = [_merge_row(row, answers.get(int(row["index"]), {}), problems) for row in eval_rows]
     check = CrossCheck(rows, len(rows), sum(bool(r.get("certified_by")) for r in rows),
                        sum(r["merged"] == "certified" for r in rows),
-                       sum(r["merged"] == "falsified" for r in rows), problems)
+                       sum(r["merged"] == "falsified" for r in rows), problems, len(decided),
+                       sum(instance_index[r.instance] in by_index for r in decided))
     if problems and raise_on_contradiction:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise SoundnessError(f"{len(problems)} contradictions: {shown}")
@@ -138,37 +162,94 @@ def read_eval_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def _load_source(source: Path, instances: dict) -> list:
-    names = list(instances)
-    results = read_results(source, instances=names)
-    if source.suffix == ".csv":
-        return results  # tables are written after adcert-verify checked the counterexamples
-    return validate_counterexamples(results, instances, require=source.suffix not in (".pkl", ".pickle"))
+def _load_source(source: Path, instances: dict, metadata: dict, identity: dict) -> list:
+    """Read one ``--results`` source (format detected) and re-check the counterexamples it carries."""
+    results, kind = read_source(source, instances, metadata)
+    if kind == "table":
+        _check_table_identity(source, identity)
+    return validate_counterexamples(results, instances, require=needs_counterexample(kind))
+
+
+def _same_eps(a, b) -> bool:
+    return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+
+
+def _check_table_identity(path: Path, identity: dict) -> None:
+    for digest, eps in read_table_identity(path):
+        if digest and identity.get("network_sha256") and digest != identity["network_sha256"]:
+            raise ConfigError(f"{path} holds results for another network (ONNX sha256 {digest[:12]}, "
+                              f"the benchmark's is {identity['network_sha256'][:12]}); pass results of this benchmark")
+        if eps and identity.get("eps") is not None and not _same_eps(eps, identity["eps"]):
+            raise ConfigError(f"{path} holds results at eps {eps}, the benchmark is at eps {identity['eps']}")
+
+
+def eval_identity(eval_path: Path) -> dict:
+    """``checkpoint_sha256`` and ``eps`` of an eval report, from its config.json/summary.json beside it."""
+    found: dict = {}
+    for name in (SUMMARY_FILE, CONFIG_FILE):
+        try:
+            data = json.loads((Path(eval_path).parent / name).read_text())
+        except (OSError, ValueError):
+            continue
+        for key in ("checkpoint_sha256", "eps"):
+            if found.get(key) is None and isinstance(data, dict) and data.get(key) is not None:
+                found[key] = data[key]
+    return found
+
+
+def check_same_network(eval_path: Path, bench_dir: Path, identity: dict) -> None:
+    """Refuse to join an eval report and a benchmark of different networks or eps (one-line ConfigError)."""
+    ev = eval_identity(eval_path)
+    if ev.get("checkpoint_sha256") and identity.get("checkpoint_sha256"):
+        if ev["checkpoint_sha256"] != identity["checkpoint_sha256"]:
+            raise ConfigError(f"{eval_path} evaluates another network than {bench_dir} (checkpoint sha256 "
+                              f"{ev['checkpoint_sha256'][:12]} vs {identity['checkpoint_sha256'][:12]}); "
+                              "evaluate the checkpoint the benchmark was exported from")
+    else:
+        logger.warning("cannot tell whether %s and %s are of the same network (no checkpoint sha256 recorded)",
+                       eval_path, bench_dir)
+    if ev.get("eps") is not None and identity.get("eps") is not None and not _same_eps(ev["eps"], identity["eps"]):
+        raise ConfigError(f"{eval_path} is at eps {ev['eps']}, {bench_dir} at eps {identity['eps']}; "
+                          "evaluate at the benchmark's eps")
 
 
 def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None = None,
                      raise_on_contradiction: bool = True) -> CrossCheck:
     """Merge an eval per-sample report with every verifier result of a benchmark.
 
+    Every answer is first checked against the benchmark's evidence (export attack points,
+    bound certificates, a verify-time attack where there is neither; :func:`check_answers`).
+
     Args:
         eval_path: adcert-eval's per-sample file (JSON lines).
         bench_dir: Benchmark folder (its ``metadata.json`` maps instances to samples).
-        sources: Results tables (``*.csv``), abCROWN pickles, result files or folders;
+        sources: adcert results tables, abCROWN pickles, result files or folders, VNN-COMP
+            ``results.csv`` files (or their folders), 2026 per-model JSON records (format detected);
             default: every ``<bench>/results/*.csv``.
         raise_on_contradiction: Raise :class:`SoundnessError` on contradictions.
 
     Raises:
-        ConfigError: No results to merge, or unreadable inputs.
+        ConfigError: No results to merge, unreadable inputs, or eval report, benchmark and
+            results of different networks or eps.
         SoundnessError: Contradictions (when ``raise_on_contradiction``).
     """
     bench_dir = Path(bench_dir).resolve()
     metadata = read_metadata(bench_dir)
+    identity = benchmark_identity(bench_dir)
+    check_same_network(Path(eval_path), bench_dir, identity)
     instances = {i.name: i for i in read_instances(bench_dir)}
     paths = [Path(s) for s in sources] if sources else sorted((bench_dir / "results").glob("*.csv"))
     if not paths:
         raise ConfigError(f"no verifier results under {bench_dir / 'results'}; run adcert-verify first "
                           "or pass --results")
-    results = [r for path in paths for r in _load_source(path, instances)]
+    results = [r for path in paths for r in _load_source(path, instances, metadata, identity)]
+    checked = check_answers(bench_dir, results)
     labels = {e["instance"]: int(e["label"]) for e in metadata.get("instances", [])}
-    return cross_check(read_eval_rows(eval_path), results, instance_sample_index(metadata), labels,
-                       raise_on_contradiction)
+    merged = cross_check(read_eval_rows(eval_path), checked.results, instance_sample_index(metadata), labels,
+                         raise_on_contradiction=False)
+    merged = replace(merged, contradictions=checked.contradictions + merged.contradictions,
+                     coverage=checked.coverage)
+    if merged.contradictions and raise_on_contradiction:
+        shown = "; ".join(merged.contradictions[:10])
+        raise SoundnessError(f"{len(merged.contradictions)} contradictions: {shown}")
+    return merged

@@ -8,7 +8,7 @@ from typing import Sequence
 from adcert_plugin.errors import VerifierError
 
 from ..export.instances import read_instances
-from ..results import VerifierResult, validate_counterexamples, write_results_table
+from ..results import VerifierResult, check_answers, validate_counterexamples, write_results_table
 from .abcrown import run_abcrown
 from .marabou import run_marabou
 from .neuralsat import run_neuralsat
@@ -24,7 +24,10 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float
                      ) -> tuple[list[VerifierResult], Path]:
     """Run one verifier on a benchmark, check its counterexamples, write the results table.
 
-    A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``.
+    A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
+    answer is then checked against the benchmark's evidence (:func:`check_answers`): an
+    ``unsat`` with a counterexample in hand becomes ``error``, and the table is written before
+    any contradiction raises.
     Answers already in ``<bench>/results/<verifier>/`` for the same network (sha256 of the
     ONNX file), verifier and timeout are reused unless ``force``; earlier errors are rerun.
 
@@ -48,6 +51,7 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float
 
     Raises:
         VerifierError: Unknown or missing verifier, bad options.
+        SoundnessError: An answer contradicts the evidence (exit 3); the table is written first.
     """
     if verifier not in RUNNERS:
         raise VerifierError(f"unknown verifier {verifier!r}; choose one of {sorted(RUNNERS)}")
@@ -64,5 +68,7 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float
     by_name = {i.name: i for i in read_instances(bench_dir)}
     # abCROWN's csv mode writes no counterexamples: its sat answers are taken as they come
     results = validate_counterexamples(results, by_name, require=not (verifier == "abcrown" and mode == "csv"))
-    path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", results)
-    return results, path
+    checked = check_answers(bench_dir, results)  # every answer against the benchmark's evidence (e13)
+    path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", checked.results, checked.identity)
+    checked.raise_if_contradicted(str(path))
+    return checked.results, path

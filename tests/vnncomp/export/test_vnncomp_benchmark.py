@@ -56,8 +56,8 @@ def synthetic():
 @pytest.fixture(autouse=True)
 def no_pgd(monkeypatch):
     """PGD is exercised by the end-to-end test; here every sample counts as PGD-robust (fast)."""
-    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.ones(
-        len(x), dtype=torch.bool))
+    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: (torch.ones(
+        len(x), dtype=torch.bool), normalize(x, spec.mean, spec.std)))
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_filter_pgd_drops_attacked_samples(tmp_path, checkpoint, monkeypatch):
     keys = {float(images[i].sum()): i for i in range(len(images))}
 
     def fake_pgd(model, x, y, eps, data_spec, seed):
-        return torch.tensor([keys[float(img.sum())] not in broken for img in x])
+        return torch.tensor([keys[float(img.sum())] not in broken for img in x]), normalize(x, MEAN, STD)
 
     monkeypatch.setattr(selection, "_pgd_robust", fake_pgd)
     info = _export(checkpoint, tmp_path / "f", n=10, filter_pgd=True)
@@ -240,8 +240,8 @@ def test_skip_certified_with_filter_pgd(tmp_path, checkpoint, synthetic, monkeyp
     flags = dict(zip(order, _ibp_certified(synthetic, order, EPS_SOME)))
     broken = set([i for i in order if not flags[i]][:3] + [i for i in order if flags[i]][:3])
     keys = {float(synthetic[1][i].sum()): i for i in range(N_IMAGES)}
-    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: torch.tensor(
-        [keys[float(img.sum())] not in broken for img in x]))
+    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: (torch.tensor(
+        [keys[float(img.sum())] not in broken for img in x]), normalize(x, MEAN, STD)))
     info = _export(checkpoint, tmp_path / "f", n=5, eps=EPS_SOME, filter_pgd=True, skip_certified="IBP")
     chosen = [e["index"] for e in info.instances]
     assert chosen == [i for i in order if not flags[i] and i not in broken][:5]
@@ -347,3 +347,28 @@ def test_cli_report_exit_code_on_contradiction(tmp_path, checkpoint):
     eval_file.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     bad = CliRunner().invoke(report_cmd, [str(eval_file), str(out)])
     assert bad.exit_code == 3 and "Error: SoundnessError: 1 contradictions" in bad.output
+
+
+def test_export_stores_evidence_and_network_identity(tmp_path, checkpoint):
+    from adcert_plugin.io import sha256_file
+    from vnncomp.export.evidence import load_point, read_record
+
+    out = tmp_path / "bench"
+    info = _export(checkpoint, out, eps=EPS_SOME)
+    params = json.loads((out / "benchmark.json").read_text())
+    metadata = json.loads((out / "metadata.json").read_text())
+    onnx_sha = sha256_file(out / params["onnx"])
+    for record in (params, metadata):
+        assert record["checkpoint_sha256"] == sha256_file(checkpoint) and record["onnx_sha256"] == onnx_sha
+        assert record["eps"] == EPS_SOME
+    for entry in info.instances:
+        record = read_record(out, entry["instance"], onnx_sha)
+        assert record is not None and entry["evidence"] == f"evidence/{entry['instance']}.json"
+        (attack,) = record["attacks"]
+        point = load_point(out, attack["point"])
+        assert attack["source"] == "export" and point.shape == (3 * 32 * 32,)
+        assert attack["margin"] > 0 and not attack["counterexample"], "the clean points (no PGD here) are robust"
+        assert record["bound"]["method"] == "IBP" and isinstance(record["bound"]["min_margin_lower"], float)
+        assert record["bound"]["certified"] == (record["bound"]["min_margin_lower"] > 0)
+    assert any(read_record(out, e["instance"])["bound"]["certified"] for e in info.instances), \
+        "IBP certifies some samples at EPS_SOME"
