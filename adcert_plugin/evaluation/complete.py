@@ -3,7 +3,8 @@
 Only samples with status ``unknown`` (correct, PGD-robust, certified by no bound method) are sent.
 Each answer lands in ``complete.jsonl`` (appended and fsynced after every chunk of samples),
 keyed by (checkpoint sha256, eps, verifier, timeout): a rerun with ``--resume`` sends only the
-samples without an answer for that key, and a killed run continues where it stopped. At the end
+samples without an answer for that key (or whose answer was ``error``: those are retried), and a
+killed run continues where it stopped. At the end
 every row of ``samples.jsonl`` gets a ``complete`` field::
 
     {"verifier": "neuralsat", "timeout": 30.0, "result": "unsat", "seconds": 6.2, "note": "", "cex_margin": null}
@@ -14,8 +15,9 @@ every row of ``samples.jsonl`` gets a ``complete`` field::
 A ``sat`` counts as a falsification only if its counterexample re-checks here, on the PyTorch
 model: inside the eps box (1e-4 slack in normalised space, then clamped into it) with a
 margin ≤ 1e-4 (the VNN-COMP tolerance). Otherwise it becomes ``error``. A ``sat`` on a
-bound-certified sample, or an ``unsat`` on one the attack broke, is a contradiction: it is
-recorded in the row's ``soundness_errors`` and ``evaluate`` raises ``SoundnessError``.
+bound-certified sample, or an ``unsat`` on one the attack broke, is a contradiction, and so is an
+answer the verifier side flags (an ``unsat`` while a verify-time attack holds a counterexample):
+it is recorded in the row's ``soundness_errors`` and ``evaluate`` raises ``SoundnessError``.
 
 Shards (``--shard K/N``): the undecided samples, in index order, are dealt round-robin; shard K
 sends those at positions p ≡ K (mod N), into its own folder ``shard-K-of-N`` (see shards.py).
@@ -142,7 +144,7 @@ def run_complete(rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, ve
     """
     key = answer_key(data.checkpoint_sha256, data.eps, cfg.verifier, cfg.timeout)
     answers = load_answers(out_dir / COMPLETE_FILE, key)
-    todo = [i for i in owned(undecided_indices(rows), cfg.shard) if i not in answers]
+    todo = [i for i in owned(undecided_indices(rows), cfg.shard) if answers.get(i, {}).get("result", "error") == "error"]
     position = {int(index): p for p, index in enumerate(data.indices)}
     model = data.model.cpu().eval()
     size = cfg.chunk or max(8, 4 * cfg.jobs)
@@ -194,6 +196,8 @@ def _checked(answers: Sequence[CompleteAnswer], request: CompleteRequest) -> dic
                 result, note = "error", f"sat rejected: {why}" + (f"; {note}" if note else "")
         seconds = float(answer.seconds) if math.isfinite(float(answer.seconds)) else 0.0  # NaN: not measured
         out[index] = {"result": result, "seconds": seconds, "note": note, "cex_margin": margin}
+        if answer.contradiction:
+            out[index]["contradiction"] = str(answer.contradiction)
     for index in wanted:
         out.setdefault(index, {"result": "error", "seconds": 0.0, "note": "the verifier gave no answer",
                                "cex_margin": None})
@@ -229,7 +233,7 @@ def attach_answers(rows: list[dict], answers: Mapping[int, dict], cfg: CompleteC
         row["complete"] = None if answer is None else {
             "verifier": cfg.verifier, "timeout": cfg.timeout, "result": answer["result"],
             "seconds": answer["seconds"], "note": answer.get("note", ""), "cex_margin": answer.get("cex_margin")}
-        problem = contradiction(row)
+        problem = contradiction(row) or (answer or {}).get("contradiction", "")
         if problem:
             row["soundness_errors"].append({"kind": CONTRADICTION, "method": cfg.verifier, "detail": problem})
         out.append(row)

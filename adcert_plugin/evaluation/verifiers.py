@@ -81,6 +81,9 @@ class CompleteAnswer:
         counterexample: for ``sat``: the input the verifier found, *normalised* and flattened
             ``[C*H*W]`` (as in VNN-LIB); the evaluation re-checks it on the PyTorch model.
         note: why (an error message, a rejected counterexample, the verifier's own time).
+        contradiction: set when the answer contradicts evidence the verifier side holds (say an
+            ``unsat`` while a re-checked counterexample is in hand): the evaluation records it as
+            a soundness error (exit 3). Such an answer should also be ``error``.
     """
 
     index: int
@@ -88,6 +91,7 @@ class CompleteAnswer:
     seconds: float
     counterexample: object = None  # numpy array or tensor, or None
     note: str = ""
+    contradiction: str = ""
 
 
 @runtime_checkable

@@ -4,13 +4,15 @@ Registered in the ``adcert.verifiers`` entry-point group (setup.py) as ``neurals
 and ``marabou``; the evaluation finds them there and never imports vnncomp. For each request the
 samples are written as a benchmark in ``request.work_dir`` (under the eval's out_dir)::
 
-    onnx/<net>.onnx                       written once per network (sha256 in benchmark.json)
+    onnx/<net>.onnx                       written once per network (checkpoint and ONNX sha256 in benchmark.json)
     vnnlib/<net>_idx<i>_eps<eps>.vnnlib   one VNN-LIB 1.0 property per sample sent so far
     instances.csv metadata.json benchmark.json
     results/<verifier>/...                the verifier's files (verify_benchmark)
 
 then :func:`vnncomp.verifiers.verify_benchmark` runs on exactly the request's instances, with
-its counterexample and evidence checks, and each result becomes a ``CompleteAnswer``. The folder
+its counterexample and evidence checks (a verify-time attack on every answered instance), and
+each result becomes a ``CompleteAnswer``; an ``unsat`` the evidence contradicts comes back as
+``error`` with ``contradiction`` set, which the evaluation turns into exit 3 after its report. The folder
 is an ordinary adcert benchmark: ``adcert-verify`` and ``adcert-report`` read it too.
 
 Options (``request.options``): ``device`` (cpu/gpu), ``neuralsat_python``, ``abcrown``,
@@ -30,6 +32,7 @@ import numpy as np
 
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ExportError
+from adcert_plugin.io import sha256_file
 from adcert_plugin.evaluation.verifiers import CompleteAnswer, CompleteRequest
 
 from ..export.instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
@@ -47,7 +50,7 @@ def _eps_tag(eps: float) -> str:
 
 def _identity(request: CompleteRequest) -> dict:
     return {"format": "adcert-benchmark", "version": 1, "source": "adcert-eval --complete",
-            "net": request.network, "network_sha256": request.network_sha256, "eps": float(request.eps),
+            "net": request.network, "checkpoint_sha256": request.network_sha256, "eps": float(request.eps),
             "mean": list(request.mean), "std": list(request.std), "shape": list(request.x.shape[1:]),
             "num_classes": request.num_classes, "timeout": float(request.timeout),
             "onnx": f"onnx/{request.network}.onnx"}
@@ -64,7 +67,7 @@ def prepare_benchmark(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
     """
     bench, params = Path(request.work_dir), _identity(request)
     stored = bench / BENCHMARK_JSON
-    keys = ("net", "network_sha256", "eps", "mean", "std", "shape")
+    keys = ("net", "checkpoint_sha256", "eps", "mean", "std", "shape")
     if stored.is_file():
         old = json.loads(stored.read_text())
         if any(old.get(k) != params[k] for k in keys):
@@ -75,6 +78,7 @@ def prepare_benchmark(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
     if not onnx.is_file() or not stored.is_file():
         probe = normalize(request.x[:8].float(), request.mean, request.std)
         export_onnx(request.model, tuple(request.x.shape[1:]), onnx, check_inputs=probe)
+    params["onnx_sha256"] = sha256_file(onnx)  # the network's identity for the evidence checks
     (bench / "vnnlib").mkdir(exist_ok=True)
     names, labels = {}, {}
     for x, y, index in zip(request.x, request.y.tolist(), request.indices):
@@ -114,7 +118,8 @@ def _write_lists(bench: Path, params: dict, names: dict[str, int], labels: dict[
     for row, entry in enumerate(rows):
         entry["row"] = row
     write_instances_csv(bench / INSTANCES_CSV, [(e["onnx"], e["vnnlib"], e["timeout"]) for e in rows])
-    metadata = {"net": params["net"], "eps": params["eps"], "network_sha256": params["network_sha256"],
+    metadata = {"net": params["net"], "eps": params["eps"], "checkpoint_sha256": params["checkpoint_sha256"],
+                "onnx_sha256": params["onnx_sha256"],
                 "source": params["source"], "instances": rows}
     meta_path.write_text(json.dumps(metadata, indent=1) + "\n")
 
@@ -155,9 +160,18 @@ class BenchmarkVerifier:
         bench, names = prepare_benchmark(request)
         results, _ = verify_benchmark(bench, self.name, timeout=request.timeout, instances=sorted(names),
                                       table=bench / "results" / f"{self.name}.csv", jobs=request.jobs,
-                                      **_verify_kwargs(self.name, dict(request.options)))
-        return [CompleteAnswer(names[r.instance], r.result, float(r.seconds), r.counterexample, r.note)
-                for r in results if r.instance in names]
+                                      raise_on_contradiction=False, **_verify_kwargs(self.name, dict(request.options)))
+        return [CompleteAnswer(names[r.instance], r.result, float(r.seconds), r.counterexample, r.note,
+                               contradiction=_contradiction(r)) for r in results if r.instance in names]
+
+
+def _contradiction(result) -> str:
+    """The evidence check's verdict on a rejected ``unsat``: a counterexample was in hand."""
+    from ..results.evidence import claimed_word
+
+    if result.result == "error" and claimed_word(result) == "unsat":
+        return f"{result.verifier} says unsat, {result.note.split(':', 1)[1].strip()}"
+    return ""
 
 
 def neuralsat() -> BenchmarkVerifier:

@@ -20,8 +20,8 @@ DEFAULT_VERIFIER = "neuralsat"
 def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | None = None, abcrown_path=None,
                      device: str = "cpu", instances: Sequence[str] | None = None,
                      table: str | Path | None = None, python: str | Path | None = None, jobs: int = 1,
-                     force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None
-                     ) -> tuple[list[VerifierResult], Path]:
+                     force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None,
+                     raise_on_contradiction: bool = True) -> tuple[list[VerifierResult], Path]:
     """Run one verifier on a benchmark, check its counterexamples, write the results table.
 
     A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
@@ -45,6 +45,8 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float
         force: Rerun instances whose answers are already there.
         mode: abcrown only: ``single`` (one process per instance) or ``csv`` (one for all).
         abcrown_python: Interpreter of abCROWN's environment (default ``$ADCERT_ABCROWN_PYTHON``).
+        raise_on_contradiction: Raise on a contradiction (default). Off for callers that report
+            it themselves: a contradicted ``unsat`` is returned as ``error``, noted ``rejected unsat: ...``.
 
     Returns:
         (results in the csv's order, table path).
@@ -70,5 +72,6 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float
     results = validate_counterexamples(results, by_name, require=not (verifier == "abcrown" and mode == "csv"))
     checked = check_answers(bench_dir, results)  # every answer against the benchmark's evidence (e13)
     path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", checked.results, checked.identity)
-    checked.raise_if_contradicted(str(path))
+    if raise_on_contradiction:
+        checked.raise_if_contradicted(str(path))
     return checked.results, path

@@ -45,7 +45,7 @@ def test_prepare_benchmark_writes_onnx_once_and_accumulates_properties(tmp_path)
     instances = read_instances(bench)
     assert [i.name for i in instances] == sorted({**names, **more}, key=lambda n: {**names, **more}[n])
     meta = read_metadata(bench)
-    assert [e["index"] for e in meta["instances"]] == [3, 8, 12] and meta["network_sha256"] == "abc"
+    assert [e["index"] for e in meta["instances"]] == [3, 8, 12] and meta["checkpoint_sha256"] == "abc" and len(meta["onnx_sha256"]) == 64
     x_norm = ((request.x - 0.1307) / 0.3081).numpy()
     with torch.no_grad():
         expected = request.model(torch.from_numpy(x_norm)).numpy()
