@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from adcert_plugin.bounds import InputBox
 from adcert_plugin.data import load_split
-from adcert_plugin.errors import ConfigError, DuplicateNameError, PluginLoadError, RegistryError
+from adcert_plugin.errors import ConfigError, DuplicateNameError, PluginLoadError, RegistryError, SoundnessError
 from adcert_plugin.evaluation import (CompleteAnswer, CompleteConfig, create_verifier, evaluate, merge_shards,
                                       parse_shard, read_samples, register_verifier, unregister_verifier)
 from adcert_plugin.evaluation import complete as C
@@ -129,6 +129,26 @@ def test_contradictions_are_soundness_errors():
     assert fine["soundness_errors"] == []
 
 
+def test_a_contradiction_the_verifier_side_flags_fails_after_the_report(setup, tmp_path):
+    class Flagging(Fake):
+        def verify(self, request):
+            return [CompleteAnswer(i, "error", 1.0, note="rejected unsat: counterexample in hand",
+                                   contradiction="fake says unsat, counterexample in hand (verify-time, margin -0.1)")
+                    for i in request.indices]
+
+    register_verifier("fake", lambda: Flagging([]), replace=True)
+    try:
+        with pytest.raises(SoundnessError, match="fake says unsat, counterexample in hand") as info:
+            _run(setup, tmp_path / "e")
+    finally:
+        unregister_verifier("fake")
+    report = info.value.report
+    assert report.complete["counts"]["error"] == report.complete["answered"] > 0
+    assert (tmp_path / "e" / "summary.json").is_file()
+    kinds = {e["kind"] for e in report.summary["soundness_errors"]}
+    assert kinds == {C.CONTRADICTION}
+
+
 def _numbers(rows):
     return [{k: v for k, v in r.items() if k not in ("seconds", "stage_seconds")} for r in rows]
 
@@ -172,10 +192,15 @@ def test_resume_skips_answered_samples_and_a_killed_run_continues(setup, fake, t
     assert len(first) == 8 and len((tmp_path / "e" / "complete.jsonl").read_text().splitlines()) == 8
     register_verifier("fake", lambda: Fake(fake), replace=True)
     report = _run(setup, tmp_path / "e", resume=True)
-    assert not set(_sent(fake)) & set(first) and len(_sent(fake)) == report.complete["answered"] - 8
+    first_errors = {i for i in first if WORDS[i % 6] == "error"}  # errors are retried, the rest is kept
+    assert set(_sent(fake)) & set(first) == first_errors
+    assert len(_sent(fake)) == report.complete["answered"] - 8 + len(first_errors)
     fake.clear()
     again = _run(setup, tmp_path / "e", resume=True)
-    assert _sent(fake) == [] and again.complete == dict(report.complete, wall_seconds=again.complete["wall_seconds"])
+    errored = sorted(r["index"] for r in report.rows if (r["complete"] or {}).get("result") == "error")
+    assert errored and sorted(_sent(fake)) == errored  # only the errors are retried
+    assert again.complete == dict(report.complete, wall_seconds=again.complete["wall_seconds"])
+    fake.clear()
     other = _run(setup, tmp_path / "e", CompleteConfig(verifier="fake", timeout=9.0, chunk=50), resume=True)
     assert len(_sent(fake)) == other.complete["answered"]  # another timeout: every answer is redone
     lines = (tmp_path / "e" / "complete.jsonl").read_text().splitlines()
