@@ -116,7 +116,8 @@ def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrow
     errors = [r for r in results if r.result == "error"]
     if errors:
         every = "every instance" if len(errors) == len(results) else f"{len(errors)} of {len(results)} instances"
-        raise InstanceError(f"{verifier} failed on {every} (see the lines above and {bench_dir / 'results' / verifier}/)")
+        folder = bench_dir / "results" / verifier
+        raise InstanceError(f"{verifier} failed on {every} (see the lines above and {folder}/)")
 
 
 def _verify_summary(verifier: str, results, table: Path) -> str:
