@@ -158,7 +158,8 @@ def test_abcrown_csv_mode_reads_the_pickle(bench, abcrown_checkout, monkeypatch)
     assert csv_rows[0] == f"{bench / 'onnx' / 'net.onnx'},{bench / 'vnnlib' / 'robust.vnnlib'},5"
     again, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5)
     assert all("reused" in r.note for r in again)
-    single, _ = verify_benchmark(bench, "abcrown", mode="single", timeout=5)  # csv answers lack counterexamples
+    # csv answers lack counterexamples; robust only, as the fake's single mode says unsat to everything
+    single, _ = verify_benchmark(bench, "abcrown", mode="single", timeout=5, instances=["robust"])
     assert not any("reused" in r.note for r in single)
 
 
@@ -227,8 +228,9 @@ def test_an_errored_instance_exits_4_with_its_reason(bench, fake_neuralsat, monk
     assert "failed on every instance" in done.output and "Traceback" not in done.output
     monkeypatch.delenv("FAKE_NS_FAIL")  # errors are not reused: the next run tries again
     monkeypatch.setenv("FAKE_NS_UNSAT", "1")
-    done = CliRunner().invoke(verify_cmd, [str(bench), "--timeout", "5"])
-    assert done.exit_code == 0 and "unsat 2" in done.output, done.output
+    # robust only: an unsat on wrong_label (a known counterexample) is a contradiction (exit 3) since e13
+    done = CliRunner().invoke(verify_cmd, [str(bench), "--timeout", "5", "--instance", "robust"])
+    assert done.exit_code == 0 and "unsat 1" in done.output, done.output
     monkeypatch.delenv("FAKE_NS_UNSAT")  # a sat whose counterexample fails the check is an error too
     done = CliRunner().invoke(verify_cmd, [str(bench), "--timeout", "5", "--force", "--instance", "robust"])
     assert done.exit_code == InstanceError.exit_code and "rejected sat" in done.output, done.output
