@@ -143,7 +143,7 @@ Example:
 def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
              pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, complete, complete_timeout, jobs,
              shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
-    """Certified accuracy of a checkpoint: clean, PGD, bounds, optionally a complete verifier; writes samples.jsonl and summary.json."""
+    """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier; writes samples.jsonl, summary.json."""
     from ..attacks import AttackConfig
     from ..evaluation import CompleteConfig, evaluate, parse_shard
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -144,9 +145,11 @@ def run_complete(rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, ve
     """
     key = answer_key(data.checkpoint_sha256, data.eps, cfg.verifier, cfg.timeout)
     answers = load_answers(out_dir / COMPLETE_FILE, key)
-    todo = [i for i in owned(undecided_indices(rows), cfg.shard) if answers.get(i, {}).get("result", "error") == "error"]
+    retry = lambda i: answers.get(i, {}).get("result", "error") == "error"  # no answer yet, or an error: (re)send
+    todo = [i for i in owned(undecided_indices(rows), cfg.shard) if retry(i)]
     position = {int(index): p for p, index in enumerate(data.indices)}
     model = data.model.cpu().eval()
+    classes = model_classes(model, data.x)
     size = cfg.chunk or max(8, 4 * cfg.jobs)
     log.info("complete verification with %s: %d undecided samples to send (%d answered before), timeout %g s, "
              "%d jobs", cfg.verifier, len(todo), len(answers), cfg.timeout, cfg.jobs)
@@ -155,7 +158,7 @@ def run_complete(rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, ve
         chunk = todo[start:start + size]
         pick = torch.tensor([position[i] for i in chunk])
         request = CompleteRequest(model, data.x[pick].cpu(), data.y[pick].cpu(), tuple(chunk), data.eps, data.mean,
-                                  data.std, int(model_classes(model, data.x)), cfg.timeout, cfg.jobs,
+                                  data.std, classes, cfg.timeout, cfg.jobs,
                                   out_dir / WORK_DIR / cfg.verifier, data.checkpoint_sha256, data.network,
                                   dict(cfg.options))
         got = _checked(verifier.verify(request), request)
@@ -253,7 +256,7 @@ def contradiction(row: dict) -> str:
 
 # -- complete.jsonl -------------------------------------------------------------------------
 def load_answers(path: Path, key: dict) -> dict[int, dict]:
-    """Answers in ``path`` that match ``key``; the file is rewritten without the others."""
+    """Answers in ``path`` that match ``key`` (the last line per index); the file is rewritten without the others."""
     if not path.is_file():
         return {}
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -276,9 +279,7 @@ def load_answers(path: Path, key: dict) -> dict[int, dict]:
 
 
 def append_answers(path: Path, entries: Sequence[dict]) -> None:
-    """Append answers and fsync (a crash loses at most the chunk being verified)."""
-    import os
-
+    """Append answers and fsync (a crash loses at most the chunk being verified); a later line wins."""
     with open(path, "a", encoding="utf-8") as f:
         f.write("".join(json.dumps(e) + "\n" for e in entries))
         f.flush()

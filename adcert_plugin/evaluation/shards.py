@@ -65,7 +65,8 @@ def _check_same_run(configs: dict[int, dict], shards: dict[int, Path]) -> None:
     first = configs[0]
     for k, config in configs.items():
         changed = [key for key in MERGE_KEYS if config.get(key) != first.get(key)]
-        changed += [f"complete.{key}" for key in COMPLETE_KEYS if config["complete"].get(key) != first["complete"].get(key)]
+        changed += [f"complete.{key}" for key in COMPLETE_KEYS
+                    if config["complete"].get(key) != first["complete"].get(key)]
         if changed:
             raise ConfigError(f"{shards[k].name} differs from {shards[0].name} in {', '.join(changed)}: "
                               "these are not shards of one run; merge the shards of one network and config only")

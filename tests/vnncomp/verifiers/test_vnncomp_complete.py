@@ -45,7 +45,8 @@ def test_prepare_benchmark_writes_onnx_once_and_accumulates_properties(tmp_path)
     instances = read_instances(bench)
     assert [i.name for i in instances] == sorted({**names, **more}, key=lambda n: {**names, **more}[n])
     meta = read_metadata(bench)
-    assert [e["index"] for e in meta["instances"]] == [3, 8, 12] and meta["checkpoint_sha256"] == "abc" and len(meta["onnx_sha256"]) == 64
+    assert [e["index"] for e in meta["instances"]] == [3, 8, 12]
+    assert meta["checkpoint_sha256"] == "abc" and len(meta["onnx_sha256"]) == 64
     x_norm = ((request.x - 0.1307) / 0.3081).numpy()
     with torch.no_grad():
         expected = request.model(torch.from_numpy(x_norm)).numpy()
@@ -76,6 +77,18 @@ def test_verify_maps_results_to_answers_and_passes_options(tmp_path, monkeypatch
     assert calls["python"] == "/ns" and calls["name"] == "neuralsat" and "abcrown_path" not in calls
     checked = C._checked(answers, request)
     assert checked[8]["seconds"] == 0.0 and checked[8]["note"] == "killed"  # NaN time: not measured
+    assert calls["raise_on_contradiction"] is False  # contradictions come back as answers, reported by the eval
+
+
+def test_an_unsat_the_evidence_rejects_comes_back_as_a_contradiction(tmp_path, monkeypatch):
+    def fake_verify(bench, name, **kw):
+        note = "rejected unsat: counterexample in hand (verify-time, margin -0.1)"
+        return [VerifierResult(n, name, "error", 3.0, note=note) for n in kw["instances"]], bench / "t.csv"
+
+    monkeypatch.setattr("vnncomp.verifiers.verify_benchmark", fake_verify)
+    answers = VC.neuralsat().verify(_request(tmp_path))
+    assert {a.result for a in answers} == {"error"}
+    assert answers[0].contradiction == "neuralsat says unsat, counterexample in hand (verify-time, margin -0.1)"
 
 
 def test_check_fails_early_without_the_verifier(monkeypatch, tmp_path):
@@ -96,7 +109,8 @@ def _neuralsat_python() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_neuralsat_python() is None, reason="NeuralSAT's env absent (ADCERT_NEURALSAT_PYTHON, .venv-neuralsat)")
+@pytest.mark.skipif(_neuralsat_python() is None,
+                    reason="NeuralSAT's env absent (ADCERT_NEURALSAT_PYTHON, .venv-neuralsat)")
 def test_real_neuralsat_answers_two_tiny_samples(tmp_path):
     request = _request(tmp_path, eps=0.05, options={"neuralsat_python": _neuralsat_python()})
     answers = create_verifier("neuralsat").verify(request)
