@@ -1,6 +1,7 @@
 # adcert: the two commands a newcomer needs.
 #   make quickstart   set up, then train a teacher and an AD-CERT student on MNIST, certify, export, verify
 #   make test         set up, then run the test suite
+#   make neuralsat    NeuralSAT (the default complete verifier) in its own venv, .venv-neuralsat
 # Data: ADCERT_DATA (default ../shared/data when present, else ./data).
 PY ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ export ADCERT_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data) $(CURDIR)
 # Override with OMP_NUM_THREADS=N for bigger models.
 SMALL_RUN := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
 
-.PHONY: venv test test-lirpa quickstart experiment bench clean
+.PHONY: venv neuralsat test test-lirpa quickstart experiment bench clean
 
 $(BIN)/.installed: setup.py Makefile
 	$(PY) -m venv $(VENV)
@@ -27,7 +28,30 @@ $(BIN)/.installed: setup.py Makefile
 
 venv: $(BIN)/.installed
 
-test: venv
+# NeuralSAT 0.2.17 from the registry, in a venv of its own: its wheel's top-level package is
+# literally `src` and its metadata pins torch/torchvision/torchaudio and protobuf<6, so it is
+# installed --no-deps, with what it really imports. It imports torchvision (its vendored
+# onnx2pytorch) without using it on ONNX + VNN-LIB; the registry's torchvision is built for
+# another torch, so a .pth file puts adcert's stand-in (vnncomp/verifiers/standin) on its path.
+NS_VENV ?= .venv-neuralsat
+NS_BIN := $(NS_VENV)/bin
+NS_STANDIN := $(CURDIR)/vnncomp/verifiers/standin
+
+$(NS_BIN)/.installed: Makefile
+	$(PY) -m venv $(NS_VENV)
+	$(NS_BIN)/pip install -q --upgrade pip
+	$(NS_BIN)/pip install -q torch==2.13.0
+	$(NS_BIN)/pip install -q --no-deps neuralsat==0.2.17
+	$(NS_BIN)/pip install -q numpy onnx onnxruntime onnxsim gurobipy beartype sortedcontainers tqdm packaging \
+	  'protobuf<6'
+	echo $(NS_STANDIN) > "$$($(NS_BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/adcert_torchvision_standin.pth"
+	$(NS_BIN)/python -c "import torch, torchvision, onnx, onnxruntime, gurobipy, onnxsim; \
+	  import importlib.util as u; print('NeuralSAT:', u.find_spec('src').origin)"
+	touch $@
+
+neuralsat: $(NS_BIN)/.installed
+
+test: venv neuralsat
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # The suite against another auto_LiRPA (e.g. upstream 0.7 from GitHub): LIRPA_PYTHON names the
@@ -37,7 +61,7 @@ test-lirpa:
 	ADCERT_EXPECT_LIRPA=$${ADCERT_EXPECT_LIRPA:-$$($(LIRPA_PYTHON) -c "import importlib.metadata as m; print(m.version('auto_LiRPA'))")} \
 	  $(LIRPA_PYTHON) -m pytest -q -p no:cacheprovider tests
 
-quickstart: venv
+quickstart: venv neuralsat
 	$(SMALL_RUN) $(BIN)/python examples/quickstart.py
 
 experiment: venv
@@ -47,4 +71,4 @@ bench: venv
 	$(BIN)/python benchmarks/train_step_cost.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(NS_VENV) runs

@@ -34,6 +34,7 @@ setup(
         "console_scripts": [
             "adcert-train = adcert_plugin.cli.commands:train_cmd",
             "adcert-eval = adcert_plugin.cli.commands:eval_cmd",
+            "adcert-eval-merge = adcert_plugin.cli.commands:merge_cmd",
             "adcert-losses = adcert_plugin.cli.commands:losses_cmd",
             "adcert-export = vnncomp.cli:export_cmd",
             "adcert-verify = vnncomp.cli:verify_cmd",
@@ -41,5 +42,11 @@ setup(
         ],
         # Third-party losses register here; see adcert_plugin/losses/registry.py.
         "adcert.losses": [],
+        # Complete verifiers for adcert-eval --complete; see adcert_plugin/evaluation/verifiers.py.
+        "adcert.verifiers": [
+            "neuralsat = vnncomp.verifiers.complete:neuralsat",
+            "abcrown = vnncomp.verifiers.complete:abcrown",
+            "marabou = vnncomp.verifiers.complete:marabou",
+        ],
     },
 )

@@ -62,6 +62,12 @@ class VerifierError(AdcertError):
     """A verifier that is missing, times out, or writes an unreadable result."""
 
 
+class InstanceError(VerifierError):
+    """A verifier that ran but failed on some instances (no answer): exit 4, apart from contradictions (3)."""
+
+    exit_code = 4
+
+
 class SoundnessError(AdcertError):
     """A certified point that an attack breaks, or a verifier contradicting a certificate."""
 

@@ -28,7 +28,7 @@ def _say(message: str) -> None:
 
 
 _EXPORT_EXAMPLE = "adcert-export runs/mnist/model.pt --out-dir bench/mnist --eps 0.1 --n 20 --timeout 120"
-_VERIFY_EXAMPLE = "adcert-verify bench/mnist --verifier marabou --timeout 60"
+_VERIFY_EXAMPLE = "adcert-verify bench/mnist --timeout 60 --jobs 2"
 _REPORT_EXAMPLE = "adcert-report runs/mnist/eval/samples.jsonl bench/mnist --out report.json"
 
 
@@ -74,31 +74,61 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, fi
 
 @click.command("adcert-verify", epilog=_example(_VERIFY_EXAMPLE))
 @click.argument("bench_dir", type=_EXISTING_DIR)
-@click.option("--verifier", type=click.Choice(["marabou", "abcrown", "neuralsat"]), default="marabou",
-              show_default=True, help="Complete verifier to run.")
-@click.option("--abcrown", "abcrown_path", type=_PATH, default=None, help="alpha-beta-CROWN checkout (abcrown).")
+@click.option("--verifier", type=click.Choice(["neuralsat", "abcrown", "marabou"]), default="neuralsat",
+              show_default=True, help="Complete verifier to run (marabou: wrong unsat answers on padded CNNs).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds per instance (default: instances.csv).")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
-              help="Device for abcrown/neuralsat.")
+              help="Device for neuralsat/abcrown (abcrown: picks abcrown_<device>.yaml).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Instances run at once (each in its own process).")
+@click.option("--force", is_flag=True, help="Rerun instances whose answers are already in results/<verifier>/.")
 @click.option("--python", "python", type=_PATH, default=None,
-              help="Interpreter of the venv NeuralSAT is installed in (neuralsat; default: this one).")
+              help="Interpreter of NeuralSAT's venv [env: ADCERT_NEURALSAT_PYTHON; default: "
+                   ".venv-neuralsat, built by `make neuralsat`].")
+@click.option("--abcrown", "abcrown_path", type=_PATH, default=None,
+              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN].")
+@click.option("--abcrown-python", type=_PATH, default=None,
+              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON].")
+@click.option("--mode", type=click.Choice(["single", "csv"]), default="single", show_default=True,
+              help="abcrown: one process per instance (single), or one over all of them (csv).")
 @click.option("--instance", "instances", multiple=True, help="Run only this instance (repeatable).")
 @click.option("--out", type=_PATH, default=None, help="Results table (default: BENCH_DIR/results/<verifier>.csv).")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
-def verify_cmd(bench_dir, verifier, abcrown_path, timeout, device, python, instances, out, verbose):
-    """Run a complete verifier on every instance of a benchmark and write a results table."""
+def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrown_path, abcrown_python, mode,
+               instances, out, verbose):
+    """Run a complete verifier on every instance of a benchmark and write a results table.
+
+    Answers already there for the same network, verifier and timeout are reused (--force reruns).
+    Exits 4 when an instance errors (reasons in the summary), 3 on a contradiction.
+    """
+    from adcert_plugin.errors import InstanceError
+
     from .verifiers import verify_benchmark
 
     _setup_logging(verbose)
     results, table = verify_benchmark(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
                                       device=device, instances=list(instances) or None, table=out,
-                                      python=python)
+                                      python=python, jobs=jobs, force=force, mode=mode,
+                                      abcrown_python=abcrown_python)
+    _say(_verify_summary(verifier, results, table))
+    errors = [r for r in results if r.result == "error"]
+    if errors:
+        every = "every instance" if len(errors) == len(results) else f"{len(errors)} of {len(results)} instances"
+        folder = bench_dir / "results" / verifier
+        raise InstanceError(f"{verifier} failed on {every} (see the lines above and {folder}/)")
+
+
+def _verify_summary(verifier: str, results, table: Path) -> str:
+    """Counts per answer, then one line per errored instance with its reason."""
     counts = {word: sum(r.result == word for r in results) for word in ("unsat", "sat", "timeout", "error",
                                                                          "unknown")}
-    _say(f"{verifier} on {len(results)} instances: "
-         + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f"; table {table}")
+    reused = sum("reused" in r.note for r in results)
+    lines = [f"{verifier} on {len(results)} instances: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+             + (f" ({reused} reused)" if reused else "") + f"; table {table}"]
+    lines += [f"  error {r.instance}: {r.note or 'no reason given'}" for r in results if r.result == "error"]
+    return "\n".join(lines)
 
 
 @click.command("adcert-report", epilog=_example(_REPORT_EXAMPLE))

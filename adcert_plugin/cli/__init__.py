@@ -1,10 +1,10 @@
-"""The adcert-train / adcert-eval / adcert-losses commands, and the error handling every CLI shares.
+"""The adcert-train / adcert-eval / adcert-eval-merge / adcert-losses commands, and the error handling every CLI shares.
 
     commands.py  the click commands (thin: parse, build a config, call one API function)
     errors.py    handle_errors: AdcertError -> one line and the class's exit code
 """
 
-from .commands import eval_cmd, losses_cmd, train_cmd
+from .commands import eval_cmd, losses_cmd, merge_cmd, train_cmd
 from .errors import handle_errors
 
-__all__ = ["eval_cmd", "handle_errors", "losses_cmd", "train_cmd"]
+__all__ = ["eval_cmd", "handle_errors", "losses_cmd", "merge_cmd", "train_cmd"]

@@ -91,6 +91,8 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
 EVAL_EXAMPLE = """\b
 Example:
   adcert-eval runs/adcert/model.pt --eps 0.1 --methods IBP,CROWN --end 1000 --json
+  adcert-eval runs/adcert/model.pt --end 1000 --complete neuralsat --complete-timeout 30 --jobs 2
+  adcert-eval runs/adcert/model.pt --complete --shard 0/4 --out-dir E   (then adcert-eval-merge E)
 """
 
 
@@ -118,21 +120,60 @@ Example:
 @click.option("--overwrite", is_flag=True, help="Replace a report already in --out-dir.")
 @click.option("--arch", default=None, help="Model name for a plain state_dict checkpoint (needs --dataset).")
 @click.option("--device", default=None, help="torch device [default: cuda when available, else cpu].")
+@click.option("--complete", "complete", is_flag=False, flag_value="neuralsat", default=None, metavar="[VERIFIER]",
+              help="Send the samples the bounds leave undecided to a complete verifier: neuralsat (the "
+                   "default when no name is given), abcrown, marabou (unsound on padded CNNs).")
+@click.option("--complete-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              help="Seconds per sample for --complete; a timeout counts as not certified.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, help="Samples verified in parallel (--complete).")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Verify only the undecided samples at positions = K mod N (K from 0), into "
+                   "<out-dir>/shard-K-of-N; combine the N shards with adcert-eval-merge.")
+@click.option("--complete-device", type=click.Choice(["cpu", "gpu"]), default="cpu", help="Device of the verifier.")
+@click.option("--neuralsat-python", type=click.Path(path_type=Path), envvar="ADCERT_NEURALSAT_PYTHON", default=None,
+              help="Interpreter of NeuralSAT's venv [env: ADCERT_NEURALSAT_PYTHON; default: .venv-neuralsat].")
+@click.option("--abcrown", type=click.Path(path_type=Path), envvar="ADCERT_ABCROWN", default=None,
+              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN].")
+@click.option("--abcrown-python", type=click.Path(path_type=Path), envvar="ADCERT_ABCROWN_PYTHON", default=None,
+              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON].")
+@click.option("--abcrown-mode", type=click.Choice(["single", "csv"]), default="single",
+              help="abCROWN: one process per sample, or one for all (csv: no counterexamples, so sat is not counted).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @handle_errors
 def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
-             pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, as_json):
-    """Certified accuracy of a checkpoint: clean, PGD, then bounds; writes samples.jsonl and summary.json."""
+             pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, complete, complete_timeout, jobs,
+             shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
+    """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier; writes samples.jsonl, summary.json."""
     from ..attacks import AttackConfig
-    from ..errors import SoundnessError
-    from ..evaluation import evaluate
+    from ..evaluation import CompleteConfig, evaluate, parse_shard
 
     _setup_logging(False)
     attack = AttackConfig(steps=pgd_steps, step_size=pgd_step_size, restarts=pgd_restarts)
+    stage = None
+    if complete is not None:
+        options = {"device": complete_device, "neuralsat_python": neuralsat_python, "abcrown": abcrown,
+                   "abcrown_python": abcrown_python, "abcrown_mode": abcrown_mode}
+        stage = CompleteConfig(verifier=complete, timeout=complete_timeout, jobs=jobs,
+                               shard=parse_shard(shard) if shard else None,
+                               options={k: str(v) for k, v in options.items() if v is not None})
+    elif shard or jobs != 1:
+        from ..errors import ConfigError
+
+        raise ConfigError("--shard and --jobs apply to --complete [VERIFIER]; add --complete neuralsat (or another)")
+    _report(lambda: evaluate(checkpoint, dataset=dataset, data_dir=data_dir, eps=eps, methods=methods, start=start,
+                             end=end, n=n, seed=seed, attack=attack, batch_size=batch_size, out_dir=out_dir,
+                             resume=resume, overwrite=overwrite, arch=arch, device=device, complete=stage), as_json)
+
+
+def _report(run, as_json: bool) -> None:
+    """Run an evaluation step, print its table (also when it raises SoundnessError), then the JSON.
+
+    Complete-verifier errors (no answer on some samples) exit 4 after the report, as adcert-verify does.
+    """
+    from ..errors import InstanceError, SoundnessError
+
     try:
-        report = evaluate(checkpoint, dataset=dataset, data_dir=data_dir, eps=eps, methods=methods, start=start,
-                          end=end, n=n, seed=seed, attack=attack, batch_size=batch_size, out_dir=out_dir,
-                          resume=resume, overwrite=overwrite, arch=arch, device=device)
+        report = run()
     except SoundnessError as err:
         if getattr(err, "report", None) is not None:
             click.echo(err.report.table(), err=True)
@@ -140,6 +181,33 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
     click.echo(report.table(), err=True)
     if as_json:
         click.echo(json.dumps(report.summary, indent=2))
+    errors = [r for r in report.rows if (r.get("complete") or {}).get("result") == "error"]
+    if errors:
+        first = errors[0]
+        raise InstanceError(f"the complete verifier failed on {len(errors)} samples (first: sample {first['index']}: "
+                            f"{first['complete']['note'] or 'no reason given'}); they count as not certified; "
+                            f"see {report.out_dir / 'complete'}")
+
+
+MERGE_EXAMPLE = """\b
+Example:
+  adcert-eval runs/adcert/model.pt --complete neuralsat --shard 0/2 --out-dir E   (one per K, anywhere)
+  adcert-eval-merge E
+"""
+
+
+@click.command("adcert-eval-merge", cls=OneLineCommand, epilog=MERGE_EXAMPLE,
+               context_settings={"show_default": True, "max_content_width": 100})
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace an unsharded report already in OUT_DIR.")
+@click.option("--json", "as_json", is_flag=True, help="Print the merged summary.json to stdout.")
+@handle_errors
+def merge_cmd(out_dir, overwrite, as_json):
+    """Merge the shard-K-of-N folders of a sharded --complete run in OUT_DIR into one report there."""
+    from ..evaluation import merge_shards
+
+    _setup_logging(False)
+    _report(lambda: merge_shards(out_dir, overwrite=overwrite), as_json)
 
 
 LOSSES_EXAMPLE = """\b

@@ -1,11 +1,20 @@
-"""Evaluation: the certification cascade (clean -> PGD -> IBP -> ... -> alpha-CROWN) and its report.
+"""Evaluation: the certification cascade (clean -> PGD -> IBP -> ... -> alpha-CROWN -> complete) and its report.
 
-    cascade.py  evaluate(checkpoint, ...) -> EvalReport
-    report.py   EvalReport, samples.jsonl rows and the summary recounted from them
+    cascade.py    evaluate(checkpoint, ...) -> EvalReport
+    complete.py   the last stage: undecided samples to a complete verifier; complete.jsonl
+    verifiers.py  CompleteRequest / CompleteAnswer / CompleteVerifier and the adcert.verifiers registry
+    shards.py     merge_shards(): the shard folders of a --shard K/N run into one report
+    report.py     EvalReport, samples.jsonl rows and the summary recounted from them
 """
 
 from .cascade import DEFAULT_ATTACK, evaluate, pgd_margins, resolve_methods
+from .complete import CompleteConfig, parse_shard
 from .report import SAMPLE_KEYS, EvalReport, format_table, read_samples, summarize
+from .shards import merge_shards
+from .verifiers import (CompleteAnswer, CompleteRequest, CompleteVerifier, create_verifier, list_verifiers,
+                        register_verifier, unregister_verifier)
 
-__all__ = ["DEFAULT_ATTACK", "SAMPLE_KEYS", "EvalReport", "evaluate", "format_table", "pgd_margins", "read_samples",
-           "resolve_methods", "summarize"]
+__all__ = ["DEFAULT_ATTACK", "SAMPLE_KEYS", "CompleteAnswer", "CompleteConfig", "CompleteRequest",
+           "CompleteVerifier", "EvalReport", "create_verifier", "evaluate", "format_table", "list_verifiers",
+           "merge_shards", "parse_shard", "pgd_margins", "read_samples", "register_verifier", "resolve_methods",
+           "summarize", "unregister_verifier"]

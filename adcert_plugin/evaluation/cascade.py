@@ -4,7 +4,9 @@ For every selected test sample: the clean prediction; PGD (40 steps, η = 0.035 
 half-width by default) on every correctly classified sample; then the selected bound methods
 in cascade order IBP → CROWN-IBP → CROWN → alpha-CROWN, each on the batch of samples that are
 still undecided (a misclassified, PGD-broken or already certified sample is not bounded again).
-Complete verification (BaB) is left to ``vnncomp/`` (export, run a verifier, ``cross_check``).
+With ``complete`` set, the samples still undecided after the bounds go to a complete verifier
+(complete.py; the verifiers come from vnncomp through the registry in verifiers.py), and the
+report adds *certified (complete)*: bound-certified + verifier ``unsat``, timeouts not certified.
 
 Soundness check, always on and on the path every sample takes: each attack's point must lie in
 the box, every computed lower bound must lie below the exact margins at the clean and at the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,11 +33,13 @@ import torch
 from ..attacks import AttackConfig, attack_objective
 from ..bounds import METHODS, InputBox, margins, wrap_model
 from ..data import get_data_spec, load_split, validation_split
-from ..errors import ConfigError, DataError, SoundnessError
+from ..errors import ConfigError, DataError
 from ..io import sha256_file, write_json
 from ..training import load_model
 from . import report as R
+from .complete import CompleteConfig, CompleteInputs, run_complete, shard_dir_name
 from .report import EvalReport
+from .verifiers import create_verifier
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,8 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
              start: int | None = None, end: int | None = None, n: int | None = None, seed: int = 0,
              attack: AttackConfig = DEFAULT_ATTACK, batch_size: int = 256, out_dir: str | Path | None = None,
              resume: bool = False, overwrite: bool = False, arch: str | None = None,
-             device: str | None = None, progress: bool | None = None, split: str = "test") -> EvalReport:
+             device: str | None = None, progress: bool | None = None,
+             complete: CompleteConfig | None = None, split: str = "test") -> EvalReport:
     """Evaluate a checkpoint: standard, PGD and certified accuracy per method, per-sample rows.
 
     Args:
@@ -68,6 +74,8 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
         arch: model name for a checkpoint that is a plain state_dict (needs ``dataset``).
         device: torch device; default CUDA when available.
         progress: show a progress bar; default only on a TTY outside CI.
+        complete: send the samples the bounds leave undecided to this complete verifier (see
+            complete.py); with a shard, the report goes to ``out_dir/shard-K-of-N``.
         split: ``test``, or ``validation``: the training images the checkpoint's run held out
             (``data.validation_size``), for model selection; indices then count within that holdout.
 
@@ -76,10 +84,14 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
 
     Raises:
         ConfigError, CheckpointError, DataError: bad input (one-line messages).
+        RegistryError, VerifierError: an unknown or unusable complete verifier.
         SoundnessError: a soundness violation; raised after the report is written.
     """
     methods = resolve_methods(methods)
     _check_numbers(eps, batch_size, attack)
+    verifier = create_verifier(complete.verifier) if complete else None  # a bad name fails before any work
+    if verifier is not None and callable(getattr(verifier, "check", None)):
+        verifier.check(dict(complete.options))
     checkpoint = Path(checkpoint)
     model, record = _load(checkpoint, arch, dataset)
     dataset = dataset or record.get("dataset")
@@ -94,10 +106,13 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     _check_data(x_all, y_all, record, dataset)
     indices = select_indices(len(y_all), start, end, n, seed)
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f"eval-{eps:g}"
+    if complete is not None and complete.shard is not None:
+        out_dir = out_dir / shard_dir_name(complete.shard)
     run_config = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_file(checkpoint),
                   "dataset": dataset, "eps": eps, "methods": list(methods), "start": start, "end": end, "n": n,
                   "indices": _ranges(indices), "seed": seed, "attack": dataclasses.asdict(attack),
-                  "arch": record["arch"]["name"], "batch_size": batch_size}
+                  "arch": record["arch"]["name"], "batch_size": batch_size,
+                  "complete": complete.record() if complete else None}
     if split != "test":  # absent for test, so reports written before splits existed still resume
         run_config["split"] = split
     done = R.prepare_out_dir(out_dir, run_config, RESUME_KEYS, resume, overwrite)
@@ -121,21 +136,18 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
             bar.update(len(missing))
     wall = time.perf_counter() - wall
 
-    rows = [done[i] for i in indices]
+    rows = [{k: v for k, v in done[i].items() if k != "complete"} for i in indices]
+    meta = dict(R.summary_meta(run_config), wall_seconds=wall, device=str(device), split=split)
+    if complete is not None:
+        network = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}_{record['arch']['name']}")
+        data = CompleteInputs(model, x_all[indices], y_all[indices], indices, eps, tuple(spec.mean), tuple(spec.std),
+                              run_config["checkpoint_sha256"], network)
+        rows, seconds = run_complete(rows, data, complete, verifier, out_dir)
+        meta["complete"] = dict(complete.record(), wall_seconds=seconds)
     R.write_samples(samples_path, rows)  # canonical order, whatever the resume history
-    meta = {key: run_config[key] for key in ("checkpoint", "dataset", "eps", "methods", "seed", "attack")}
-    meta["split"] = split
-    meta.update(selection={"start": start, "end": end, "n": n}, wall_seconds=wall, device=str(device))
     summary = R.summarize(rows, methods, meta)
     write_json(out_dir / R.SUMMARY_FILE, summary)
-    result = EvalReport(out_dir, summary, rows)
-    if summary["soundness_errors"]:
-        first = summary["soundness_errors"][0]
-        err = SoundnessError(f"{len(summary['soundness_errors'])} soundness violations (first: sample "
-                             f"{first['index']}: {first['detail']}); see {out_dir / R.SUMMARY_FILE}")
-        err.report = result
-        raise err
-    return result
+    return R.raise_on_soundness(EvalReport(out_dir, summary, rows))
 
 
 # -- input resolution ----------------------------------------------------------------------

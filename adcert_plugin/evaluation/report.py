@@ -13,7 +13,8 @@ from ``samples.jsonl`` alone. One row per evaluated test sample::
 ``attack_margin`` is min_j (z_y − z_j) at the strongest point the attack found (the clean
 point for a misclassified sample); ``margin_lower[m]`` is min_j of method m's lower bound on
 that margin, present only for the methods that actually bounded the sample (the cascade
-skips decided samples).
+skips decided samples). With ``--complete`` each row also has ``complete``: the complete
+verifier's answer (see complete.py), or null for a sample the cascade decided.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SoundnessError
 from ..io import atomic_write_text, read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ SAMPLE_KEYS = ("index", "label", "prediction", "clean_correct", "pgd_robust", "a
                "certified_by", "status", "seconds", "stage_seconds", "soundness_errors")
 STATUSES = ("misclassified", "pgd-broken", "certified", "unknown")
 SAMPLES_FILE, SUMMARY_FILE, CONFIG_FILE = "samples.jsonl", "summary.json", "config.json"
+COMPLETE_FILE, WORK_DIR = "complete.jsonl", "complete"  # verifier answers; the verifiers' own files
+ANSWER_WORDS = ("unsat", "sat", "timeout", "error", "unknown")
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,34 @@ class EvalReport:
         return self.summary["certified_acc"]
 
     @property
+    def complete(self) -> dict | None:
+        """The complete-verification section (None without ``--complete``); see :func:`summarize_complete`."""
+        return self.summary.get("complete")
+
+    @property
     def soundness_errors(self) -> list[dict]:
         return self.summary["soundness_errors"]
 
     def table(self) -> str:
         return format_table(self.summary)
+
+
+def raise_on_soundness(report: EvalReport) -> EvalReport:
+    """Return ``report``, or raise SoundnessError (carrying it) when it records violations."""
+    errors = report.summary["soundness_errors"]
+    if errors:
+        err = SoundnessError(f"{len(errors)} soundness violations (first: sample {errors[0]['index']}: "
+                             f"{errors[0]['detail']}); see {report.summary_path}")
+        err.report = report
+        raise err
+    return report
+
+
+def summary_meta(run_config: dict) -> dict:
+    """The run settings a summary repeats (from ``config.json``)."""
+    meta = {key: run_config[key] for key in ("checkpoint", "dataset", "eps", "methods", "seed", "attack")}
+    meta["selection"] = {k: run_config.get(k) for k in ("start", "end", "n")}
+    return meta
 
 
 def summarize(rows: Sequence[dict], methods: Sequence[str], meta: dict | None = None) -> dict:
@@ -107,7 +134,10 @@ def summarize(rows: Sequence[dict], methods: Sequence[str], meta: dict | None = 
     per_sample["total"] = seconds["total"] / n if n else 0.0
     errors = [dict(e, index=r["index"]) for r in rows for e in r["soundness_errors"]]
     ratio = (lambda k: k / n if n else 0.0)
-    return {**(meta or {}), "n": n,
+    extra = {}
+    if (meta or {}).get("complete"):
+        extra["complete"] = summarize_complete(rows, meta["complete"], running)
+    return {**(meta or {}), **extra, "n": n,
             "counts": {"clean_correct": correct, "pgd_robust": robust, "certified": certified,
                        "status": {s: sum(r["status"] == s for r in rows) for s in STATUSES}},
             "standard_acc": ratio(correct), "pgd_acc": ratio(robust),
@@ -115,6 +145,30 @@ def summarize(rows: Sequence[dict], methods: Sequence[str], meta: dict | None = 
             "samples_bounded": {m: handled[m] for m in methods},
             "seconds": seconds, "seconds_per_sample": per_sample,
             "soundness_errors": errors}
+
+
+def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int) -> dict:
+    """The complete-verification numbers, recounted from the rows' ``complete`` answers.
+
+    ``certified`` = certified by a bound + ``unsat``, over all n samples; timeouts, errors and
+    unknowns count as not certified. ``upper_acc`` = (PGD-robust − falsified) / n: no more
+    samples than that can be robust. ``pending``: undecided samples without an answer here
+    (another shard's, or not yet sent). ``seconds`` sums the verifier's per-sample times.
+    """
+    n = len(rows)
+    answered = [r["complete"] for r in rows if r.get("complete")]
+    counts = {w: sum(a["result"] == w for a in answered) for w in ANSWER_WORDS}
+    undecided = sum(r["status"] == "unknown" for r in rows)
+    robust = sum(r["pgd_robust"] for r in rows)
+    seconds = sum(a["seconds"] for a in answered)
+    certified = bound_certified + counts["unsat"]
+    return {**{k: config[k] for k in ("verifier", "timeout", "jobs", "shard") if k in config},
+            "undecided": undecided, "answered": len(answered), "pending": undecided - len(answered),
+            "counts": counts, "certified": certified, "certified_acc": certified / n if n else 0.0,
+            "falsified": counts["sat"], "upper_acc": (robust - counts["sat"]) / n if n else 0.0,
+            "not_certified": {w: counts[w] for w in ("timeout", "error", "unknown")},
+            "seconds": seconds, "seconds_per_sample": seconds / len(answered) if answered else 0.0,
+            "wall_seconds": config.get("wall_seconds")}
 
 
 def format_table(summary: dict) -> str:
@@ -133,9 +187,24 @@ def format_table(summary: dict) -> str:
     for m, acc in summary["certified_acc"].items():
         line(f"certified {m}", acc, counts["certified"][m], summary["samples_bounded"][m], m)
     lines.append(f"{'total':<22}{'':>10}{'':>8}{summary['n']:>9}{secs['total']:>10.2f}{per['total']:>11.5f}")
+    complete = summary.get("complete")
+    if complete:
+        lines.extend(_complete_lines(complete))
     if summary["soundness_errors"]:
         lines.append(f"SOUNDNESS ERRORS: {len(summary['soundness_errors'])} (see summary.json)")
     return "\n".join(lines)
+
+
+def _complete_lines(c: dict) -> list[str]:
+    lines = [f"{'certified (complete)':<22}{100 * c['certified_acc']:>9.2f}%{c['certified']:>8}{c['answered']:>9}"
+             f"{c['seconds']:>10.2f}{c['seconds_per_sample']:>11.5f}"]
+    counts = ", ".join(f"{w} {k}" for w, k in c["counts"].items() if k) or "no answers"
+    lines.append(f"  {c['verifier']} (timeout {c['timeout']:g} s) on {c['answered']} undecided samples: {counts}; "
+                 f"timeouts count as not certified; robust at most {100 * c['upper_acc']:.2f}%")
+    if c["pending"]:
+        where = f" (shard {c['shard'][0]}/{c['shard'][1]}: merge the shards)" if c.get("shard") else ""
+        lines.append(f"  {c['pending']} undecided samples not answered here{where}")
+    return lines
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -192,7 +261,7 @@ def prepare_out_dir(out_dir: Path, run_config: dict, resume_keys: Sequence[str],
     Raises:
         ConfigError: the folder holds a report and neither flag fits.
     """
-    files = [out_dir / name for name in (SAMPLES_FILE, SUMMARY_FILE, CONFIG_FILE)]
+    files = [out_dir / name for name in (SAMPLES_FILE, SUMMARY_FILE, CONFIG_FILE, COMPLETE_FILE)]
     existing = [f for f in files if f.exists()]
     done: dict[int, dict] = {}
     if existing and resume:
@@ -216,6 +285,8 @@ def prepare_out_dir(out_dir: Path, run_config: dict, resume_keys: Sequence[str],
     else:
         for f in existing:
             f.unlink()
+        if existing:
+            shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)  # the verifiers' answers of the old report
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / CONFIG_FILE, run_config)
     return done

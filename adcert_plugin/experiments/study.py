@@ -73,9 +73,11 @@ def _finished_with(run: RunDir, wanted: TrainConfig) -> bool:
 
 def complete_options(settings: StudyEval) -> dict:
     """The evaluate() options that send what the cascade leaves open to the complete verifier."""
+    from ..evaluation.complete import CompleteConfig
+
     if settings.verifier is None:
         return {}
-    return {"complete": settings.verifier, "complete_timeout": settings.timeout, "jobs": settings.jobs}
+    return {"complete": CompleteConfig(verifier=settings.verifier, timeout=settings.timeout, jobs=settings.jobs)}
 
 
 def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict:
@@ -99,7 +101,9 @@ def metrics_of(summary: dict) -> dict:
     return {"n": summary["n"], "standard": summary["standard_acc"], "pgd": summary["pgd_acc"],
             "certified": certified,
             "complete": complete.get("certified_acc", certified[list(certified)[-1]] if certified else None),
-            "complete_verifier": complete.get("verifier"), "timeouts": complete.get("timeouts", 0),
+            "complete_verifier": complete.get("verifier"),
+            "timeouts": (complete.get("not_certified") or {}).get("timeout", 0),
+            "complete_errors": (complete.get("not_certified") or {}).get("error", 0),
             "eval_time_s": float(summary.get("seconds", {}).get("total", 0.0))}
 
 

@@ -26,7 +26,8 @@ _RUN_SCRIPT = """#!/usr/bin/env bash
 #
 # single (default): one abcrown.py call per instances.csv row, VNN-COMP style:
 #   python abcrown.py --config abcrown_<dev>.yaml --onnx_path ONNX --vnnlib_path VNNLIB \\
-#       --results_file results/abcrown/<instance>.txt --timeout T --save_adv_example
+#       --results_file results/abcrown/<instance>.txt --timeout T --save_adv_example \\
+#       --cex_path results/abcrown/<instance>.cex.txt   (default: ./test_cex.txt in complete_verifier/)
 #   Each results file holds one word (unsat/sat/timeout), then the counterexample if sat.
 # csv: one call over the whole csv (root_path in the YAML is absolute: re-export if you move
 #   this folder); the results file results/abcrown/results_<dev>.pkl is a pickle.
@@ -47,7 +48,8 @@ while IFS=, read -r onnx vnnlib timeout; do
   [ -z "$onnx" ] && continue
   name="$(basename "$vnnlib" .vnnlib)"
   python abcrown.py --config "$CONFIG" --onnx_path "$BENCH/$onnx" --vnnlib_path "$BENCH/$vnnlib" \\
-    --results_file "$BENCH/__RESULTS__/$name.txt" --timeout "$timeout" --save_adv_example < /dev/null
+    --results_file "$BENCH/__RESULTS__/$name.txt" --timeout "$timeout" --save_adv_example \\
+    --cex_path "$BENCH/__RESULTS__/$name.cex.txt" < /dev/null
 done < "$BENCH/__CSV__"
 """
 

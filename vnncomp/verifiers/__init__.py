@@ -1,12 +1,19 @@
 """Verifiers: run a complete verifier on a benchmark, one subprocess per instance with a wall limit.
 
-    runners.py         run_marabou / run_abcrown / run_neuralsat behind one subprocess/timeout runner;
-                       verify_benchmark() picks one, checks its counterexamples, writes the table
+    common.py          what every verifier shares: Command/Runner, the wall-limited subprocess, results
+                       files, resume records (<instance>.json), the jobs pool; byproducts under results/
+    neuralsat.py       NeuralSAT (the default) in its own venv (.venv-neuralsat, `make neuralsat`)
+    abcrown.py         alpha-beta-CROWN from its checkout under its own interpreter; single and csv mode
+    marabou.py         Marabou (maraboupy), through marabou_worker.py
     marabou_worker.py  the torch-free process that runs Marabou on one instance
+    verify.py          verify_benchmark(): pick one, check its counterexamples, write the table
 """
 
-from .runners import (RUNNERS, STARTUP_GRACE, find_abcrown, find_neuralsat, run_abcrown, run_marabou, run_neuralsat,
-                      verify_benchmark)
+from .abcrown import find_abcrown, find_abcrown_python, run_abcrown
+from .common import STARTUP_GRACE, Command, Runner
+from .marabou import run_marabou
+from .neuralsat import find_neuralsat, run_neuralsat
+from .verify import DEFAULT_VERIFIER, RUNNERS, verify_benchmark
 
-__all__ = ["RUNNERS", "STARTUP_GRACE", "find_abcrown", "find_neuralsat", "run_abcrown", "run_marabou",
-           "run_neuralsat", "verify_benchmark"]
+__all__ = ["DEFAULT_VERIFIER", "RUNNERS", "STARTUP_GRACE", "Command", "Runner", "find_abcrown", "find_abcrown_python",
+           "find_neuralsat", "run_abcrown", "run_marabou", "run_neuralsat", "verify_benchmark"]

@@ -1,6 +1,6 @@
 """Decide one VNN-COMP instance with Marabou (maraboupy); run in its own process.
 
-    python -m vnncomp.marabou_worker ONNX VNNLIB RESULTS_FILE TIMEOUT_SECONDS
+    python -m vnncomp.verifiers.marabou_worker ONNX VNNLIB RESULTS_FILE TIMEOUT_SECONDS
 
 The property is encoded here rather than through Marabou's own property reader: the
 input box becomes variable bounds, and each disjunct A·y ≤ b of the output constraint
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry: decide one instance and write its results file. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 4:
-        sys.stderr.write("usage: python -m vnncomp.marabou_worker ONNX VNNLIB RESULTS_FILE TIMEOUT\n")
+        sys.stderr.write("usage: python -m vnncomp.verifiers.marabou_worker ONNX VNNLIB RESULTS_FILE TIMEOUT\n")
         return 2
     onnx_path, vnnlib_path, results_file, timeout = Path(argv[0]), Path(argv[1]), Path(argv[2]), float(argv[3])
     try:

@@ -24,7 +24,7 @@ from vnncomp.export.evidence import read_record  # noqa: E402
 from vnncomp.results import VerifierResult, check_answers, read_results_table, write_results_table  # noqa: E402
 from vnncomp.results import evidence as evidence_module, falsify as falsify_module  # noqa: E402
 from vnncomp.results.report import report_benchmark  # noqa: E402
-from vnncomp.verifiers import runners  # noqa: E402
+from vnncomp.verifiers import verify as verify_module  # noqa: E402
 
 CHECKPOINT_SHA = "c" * 64
 
@@ -58,7 +58,7 @@ def test_unsat_with_known_counterexample_is_flagged_and_verify_exits_3(bench, mo
     root, facts = bench
     _never_attack(monkeypatch)
     fake = [VerifierResult("sat", "marabou", "unsat", 2.2), VerifierResult("unsat", "marabou", "unsat", 2.2)]
-    monkeypatch.setattr(runners, "run_marabou", lambda bench_dir, timeout=None, instances=None: list(fake))
+    monkeypatch.setattr(verify_module, "run_marabou", lambda bench_dir, **kwargs: list(fake))
     out = CliRunner().invoke(verify_cmd, [str(root), "--verifier", "marabou"])
     assert out.exit_code == 3, out.output
     line = out.output.strip().splitlines()[-1]

@@ -1,40 +1,55 @@
-"""Verifier runners with stand-in verifier programs: command lines, result files, wall limits."""
+"""Verifier runners with stand-in verifier programs: command lines, result files, wall limits, resume, jobs."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
-from adcert_plugin.errors import VerifierError
+from adcert_plugin.errors import InstanceError, VerifierError
 from adcert_plugin.models import create_model
+from vnncomp.cli import verify_cmd
 from vnncomp.export.instances import write_instances_csv
 from vnncomp.export.onnx_export import export_onnx, run_onnx
 from vnncomp.export.vnnlib import property_from_sample, render_v1
 from vnncomp.results import read_result_file
-from vnncomp.verifiers import find_abcrown, run_abcrown, run_marabou, run_neuralsat, runners, verify_benchmark
+from vnncomp.verifiers import (common, find_abcrown, find_abcrown_python, neuralsat, run_abcrown, run_marabou,
+                               run_neuralsat, verify_benchmark)
 
-# A stand-in for abcrown.py: records its arguments, writes the word given by the vnnlib name.
+# A stand-in for abcrown.py: single mode writes the word; csv mode writes abCROWN's pickle.
 FAKE_ABCROWN = textwrap.dedent("""
-    import argparse, pathlib, sys, time
+    import argparse, os, pathlib, pickle, sys, time
     p = argparse.ArgumentParser()
-    for flag in ("--config", "--onnx_path", "--vnnlib_path", "--results_file", "--timeout"):
+    for flag in ("--config", "--onnx_path", "--vnnlib_path", "--results_file", "--timeout", "--cex_path",
+                 "--csv_name"):
         p.add_argument(flag)
     p.add_argument("--save_adv_example", action="store_true")
     a = p.parse_args()
-    assert a.save_adv_example and pathlib.Path(a.config).is_file() and pathlib.Path(a.onnx_path).is_file()
+    assert pathlib.Path(a.config).is_file() and pathlib.Path(a.cex_path).parent == pathlib.Path.cwd()
     pathlib.Path(a.results_file + ".args").write_text(" ".join(sys.argv[1:]))
+    if a.csv_name:
+        rows = [line.split(",") for line in pathlib.Path(a.csv_name).read_text().splitlines()]
+        status = ["unsafe-pgd" if "wrong" in r[1] else "safe-incomplete" for r in rows]
+        pickle.dump({"summary": {}, "results": [[s, 0.5] for s in status], "bab_ret": []},
+                    open(a.results_file, "wb"))
+        sys.exit(0)
+    assert a.save_adv_example and pathlib.Path(a.onnx_path).is_file()
     if "sleep" in a.vnnlib_path:
         time.sleep(30)
     pathlib.Path(a.results_file).write_text("unsat")
 """)
 
-# A stand-in for NeuralSAT's main.py: writes its real result format with a counterexample.
+# A stand-in for NeuralSAT's main.py: its real result format; leaves a byproduct in its cwd and cache.
 FAKE_NEURALSAT = textwrap.dedent("""
-    import argparse
+    import argparse, os, pathlib, sys, time
     p = argparse.ArgumentParser()
     for flag in ("--net", "--spec", "--timeout", "--device", "--result_file", "--verbosity"):
         p.add_argument(flag)
@@ -42,14 +57,26 @@ FAKE_NEURALSAT = textwrap.dedent("""
     p.add_argument("--export_runtime", action="store_true")
     a = p.parse_args()
     assert a.export_cex and a.export_runtime
+    pathlib.Path("byproduct.txt").write_text("x")
+    pathlib.Path(os.environ["XDG_CACHE_HOME"]).mkdir(parents=True, exist_ok=True)
+    with open(a.result_file + ".calls", "a") as f:
+        print(time.time(), file=f)
+    if "FAKE_NS_SLEEP" in os.environ:
+        time.sleep(float(os.environ["FAKE_NS_SLEEP"]))
+    with open(a.result_file + ".calls", "a") as f:
+        print(time.time(), file=f)
+    if "FAKE_NS_FAIL" in os.environ:
+        sys.exit("RuntimeError: out of cheese")
     with open(a.result_file, "w") as f:
+        if "FAKE_NS_UNSAT" in os.environ:
+            sys.exit(print("unsat,0.1", file=f))
         print("sat,0.1234", file=f)
         print("((X_0 0.5)\\n (X_1 0.25)\\n (X_2 0.75)\\n (X_3 1.0)\\n (Y_0 1.0)\\n (Y_1 2.0)\\n (Y_2 3.0))", file=f)
 """)
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> Path:
+def bench_template(tmp_path_factory) -> Path:
     """A two-instance benchmark on a 2x2 MLP: one robust (tiny eps), one trivially sat (wrong label)."""
     root = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
@@ -68,8 +95,37 @@ def bench(tmp_path_factory) -> Path:
     return root
 
 
-def test_marabou_runner(bench):
+@pytest.fixture
+def bench(tmp_path, bench_template) -> Path:
+    """A fresh copy per test: results of one test must not be reused by the next."""
+    return Path(shutil.copytree(bench_template, tmp_path / "bench"))
+
+
+@pytest.fixture
+def abcrown_checkout(tmp_path) -> Path:
+    checkout = tmp_path / "alpha-beta-CROWN"
+    (checkout / "complete_verifier").mkdir(parents=True)
+    (checkout / "complete_verifier" / "abcrown.py").write_text(FAKE_ABCROWN)
+    return checkout
+
+
+@pytest.fixture
+def fake_neuralsat(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "fake_neuralsat"
+    folder.mkdir()
+    (folder / "main.py").write_text(FAKE_NEURALSAT)
+    monkeypatch.setattr(neuralsat, "find_neuralsat", lambda python=None: (sys.executable, folder))
+    return folder
+
+
+def _calls(bench: Path, name: str) -> int:
+    path = bench / "results" / "neuralsat" / f"{name}.txt.calls"
+    return len(path.read_text().split()) // 2 if path.is_file() else 0
+
+
+def test_marabou_runner(bench, tmp_path, monkeypatch):
     pytest.importorskip("maraboupy")
+    monkeypatch.chdir(tmp_path)
     results = run_marabou(bench, timeout=10)
     assert [(r.instance, r.result) for r in results] == [("robust", "unsat"), ("wrong_label", "sat")]
     assert results[1].counterexample.shape == (4,) and results[1].output.shape == (3,)
@@ -77,66 +133,139 @@ def test_marabou_runner(bench):
     assert (bench / "results" / "marabou" / "robust.log").is_file()
     checked, table = verify_benchmark(bench, "marabou", timeout=10, instances=["wrong_label"])
     assert [r.result for r in checked] == ["sat"] and table.name == "marabou.csv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # nothing in the cwd
 
 
-def test_abcrown_runner_with_stand_in(tmp_path, bench):
-    checkout = tmp_path / "alpha-beta-CROWN"
-    (checkout / "complete_verifier").mkdir(parents=True)
-    (checkout / "complete_verifier" / "abcrown.py").write_text(FAKE_ABCROWN)
-    assert find_abcrown(checkout) == checkout / "complete_verifier"
-    results = run_abcrown(checkout, bench, timeout=7, device="cpu")
+def test_abcrown_single_mode_runs_under_its_own_interpreter(bench, abcrown_checkout, tmp_path, monkeypatch):
+    assert find_abcrown(abcrown_checkout) == abcrown_checkout / "complete_verifier"
+    monkeypatch.chdir(tmp_path)
+    results = run_abcrown(abcrown_checkout, bench, timeout=7, device="cpu", python=sys.executable)
     assert [r.result for r in results] == ["unsat", "unsat"]
     args = (bench / "results" / "abcrown" / "robust.txt.args").read_text().split()
     assert args[args.index("--timeout") + 1] == "7.0"
     assert args[args.index("--vnnlib_path") + 1] == str(bench / "vnnlib" / "robust.vnnlib")
+    assert args[args.index("--cex_path") + 1] == str(bench / "results" / "abcrown" / "robust.cex.txt")
 
 
-def test_runner_kills_at_wall_limit(tmp_path, bench, monkeypatch):
-    checkout = tmp_path / "abc"
-    (checkout / "complete_verifier").mkdir(parents=True)
-    (checkout / "complete_verifier" / "abcrown.py").write_text(FAKE_ABCROWN)
-    sleepy = tmp_path / "sleepy"
-    (sleepy / "onnx").mkdir(parents=True)
-    (sleepy / "vnnlib").mkdir()
-    (sleepy / "onnx" / "net.onnx").write_bytes((bench / "onnx" / "net.onnx").read_bytes())
-    (sleepy / "vnnlib" / "sleep.vnnlib").write_text((bench / "vnnlib" / "robust.vnnlib").read_text())
-    write_instances_csv(sleepy / "instances.csv", [("onnx/net.onnx", "vnnlib/sleep.vnnlib", 1)])
-    (sleepy / "abcrown_cpu.yaml").write_text("general: {device: cpu}\n")
-    monkeypatch.setitem(runners.STARTUP_GRACE, "abcrown", 0.5)
-    (result,) = run_abcrown(checkout, sleepy, device="cpu")
+def test_abcrown_csv_mode_reads_the_pickle(bench, abcrown_checkout, monkeypatch):
+    monkeypatch.setenv("ADCERT_ABCROWN", str(abcrown_checkout))
+    monkeypatch.setenv("ADCERT_ABCROWN_PYTHON", sys.executable)
+    results, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5)
+    assert [(r.instance, r.result) for r in results] == [("robust", "unsat"), ("wrong_label", "sat")]
+    assert "csv mode" in results[1].note  # its sat has no counterexample, and is taken as it comes
+    assert read_result_file(bench / "results" / "abcrown" / "wrong_label.txt", "abcrown").result == "sat"
+    csv_rows = (bench / "results" / "abcrown" / "csv-0.csv").read_text().splitlines()
+    assert csv_rows[0] == f"{bench / 'onnx' / 'net.onnx'},{bench / 'vnnlib' / 'robust.vnnlib'},5"
+    again, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5)
+    assert all("reused" in r.note for r in again)
+    # csv answers lack counterexamples; robust only, as the fake's single mode says unsat to everything
+    single, _ = verify_benchmark(bench, "abcrown", mode="single", timeout=5, instances=["robust"])
+    assert not any("reused" in r.note for r in single)
+
+
+def test_abcrown_needs_its_interpreter(bench, abcrown_checkout, monkeypatch):
+    monkeypatch.delenv("ADCERT_ABCROWN_PYTHON", raising=False)
+    with pytest.raises(VerifierError, match="--abcrown-python.*ADCERT_ABCROWN_PYTHON"):
+        run_abcrown(abcrown_checkout, bench)
+    with pytest.raises(VerifierError, match="does not exist"):
+        find_abcrown_python("/nonexistent/python")
+
+
+def test_runner_kills_at_wall_limit(tmp_path, bench, abcrown_checkout, monkeypatch):
+    (bench / "vnnlib" / "sleep.vnnlib").write_text((bench / "vnnlib" / "robust.vnnlib").read_text())
+    write_instances_csv(bench / "instances.csv", [("onnx/net.onnx", "vnnlib/sleep.vnnlib", 1)])
+    monkeypatch.setitem(common.STARTUP_GRACE, "abcrown", 0.5)
+    (result,) = run_abcrown(abcrown_checkout, bench, device="cpu", python=sys.executable)
     assert result.result == "timeout" and result.seconds < 10
-    assert read_result_file(sleepy / "results" / "abcrown" / "sleep.txt", "abcrown").result == "timeout"
+    assert read_result_file(bench / "results" / "abcrown" / "sleep.txt", "abcrown").result == "timeout"
 
 
-def test_neuralsat_runner_with_stand_in(tmp_path, bench, monkeypatch):
-    (tmp_path / "main.py").write_text(FAKE_NEURALSAT)
-    monkeypatch.setattr(runners, "find_neuralsat", lambda python=None: tmp_path)
+def test_neuralsat_runner_and_its_byproducts(bench, fake_neuralsat, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     results = run_neuralsat(bench, timeout=5, instances=["robust"])
     assert len(results) == 1 and results[0].result == "sat"
     # wall time (start-up included) like every verifier; its own 0.1234 s is kept in the note
     assert 0 < results[0].seconds < 5 and results[0].seconds != 0.1234 and "reports 0.12 s" in results[0].note
     assert results[0].counterexample.tolist() == [0.5, 0.25, 0.75, 1.0]
+    folder = bench / "results" / "neuralsat"
+    assert (folder / "byproduct.txt").is_file() and (folder / "cache").is_dir()
+    assert not (tmp_path / "byproduct.txt").exists()
 
 
-def test_neuralsat_is_found_in_another_interpreters_environment(tmp_path, monkeypatch):
-    """NeuralSAT usually lives in its own venv: --python points at that interpreter."""
-    import sys
+def test_resume_reuses_answers_for_the_same_network_verifier_and_timeout(bench, fake_neuralsat):
+    run_neuralsat(bench, timeout=5)
+    meta = json.loads((bench / "results" / "neuralsat" / "robust.json").read_text())
+    assert meta["verifier"] == "neuralsat" and meta["timeout"] == 5 and len(meta["onnx_sha256"]) == 64
+    again = run_neuralsat(bench, timeout=5)
+    assert all("reused" in r.note for r in again) and _calls(bench, "robust") == 1
+    assert again[0].counterexample.tolist() == [0.5, 0.25, 0.75, 1.0]
+    run_neuralsat(bench, timeout=6)  # another timeout: another question
+    assert _calls(bench, "robust") == 2
+    run_neuralsat(bench, timeout=6, force=True)
+    assert _calls(bench, "robust") == 3
+    onnx = bench / "onnx" / "net.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\n")  # another network (same name)
+    run_neuralsat(bench, timeout=6)
+    assert _calls(bench, "robust") == 4
 
+
+def test_jobs_run_instances_at_once(bench, fake_neuralsat, monkeypatch):
+    monkeypatch.setenv("FAKE_NS_SLEEP", "1.5")
+    run_neuralsat(bench, timeout=5, jobs=2)
+    spans = [[float(t) for t in (bench / "results" / "neuralsat" / f"{n}.txt.calls").read_text().split()]
+             for n in ("robust", "wrong_label")]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], f"not overlapping: {spans}"
+    with pytest.raises(VerifierError, match="jobs"):
+        run_neuralsat(bench, jobs=0)
+
+
+def test_an_errored_instance_exits_4_with_its_reason(bench, fake_neuralsat, monkeypatch):
+    monkeypatch.setenv("FAKE_NS_FAIL", "1")
+    assert InstanceError.exit_code not in (0, 1, 3)
+    done = CliRunner().invoke(verify_cmd, [str(bench), "--timeout", "5"])
+    assert done.exit_code == InstanceError.exit_code, done.output
+    assert "error robust: exit status 1" in done.output and "out of cheese" in done.output
+    assert "failed on every instance" in done.output and "Traceback" not in done.output
+    monkeypatch.delenv("FAKE_NS_FAIL")  # errors are not reused: the next run tries again
+    monkeypatch.setenv("FAKE_NS_UNSAT", "1")
+    # robust only: an unsat on wrong_label (a known counterexample) is a contradiction (exit 3) since e13
+    done = CliRunner().invoke(verify_cmd, [str(bench), "--timeout", "5", "--instance", "robust"])
+    assert done.exit_code == 0 and "unsat 1" in done.output, done.output
+    monkeypatch.delenv("FAKE_NS_UNSAT")  # a sat whose counterexample fails the check is an error too
+    done = CliRunner().invoke(verify_cmd, [str(bench), "--timeout", "5", "--force", "--instance", "robust"])
+    assert done.exit_code == InstanceError.exit_code and "rejected sat" in done.output, done.output
+
+
+def test_neuralsat_lookup_order(tmp_path, monkeypatch):
+    """--python, then ADCERT_NEURALSAT_PYTHON, then .venv-neuralsat, then this interpreter."""
     src = tmp_path / "site" / "src"
     (src / "verifier").mkdir(parents=True)
     for name in ("__init__.py", "main.py", "verifier/verifier.py"):
         (src / name).write_text("")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
-    assert runners.find_neuralsat(python=sys.executable) == src
+    assert neuralsat.find_neuralsat(python=sys.executable) == (sys.executable, src)
+    monkeypatch.setenv("ADCERT_NEURALSAT_PYTHON", sys.executable)
+    assert neuralsat.find_neuralsat() == (sys.executable, src)
+    monkeypatch.setenv("ADCERT_NEURALSAT_PYTHON", str(tmp_path / "nope" / "python"))
+    with pytest.raises(VerifierError, match="ADCERT_NEURALSAT_PYTHON.*make neuralsat"):
+        neuralsat.find_neuralsat()
+    monkeypatch.delenv("ADCERT_NEURALSAT_PYTHON")
     monkeypatch.delenv("PYTHONPATH")
     with pytest.raises(VerifierError, match="--python"):
-        runners.find_neuralsat(python=sys.executable)
+        neuralsat.find_neuralsat(python=sys.executable)
+    monkeypatch.setattr(neuralsat, "PROJECT_VENV_PYTHON", tmp_path / "no-venv" / "bin" / "python")
+    with pytest.raises(VerifierError, match="make neuralsat.*ADCERT_NEURALSAT_PYTHON"):
+        neuralsat.find_neuralsat()
 
 
-def test_missing_verifiers_raise(tmp_path, bench):
+def test_missing_verifiers_raise(tmp_path, bench, monkeypatch):
+    monkeypatch.delenv("ADCERT_ABCROWN", raising=False)
     with pytest.raises(VerifierError, match="alpha-beta-CROWN"):
-        run_abcrown(tmp_path / "nothing", bench)
+        run_abcrown(tmp_path / "nothing", bench, python=sys.executable)
+    with pytest.raises(VerifierError, match="ADCERT_ABCROWN"):
+        run_abcrown(None, bench, python=sys.executable)
     with pytest.raises(VerifierError, match="unknown instances"):
-        run_marabou(bench, instances=["nope"])
+        common.plan(bench, "neuralsat", None, ["nope"])
     with pytest.raises(VerifierError, match="unknown verifier"):
         verify_benchmark(bench, "eran")
+

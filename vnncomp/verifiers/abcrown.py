@@ -1,0 +1,184 @@
+"""alpha-beta-CROWN, run from its GitHub checkout under the interpreter of its own environment.
+
+abCROWN is not on the registry and wants upstream auto_LiRPA, so it never runs under adcert's
+interpreter: the checkout comes from ``--abcrown`` / ``ADCERT_ABCROWN`` and the interpreter
+from ``--abcrown-python`` / ``ADCERT_ABCROWN_PYTHON``. Two modes:
+
+* ``single``: one ``abcrown.py`` process per instance (VNN-COMP single_vnnlib mode), results
+  file with ``sat`` + counterexample, ``unsat`` or ``timeout``;
+* ``csv``: one process over a csv of the instances to run (start-up paid once); its answers are
+  read from abCROWN's results pickle, which carries no counterexamples.
+
+Every process runs with its cwd in ``results/abcrown/``, and the counterexample file
+(``attack.cex_path``, default ``./test_cex.txt``) is put there too. abCROWN also caches each
+parsed property as ``<vnnlib>.compiled`` beside the vnnlib file; that one cannot be moved.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from adcert_plugin.errors import VerifierError
+
+from ..export.abcrown import single_instance_args
+from ..export.instances import Instance
+from ..results import VerifierResult, read_abcrown_pickle, write_result_file
+from .common import (STARTUP_GRACE, Command, RunPlan, log_tail, plan, python_env, record, reused, run_benchmark,
+                     run_process, share_cores)
+
+ENV_CHECKOUT = "ADCERT_ABCROWN"
+ENV_PYTHON = "ADCERT_ABCROWN_PYTHON"
+MODES = ("single", "csv")
+DEVICES = ("cpu", "gpu")
+_CSV_OVERHEAD = 10.0  # seconds per instance for loading the model and the property in csv mode
+
+
+def find_abcrown(abcrown_path=None) -> Path:
+    """The ``complete_verifier`` folder of an alpha-beta-CROWN checkout (default: ``$ADCERT_ABCROWN``).
+
+    Accepts the checkout root, its ``complete_verifier`` folder, or ``abcrown.py`` itself.
+
+    Raises:
+        VerifierError: No ``complete_verifier/abcrown.py`` there.
+    """
+    named = abcrown_path or os.environ.get(ENV_CHECKOUT)
+    path = Path(named).expanduser().resolve() if named else None
+    for candidate in ((path / "complete_verifier", path, path.parent) if path else ()):
+        if (candidate / "abcrown.py").is_file():
+            return candidate
+    where = f"no complete_verifier/abcrown.py under {named}" if named else "no alpha-beta-CROWN checkout given"
+    raise VerifierError(f"{where}; git clone https://github.com/Verified-Intelligence/alpha-beta-CROWN and pass "
+                        f"--abcrown /path/to/alpha-beta-CROWN (or set {ENV_CHECKOUT})")
+
+
+def find_abcrown_python(python=None) -> str:
+    """The interpreter of abCROWN's own environment (default: ``$ADCERT_ABCROWN_PYTHON``).
+
+    Raises:
+        VerifierError: None given, or it does not exist.
+    """
+    named = python or os.environ.get(ENV_PYTHON)
+    if not named:
+        raise VerifierError(f"alpha-beta-CROWN needs the interpreter of its own environment: pass "
+                            f"--abcrown-python /path/to/its/venv/bin/python (or set {ENV_PYTHON}); see the README")
+    if not Path(named).expanduser().exists():
+        raise VerifierError(f"abCROWN interpreter {named} does not exist; pass --abcrown-python (or set {ENV_PYTHON})")
+    return str(Path(named).expanduser())
+
+
+def _env(results_dir: Path) -> dict:
+    env = python_env(cache_dir=results_dir / "cache")
+    env.pop("PYTHONPATH", None)  # adcert's path must not shadow abCROWN's own auto_LiRPA
+    return env
+
+
+def abcrown_config(bench_dir: Path, device: str) -> Path:
+    """The benchmark's ``abcrown_<device>.yaml``."""
+    path = Path(bench_dir) / f"abcrown_{device}.yaml"
+    if not path.is_file():
+        raise VerifierError(f"{path} does not exist; re-export the benchmark (adcert-export writes "
+                            "abcrown_cpu.yaml and abcrown_gpu.yaml)")
+    return path
+
+
+@dataclass(frozen=True)
+class ABCrownRunner:
+    """abCROWN's ``abcrown.py``: its folder, its interpreter, the benchmark's YAML for the device."""
+
+    workdir: Path
+    python: str
+    config: Path
+    name: str = "abcrown"
+
+    def command(self, instance: Instance, results_file: Path, seconds: float) -> Command:
+        args = single_instance_args(self.config, instance.onnx, instance.vnnlib, results_file, seconds)
+        cex = results_file.with_name(f"{instance.name}.cex.txt")
+        return Command([self.python, str(self.workdir / "abcrown.py"), *args, "--cex_path", str(cex)],
+                       _env(results_file.parent))
+
+    def csv_command(self, csv_path: Path, pickle_path: Path) -> Command:
+        cex = csv_path.with_suffix(".cex.txt")
+        return Command([self.python, str(self.workdir / "abcrown.py"), "--config", str(self.config),
+                        "--csv_name", str(csv_path), "--results_file", str(pickle_path), "--cex_path", str(cex)],
+                       _env(csv_path.parent))
+
+
+def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], tag: str) -> list[VerifierResult]:
+    """One abCROWN process over ``chunk``; answers from its pickle, one results file per instance."""
+    csv_path = run.results_dir / f"csv-{tag}.csv"
+    pickle_path = run.results_dir / f"csv-{tag}.pkl"
+    log_file = run.results_dir / f"csv-{tag}.log"
+    pickle_path.unlink(missing_ok=True)
+    # absolute paths: abCROWN joins them with root_path, which leaves an absolute path as it is
+    csv_path.write_text("".join(f"{i.onnx},{i.vnnlib},{run.seconds[i.name]:g}\n" for i in chunk))
+    limit = sum(run.seconds[i.name] + _CSV_OVERHEAD for i in chunk) + STARTUP_GRACE[runner.name]
+    command = share_cores(runner.csv_command(csv_path, pickle_path), run.jobs)
+    status, wall = run_process(command, log_file, limit, runner.name, run.results_dir)
+    names = [i.name for i in chunk]
+    answered = read_abcrown_pickle(pickle_path, names) if pickle_path.is_file() else []
+    if status is None:
+        missing = VerifierResult("", runner.name, "timeout", float("nan"),
+                                 note=f"abCROWN csv run killed at its wall limit ({limit:g} s)")
+    else:
+        tail = log_tail(log_file)
+        missing = VerifierResult("", runner.name, "error", float("nan"),
+                                 note=f"abCROWN csv run exited {status} before this instance"
+                                      f"{': ' + tail if tail else ''} (log {log_file})")
+    results = []
+    for k, instance in enumerate(chunk):
+        if k < len(answered):
+            r = answered[k]
+            result = VerifierResult(r.instance, r.verifier, r.result, r.seconds,
+                                    note=f"{r.note}; csv mode (no counterexample)")
+        else:
+            result = VerifierResult(instance.name, runner.name, missing.result, missing.seconds, note=missing.note)
+        write_result_file(run.results_dir / f"{instance.name}.txt", result)
+        record(run, instance, result)
+        results.append(result)
+    return results
+
+
+def run_csv(runner: ABCrownRunner, run: RunPlan) -> list[VerifierResult]:
+    """csv mode: the instances without a reusable answer, in ``run.jobs`` abCROWN processes."""
+    earlier = {i.name: reused(run, i, runner.name) for i in run.instances}
+    pending = [i for i in run.instances if earlier[i.name] is None]
+    chunks = [pending[k::run.jobs] for k in range(min(run.jobs, len(pending)))]
+    with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
+        done = pool.map(lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])), enumerate(chunks))
+        fresh = {r.instance: r for results in done for r in results}
+    return [earlier[i.name] or fresh[i.name] for i in run.instances]
+
+
+def run_abcrown(abcrown_path=None, bench_dir=None, timeout: float | None = None, device: str = "cpu",
+                instances: Sequence[str] | None = None, python: str | None = None, mode: str = "single",
+                jobs: int = 1, force: bool = False) -> list[VerifierResult]:
+    """Run alpha-beta-CROWN on a benchmark under the interpreter of its own environment.
+
+    Args:
+        abcrown_path: alpha-beta-CROWN checkout (default: ``$ADCERT_ABCROWN``; see :func:`find_abcrown`).
+        bench_dir: Benchmark folder (holds ``abcrown_<device>.yaml``).
+        timeout: Seconds per instance (default: the csv column).
+        device: ``cpu`` or ``gpu`` (picks the YAML).
+        instances: Names to run (default: all).
+        python: Interpreter of abCROWN's environment (default: ``$ADCERT_ABCROWN_PYTHON``).
+        mode: ``single`` (one process per instance) or ``csv`` (one process over all of them).
+        jobs: Processes at once (csv mode: the instances are dealt out over ``jobs`` processes).
+        force: Rerun instances whose answers are already there.
+
+    Raises:
+        VerifierError: No checkout, no interpreter, no config for ``device``, or an unknown mode.
+    """
+    if mode not in MODES or device not in DEVICES:
+        raise VerifierError(f"abCROWN mode must be one of {MODES} and device one of {DEVICES}; "
+                            f"got {mode!r}, {device!r}")
+    if bench_dir is None:
+        raise VerifierError("run_abcrown needs a benchmark folder")
+    workdir, interpreter = find_abcrown(abcrown_path), find_abcrown_python(python)
+    config = abcrown_config(Path(bench_dir).resolve(), device)
+    run = plan(bench_dir, "abcrown", timeout, instances, jobs, force, mode)
+    runner = ABCrownRunner(workdir, interpreter, config)
+    return run_csv(runner, run) if mode == "csv" else run_benchmark(runner, run)

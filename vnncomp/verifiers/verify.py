@@ -1,0 +1,77 @@
+"""verify_benchmark: run one verifier on a benchmark, check its counterexamples, write the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from adcert_plugin.errors import VerifierError
+
+from ..export.instances import read_instances
+from ..results import VerifierResult, check_answers, validate_counterexamples, write_results_table
+from .abcrown import run_abcrown
+from .marabou import run_marabou
+from .neuralsat import run_neuralsat
+
+RUNNERS = {"neuralsat": run_neuralsat, "abcrown": run_abcrown, "marabou": run_marabou}
+DEFAULT_VERIFIER = "neuralsat"
+
+
+def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | None = None, abcrown_path=None,
+                     device: str = "cpu", instances: Sequence[str] | None = None,
+                     table: str | Path | None = None, python: str | Path | None = None, jobs: int = 1,
+                     force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None,
+                     raise_on_contradiction: bool = True) -> tuple[list[VerifierResult], Path]:
+    """Run one verifier on a benchmark, check its counterexamples, write the results table.
+
+    A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
+    answer is then checked against the benchmark's evidence (:func:`check_answers`): an
+    ``unsat`` with a counterexample in hand becomes ``error``, and the table is written before
+    any contradiction raises.
+    Answers already in ``<bench>/results/<verifier>/`` for the same network (sha256 of the
+    ONNX file), verifier and timeout are reused unless ``force``; earlier errors are rerun.
+
+    Args:
+        bench_dir: Benchmark folder.
+        verifier: ``neuralsat`` (default), ``abcrown`` or ``marabou``.
+        timeout: Seconds per instance (default: the csv column).
+        abcrown_path: alpha-beta-CROWN checkout (abcrown; default ``$ADCERT_ABCROWN``).
+        device: ``cpu`` or ``gpu`` (``cuda`` is read as ``gpu``); Marabou runs on the CPU.
+        instances: Names to run (default: all).
+        table: CSV table path (default: ``<bench>/results/<verifier>.csv``).
+        python: Interpreter of NeuralSAT's environment (default: see ``find_neuralsat``); for
+            abcrown, used when ``abcrown_python`` is not given.
+        jobs: Instances run at once.
+        force: Rerun instances whose answers are already there.
+        mode: abcrown only: ``single`` (one process per instance) or ``csv`` (one for all).
+        abcrown_python: Interpreter of abCROWN's environment (default ``$ADCERT_ABCROWN_PYTHON``).
+        raise_on_contradiction: Raise on a contradiction (default). Off for callers that report
+            it themselves: a contradicted ``unsat`` is returned as ``error``, noted ``rejected unsat: ...``.
+
+    Returns:
+        (results in the csv's order, table path).
+
+    Raises:
+        VerifierError: Unknown or missing verifier, bad options.
+        SoundnessError: An answer contradicts the evidence (exit 3); the table is written first.
+    """
+    if verifier not in RUNNERS:
+        raise VerifierError(f"unknown verifier {verifier!r}; choose one of {sorted(RUNNERS)}")
+    bench_dir = Path(bench_dir).resolve()
+    gpu = device in ("gpu", "cuda")
+    common = {"timeout": timeout, "instances": instances, "jobs": jobs, "force": force}
+    if verifier == "marabou":
+        results = run_marabou(bench_dir, **common)
+    elif verifier == "abcrown":
+        results = run_abcrown(abcrown_path, bench_dir, device="gpu" if gpu else "cpu",
+                              python=abcrown_python or python, mode=mode, **common)
+    else:
+        results = run_neuralsat(bench_dir, device="cuda" if gpu else "cpu", python=python, **common)
+    by_name = {i.name: i for i in read_instances(bench_dir)}
+    # abCROWN's csv mode writes no counterexamples: its sat answers are taken as they come
+    results = validate_counterexamples(results, by_name, require=not (verifier == "abcrown" and mode == "csv"))
+    checked = check_answers(bench_dir, results)  # every answer against the benchmark's evidence (e13)
+    path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", checked.results, checked.identity)
+    if raise_on_contradiction:
+        checked.raise_if_contradicted(str(path))
+    return checked.results, path
