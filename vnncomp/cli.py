@@ -105,14 +105,17 @@ def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrow
     """
     from adcert_plugin.errors import InstanceError
 
-    from .verifiers import verify_benchmark
+    from .verifiers import run_and_check
 
     _setup_logging(verbose)
-    results, table = verify_benchmark(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
-                                      device=device, instances=list(instances) or None, table=out,
-                                      python=python, jobs=jobs, force=force, mode=mode,
-                                      abcrown_python=abcrown_python)
+    checked, table = run_and_check(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
+                                   device=device, instances=list(instances) or None, table=out,
+                                   python=python, jobs=jobs, force=force, mode=mode,
+                                   abcrown_python=abcrown_python)
+    results = checked.results
     _say(_verify_summary(verifier, results, table))
+    _say(checked.coverage.line())
+    checked.raise_if_contradicted(str(table))  # a contradiction outranks instance errors: exit 3, not 4
     errors = [r for r in results if r.result == "error"]
     if errors:
         every = "every instance" if len(errors) == len(results) else f"{len(errors)} of {len(results)} instances"

@@ -17,17 +17,25 @@ RUNNERS = {"neuralsat": run_neuralsat, "abcrown": run_abcrown, "marabou": run_ma
 DEFAULT_VERIFIER = "neuralsat"
 
 
-def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | None = None, abcrown_path=None,
-                     device: str = "cpu", instances: Sequence[str] | None = None,
-                     table: str | Path | None = None, python: str | Path | None = None, jobs: int = 1,
-                     force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None,
-                     raise_on_contradiction: bool = True) -> tuple[list[VerifierResult], Path]:
-    """Run one verifier on a benchmark, check its counterexamples, write the results table.
+def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, raise_on_contradiction: bool = True,
+                     **options) -> tuple[list[VerifierResult], Path]:
+    """:func:`run_and_check`, returning (results, table path); raises on a contradiction unless asked not to."""
+    checked, path = run_and_check(bench_dir, verifier, **options)
+    if raise_on_contradiction:
+        checked.raise_if_contradicted(str(path))
+    return checked.results, path
+
+
+def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | None = None, abcrown_path=None,
+                  device: str = "cpu", instances: Sequence[str] | None = None,
+                  table: str | Path | None = None, python: str | Path | None = None, jobs: int = 1,
+                  force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None):
+    """Run one verifier on a benchmark, check every answer, write the results table.
 
     A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
     answer is then checked against the benchmark's evidence (:func:`check_answers`): an
-    ``unsat`` with a counterexample in hand becomes ``error``, and the table is written before
-    any contradiction raises.
+    ``unsat`` with a counterexample in hand becomes ``error`` and a contradiction. Nothing is
+    raised for contradictions here: they are in the returned :class:`Checked`.
     Answers already in ``<bench>/results/<verifier>/`` for the same network (sha256 of the
     ONNX file), verifier and timeout are reused unless ``force``; earlier errors are rerun.
 
@@ -49,7 +57,7 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float
             it themselves: a contradicted ``unsat`` is returned as ``error``, noted ``rejected unsat: ...``.
 
     Returns:
-        (results in the csv's order, table path).
+        (:class:`Checked`: results in the csv's order, contradictions, coverage; the table path).
 
     Raises:
         VerifierError: Unknown or missing verifier, bad options.
@@ -72,6 +80,4 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float
     results = validate_counterexamples(results, by_name, require=not (verifier == "abcrown" and mode == "csv"))
     checked = check_answers(bench_dir, results)  # every answer against the benchmark's evidence (e13)
     path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", checked.results, checked.identity)
-    if raise_on_contradiction:
-        checked.raise_if_contradicted(str(path))
-    return checked.results, path
+    return checked, path
