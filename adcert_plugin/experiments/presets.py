@@ -12,27 +12,43 @@ from ..errors import ConfigError
 from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, ScheduleConfig
 from .config import EvalSettings, ExperimentConfig, TeacherSettings
 
-_EXPERIMENTS: dict[str, ExperimentConfig] = {}
+class PresetRegistry:
+    """Named configs of one kind (``what``: "experiment", "study"): register once, look up with a hint."""
+
+    def __init__(self, what: str):
+        self.what, self._items = what, {}
+
+    def register(self, cfg):
+        if cfg.name in self._items:
+            raise ConfigError(f"{self.what} preset {cfg.name!r} is registered twice")
+        self._items[cfg.name] = cfg
+        return cfg
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str):
+        if name not in self._items:
+            close = difflib.get_close_matches(name, list(self._items), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown {self.what} preset {name!r}{hint}; known: {', '.join(self.names())}")
+        return self._items[name]
+
+
+_EXPERIMENTS = PresetRegistry("experiment")
 
 
 def register_experiment(cfg: ExperimentConfig) -> ExperimentConfig:
     """Register a preset under ``cfg.name``; a duplicate name is an error."""
-    if cfg.name in _EXPERIMENTS:
-        raise ConfigError(f"experiment preset {cfg.name!r} is registered twice")
-    _EXPERIMENTS[cfg.name] = cfg
-    return cfg
+    return _EXPERIMENTS.register(cfg)
 
 
 def list_experiments() -> list[str]:
-    return sorted(_EXPERIMENTS)
+    return _EXPERIMENTS.names()
 
 
 def get_experiment(name: str) -> ExperimentConfig:
-    if name not in _EXPERIMENTS:
-        close = difflib.get_close_matches(name, list(_EXPERIMENTS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown experiment preset {name!r}{hint}; known: {', '.join(list_experiments())}")
-    return _EXPERIMENTS[name]
+    return _EXPERIMENTS.get(name)
 
 
 def _ramp(epochs: int, length: int, teacher: bool = False, **kw) -> ScheduleConfig:

@@ -27,15 +27,12 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import atomic_write_text, read_json, write_json
-from ..training import RunDir, TrainConfig, read_config_file, train
+from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
-from ..training.strict import flatten
 from .study_config import StudyConfig, StudyEval, point_name
+from .unified import check_same_config
 
 log = logging.getLogger(__name__)
-
-_IGNORED_ON_REUSE = ("out_dir", "device", "data.data_dir", "teacher")
-
 
 # -- one job: train (or reuse) one run, then evaluate it ------------------------------------
 def _job(train_dict: dict, evals: list[dict]) -> dict:
@@ -61,13 +58,7 @@ def _finished_with(run: RunDir, wanted: TrainConfig) -> bool:
     """A finished run in ``run`` with the config asked for (another config there is an error)."""
     if not run.summary.is_file():
         return False
-    saved = flatten(read_config_file(run.config), keep=("loss.params", "model.kwargs"))
-    now = flatten(wanted.to_dict(), keep=("loss.params", "model.kwargs"))
-    changed = [k for k in sorted(set(saved) | set(now)) if k not in _IGNORED_ON_REUSE and saved.get(k) != now.get(k)]
-    if changed:
-        k = changed[0]
-        raise ConfigError(f"{run.path} holds a finished run with another config ({k}: {saved.get(k)!r} → "
-                          f"{now.get(k)!r}); choose another --out-dir or delete that run")
+    check_same_config(run, wanted, advice="delete that run")
     return True
 
 

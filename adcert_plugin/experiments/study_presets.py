@@ -15,34 +15,25 @@ CPU-scale choices, shared by the three benchmarks:
 
 from __future__ import annotations
 
-import difflib
-
 from ..attacks import AttackConfig
-from ..errors import ConfigError
 from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, ScheduleConfig
 from .config import TeacherSettings
+from .presets import PresetRegistry
 from .study_config import StudyConfig, StudyEval
 
-_STUDIES: dict[str, StudyConfig] = {}
+_STUDIES = PresetRegistry("study")
 
 
 def register_study(cfg: StudyConfig) -> StudyConfig:
-    if cfg.name in _STUDIES:
-        raise ConfigError(f"study preset {cfg.name!r} is registered twice")
-    _STUDIES[cfg.name] = cfg
-    return cfg
+    return _STUDIES.register(cfg)
 
 
 def list_studies() -> list[str]:
-    return sorted(_STUDIES)
+    return _STUDIES.names()
 
 
 def get_study(name: str) -> StudyConfig:
-    if name not in _STUDIES:
-        close = difflib.get_close_matches(name, list(_STUDIES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown study preset {name!r}{hint}; known: {', '.join(list_studies())}")
-    return _STUDIES[name]
+    return _STUDIES.get(name)
 
 
 ALPHAS = (0.01, 0.1, 0.5)

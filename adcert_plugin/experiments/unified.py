@@ -156,7 +156,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, train_cfg: TrainConfig, alpha: fl
     label = f"{train_cfg.loss.name}" + ("" if alpha is None else f" alpha={alpha:g}")
     retrain = force or stale or not run.summary.is_file()
     if not retrain:
-        _check_same_config(run, train_cfg)
+        check_same_config(run, train_cfg)
         summary = read_json(run.summary)
         log.info("%s: reusing the finished run in %s", label, run.path)
     else:
@@ -172,14 +172,15 @@ def _train_and_evaluate(cfg: ExperimentConfig, train_cfg: TrainConfig, alpha: fl
         reused=not retrain, seed=train_cfg.seed)
 
 
-def _check_same_config(run: RunDir, wanted: TrainConfig) -> None:
+def check_same_config(run: RunDir, wanted: TrainConfig, advice: str = "pass --force to retrain") -> None:
+    """A finished run in ``run`` must have the config asked for (paths and device may differ)."""
     saved = flatten(read_config_file(run.config), keep=("loss.params", "model.kwargs"))
     now = flatten(wanted.to_dict(), keep=("loss.params", "model.kwargs"))
     changed = [k for k in sorted(set(saved) | set(now)) if k not in _IGNORED_ON_REUSE and saved.get(k) != now.get(k)]
     if changed:
         k = changed[0]
         raise ConfigError(f"{run.path} holds a finished run with another config ({k}: {saved.get(k)!r} → "
-                          f"{now.get(k)!r}); pass --force to retrain, or choose another --out-dir")
+                          f"{now.get(k)!r}); {advice}, or choose another --out-dir")
 
 
 def _evaluate(cfg: ExperimentConfig, run: RunDir, overwrite: bool) -> EvalReport:
