@@ -15,6 +15,8 @@ CPU-scale choices, shared by the three benchmarks:
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..attacks import AttackConfig
 from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, ScheduleConfig
 from .config import TeacherSettings
@@ -73,16 +75,18 @@ register_study(_cpu_study("fmnist-0.1", "fashion-mnist", 0.1, 1.0, "Fashion-MNIS
 
 register_study(StudyConfig(
     name="smoke",
-    description="The whole path in about a minute: 300 training images, 1 epoch, two grid points for one "
-                "method and one for the rest, two seeds; checks the pipeline, not the methods.",
-    data=DataConfig(dataset="mnist", validation_size=100, train_subset=300, test_subset=50, batch_size=100),
-    model=ModelConfig(name="small-cnn", kwargs={"width": 4, "linear_size": 16}),
-    schedule=_schedule(0.05, 1.0, epochs=1), optim=_optim(1, 1e-5), attack=_ONE_STEP,
+    description="The whole path in a few minutes: 1000 training images, 2 epochs, two grid points for one "
+                "method and one for the rest, two seeds, NeuralSAT on what the bounds leave open in the final "
+                "evaluation; checks the pipeline, not the methods.",
+    data=DataConfig(dataset="mnist", validation_size=200, train_subset=2000, test_subset=50, batch_size=50),
+    model=ModelConfig(name="small-cnn", kwargs={"width": 8, "linear_size": 32}),
+    schedule=_schedule(0.02, 1.0, epochs=2), optim=dataclasses.replace(_optim(2, 1e-5), lr=5e-3), attack=_ONE_STEP,
     monitor=EvalConfig(pgd_steps=2, pgd_step_size=0.5),
-    teacher=TeacherSettings(schedule=_schedule(0.05, 1.0, epochs=1, teacher=True), optim=_optim(1, 0.0),
+    teacher=TeacherSettings(schedule=_schedule(0.02, 1.0, epochs=2, teacher=True),
+                            optim=dataclasses.replace(_optim(2, 0.0), lr=5e-3),
                             attack=AttackConfig(steps=2, step_size=0.5)),
     grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}, "cc-dist": {"alpha": (0.5,)},
            "ad-cert": {"alpha": (0.5,)}},
     selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
-    final=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
+    final=StudyEval(n=20, verifier="neuralsat", timeout=5.0, jobs=2, attack=AttackConfig(steps=5, step_size=0.25)),
     seeds=(0, 1), processes=1, device="cpu"))
