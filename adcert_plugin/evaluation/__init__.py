@@ -4,8 +4,8 @@
     report.py   EvalReport, samples.jsonl rows and the summary recounted from them
 """
 
-from .cascade import DEFAULT_ATTACK, evaluate, pgd_margins, resolve_methods
+from .cascade import DEFAULT_ATTACK, check_eps, check_range, evaluate, pgd_margins, resolve_methods, select_indices
 from .report import SAMPLE_KEYS, EvalReport, format_table, read_samples, summarize
 
-__all__ = ["DEFAULT_ATTACK", "SAMPLE_KEYS", "EvalReport", "evaluate", "format_table", "pgd_margins", "read_samples",
-           "resolve_methods", "summarize"]
+__all__ = ["DEFAULT_ATTACK", "SAMPLE_KEYS", "EvalReport", "check_eps", "check_range", "evaluate", "format_table",
+           "pgd_margins", "read_samples", "resolve_methods", "select_indices", "summarize"]
