@@ -102,6 +102,10 @@ def cross_check(eval_rows: Sequence[dict], results: Sequence[VerifierResult],
                               f"{by_index[index]['label']} for sample {index}; different data sets?")
         answers.setdefault(index, {})[r.verifier] = r.result
     missing = sorted(set(answers) - set(by_index))
+    if answers and len(missing) == len(answers):  # nothing would be cross-checked: not a result, a mismatch
+        raise ConfigError(f"none of the {len(answers)} verified samples (test indices {missing[:10]}) is in the eval "
+                          "report, so nothing can be cross-checked; export the samples the eval covers "
+                          "(adcert-export with adcert-eval's --start/--end) or evaluate the benchmark's samples")
     if missing:
         logger.warning("%d verified samples are not in the eval report: %s", len(missing), missing[:10])
     problems: list[str] = []
@@ -132,6 +136,9 @@ def read_eval_rows(path: str | Path) -> list[dict]:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError, AttributeError) as err:
         raise ConfigError(f"cannot read eval report {path}: {err}") from err
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(f"{path} holds no per-sample rows; pass adcert-eval's samples.jsonl "
+                          "(e.g. runs/adcert/eval-0.1/samples.jsonl), not its summary.json or an empty file")
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict) or "index" not in row or "label" not in row:
             raise ConfigError(f"{path}: row {number} lacks 'index'/'label'; is this adcert-eval's per-sample file?")
@@ -161,6 +168,7 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
         ConfigError: No results to merge, or unreadable inputs.
         SoundnessError: Contradictions (when ``raise_on_contradiction``).
     """
+    eval_rows = read_eval_rows(eval_path)  # first: a wrong eval file is the likelier mistake
     bench_dir = Path(bench_dir).resolve()
     metadata = read_metadata(bench_dir)
     instances = {i.name: i for i in read_instances(bench_dir)}
@@ -170,5 +178,5 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
                           "or pass --results")
     results = [r for path in paths for r in _load_source(path, instances)]
     labels = {e["instance"]: int(e["label"]) for e in metadata.get("instances", [])}
-    return cross_check(read_eval_rows(eval_path), results, instance_sample_index(metadata), labels,
+    return cross_check(eval_rows, results, instance_sample_index(metadata), labels,
                        raise_on_contradiction)
