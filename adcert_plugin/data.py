@@ -25,7 +25,11 @@ from .errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "ADCERT_DATA"
-_HOW_TO = f"pass --data-dir or set {ENV_VAR} to the folder that holds the data sets"
+_HOW_TO = (f"pass --data-dir DIR or set {ENV_VAR}=DIR (the folder that holds MNIST/, FashionMNIST/, ...), "
+           "or put the data sets in ../shared/data beside the checkout")
+# The one rule every command, the Makefile and the tests use to find the data (README "Data").
+DATA_RULE = (f"--data-dir, else ${ENV_VAR}, else ../shared/data beside the source checkout when it exists, "
+             "else ./data")
 _SPLITS = ("train", "test")
 _IDX_MAGIC = {2051: 3, 2049: 1}  # idx magic -> number of dims (images, labels)
 _AUG_PADDING = {"cifar": 2, "tinyimagenet": 4}
@@ -84,21 +88,43 @@ def get_data_spec(name: str) -> DataSpec:
         raise DataError(f"unknown data set {name!r}; known: {', '.join(list_datasets())}") from None
 
 
+def checkout_root() -> Path | None:
+    """The source checkout adcert runs from (the folder holding ``setup.py`` and ``adcert_plugin/``).
+
+    None for an installed copy (site-packages): "beside the checkout" only means something in
+    a checkout, and an installed adcert never guesses a folder next to site-packages.
+    """
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "setup.py").is_file() and (root / "adcert_plugin").is_dir() else None
+
+
+def default_data_dir() -> tuple[Path, str]:
+    """The data root when neither ``--data-dir`` nor ``$ADCERT_DATA`` is given, and where it came from.
+
+    ``../shared/data`` beside the checkout when that folder exists (the Makefile's default too),
+    else ``./data`` in the working folder.
+    """
+    root = checkout_root()
+    if root is not None and (root.parent / "shared" / "data").is_dir():
+        return (root.parent / "shared" / "data").resolve(), "../shared/data beside the checkout"
+    return Path("data").resolve(), "default ./data"
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """Finds the data root: ``data_dir``, else ``$ADCERT_DATA``, else ``./data``.
+    """Finds the data root by :data:`DATA_RULE`: ``data_dir`` (``--data-dir``), else
+    ``$ADCERT_DATA``, else ``../shared/data`` beside the checkout when it exists, else ``./data``.
 
     Raises:
-        DataError: The chosen folder does not exist.
+        DataError: The chosen folder does not exist; the message says how to point at the data.
     """
     if data_dir is not None:
         # click hands $ADCERT_DATA over as --data-dir's value: name where it most likely came from
         from_env = os.environ.get(ENV_VAR) == str(data_dir)
-        raw, source = str(data_dir), f"${ENV_VAR}" if from_env else "--data-dir"
+        path, source = Path(data_dir).expanduser().resolve(), f"${ENV_VAR}" if from_env else "--data-dir"
     elif os.environ.get(ENV_VAR):
-        raw, source = os.environ[ENV_VAR], ENV_VAR
+        path, source = Path(os.environ[ENV_VAR]).expanduser().resolve(), f"${ENV_VAR}"
     else:
-        raw, source = "data", "default ./data"
-    path = Path(raw).expanduser().resolve()
+        path, source = default_data_dir()
     if not path.is_dir():
         raise DataError(f"data directory {path} (from {source}) does not exist; {_HOW_TO}")
     return path

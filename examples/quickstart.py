@@ -42,13 +42,14 @@ def train_run(preset: str, out_dir: Path, data_dir: str | None, teacher: Path | 
     return result.run_dir / "model.pt"
 
 
-def verify(student: Path, out_dir: Path, data_dir: str | None, n: int, timeout: float):
-    """Export a VNN-COMP benchmark and run NeuralSAT on it (its venv: `make neuralsat`)."""
+def verify(student: Path, out_dir: Path, data_dir: str | None, n: int, timeout: float, end: int):
+    """Export a VNN-COMP benchmark of the images the eval covered (``[0, end)``) and run NeuralSAT on it
+    (its venv: `make neuralsat`)."""
     from vnncomp.export import export_benchmark
 
     bench = out_dir / "benchmark"
-    say("export a VNN-COMP benchmark", f"adcert-export {student} --out-dir {bench} --n {n} --force")
-    info = export_benchmark(student, bench, data_dir=data_dir, n=n, timeout=timeout, force=True)
+    say("export a VNN-COMP benchmark", f"adcert-export {student} --out-dir {bench} --n {n} --end {end} --force")
+    info = export_benchmark(student, bench, data_dir=data_dir, n=n, timeout=timeout, force=True, end=end)
     print(f"   {len(info.instances)} properties, ONNX max |diff| {info.onnx_max_abs_diff:.1e}; "
           f"abCROWN configs: {bench / 'abcrown_gpu.yaml'}", file=sys.stderr)
     from vnncomp.verifiers import verify_benchmark
@@ -72,7 +73,9 @@ def cross_check(eval_dir: Path, bench: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=Path("runs/quickstart"))
-    parser.add_argument("--data-dir", default=os.environ.get("ADCERT_DATA"))
+    parser.add_argument("--data-dir", default=os.environ.get("ADCERT_DATA"),
+                        help="data folder [default: $ADCERT_DATA, else ../shared/data beside the checkout, "
+                             "else ./data]")
     parser.add_argument("--epochs", type=int, default=None, help="override the presets' epochs (shorter runs)")
     parser.add_argument("--n-eval", type=int, default=1000, help="test samples to certify")
     parser.add_argument("--n-verify", type=int, default=8, help="properties to export and verify")
@@ -89,7 +92,7 @@ def main() -> int:
         say("certify", f"adcert-eval {student} --methods IBP,CROWN --end {args.n_eval} --out-dir {eval_dir}")
         report = evaluate(student, data_dir=args.data_dir, methods=("IBP", "CROWN"), start=0, end=args.n_eval,
                           out_dir=eval_dir, overwrite=True)
-        bench, results = verify(student, args.out_dir, args.data_dir, args.n_verify, args.timeout)
+        bench, results = verify(student, args.out_dir, args.data_dir, args.n_verify, args.timeout, args.n_eval)
         if results:
             cross_check(eval_dir, bench)
     except AdcertError as err:

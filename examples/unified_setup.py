@@ -22,6 +22,7 @@ import click
 import torch
 
 from adcert_plugin.cli import handle_errors
+from adcert_plugin.cli.commands import DATA_DIR_HELP
 from adcert_plugin.errors import ConfigError
 from adcert_plugin.experiments import get_experiment, list_experiments, run_unified
 
@@ -43,8 +44,7 @@ def _numbers(text: str | None, kind: type, option: str, example: str) -> tuple |
 @click.option("--preset", type=click.Choice(list_experiments()), default="cpu", help="Experiment preset.")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the runs and results [default: runs/unified-<preset>].")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None,
-              help="Folder holding the data sets [env: ADCERT_DATA].")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=None,
               help="The shared α of the main comparison [default: the preset's].")
 @click.option("--alphas", default=None, metavar="A,B,...",

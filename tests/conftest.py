@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from adcert_plugin.data import resolve_data_dir
+from adcert_plugin.errors import DataError
 from adcert_plugin.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,24 +37,29 @@ def expected_auto_lirpa():
         found = ".".join(map(str, auto_lirpa_version() or ()))
         assert found == expected, f"ADCERT_EXPECT_LIRPA={expected} but auto_LiRPA {found or 'none'} is installed"
 
+
 # The suite's tensors are tiny: intra-op threads cost more than they save (about 4x on a
 # 2-core machine), so every test runs on one torch thread.
 torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path | None:
-    """ADCERT_DATA, else ../shared/data beside the checkout; None when neither exists."""
-    for candidate in (os.environ.get("ADCERT_DATA"), REPO.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
-            return Path(candidate)
-    return None
+    """The data root by the README's rule, the CLI's (``adcert_plugin.data.resolve_data_dir``):
+    --data-dir, else $ADCERT_DATA, else ../shared/data beside the checkout, else ./data.
+    None when that folder does not exist or holds no MNIST."""
+    try:
+        root = resolve_data_dir()
+    except DataError:
+        return None
+    return root if (root / "MNIST" / "raw").is_dir() else None
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("real data not found: set ADCERT_DATA or put ../shared/data beside the checkout")
+        pytest.skip("real data not found by the README's rule: set ADCERT_DATA or put ../shared/data "
+                    "beside the checkout")
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 from pathlib import Path
 
@@ -12,18 +11,11 @@ import pytest
 import torch
 
 from adcert_plugin import data as D
+from conftest import shared_data_dir
 from adcert_plugin.errors import ConfigError, DataError
 
 
-def _real_root() -> Path | None:
-    candidates = [os.environ.get(D.ENV_VAR), Path(__file__).resolve().parents[2] / "shared" / "data"]
-    for cand in candidates:
-        if cand and (Path(cand) / "MNIST" / "raw").is_dir():
-            return Path(cand)
-    return None
-
-
-REAL = _real_root()
+REAL = shared_data_dir()  # the README's data rule, as the CLI applies it
 needs_real = pytest.mark.skipif(REAL is None, reason="real data folder absent (set ADCERT_DATA or ../shared/data)")
 
 
@@ -304,3 +296,73 @@ def test_subset_and_normalize():
     assert torch.equal(D.normalize(x[:, :1], D.get_data_spec("mnist")), x[:, :1])
     with pytest.raises(DataError):
         D.normalize(x[:, :1], spec)
+
+
+# --- the data rule (README "Data"): --data-dir, $ADCERT_DATA, ../shared/data beside the checkout, ./data --------
+
+
+def _fake_checkout(tmp_path: Path, with_shared: bool) -> Path:
+    checkout = tmp_path / "clone"
+    (checkout / "adcert_plugin").mkdir(parents=True)
+    (checkout / "setup.py").write_text("")
+    if with_shared:
+        (tmp_path / "shared" / "data").mkdir(parents=True)
+    return checkout
+
+
+def test_data_rule_finds_shared_data_beside_a_fresh_clone(tmp_path, monkeypatch):
+    """README step 1 after `. .venv/bin/activate`: no ADCERT_DATA, data in ../shared/data beside the clone."""
+    checkout = _fake_checkout(tmp_path, with_shared=True)
+    monkeypatch.delenv(D.ENV_VAR, raising=False)
+    monkeypatch.setattr(D, "checkout_root", lambda: checkout)
+    monkeypatch.chdir(tmp_path)
+    assert D.resolve_data_dir() == (tmp_path / "shared" / "data").resolve()
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path))  # the variable still wins, and the flag over it
+    assert D.resolve_data_dir() == tmp_path.resolve()
+    assert D.resolve_data_dir(checkout) == checkout.resolve()
+
+
+def test_data_rule_installed_copy_uses_dot_data_and_says_how_to_point(tmp_path, monkeypatch):
+    monkeypatch.delenv(D.ENV_VAR, raising=False)
+    monkeypatch.setattr(D, "checkout_root", lambda: None)  # site-packages: nothing "beside the checkout"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as err:
+        D.resolve_data_dir()
+    msg = str(err.value)
+    assert "default ./data" in msg and "--data-dir" in msg and "ADCERT_DATA" in msg and "../shared/data" in msg
+    (tmp_path / "data").mkdir()
+    assert D.resolve_data_dir() == (tmp_path / "data").resolve()
+
+
+def test_the_real_checkout_is_recognised_and_an_installed_one_is_not(tmp_path, monkeypatch):
+    assert D.checkout_root() == Path(__file__).resolve().parents[1]
+    fake = tmp_path / "site-packages" / "adcert_plugin" / "data.py"
+    fake.parent.mkdir(parents=True)
+    monkeypatch.setattr(D, "__file__", str(fake))
+    assert D.checkout_root() is None
+
+
+def test_tests_find_data_by_the_same_rule_only(tmp_path, monkeypatch):
+    """No hard-coded fallback in the suite: a wrong ADCERT_DATA is not papered over by ../shared/data."""
+    import conftest
+
+    beside = tmp_path / "shared" / "data" / "MNIST" / "raw"  # data that a hard-coded fallback would find
+    beside.mkdir(parents=True)
+    monkeypatch.setattr(conftest, "REPO", tmp_path / "clone")
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "nowhere"))
+    assert conftest.shared_data_dir() is None
+    write_fake = tmp_path / "d" / "MNIST" / "raw"
+    write_fake.mkdir(parents=True)
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "d"))
+    assert conftest.shared_data_dir() == (tmp_path / "d").resolve()
+
+
+def test_every_data_dir_help_states_the_rule():
+    from click.testing import CliRunner
+
+    from adcert_plugin.cli import eval_cmd, train_cmd
+    from vnncomp.cli import export_cmd
+
+    for command in (train_cmd, eval_cmd, export_cmd):
+        text = " ".join(CliRunner().invoke(command, ["--help"], terminal_width=200).output.split())
+        assert "$ADCERT_DATA, else ../shared/data beside the source checkout when it exists, else ./data" in text

@@ -65,8 +65,9 @@ def test_checkpoint_round_trip_is_weights_only(tmp_path):
 def test_checkpoint_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "adcert-checkpoint", "payload": Evil()}, path)
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="pickled Python objects") as err:
         load_model(path)
+    assert "weights_only" not in str(err.value)  # torch's "re-run with weights_only=False" is never passed on
 
 
 def test_plain_state_dict_needs_an_architecture(tmp_path):

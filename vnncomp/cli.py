@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from adcert_plugin.cli import handle_errors
+from adcert_plugin.cli import OneLineCommand, handle_errors, on_interrupt
+from adcert_plugin.cli.commands import DATA_DIR_HELP
 
 _PATH = click.Path(path_type=Path)
 _EXISTING_DIR = click.Path(path_type=Path, exists=True, file_okay=False)
@@ -27,7 +28,7 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
-_EXPORT_EXAMPLE = "adcert-export runs/mnist/model.pt --out-dir bench/mnist --eps 0.1 --n 20 --timeout 120"
+_EXPORT_EXAMPLE = "adcert-export runs/mnist/model.pt --out-dir bench/mnist --eps 0.1 --n 20 --end 1000 --timeout 120"
 _VERIFY_EXAMPLE = "adcert-verify bench/mnist --timeout 60 --jobs 2"
 _REPORT_EXAMPLE = "adcert-report runs/mnist/eval/samples.jsonl bench/mnist --out report.json"
 
@@ -36,15 +37,20 @@ def _example(line: str) -> str:
     return f"\b\nExample:\n  {line}"
 
 
-@click.command("adcert-export", epilog=_example(_EXPORT_EXAMPLE))
+@click.command("adcert-export", cls=OneLineCommand, epilog=_example(_EXPORT_EXAMPLE))
 @click.argument("checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--out-dir", type=_PATH, required=True, help="Benchmark folder to write.")
 @click.option("--dataset", default=None, help="Data-set name (default: the checkpoint's).")
-@click.option("--data-dir", type=_PATH, envvar="ADCERT_DATA", default=None, help="Data root [env: ADCERT_DATA].")
+@click.option("--data-dir", type=_PATH, envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Pixel-space L-inf radius (default: the checkpoint config's eps).")
+              help="Pixel-space L-inf radius in (0, 1] (default: the checkpoint config's eps).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of instances.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing test samples.")
+@click.option("--start", type=click.IntRange(min=0), default=None,
+              help="Draw only from test indices >= START (as adcert-eval --start) [default: 0].")
+@click.option("--end", type=click.IntRange(min=1), default=None,
+              help="Draw only from test indices < END (as adcert-eval --end), so that adcert-report can "
+                   "cross-check the benchmark with that eval [default: the whole split].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds per instance (n x timeout <= 6 h).")
 @click.option("--filter-pgd", is_flag=True, help="Keep only samples that PGD does not break.")
@@ -56,15 +62,17 @@ def _example(line: str) -> str:
 @click.option("--opset", type=click.IntRange(13, 17), default=13, show_default=True, help="ONNX opset.")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
-def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, timeout, filter_pgd, skip_certified, force, arch,
-               opset, verbose):
+def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end, timeout, filter_pgd, skip_certified,
+               force, arch, opset, verbose):
     """Write a VNN-COMP benchmark (ONNX, VNN-LIB 1.0/2.0, instances.csv, abCROWN configs)."""
     from .export.benchmark import export_benchmark
 
     _setup_logging(verbose)
+    on_interrupt(lambda: f"Nothing was written to {out_dir} (a benchmark is moved into place only when "
+                         "complete); run the same command again.")
     info = export_benchmark(checkpoint, out_dir, dataset=dataset, data_dir=data_dir, eps=eps, n=n, seed=seed,
                             timeout=timeout, filter_pgd=filter_pgd, force=force, arch=arch, opset=opset,
-                            skip_certified=skip_certified)
+                            skip_certified=skip_certified, start=start, end=end)
     method = info.params.get("skip_certified")
     skipped = f"{method}-certified (skipped) {info.bound_certified}/{info.bound_examined}, " if method else ""
     _say(f"wrote {len(info.instances)} instances to {info.out_dir} "

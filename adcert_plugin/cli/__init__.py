@@ -5,6 +5,7 @@
 """
 
 from .commands import eval_cmd, losses_cmd, merge_cmd, train_cmd
-from .errors import handle_errors
+from .errors import OneLineCommand, command_args, handle_errors, on_interrupt, rerun_command
 
-__all__ = ["eval_cmd", "handle_errors", "losses_cmd", "merge_cmd", "train_cmd"]
+__all__ = ["OneLineCommand", "command_args", "eval_cmd", "handle_errors", "losses_cmd", "merge_cmd", "on_interrupt",
+           "rerun_command", "train_cmd"]

@@ -15,18 +15,10 @@ from pathlib import Path
 
 import click
 
-from .errors import handle_errors
+from .errors import OneLineCommand, command_args, handle_errors, on_interrupt, rerun_command
 
-
-class OneLineCommand(click.Command):
-    """A click command whose usage errors print as one ``Error: ...`` line (no usage block)."""
-
-    def parse_args(self, ctx, args):
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as err:
-            err.ctx = None
-            raise
+DATA_DIR_HELP = ("Folder holding the data sets (MNIST/, FashionMNIST/, ...) [default: $ADCERT_DATA, else "
+                 "../shared/data beside the source checkout when it exists, else ./data].")
 
 
 def _loss_names() -> list[str]:
@@ -42,7 +34,7 @@ def _setup_logging(debug: bool) -> None:
 
 TRAIN_EXAMPLE = """\b
 Example:
-  adcert-train --preset mnist-small-teacher --data-dir /data --out-dir runs/teacher
+  adcert-train --preset mnist-small-teacher --out-dir runs/teacher
   adcert-train --preset mnist-small-adcert --teacher runs/teacher/model.pt --out-dir runs/adcert
 """
 
@@ -56,9 +48,9 @@ Example:
 @click.option("--loss", type=click.Choice(_loss_names()), default=None, help="Training loss.")
 @click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Teacher checkpoint (model.pt).")
 @click.option("--dataset", default=None, help="Data set name (mnist, cifar10, ...).")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None,
-              help="Folder holding the data sets [env: ADCERT_DATA].")
-@click.option("--eps", type=click.FloatRange(min=0.0), default=None, help="Target eps (pixel space).")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
+@click.option("--eps", type=click.FloatRange(min=0.0), default=None,
+              help="Target (eval) eps, pixel space, in [0, 1]; the training eps is this × schedule.train_eps_mul.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Run directory.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
@@ -80,12 +72,20 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
     flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
              "schedule.eps": eps, "schedule.epochs": epochs, "out_dir": out_dir, "seed": seed, "device": device}
     cfg = build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
+    on_interrupt(lambda: _train_resume_hint(Path(cfg.out_dir)))
 
     from ..training import train
 
     result = train(cfg, resume=resume, force=force)
     if result.is_main:
         click.echo(result.describe(), err=True)
+
+
+def _train_resume_hint(out_dir: Path) -> str:
+    if (out_dir / "last.pt").is_file():
+        again = rerun_command("adcert-train", command_args(), add=["--resume"], drop=["--force"])
+        return f"{out_dir}/last.pt holds the last finished epoch; to continue from it: {again}"
+    return "No epoch had finished, so nothing was kept; run the same command again to start over."
 
 
 EVAL_EXAMPLE = """\b
@@ -100,9 +100,9 @@ Example:
                context_settings={"show_default": True, "max_content_width": 100})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--dataset", default=None, help="Data set name; default the checkpoint's.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None,
-              help="Folder holding the data sets [env: ADCERT_DATA].")
-@click.option("--eps", type=float, default=None, help="Pixel-space eps; default the checkpoint's training eps.")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
+@click.option("--eps", type=float, default=None,
+              help="Pixel-space eps in (0, 1]; default the checkpoint's target (eval) eps.")
 @click.option("--methods", multiple=True, default=("IBP", "CROWN"),
               help="Bound methods, comma list or repeated; run cheap to costly: IBP, CROWN-IBP, CROWN, alpha-CROWN.")
 @click.option("--start", type=click.IntRange(min=0), default=None, help="First test index (default 0).")
@@ -119,7 +119,8 @@ Example:
 @click.option("--resume", is_flag=True, help="Continue the report in --out-dir (skips samples already done).")
 @click.option("--overwrite", is_flag=True, help="Replace a report already in --out-dir.")
 @click.option("--arch", default=None, help="Model name for a plain state_dict checkpoint (needs --dataset).")
-@click.option("--device", default=None, help="torch device [default: cuda when available, else cpu].")
+@click.option("--device", default=None,
+              help="cpu, cuda, cuda:N or auto [default: auto: cuda when available, else cpu].")
 @click.option("--complete", "complete", is_flag=False, flag_value="neuralsat", default=None, metavar="[VERIFIER]",
               help="Send the samples the bounds leave undecided to a complete verifier: neuralsat (the "
                    "default when no name is given), abcrown, marabou (unsound on padded CNNs).")
@@ -148,6 +149,8 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
     from ..evaluation import CompleteConfig, evaluate, parse_shard
 
     _setup_logging(False)
+    on_interrupt(lambda: "Samples already evaluated are kept; to continue: "
+                 + rerun_command("adcert-eval", command_args(), add=["--resume"], drop=["--overwrite"]))
     attack = AttackConfig(steps=pgd_steps, step_size=pgd_step_size, restarts=pgd_restarts)
     stage = None
     if complete is not None:
@@ -226,11 +229,15 @@ def losses_cmd(pattern, params):
     """List the registered loss plugins (built-in and from the adcert.losses entry points)."""
     import dataclasses
 
+    from ..errors import RegistryError
     from ..losses import create_loss, describe_losses
 
-    for name, description in describe_losses().items():
-        if not fnmatch.fnmatch(name, pattern):
-            continue
+    losses = describe_losses()
+    matching = {name: text for name, text in losses.items() if fnmatch.fnmatch(name, pattern)}
+    if not matching:
+        raise RegistryError(f"no registered loss matches {pattern!r}; the losses are {', '.join(losses)} "
+                            "(a pattern is shell-style, e.g. 'cc-*')")
+    for name, description in matching.items():
         click.echo(f"{name:10s} {description}")
         if params:
             loss = create_loss(name)

@@ -7,7 +7,7 @@
     report.py     EvalReport, samples.jsonl rows and the summary recounted from them
 """
 
-from .cascade import DEFAULT_ATTACK, evaluate, pgd_margins, resolve_methods
+from .cascade import DEFAULT_ATTACK, check_eps, check_range, evaluate, pgd_margins, resolve_methods, select_indices
 from .complete import CompleteConfig, parse_shard
 from .report import SAMPLE_KEYS, EvalReport, format_table, read_samples, summarize
 from .shards import merge_shards
@@ -15,6 +15,6 @@ from .verifiers import (CompleteAnswer, CompleteRequest, CompleteVerifier, creat
                         register_verifier, unregister_verifier)
 
 __all__ = ["DEFAULT_ATTACK", "SAMPLE_KEYS", "CompleteAnswer", "CompleteConfig", "CompleteRequest",
-           "CompleteVerifier", "EvalReport", "create_verifier", "evaluate", "format_table", "list_verifiers",
-           "merge_shards", "parse_shard", "pgd_margins", "read_samples", "register_verifier", "resolve_methods",
-           "summarize", "unregister_verifier"]
+           "CompleteVerifier", "EvalReport", "check_eps", "check_range", "create_verifier", "evaluate", "format_table",
+           "list_verifiers", "merge_shards", "parse_shard", "pgd_margins", "read_samples", "register_verifier",
+           "resolve_methods", "select_indices", "summarize", "unregister_verifier"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from ..bounds import METHODS, InputBox, margins, wrap_model
 from ..data import get_data_spec, load_split, validation_split
 from ..errors import ConfigError, DataError
 from ..io import sha256_file, write_json
-from ..training import load_model
+from ..training import load_model, pick_device
 from . import report as R
 from .complete import CompleteConfig, CompleteInputs, run_complete, shard_dir_name
 from .report import EvalReport
@@ -89,19 +90,25 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     """
     methods = resolve_methods(methods)
     _check_numbers(eps, batch_size, attack)
+    check_range(start, end)
+    device = pick_device(device)
     verifier = create_verifier(complete.verifier) if complete else None  # a bad name fails before any work
     if verifier is not None and callable(getattr(verifier, "check", None)):
         verifier.check(dict(complete.options))
     checkpoint = Path(checkpoint)
     model, record = _load(checkpoint, arch, dataset)
-    dataset = dataset or record.get("dataset")
+    trained_on = record.get("dataset")
+    dataset = dataset or trained_on
     if not dataset:
         raise ConfigError(f"{checkpoint} does not name its data set; pass --dataset")
     spec = get_data_spec(dataset)
     _check_fit(record, spec, checkpoint)
+    if trained_on and dataset != trained_on:  # same shape and classes (Fashion-MNIST vs MNIST): still wrong
+        raise ConfigError(f"{checkpoint} was trained on {trained_on}, not {dataset}; drop --dataset "
+                          "(the checkpoint's is used) or pass a model trained on it")
     eps = training_eps(record, checkpoint) if eps is None else float(eps)
-    if not eps > 0:
-        raise ConfigError(f"eps={eps} from the checkpoint's config: must be > 0; pass --eps")
+    if not check_eps(eps):
+        raise ConfigError(f"eps={eps} from the checkpoint's config: must be in (0, 1] (pixel space); pass --eps")
     x_all, y_all = _load_eval_split(dataset, split, data_dir, record, checkpoint)
     _check_data(x_all, y_all, record, dataset)
     indices = select_indices(len(y_all), start, end, n, seed)
@@ -117,7 +124,6 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
         run_config["split"] = split
     done = R.prepare_out_dir(out_dir, run_config, RESUME_KEYS, resume, overwrite)
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval().requires_grad_(False)
     context = _Context(model, wrap_model(model, tuple(record["arch"]["in_shape"])), spec, eps, methods, attack,
                        seed, device)
@@ -176,9 +182,11 @@ def training_eps(record: dict, checkpoint: Path) -> float:
 
 def select_indices(total: int, start: int | None, end: int | None, n: int | None, seed: int) -> list[int]:
     """Test indices in ``[start, end)``, or a seeded random ``n`` of them, ascending."""
+    check_range(start, end)
     lo, hi = (0 if start is None else start), (total if end is None else end)
     if not 0 <= lo < hi <= total:
-        raise ConfigError(f"sample range start={start}, end={end} is not inside the test split of {total}")
+        raise ConfigError(f"sample range start={start}, end={end} is not inside the test split of {total} "
+                          f"images; pick indices in [0, {total})")
     if n is None:
         return list(range(lo, hi))
     if not 1 <= n <= hi - lo:
@@ -187,9 +195,22 @@ def select_indices(total: int, start: int | None, end: int | None, n: int | None
     return sorted(lo + int(i) for i in pick)
 
 
+def check_range(start: int | None, end: int | None) -> None:
+    """Refuse a reversed or empty ``[start, end)`` before any data is read."""
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(f"sample range start={start}, end={end} is reversed or empty: it selects "
+                          f"[{start}, {end}); pass --start below --end")
+
+
+def check_eps(eps: float) -> bool:
+    """A pixel-space radius that means something: finite, in (0, 1] (images lie in [0, 1])."""
+    return math.isfinite(eps) and 0 < eps <= 1
+
+
 def _check_numbers(eps, batch_size, attack: AttackConfig) -> None:
-    if eps is not None and not float(eps) > 0:
-        raise ConfigError(f"eps={eps}: must be > 0 (pixel space, e.g. 0.1 for MNIST)")
+    if eps is not None and not check_eps(float(eps)):
+        raise ConfigError(f"eps={eps}: must be > 0 and at most 1 (pixel space, where images lie in [0, 1]; "
+                          "e.g. 0.1 for MNIST)")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: must be ≥ 1")
     if attack.objective not in ("ce", "margin"):

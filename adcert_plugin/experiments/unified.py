@@ -226,9 +226,21 @@ def _results(cfg: ExperimentConfig, records: list[RunRecord], calls: list[dict],
         "seeds": list(cfg.seeds()),
         "over_seeds": _over_seeds(cfg, records) if cfg.extra_seeds else None,
         "run_time_s": round(sum(r.train_time_s + r.eval_time_s for r in records), 1),
-        "calls": calls, "machine": machine_info(), "config": cfg.to_dict(),
+        "calls": calls, "machine": machine_info(), "config": portable_config(cfg.to_dict()),
         "runs": [dataclasses.asdict(r) for r in records],
     }
+
+
+def portable_config(config: dict) -> dict:
+    """The config as results record it: no folder of the machine that ran it.
+
+    The data root is machine-specific, so ``data.data_dir`` is recorded as null: the data are
+    named by the data set alone (its files lie at fixed paths under the data root, e.g.
+    ``MNIST/raw``), and a rerun finds the root by the data rule (``adcert_plugin.data.DATA_RULE``).
+    """
+    data = dict(config.get("data", {}))
+    data["data_dir"] = None
+    return {**config, "data": data}
 
 
 def _spread(values: list[float]) -> dict:

@@ -7,6 +7,7 @@
     regularizers.py  warm-up regularisers, L1
     teacher.py       load_teacher: a frozen Teacher from a checkpoint
     trainer.py       train(cfg) -> RunResult
+    outcome.py       RunResult (the summary in words), best_criterion (best.pt), ramp_reached
     rundir.py        the run directory and the rules for reusing one
     checkpoint.py    save/load with torch.load(weights_only=True)
     distributed.py   torchrun / DistributedDataParallel helpers
@@ -15,13 +16,15 @@
 from .checkpoint import arch_record, load_model, read_checkpoint, save_checkpoint
 from .config import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig,
                      config_from_dict, load_config, read_config_file, save_config)
+from .distributed import pick_device
 from .layering import build_config, parse_sets
 from .presets import get_preset, list_presets, register_preset
 from .rundir import RunDir
 from .teacher import load_teacher
-from .trainer import RunResult, train
+from .outcome import RunResult
+from .trainer import train
 
 __all__ = ["DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig", "RunDir", "RunResult",
            "ScheduleConfig", "TrainConfig", "arch_record", "build_config", "config_from_dict", "get_preset",
-           "list_presets", "load_config", "load_model", "load_teacher", "parse_sets", "read_checkpoint",
+           "list_presets", "load_config", "load_model", "load_teacher", "parse_sets", "pick_device", "read_checkpoint",
            "read_config_file", "register_preset", "save_checkpoint", "save_config", "train"]

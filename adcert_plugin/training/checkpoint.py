@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UnknownModelError
 from ..io import atomic_file
 from ..models import create_model
 
@@ -57,15 +57,66 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch: dict, dataset: str
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file safely; raise CheckpointError with advice on failure."""
+    """Load a checkpoint file safely; raise CheckpointError with advice on failure.
+
+    torch's own advice for a file weights_only refuses ("re-run with weights_only=False") is
+    never passed on: that would execute the file's pickled code. The message says what the
+    file is instead.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a model.pt or last.pt file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for bad files; wrap them at the boundary
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot load {path} safely (weights_only=True): {first}") from err
+        raise CheckpointError(f"cannot load {path}: {_why_unloadable(path, err)}") from err
+
+
+def _why_unloadable(path: Path, err: Exception) -> str:
+    """What a file torch.load(weights_only=True) refused is, in our words (never torch's advice)."""
+    text = str(err)
+    if path.stat().st_size == 0:
+        return "the file is empty; pass the path of a model.pt or last.pt file"
+    if "Weights only load failed" in text or "weights_only" in text:
+        return ("it holds pickled Python objects besides tensors and plain values, which adcert never loads "
+                "(that could run code from the file); save only a state_dict of tensors, e.g. "
+                "torch.save(model.state_dict(), path), and pass it with --arch")
+    return ("it is not a PyTorch checkpoint (torch could not read it as one); pass the path of a model.pt or "
+            "last.pt file written by adcert-train")
+
+
+def check_record(record: dict, path: str | Path) -> dict:
+    """Check an adcert checkpoint's fields before use; returns it with optional fields filled in.
+
+    Raises:
+        CheckpointError: a field is missing or of the wrong type (one line naming the field).
+    """
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path} looks like an adcert checkpoint but {what}; the file is damaged or was "
+                               "not written by adcert: retrain, or export it again from the run that made it")
+
+    arch = record.get("arch")
+    if not isinstance(arch, dict):
+        raise bad("has no 'arch' record")
+    shape, classes = arch.get("in_shape"), arch.get("num_classes")
+    if not isinstance(arch.get("name"), str):
+        raise bad("its 'arch' record lacks the model name ('name')")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise bad(f"its 'arch' record has no input shape [C, H, W] ('in_shape': {shape!r})")
+    if not (isinstance(classes, int) and classes >= 1):
+        raise bad(f"its 'arch' record has no class count ('num_classes': {classes!r})")
+    if not isinstance(arch.get("kwargs", {}), dict):
+        raise bad("its 'arch' record has 'kwargs' that are not a mapping")
+    model = record.get("model")
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise bad("has no weights ('model' must be a state_dict of tensors)")
+    for key in ("config", "state"):
+        if not isinstance(record.get(key) or {}, dict):
+            raise bad(f"its {key!r} is not a mapping")
+    if not isinstance(record.get("dataset"), (str, type(None))):
+        raise bad(f"its 'dataset' is not a data-set name ({record.get('dataset')!r})")
+    return {**record, "arch": {**arch, "kwargs": arch.get("kwargs", {})}, "dataset": record.get("dataset"),
+            "config": record.get("config") or {}, "state": record.get("state") or {}}
 
 
 def load_model(path: str | Path, arch: str | None = None, in_shape=None, num_classes: int | None = None,
@@ -76,6 +127,7 @@ def load_model(path: str | Path, arch: str | None = None, in_shape=None, num_cla
     """
     record = read_checkpoint(path)
     if isinstance(record, dict) and record.get("format") == FORMAT:
+        record = check_record(record, path)
         spec = record["arch"]
     elif isinstance(record, dict) and arch is not None and in_shape is not None and num_classes is not None:
         spec = arch_record(arch, in_shape, num_classes, kwargs)
@@ -84,10 +136,14 @@ def load_model(path: str | Path, arch: str | None = None, in_shape=None, num_cla
     else:
         raise CheckpointError(f"{path} is not an adcert checkpoint; give --arch (and the data set) "
                               "to load it as a plain state_dict")
-    model = create_model(spec["name"], spec["in_shape"], spec["num_classes"], **spec.get("kwargs", {}))
+    try:
+        model = create_model(spec["name"], spec["in_shape"], spec["num_classes"], **spec.get("kwargs", {}))
+    except (TypeError, ValueError, UnknownModelError) as err:
+        raise CheckpointError(f"{path}: architecture {spec['name']!r} cannot be built from its record "
+                              f"(kwargs {spec.get('kwargs')}): {' '.join(str(err).split())}") from err
     try:
         model.load_state_dict(record["model"])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path}: weights do not fit architecture {spec['name']!r}: "
-                              f"{str(err).splitlines()[0]}") from err
+                              f"{(str(err).splitlines() or [type(err).__name__])[0]}") from err
     return model.eval(), record

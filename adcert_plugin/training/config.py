@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,9 +31,9 @@ Augmentation = Literal["none", "cifar", "tinyimagenet"]
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "mnist"
-    data_dir: str | None = None          # None: $ADCERT_DATA, else ./data
+    data_dir: str | None = None          # None: the data rule (adcert_plugin.data.DATA_RULE)
     train_subset: int | None = None      # None: the whole training split
-    test_subset: int | None = 1000       # held-out test points evaluated after each epoch (None: all)
+    test_subset: int | None = 1000       # the first N test images, evaluated after each epoch (None: all)
     validation_size: int = 0             # > 0: hold out this many training images (data.validation_split);
                                          # training never sees them, and the per-epoch check uses them, not test
     batch_size: int = 256                # the global batch (split across ranks under torchrun)
@@ -93,7 +94,8 @@ class ScheduleConfig:
 
     def __post_init__(self):
         check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
-        check(self.eps >= 0, "eps", self.eps, "must be >= 0 (pixel space)")
+        check(math.isfinite(self.eps) and 0 <= self.eps <= 1, "eps", self.eps,
+              "must be in [0, 1]: pixel space, where images lie in [0, 1] (e.g. 0.1 for MNIST, 0.0314 for 8/255)")
         check(self.train_eps_mul > 0, "train_eps_mul", self.train_eps_mul, "must be > 0")
         check(self.eps_start_epoch >= 1, "eps_start_epoch", self.eps_start_epoch, "must be >= 1 (1-based epoch)")
         check(self.eps_length_epochs >= 0, "eps_length_epochs", self.eps_length_epochs, "must be >= 0")

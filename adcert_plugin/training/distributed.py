@@ -48,9 +48,29 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("device='cuda' but CUDA is not available here; use --device cpu or auto")
+            raise ConfigError("device 'cuda' is not there: CUDA is not available on this machine; "
+                              "use --device cpu or auto")
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return torch.device("cpu")
+
+
+def pick_device(name: str | None) -> torch.device:
+    """A device a user named (``--device``): None/``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked here.
+
+    Raises:
+        ConfigError: an unknown device name, or a CUDA device this machine does not have.
+    """
+    text = (name or "auto").strip().lower()
+    if text in ("auto", "cpu", "cuda"):
+        return resolve_device(text)
+    kind, _, number = text.partition(":")
+    if kind != "cuda" or not number.isdigit():
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(number) >= count:
+        have = f"only {count} CUDA device(s) (cuda:0..cuda:{count - 1})" if count else "no CUDA device"
+        raise ConfigError(f"device {name!r} is not there: this machine has {have}; use --device cpu or auto")
+    return torch.device("cuda", int(number))
 
 
 def init_distributed(device: str) -> DistInfo:

@@ -43,6 +43,17 @@ def get_preset(name: str) -> dict:
     return copy.deepcopy(_PRESETS[name])
 
 
+def preset_writing(checkpoint) -> str | None:
+    """The preset whose run writes ``checkpoint`` (``<out_dir>/model.pt``), if one does."""
+    from pathlib import PurePath
+
+    wanted = PurePath(checkpoint)
+    for name, values in sorted(_PRESETS.items()):
+        if values.get("out_dir") and PurePath(values["out_dir"]) / "model.pt" == wanted:
+            return name
+    return None
+
+
 # benchmark -> (dataset, eps, batch, epochs, milestones, start, length, train_eps_mul,
 #               attack, reg_lambda, {loss: (alpha, l1)})
 _ONE_STEP = {"steps": 1, "step_size": 10.0}

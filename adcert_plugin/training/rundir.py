@@ -3,7 +3,7 @@
     <out_dir>/config.yaml    resolved TrainConfig, written before step 1
     <out_dir>/metrics.jsonl  one JSON object per finished epoch
     <out_dir>/last.pt        checkpoint after the last finished epoch, with trainer state (resume)
-    <out_dir>/best.pt        checkpoint of the best epoch (IBP-certified acc, then clean acc)
+    <out_dir>/best.pt        checkpoint of the best epoch (by what the loss trains for, then clean acc)
     <out_dir>/model.pt       the final student (no trainer state)
     <out_dir>/summary.json   final and best metrics, timings
 
@@ -57,10 +57,16 @@ class RunDir:
             raise ConfigError(f"out_dir {self.path} exists and is not a folder; choose another --out-dir")
         if resume:
             if not self.last.is_file():
-                raise ConfigError(f"nothing to resume in {self.path}: it has no last.pt; drop --resume to start a run")
+                found = self.existing_run_files()
+                then = " with --force (it holds " + ", ".join(found) + ")" if found else ""
+                raise ConfigError(f"nothing to resume in {self.path}: it has no last.pt (no epoch finished); "
+                                  f"drop --resume to start the run afresh{then}")
             self.check_resume_config(cfg)
             return
         found = self.existing_run_files()
+        if found and not force and not self.last.is_file():
+            raise ConfigError(f"{self.path} holds a run that finished no epoch ({', '.join(found)}; no last.pt), so "
+                              "there is nothing to resume: pass --force to start afresh, or another --out-dir")
         if found and not force:
             raise ConfigError(f"{self.path} already holds a run ({', '.join(found)}); pass --resume to continue it, "
                               "--force to start afresh, or another --out-dir")

@@ -11,8 +11,12 @@ teacher) and its config fields (``kappa`` follows the CROWN-IBP schedule when pr
 Repeatability: the model is built after ``torch.manual_seed(seed)``; the data order of epoch e
 and the PGD generator of epoch e depend only on (seed, e, rank); the torch RNG is checkpointed.
 So a run resumed from ``last.pt`` gives the parameters of an uninterrupted run.
-After each epoch the held-out test subset is evaluated at the TARGET eps: clean accuracy, PGD
-accuracy and IBP-certified accuracy (eval mode).
+After each epoch the first ``data.test_subset`` test images (the ones ``adcert-eval --end N``
+evaluates) are evaluated at the TARGET (eval) eps: clean accuracy, PGD accuracy (the
+``eval`` attack, PGD-10 in the small presets, not adcert-eval's PGD-40) and IBP-certified
+accuracy, in eval mode. ``best.pt`` is the best epoch by what the loss trains for
+(:func:`best_criterion`). A run that stops before its eps ramp ends is warned about, and its
+summary records the eps it reached.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,12 +37,13 @@ from torch import nn
 from ..attacks import pgd_attack
 from ..bounds import InputBox, normalize, wrap_model
 from ..data import get_data_spec, load_split, make_loader, subset, validation_split
-from ..errors import TrainingError, UnsupportedModelError
+from ..errors import CheckpointError, TrainingError, UnsupportedModelError
 from ..losses.base import LossContext
 from ..models import create_model, ibp_init
 from . import distributed as D, schedules as S
 from .checkpoint import arch_record, read_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .outcome import RunResult, best_criterion, divergence_cause, ramp_reached
 from .regularizers import l1_penalty, warmup_terms
 from .rundir import RunDir
 from .teacher import load_teacher
@@ -48,25 +52,6 @@ log = logging.getLogger(__name__)
 
 # Loss-config fields the trainer sets at every step, when a loss's config has them.
 SCHEDULED_FIELDS = {"kappa": S.kappa_at}  # CROWN-IBP: 1 → 0 along the eps ramp
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What ``train`` returns: the run directory and the contents of its summary.json."""
-
-    run_dir: Path
-    summary: dict
-    is_main: bool = True  # False on torchrun ranks other than 0 (they write nothing)
-
-    def describe(self) -> str:
-        s, best = self.summary, self.summary.get("best", {})
-        pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-        return (f"run: {self.run_dir}\n"
-                f"  {s['loss']} on {s['dataset']}, eps {s['eps']}, {s['epochs']} epochs, {s['train_time_s']:.1f} s\n"
-                f"  final (test subset n={s['n_test']}): clean {pct(s['clean_acc'])}, PGD {pct(s['pgd_acc'])}, "
-                f"IBP-certified {pct(s['ibp_cert_acc'])}\n"
-                f"  best epoch {best.get('epoch')}: IBP-certified {pct(best.get('ibp_cert_acc'))}, "
-                f"clean {pct(best.get('clean_acc'))}")
 
 
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool | None = None) -> RunResult:
@@ -114,6 +99,8 @@ class _Trainer:
         self.run_dir = RunDir(cfg.out_dir)
         self.best: dict = {}
         self.rows: list[dict] = []
+        self.created: list[Path] = []  # what this start wrote before its first epoch finished
+        self.updates = 0  # optimizer steps taken by this process (a divergence before any is not the lr's)
 
     # -- set-up -------------------------------------------------------------------------
     def setup(self, resume: bool, force: bool) -> int:
@@ -123,7 +110,8 @@ class _Trainer:
         self.loss = cfg.loss.create()
         self.teacher = None
         if "teacher" in self.loss.needs:
-            self.teacher = load_teacher(cfg.teacher, expect_shape=spec.shape, expect_classes=spec.num_classes)
+            self.teacher = load_teacher(cfg.teacher, expect_shape=spec.shape, expect_classes=spec.num_classes,
+                                        expect_dataset=spec.name)
             self.teacher.to(self.device)
         elif cfg.teacher:
             log.info("loss %s uses no teacher; ignoring teacher %s", self.loss.name, cfg.teacher)
@@ -135,9 +123,8 @@ class _Trainer:
             self.test_x, self.test_y = load_split(spec.name, "test", cfg.data.data_dir)
         if cfg.data.train_subset:
             self.train_x, self.train_y = subset(self.train_x, self.train_y, cfg.data.train_subset, cfg.seed)
-        if cfg.data.test_subset:
-            n_test = min(cfg.data.test_subset, len(self.test_y))
-            self.test_x, self.test_y = subset(self.test_x, self.test_y, n_test, cfg.seed)
+        if cfg.data.test_subset:  # the first N: the images adcert-eval --end N evaluates
+            self.test_x, self.test_y = self.test_x[:cfg.data.test_subset], self.test_y[:cfg.data.test_subset]
         self.augmentation = cfg.data.augmentation or spec.augmentation
         self.drop_last = len(self.train_y) >= cfg.data.batch_size
 
@@ -164,24 +151,33 @@ class _Trainer:
         if info.is_main:  # everything is checked: only now touch the folder
             if force and not resume:
                 self.run_dir.clear()
-            self.run_dir.path.mkdir(parents=True, exist_ok=True)
+            if not self.run_dir.path.exists():
+                self.run_dir.path.mkdir(parents=True)
+                self.created.append(self.run_dir.path)
             if not resume:
                 self.run_dir.write_config(cfg)
+                self.created.insert(0, self.run_dir.config)
         D.barrier(info)
         return self.restore() if resume else 0
 
     def restore(self) -> int:
-        record = read_checkpoint(self.run_dir.last)
-        state = record["state"]
-        self.model.load_state_dict(record["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_sched.load_state_dict(state["lr_scheduler"])
-        self.loss.modules.load_state_dict(state["loss_modules"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.best = dict(state.get("best", {}))
-        epoch = int(state["epoch"])
+        last = self.run_dir.last
+        record = read_checkpoint(last)
+        try:
+            state = record["state"]
+            self.model.load_state_dict(record["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.lr_sched.load_state_dict(state["lr_scheduler"])
+            self.loss.modules.load_state_dict(state["loss_modules"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            self.best = dict(state.get("best", {}))
+            epoch = int(state["epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            what = f"field {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:200]
+            raise CheckpointError(f"{last} cannot be resumed: its trainer state is incomplete or does not fit "
+                                  f"this run ({what}); start afresh with --force") from err
         self.rows = self.run_dir.truncate_metrics(epoch) if self.info.is_main else []
         log.info("resuming %s after epoch %d", self.run_dir.path, epoch)
         return epoch
@@ -196,12 +192,16 @@ class _Trainer:
         self.progress = progress and self.info.is_main
         if start_epoch >= cfg.schedule.epochs:
             log.info("%s already finished %d epochs", self.run_dir.path, start_epoch)
-        for epoch in range(start_epoch + 1, cfg.schedule.epochs + 1):
-            t0 = time.time()
-            row = self.train_epoch(epoch)
-            row.update(self.evaluate(epoch))
-            row["time_s"] = round(time.time() - t0, 3)
-            self.end_epoch(epoch, row)
+        try:
+            for epoch in range(start_epoch + 1, cfg.schedule.epochs + 1):
+                t0 = time.time()
+                row = self.train_epoch(epoch)
+                row.update(self.evaluate(epoch))
+                row["time_s"] = round(time.time() - t0, 3)
+                self.end_epoch(epoch, row)
+        except BaseException:
+            self.discard_unstarted()
+            raise
         summary = self.finish(time.time() - started)
         D.barrier(self.info)
         return RunResult(self.run_dir.path, summary, self.info.is_main)
@@ -297,13 +297,26 @@ class _Trainer:
             if not bool(torch.isfinite(norm)):
                 raise self.diverged(epoch, i, steps, f"gradient norm {float(norm)}")
         self.optimizer.step()
+        self.updates += 1
         self.optimizer.zero_grad(set_to_none=True)
+
+    def discard_unstarted(self) -> None:
+        """A start that fails before its first epoch ends leaves nothing: a rerun needs no --force."""
+        if not self.info.is_main or self.run_dir.last.is_file():
+            return
+        for path in self.created:
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
 
     def diverged(self, epoch: int, i: int, steps: int, what: str) -> TrainingError:
         kept = f"the last good checkpoint is {self.run_dir.last}" if self.run_dir.last.is_file() else \
-            "no epoch finished, so there is no checkpoint"
+            "no epoch finished, so nothing was kept"
+        cause = divergence_cause(self.updates, self.params, self.optimizer.param_groups[0]["lr"])
         return TrainingError(f"non-finite {what} at epoch {epoch}, step {i + 1}/{steps}; training stopped and "
-                             f"{kept}; lower optim.lr or raise schedule.eps_length_epochs")
+                             f"{kept}; {cause}")
 
     # -- evaluation and files -------------------------------------------------------------
     def evaluate(self, epoch: int) -> dict:
@@ -335,16 +348,19 @@ class _Trainer:
                 "eval_time_s": round(time.time() - t0, 3)}
 
     def end_epoch(self, epoch: int, row: dict) -> None:
-        score = (row["ibp_cert_acc"], row["clean_acc"])
-        improved = not self.best or score > (self.best["ibp_cert_acc"], self.best["clean_acc"])
+        by = self.best.get("criterion") or best_criterion(self.loss.needs)
+        score = (row[by], row["clean_acc"])
+        improved = not self.best or score > (self.best[by], self.best["clean_acc"])
         if improved:
-            self.best = {"epoch": epoch, **{k: row[k] for k in ("clean_acc", "pgd_acc", "ibp_cert_acc")}}
+            self.best = {"epoch": epoch, "criterion": by,
+                         **{k: row[k] for k in ("clean_acc", "pgd_acc", "ibp_cert_acc")}}
         self.rows.append(row)
         if not self.info.is_main:
             return
-        log.info("epoch %d: loss %.4f, eps %.4g, clean %.4f, PGD %.4f, IBP-cert %.4f (%.1f s)", epoch,
-                 row.get("train_loss", math.nan), row["eps_train"], row["clean_acc"], row["pgd_acc"],
-                 row["ibp_cert_acc"], row["time_s"])
+        log.info("epoch %d: loss %.4f, train eps %.4g; at eval eps %g on the first %d test images: clean %.4f, "
+                 "PGD %.4f, IBP-cert %.4f (%.1f s)", epoch, row.get("train_loss", math.nan), row["eps_train"],
+                 row["eps_eval"], row["n_test"], row["clean_acc"], row["pgd_acc"], row["ibp_cert_acc"],
+                 row["time_s"])
         config = self.cfg.to_dict()
         self.run_dir.append_metrics(row)
         if improved:
@@ -359,9 +375,14 @@ class _Trainer:
 
     def finish(self, wall_time: float) -> dict:
         final = self.rows[-1] if self.rows else {}
+        reached, warnings = ramp_reached(final, self.cfg.schedule)
+        for message in warnings:
+            if self.info.is_main:
+                log.warning("warning: %s", message)
         summary = {
             "run_dir": str(self.run_dir.path), "dataset": self.spec.name, "loss": self.loss.name,
-            "eps": self.cfg.schedule.eps, "epochs": int(final.get("epoch", 0)),
+            "eps": self.cfg.schedule.eps, "eps_reached": reached, "eps_train_reached": final.get("eps_train"),
+            "warnings": warnings, "eval_pgd_steps": self.cfg.eval.pgd_steps, "epochs": int(final.get("epoch", 0)),
             "clean_acc": final.get("clean_acc"), "pgd_acc": final.get("pgd_acc"),
             "ibp_cert_acc": final.get("ibp_cert_acc"), "n_test": final.get("n_test", 0),
             "best": self.best, "train_time_s": round(sum(r.get("time_s", 0.0) for r in self.rows), 3),

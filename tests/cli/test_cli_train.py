@@ -81,6 +81,7 @@ BAD = [
     ("bad set", ["--set", "optim.lr"], "--set expects KEY=VALUE", 2),
     ("unknown preset", ["--preset", "mnist-smal-teacher"], "unknown preset", 2),
     ("existing run", ["--out-dir", "{existing}"], "already holds a run", 2),
+    ("unstarted run", ["--out-dir", "{unstarted}"], "finished no epoch (config.yaml; no last.pt)", 2),
     ("nothing to resume", ["--resume"], "nothing to resume", 2),
     ("resume and force", ["--out-dir", "{existing}", "--resume", "--force"], "contradict", 2),
     ("cuda missing", ["--device", "cuda"], "CUDA is not available", 2),
@@ -97,7 +98,12 @@ def test_bad_input_gives_one_line_and_changes_nothing(name, extra, fragment, cod
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "config.yaml").write_text("seed: 1\n")
+    (existing / "last.pt").write_bytes(b"")
+    unstarted = tmp_path / "unstarted"  # left by a start that failed before its first epoch (older adcert)
+    unstarted.mkdir()
+    (unstarted / "config.yaml").write_text("seed: 1\n")
     subs = {"{tmp}": str(tmp_path), "{bad_yaml}": str(tmp_path / "bad.yaml"), "{existing}": str(existing),
+            "{unstarted}": str(unstarted),
             "{classes}": str(_teacher(tmp_path / "t5.pt", (1, 28, 28), 5)),
             "{shape}": str(_teacher(tmp_path / "t32.pt", (3, 32, 32), 10))}
     args = []

@@ -81,6 +81,7 @@ def test_smoke_experiment_results_agree_everywhere(smoke):
     results = json.loads((out / "results.json").read_text())
     assert results == result.results
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["torch"]
+    assert cfg.data.data_dir and results["config"]["data"]["data_dir"] is None  # no machine's data folder
     markdown = (out / "results.md").read_text()
     assert results["command"] in markdown
     methods = cfg.evaluation.methods
@@ -179,6 +180,25 @@ def test_unified_setup_cli_rejects_bad_alphas(tmp_path):
                                               str(tmp_path / "out")])
     assert result.exit_code == 2 and "Error: ConfigError: --extra-seeds" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_committed_results_name_no_folder_of_the_machine_that_ran_them():
+    for path in (REPO / "examples" / "results").rglob("results.json"):
+        results = json.loads(path.read_text())
+        absolute = [s for s in _strings(results) if s.startswith(("/", "~")) or ":\\" in s]
+        assert not absolute, (path, absolute[:3])
+        assert results["config"]["data"]["data_dir"] is None
 
 
 def test_committed_cpu_results_are_what_their_results_json_renders():

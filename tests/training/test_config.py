@@ -44,7 +44,7 @@ def test_unknown_top_level_key(tmp_path):
 
 
 def test_type_and_range_errors_name_field_and_source(tmp_path):
-    with pytest.raises(ConfigError, match=r"schedule.eps=-0.1 in .*run.yaml: must be >= 0"):
+    with pytest.raises(ConfigError, match=r"schedule.eps=-0.1 in .*run.yaml: must be in \[0, 1\]"):
         C.load_config(_write(tmp_path, "schedule: {eps: -0.1}\n"))
     with pytest.raises(ConfigError, match=r"optim.grad_acc_steps='two' in .*run.yaml: expected int"):
         C.load_config(_write(tmp_path, "optim: {grad_acc_steps: two}\n"))

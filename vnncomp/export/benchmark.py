@@ -33,6 +33,7 @@ import torch
 from adcert_plugin import __version__
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ConfigError, ExportError
+from adcert_plugin.evaluation import check_eps, check_range
 from adcert_plugin.io import sha256_file
 from adcert_plugin.training import load_model, read_checkpoint, save_checkpoint
 
@@ -41,7 +42,7 @@ from .evidence import write_export_evidence
 from .instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
 from .onnx_export import creation_mode, export_onnx
 from .readme import GENERATE_PROPERTIES, render_readme
-from .selection import PGD, select_samples, skip_method
+from .selection import PGD, sample_range, select_samples, skip_method
 from .vnnlib import check_v2, property_from_sample, render_v1, render_v2, validate_v1
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class BenchmarkInfo:
         out_dir: The benchmark folder.
         params: The contents of ``benchmark.json``.
         instances: The ``metadata.json`` instance entries.
-        clean_accuracy: On the full test split.
+        clean_accuracy: On the test range samples are drawn from (the full split by default).
         pgd_examined: Correctly classified samples attacked during selection.
         pgd_robust: How many of those PGD did not break.
         onnx_max_abs_diff: Largest |onnxruntime − PyTorch| logit difference.
@@ -105,8 +106,9 @@ def _net_name(dataset: str, arch: str) -> str:
 
 
 def _check_request(n: int, timeout: float, eps: float) -> None:
-    if n < 1 or timeout <= 0 or eps <= 0:
-        raise ConfigError(f"need n >= 1, timeout > 0 and eps > 0; got n={n}, timeout={timeout}, eps={eps}")
+    if n < 1 or timeout <= 0 or not check_eps(eps):
+        raise ConfigError(f"need n >= 1, timeout > 0 and 0 < eps <= 1 (pixel space, where images lie in [0, 1]); "
+                          f"got n={n}, timeout={timeout}, eps={eps}")
     if n * timeout > MAX_TOTAL_TIMEOUT:
         raise ConfigError(f"{n} instances x {timeout} s = {n * timeout} s exceeds the VNN-COMP total of "
                           f"{MAX_TOTAL_TIMEOUT:.0f} s (6 h); lower --n or --timeout")
@@ -210,21 +212,25 @@ def _load(checkpoint, dataset, arch):
     from adcert_plugin.data import get_data_spec
 
     record = read_checkpoint(checkpoint)
-    if dataset is None and isinstance(record, dict):
-        dataset = record.get("dataset")
+    trained_on = record.get("dataset") if isinstance(record, dict) and record.get("format") else None
+    dataset = dataset or trained_on
     if not dataset:
         raise ConfigError(f"{checkpoint} does not name its data set; pass --dataset")
     data_spec = get_data_spec(dataset)
     model, record = load_model(checkpoint, arch=arch, in_shape=data_spec.shape, num_classes=data_spec.num_classes)
     if tuple(record["arch"]["in_shape"]) != tuple(data_spec.shape):
         raise ConfigError(f"model input shape {record['arch']['in_shape']} does not fit {dataset} {data_spec.shape}")
+    if record.get("dataset") and dataset != record["dataset"]:  # same shape (Fashion-MNIST vs MNIST): still wrong
+        raise ConfigError(f"{checkpoint} was trained on {record['dataset']}, not {dataset}; drop --dataset "
+                          "(the checkpoint's is used) or pass a model trained on it")
     return model, record, data_spec
 
 
 def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=None, eps: float | None = None,
                      n: int = 20, seed: int = 0, timeout: float = 120.0, filter_pgd: bool = False,
                      force: bool = False, arch: str | None = None, opset: int = 13,
-                     skip_certified: str | None = None) -> BenchmarkInfo:
+                     skip_certified: str | None = None, start: int | None = None,
+                     end: int | None = None) -> BenchmarkInfo:
     """Write a VNN-COMP benchmark for a checkpoint (see the module docstring for the layout).
 
     Args:
@@ -243,6 +249,8 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         skip_certified: None, or a bound method of ``SKIP_METHODS`` ("IBP", "CROWN-IBP", "CROWN"):
             keep only samples that method does not already certify, so that the benchmark is
             not decided by a cheap incomplete bound.
+        start, end: draw only from test indices ``[start, end)``, adcert-eval's range, so that
+            the benchmark's samples are in that eval's report (default: the whole split).
 
     Returns:
         A :class:`BenchmarkInfo`.
@@ -254,6 +262,7 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
     from adcert_plugin.data import load_split
 
     out_dir = Path(out_dir).resolve()
+    check_range(start, end)
     _prepare_target(out_dir, force)
     model, record, data_spec = _load(checkpoint, dataset, arch)
     eps = float(eps) if eps is not None else find_eps(record.get("config"))
@@ -262,10 +271,12 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
     _check_request(n, timeout, eps)
     skip_certified = skip_method(skip_certified)
     images, labels = load_split(data_spec.name, "test", data_dir)
+    sample_range(len(labels), start, end)  # a bad range fails before anything is written
     net = _net_name(data_spec.name, record["arch"]["name"])
     params = {"format": "adcert-benchmark", "version": 1, "adcert_version": __version__, "net": net,
-              "dataset": data_spec.name, "eps": eps, "checkpoint_sha256": sha256_file(checkpoint), "n": int(n), "seed": int(seed), "timeout": float(timeout),
-              "filter_pgd": bool(filter_pgd), "skip_certified": skip_certified, "model": MODEL_FILE,
+              "dataset": data_spec.name, "eps": eps, "checkpoint_sha256": sha256_file(checkpoint), "n": int(n),
+              "seed": int(seed), "timeout": float(timeout), "filter_pgd": bool(filter_pgd),
+              "skip_certified": skip_certified, "start": start, "end": end, "model": MODEL_FILE,
               "onnx": f"onnx/{net}.onnx", "opset": opset,
               "arch": record["arch"], "mean": list(data_spec.mean), "std": list(data_spec.std),
               "shape": list(data_spec.shape), "num_classes": data_spec.num_classes, "pgd": PGD}
@@ -277,7 +288,8 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         probe = normalize(images[:8], data_spec.mean, data_spec.std)
         exported = export_onnx(model, data_spec.shape, tmp / params["onnx"], opset=opset, check_inputs=probe)
         params["onnx_sha256"] = sha256_file(tmp / params["onnx"])
-        selection = select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified)
+        selection = select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified,
+                                   start, end)
         entries = _write_properties(tmp, params, images, labels, selection)
         _write_docs(tmp, params, selection, out_dir)
         _commit(tmp, out_dir)
@@ -311,7 +323,7 @@ def regenerate_properties(bench_dir, seed: int, data_dir=None) -> BenchmarkInfo:
     model, _ = load_model(bench_dir / params["model"])
     images, labels = load_split(data_spec.name, "test", data_dir)
     selection = select_samples(model, images, labels, data_spec, params["eps"], params["n"], seed, params["filter_pgd"],
-                        params["skip_certified"])
+                               params["skip_certified"], params.get("start"), params.get("end"))
     entries = _write_properties(bench_dir, params, images, labels, selection)
     _write_docs(bench_dir, params, selection, bench_dir)
     return _info(bench_dir, params, entries, selection, float("nan"))

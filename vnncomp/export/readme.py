@@ -46,7 +46,16 @@ def _selection(params: dict) -> str:
         filters.append("that PGD does not break")
     if params.get("skip_certified"):
         filters.append(f"that {params['skip_certified']} does not already certify")
-    return " ".join(["correctly classified test samples", *filters[:1], *(f"and {f}" for f in filters[1:])])
+    where = _range(params)
+    return " ".join([f"correctly classified test samples{where}", *filters[:1], *(f"and {f}" for f in filters[1:])])
+
+
+def _range(params: dict) -> str:
+    """" of test indices [start, end)" when the export was restricted to a range (as adcert-eval's)."""
+    start, end = params.get("start"), params.get("end")
+    if start is None and end is None:
+        return ""
+    return f" of test indices [{start or 0}, {'end' if end is None else end})"
 
 
 def _bound_fact(params: dict, stats: dict) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ import torch
 
 from adcert_plugin.bounds.spec import InputBox, normalize
 from adcert_plugin.errors import ConfigError, ExportError
+from adcert_plugin.evaluation import select_indices
 
 logger = logging.getLogger(__name__)
 
@@ -107,17 +108,28 @@ def _none_qualify(n_correct: int, filter_pgd: bool, skip_certified: str | None, 
                        + (" and PGD-robust)" if filter_pgd else ")"))
 
 
-def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified=None) -> dict:
-    """Draw n correctly classified samples; attack them (and more, with ``filter_pgd``).
+def sample_range(total: int, start: int | None, end: int | None) -> tuple[int, int]:
+    """The test-index range ``[start, end)`` samples are drawn from, checked as adcert-eval checks it."""
+    select_indices(total, start, end, None, 0)  # raises ConfigError: reversed, empty, or outside the split
+    return (start or 0), (total if end is None else end)
+
+
+def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified=None,
+                   start: int | None = None, end: int | None = None) -> dict:
+    """Draw n correctly classified samples of test indices ``[start, end)``; attack them (and more,
+    with ``filter_pgd``).
 
     With ``skip_certified`` (a method of ``SKIP_METHODS``) a sample also has to escape that
-    bound: samples whose margins it proves positive over the eps box are skipped.
+    bound: samples whose margins it proves positive over the eps box are skipped. The range is
+    adcert-eval's ``--start/--end``: an export of the range an eval covered can be cross-checked
+    with that eval's report (adcert-report).
 
     Besides the indices, the selection keeps each chosen sample's evidence: its PGD point
     (``points``, normalised) and the least margin lower bound of a cheap bound (``bound``:
     ``skip_certified``'s, else IBP's), so that verifier answers can be checked against both.
     """
-    correct = torch.nonzero(_predict(model, images, data_spec) == labels).flatten().numpy()
+    lo, hi = sample_range(len(labels), start, end)
+    correct = lo + torch.nonzero(_predict(model, images[lo:hi], data_spec) == labels[lo:hi]).flatten().numpy()
     order = np.random.default_rng(seed).permutation(correct)
     chosen: list[tuple] = []
     counts = {"pgd_examined": 0, "pgd_robust": 0, "bound_examined": 0, "bound_certified": 0}
@@ -136,7 +148,7 @@ def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, s
     if not chosen:
         raise _none_qualify(len(correct), filter_pgd, skip_certified, counts)
     indices = [found[0] for found in chosen]
-    return {"indices": indices, "clean_correct": len(correct), "test_size": len(labels),
+    return {"indices": indices, "clean_correct": len(correct), "test_size": hi - lo,
             "pgd_flags": [found[1] for found in chosen], "skip_certified": skip_certified,
             "points": torch.stack([found[3] for found in chosen]),
             "bound": _chosen_bounds(model, images, labels, indices, data_spec, eps, skip_certified, chosen),

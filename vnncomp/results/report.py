@@ -123,6 +123,10 @@ def cross_check(eval_rows: Sequence[dict], results: Sequence[VerifierResult],
                               f"{by_index[index]['label']} for sample {index}; different data sets?")
         answers.setdefault(index, {})[r.verifier] = r.result
     missing = sorted(set(answers) - set(by_index))
+    if answers and len(missing) == len(answers):  # nothing would be cross-checked: not a result, a mismatch
+        raise ConfigError(f"none of the {len(answers)} verified samples (test indices {missing[:10]}) is in the eval "
+                          "report, so nothing can be cross-checked; export the samples the eval covers "
+                          "(adcert-export with adcert-eval's --start/--end) or evaluate the benchmark's samples")
     if missing:
         logger.warning("%d verified samples are not in the eval report (not cross-checked against it): %s",
                        len(missing), missing[:10])
@@ -156,6 +160,9 @@ def read_eval_rows(path: str | Path) -> list[dict]:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError, AttributeError) as err:
         raise ConfigError(f"cannot read eval report {path}: {err}") from err
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(f"{path} holds no per-sample rows; pass adcert-eval's samples.jsonl "
+                          "(e.g. runs/adcert/eval-0.1/samples.jsonl), not its summary.json or an empty file")
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict) or "index" not in row or "label" not in row:
             raise ConfigError(f"{path}: row {number} lacks 'index'/'label'; is this adcert-eval's per-sample file?")
@@ -233,6 +240,7 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
             results of different networks or eps.
         SoundnessError: Contradictions (when ``raise_on_contradiction``).
     """
+    eval_rows = read_eval_rows(eval_path)  # first: a wrong eval file is the likelier mistake
     bench_dir = Path(bench_dir).resolve()
     metadata = read_metadata(bench_dir)
     identity = benchmark_identity(bench_dir)
@@ -245,8 +253,12 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
     results = [r for path in paths for r in _load_source(path, instances, metadata, identity)]
     checked = check_answers(bench_dir, results)
     labels = {e["instance"]: int(e["label"]) for e in metadata.get("instances", [])}
-    merged = cross_check(read_eval_rows(eval_path), checked.results, instance_sample_index(metadata), labels,
-                         raise_on_contradiction=False)
+    try:
+        merged = cross_check(eval_rows, checked.results, instance_sample_index(metadata), labels,
+                             raise_on_contradiction=False)
+    except ConfigError:  # e.g. no verified sample in the eval report; a contradiction outranks that
+        checked.raise_if_contradicted()
+        raise
     merged = replace(merged, contradictions=checked.contradictions + merged.contradictions,
                      coverage=checked.coverage)
     if merged.contradictions and raise_on_contradiction:

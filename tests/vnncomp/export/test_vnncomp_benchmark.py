@@ -109,6 +109,24 @@ def test_export_layout_and_contents(tmp_path, checkpoint, synthetic):
         assert path.stat().st_mode & 0o777 == (mode if path.is_dir() else mode & 0o666), path
 
 
+def test_export_draws_only_from_the_range_an_eval_covered(tmp_path, checkpoint):
+    """Issue 17: adcert-eval --end N and adcert-export --end N select from the same test images."""
+    out = tmp_path / "bench"
+    info = _export(checkpoint, out, start=10, end=30, n=6)
+    indices = [e["index"] for e in json.loads((out / "metadata.json").read_text())["instances"]]
+    assert len(indices) == 6 and all(10 <= i < 30 for i in indices)
+    assert (info.params["start"], info.params["end"]) == (10, 30)
+    assert "correctly classified test samples of test indices [10, 30)" in (out / "README.md").read_text()
+    regenerate_properties(out, seed=3)  # generate_properties.py keeps the range
+    again = [e["index"] for e in json.loads((out / "metadata.json").read_text())["instances"]]
+    assert all(10 <= i < 30 for i in again) and again != indices
+    result = CliRunner().invoke(export_cmd, [str(checkpoint), "--out-dir", str(tmp_path / "cli"), "--n", "4",
+                                             "--end", "12", "--timeout", "10"])
+    assert result.exit_code == 0, result.output
+    assert all(WRONG <= e["index"] < 12 for e in json.loads((tmp_path / "cli" / "metadata.json").read_text())[
+        "instances"])
+
+
 def test_abcrown_configs(tmp_path, checkpoint):
     out = tmp_path / "bench"
     _export(checkpoint, out)

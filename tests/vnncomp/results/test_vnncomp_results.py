@@ -230,3 +230,27 @@ def test_cross_check_contradictions(results, fragment):
 def test_cross_check_refuses_label_mismatch():
     with pytest.raises(ConfigError, match="label"):
         cross_check(ROWS, [_r("n_idx10", "unsat")], INDEX, instance_labels={"n_idx10": 7})
+
+
+def test_cross_check_with_no_verified_sample_in_the_eval_report_is_an_error():
+    """Issue 17: an export of other samples than the eval's cross-checks nothing; that is not a result."""
+    with pytest.raises(ConfigError, match="none of the 2 verified samples .* is in the eval report.*--start/--end"):
+        cross_check(ROWS, [_r("n_idx90", "unsat"), _r("n_idx91", "sat")], {"n_idx90": 90, "n_idx91": 91})
+    check = cross_check(ROWS, [_r("n_idx10", "unsat"), _r("n_idx90", "unsat")], {"n_idx10": 10, "n_idx90": 90})
+    assert check.certified_merged == 1  # a partial overlap still merges what it can (and warns)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", '{"n": 40, "standard_acc": 0.9, "samples": 40}\n', "[]"])
+def test_report_of_an_empty_or_non_eval_file_is_one_line(tmp_path, content):
+    from click.testing import CliRunner
+
+    from vnncomp.cli import report_cmd
+
+    eval_file = tmp_path / ("summary.json" if content.startswith(("{", "[")) else "samples.jsonl")
+    eval_file.write_text(content)
+    (tmp_path / "bench").mkdir()
+    result = CliRunner().invoke(report_cmd, [str(eval_file), str(tmp_path / "bench")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ConfigError: ") and "holds no per-sample rows" in lines[0]
+    assert "nan" not in result.output
