@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from adcert_plugin import data as D
+from adcert_plugin import splits
 from conftest import shared_data_dir
 from adcert_plugin.errors import ConfigError, DataError
 
@@ -244,10 +245,10 @@ def test_augment_shape_range_changes(kind, size):
 def test_augment_pure_flip_and_crop_pieces():
     x = torch.arange(16.0).view(1, 1, 4, 4).repeat(200, 1, 1, 1)
     g = torch.Generator().manual_seed(1)
-    flipped = D._random_flip(x, g)
+    flipped = splits._random_flip(x, g)
     is_flip = (flipped == x.flip(-1)).flatten(1).all(1)
     assert 60 < int(is_flip.sum()) < 140 and ((flipped == x).flatten(1).all(1) | is_flip).all()
-    cropped = D._random_crop(x, 1, g)
+    cropped = splits._random_crop(x, 1, g)
     padded = torch.nn.functional.pad(x[:1], (1, 1, 1, 1), mode="replicate")[0, 0]
     windows = {tuple(padded[i : i + 4, j : j + 4].flatten().tolist()) for i in range(3) for j in range(3)}
     seen = {tuple(c.flatten().tolist()) for c in cropped[:, 0]}

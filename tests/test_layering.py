@@ -17,6 +17,7 @@ PACKAGES = ("adcert_plugin", "vnncomp")
 LEVELS = [
     {"adcert_plugin", "adcert_plugin.errors"},
     {"adcert_plugin.io"},
+    {"adcert_plugin.splits"},
     {"adcert_plugin.data", "adcert_plugin.models"},
     {"adcert_plugin.bounds"},
     {"adcert_plugin.attacks"},
