@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ..bounds.layout import WIDE_CONV, in_layout as _in_layout, prefers_channels_last as _prefers_channels_last  # noqa: F401
 from ..errors import UnsupportedModelError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -82,15 +83,6 @@ def folded_eval_forward(model: nn.Module, channels_last: bool | None = None,
             if relu:
                 i += 1  # the ReLU ran inside the conv's kernel
     return _chain(ops, layout)
-
-
-WIDE_CONV = 64
-
-
-def _prefers_channels_last(model: nn.Sequential) -> bool:
-    convs = [m for m in model if isinstance(m, nn.Conv2d)]
-    on_cpu = all(c.weight.device.type == "cpu" for c in convs)
-    return bool(convs) and on_cpu and all(c.out_channels >= WIDE_CONV for c in convs)
 
 
 def _plain_batchnorms(model: nn.Sequential) -> bool:
@@ -158,16 +150,6 @@ def _chain(ops: list[Forward], layout) -> Forward:
             x = op(x)
         return x
     return forward
-
-
-def _in_layout(x: torch.Tensor, layout) -> torch.Tensor:
-    """``x`` in ``layout``. A single-channel batch is both layouts at once, and oneDNN would then
-    answer the first conv in NCHW, which the next conv copies back: give it channels-last strides
-    (a view, same memory) so the first conv answers channels-last."""
-    if layout == torch.channels_last and x.shape[1] == 1:
-        h, w = x.shape[-2:]
-        return x.contiguous().as_strided(x.shape, (h * w, 1, w, 1))
-    return x.contiguous(memory_format=layout)
 
 
 # -- conv + ReLU in one oneDNN kernel (CPU) ---------------------------------------------

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..attacks import AttackConfig, pgd_attack
+from ..attacks import AttackConfig, folded_eval_forward, pgd_attack
 from ..bounds import BoundedNet, InputBox, margins as exact_margins, wrap_model
 from ..errors import ConfigError
 from .teacher import Teacher
@@ -261,8 +261,22 @@ class LossContext:
     def teacher_logits(self, x: Which | torch.Tensor = "clean") -> torch.Tensor:
         """Frozen teacher logits ``[B, K]`` (eval mode, no_grad, detached) at ``x``."""
         if isinstance(x, torch.Tensor):
-            return self._teacher().logits(x)
-        return self._once(("teacher_logits", x), lambda: self._teacher().logits(self.input(x)))
+            return self._teacher_logits(x)
+        return self._once(("teacher_logits", x), lambda: self._teacher_logits(self.input(x)))
+
+    def _teacher_logits(self, x_norm: torch.Tensor) -> torch.Tensor:
+        """The teacher's eval function through its BN-folded network (the attack's, ``folding.py``):
+        the same logits up to float rounding without BN's passes, channels-last on wide CPU convs.
+        Once the bound pass got cheaper this forward was a tenth of an ad-cert step. A teacher on
+        another device or dtype than the batch goes through ``Teacher.logits`` (it moves the input)."""
+        teacher = self._teacher()
+        model = teacher.model
+        param = next(model.parameters(), None)
+        if param is None or (param.device, param.dtype) != (x_norm.device, x_norm.dtype):
+            return teacher.logits(x_norm)
+        teacher.train(False)  # re-asserts eval mode, as Teacher.logits does
+        with torch.no_grad():
+            return folded_eval_forward(model)(x_norm.detach()).detach()
 
     def teacher_features(self, x: Which | torch.Tensor = "clean") -> torch.Tensor:
         """Frozen teacher penultimate features ``[B, F_T]`` at ``x`` (detached)."""
