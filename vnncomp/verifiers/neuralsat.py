@@ -92,7 +92,9 @@ class NeuralSATRunner:
 
     def command(self, instance: Instance, results_file: Path, seconds: float) -> Command:
         # onnxruntime caches in XDG_CACHE_HOME; adcert's own PYTHONPATH has no business in NeuralSAT's venv
-        env = python_env(cache_dir=results_file.parent / "cache")
+        cache = results_file.parent / "cache"
+        cache.mkdir(parents=True, exist_ok=True)  # there before the verifier, whether or not it writes there
+        env = python_env(cache_dir=cache)
         env.pop("PYTHONPATH", None)
         return Command([self.python, str(self.folder / "main.py"), "--net", str(instance.onnx), "--spec",
                         str(instance.vnnlib), "--timeout", str(seconds), "--device", self.device,
