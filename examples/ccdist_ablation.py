@@ -35,9 +35,7 @@ VARIANTS = {
     "cc-ibp (base)": ("cc-ibp", {}),
     "cc-dist beta=1 mse (default)": ("cc-dist", {"beta": 1.0}),
     "cc-dist beta=0.1 mse": ("cc-dist", {"beta": 0.1}),
-    "cc-dist beta=0.01 mse": ("cc-dist", {"beta": 0.01}),
     "cc-dist beta=1 cosine": ("cc-dist", {"beta": 1.0, "distance": "cosine"}),
-    "cc-dist beta=0.1 cosine": ("cc-dist", {"beta": 0.1, "distance": "cosine"}),
     "cc-dist beta=1 mse clean point": ("cc-dist", {"beta": 1.0, "feature_point": "clean"}),
     "cc-dist beta=1 mse projection": ("cc-dist", {"beta": 1.0, "projection": "always"}),
 }
