@@ -74,7 +74,16 @@ class CrossCheck:
                    if self.answers_in_eval < self.answers else "")]
 
 
+def _with_eval_answer(row: dict, answers: dict[str, str]) -> dict[str, str]:
+    """The benchmark's answers plus the eval's own complete-verifier answer (``adcert-eval --complete``)."""
+    complete = row.get("complete") or {}
+    if complete.get("result") in ("sat", "unsat"):
+        return {**answers, f"eval:{complete.get('verifier', 'complete')}": complete["result"]}
+    return answers
+
+
 def _merge_row(row: dict, answers: dict[str, str], problems: list[str]) -> dict:
+    answers = _with_eval_answer(row, answers)
     index, certified = row["index"], row.get("certified_by")
     attacked = not row.get("pgd_robust", True)
     unsat = sorted(v for v, word in answers.items() if word == "unsat")

@@ -227,6 +227,18 @@ def test_cross_check_contradictions(results, fragment):
     assert len(cross_check(ROWS, results, INDEX, raise_on_contradiction=False).contradictions) == 1
 
 
+def test_the_evals_own_complete_answers_count_and_are_cross_checked():
+    """adcert-eval --complete answers sit in the rows: an unsat there certifies, a sat there contradicts."""
+    rows = [dict(ROWS[1], complete={"verifier": "neuralsat", "result": "unsat"}), ROWS[2],
+            dict(ROWS[0], index=14, certified_by=None, status="unknown", complete={"verifier": "neuralsat",
+                                                                                "result": "timeout"})]
+    check = cross_check(rows, [_r("n_idx12", "sat")], INDEX)
+    assert [r["merged"] for r in check.rows] == ["certified", "falsified", "open"]
+    assert check.certified_merged == 1 and check.rows[0]["verifiers"] == {"eval:neuralsat": "unsat"}
+    with pytest.raises(SoundnessError, match="eval:neuralsat unsat vs marabou sat"):
+        cross_check(rows, [_r("n_idx11", "sat")], INDEX)
+
+
 def test_cross_check_refuses_label_mismatch():
     with pytest.raises(ConfigError, match="label"):
         cross_check(ROWS, [_r("n_idx10", "unsat")], INDEX, instance_labels={"n_idx10": 7})
