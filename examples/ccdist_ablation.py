@@ -75,10 +75,18 @@ def main(out_dir, data_dir):
                      "feature_norm": feature_scale(run_dir / "model.pt", cfg.data.dataset, cfg.data.data_dir)})
     results = {"command": shlex.join(["python", "examples/ccdist_ablation.py", *sys.argv[1:]]),
                "setup": "unified `cpu` preset, seed 100, alpha 0.1, 1000 test images", "rows": rows,
-               "machine": machine_info()}
+               "variants": {name: {"loss": m, "params": p} for name, (m, p) in VARIANTS.items()},
+               "machine": machine_info(), "config": _recorded(cfg)}
     write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "results.md", render(results))
     click.echo(render(results))
+
+
+def _recorded(cfg) -> dict:
+    """The config as results record it: no machine's data folder (paths are relative to the data root)."""
+    record = cfg.to_dict()
+    record["data"]["data_dir"] = None
+    return record
 
 
 def render(results: dict) -> str:
