@@ -16,7 +16,6 @@ to load raises :class:`PluginLoadError` only when its name is asked for.
 from __future__ import annotations
 
 import difflib
-import importlib.metadata
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Callable, Mapping, Protocol, runtime_checkable
 import torch
 
 from ..errors import DuplicateNameError, PluginLoadError, RegistryError
+from ..plugins import load_entry_points
 from .report import ANSWER_WORDS as ANSWERS  # the VNN-COMP words; unsat = robust
 
 log = logging.getLogger(__name__)
@@ -135,14 +135,9 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue
-        try:
-            _REGISTRY[ep.name] = ep.load()
-        except Exception as err:  # a plugin may fail in any way; report it when it is asked for
-            _BROKEN[ep.name] = f"{ep.value}: {type(err).__name__}: {str(err).strip()[:200]}"
-            log.warning("verifier plugin %r failed to load: %s", ep.name, _BROKEN[ep.name])
+    for name, reason in load_entry_points(ENTRY_POINT_GROUP, _REGISTRY, _REGISTRY.__setitem__).items():
+        _BROKEN[name] = reason
+        log.warning("verifier plugin %r failed to load: %s", name, reason)
 
 
 def list_verifiers() -> list[str]:

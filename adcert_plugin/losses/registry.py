@@ -30,12 +30,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-import importlib.metadata
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError, DuplicateNameError, PluginLoadError, UnknownLossError
+from ..plugins import load_entry_points
 from .base import NEEDS, Loss, NoConfig
 
 log = logging.getLogger(__name__)
@@ -106,17 +106,13 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue
-        try:
-            loaded = ep.load()
-            if callable(loaded) and not isinstance(loaded, type):
-                loaded()
-        except Exception as err:  # a third-party plugin may fail in any way; report it on request
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            _BROKEN[ep.name] = f"{ep.value}: {type(err).__name__}: {first}"
-            log.warning("loss plugin %r (%s) failed to load: %s", ep.name, ep.value, _BROKEN[ep.name])
+    def register(name, loaded):  # importing the module registers its losses; a function registers when called
+        if callable(loaded) and not isinstance(loaded, type):
+            loaded()
+
+    for name, reason in load_entry_points(ENTRY_POINT_GROUP, _REGISTRY, register).items():
+        _BROKEN[name] = reason
+        log.warning("loss plugin %r failed to load: %s", name, reason)
 
 
 def _forget_entry_points() -> None:

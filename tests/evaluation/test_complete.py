@@ -6,6 +6,7 @@ NeuralSAT path is in tests/vnncomp/verifiers/test_vnncomp_complete.py and the e2
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -258,7 +259,7 @@ def test_registry_unknown_broken_duplicate_and_entry_points(monkeypatch):
             return self.target
 
     points = [EP("plug", "pkg:plug", lambda: Fake([])), EP("broken", "pkg:broken", ImportError("no pkg"))]
-    monkeypatch.setattr(V.importlib.metadata, "entry_points", lambda group: points if group == V.ENTRY_POINT_GROUP
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == V.ENTRY_POINT_GROUP
                         else [])
     monkeypatch.setattr(V, "_entry_points_loaded", False)
     try:
