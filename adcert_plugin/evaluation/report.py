@@ -37,6 +37,7 @@ SAMPLE_KEYS = ("index", "label", "prediction", "clean_correct", "pgd_robust", "a
                "certified_by", "status", "seconds", "stage_seconds", "soundness_errors")
 STATUSES = ("misclassified", "pgd-broken", "certified", "unknown")
 SAMPLES_FILE, SUMMARY_FILE, CONFIG_FILE = "samples.jsonl", "summary.json", "config.json"
+SET_ASIDE = "set aside unsat:"  # the note of an unsat the evidence check set aside (vnncomp.results.evidence)
 COMPLETE_FILE, WORK_DIR = "complete.jsonl", "complete"  # verifier answers; the verifiers' own files
 ANSWER_WORDS = ("unsat", "sat", "timeout", "error", "unknown")
 
@@ -151,7 +152,8 @@ def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int)
     """The complete-verification numbers, recounted from the rows' ``complete`` answers.
 
     ``certified`` = certified by a bound + ``unsat``, over all n samples; timeouts, errors and
-    unknowns count as not certified. ``upper_acc`` = (PGD-robust − falsified) / n: no more
+    unknowns count as not certified; ``set_aside`` counts the unknowns that were an ``unsat`` facing
+    a counterexample within VNN-COMP's 1e-4 tolerance (vnncomp.results.evidence). ``upper_acc`` = (PGD-robust − falsified) / n: no more
     samples than that can be robust. ``pending``: undecided samples without an answer here
     (another shard's, or not yet sent). ``seconds`` sums the verifier's per-sample times.
     """
@@ -162,11 +164,12 @@ def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int)
     robust = sum(r["pgd_robust"] for r in rows)
     seconds = sum(a["seconds"] for a in answered)
     certified = bound_certified + counts["unsat"]
+    set_aside = sum(a["result"] == "unknown" and (a.get("note") or "").startswith(SET_ASIDE) for a in answered)
     return {**{k: config[k] for k in ("verifier", "timeout", "jobs", "shard") if k in config},
             "undecided": undecided, "answered": len(answered), "pending": undecided - len(answered),
             "counts": counts, "certified": certified, "certified_acc": certified / n if n else 0.0,
             "falsified": counts["sat"], "upper_acc": (robust - counts["sat"]) / n if n else 0.0,
-            "not_certified": {w: counts[w] for w in ("timeout", "error", "unknown")},
+            "not_certified": {w: counts[w] for w in ("timeout", "error", "unknown")}, "set_aside": set_aside,
             "seconds": seconds, "seconds_per_sample": seconds / len(answered) if answered else 0.0,
             "wall_seconds": config.get("wall_seconds")}
 
@@ -201,6 +204,9 @@ def _complete_lines(c: dict) -> list[str]:
     counts = ", ".join(f"{w} {k}" for w, k in c["counts"].items() if k) or "no answers"
     lines.append(f"  {c['verifier']} (timeout {c['timeout']:g} s) on {c['answered']} undecided samples: {counts}; "
                  f"timeouts count as not certified; robust at most {100 * c['upper_acc']:.2f}%")
+    if c.get("set_aside"):
+        lines.append(f"  {c['set_aside']} unsat answers set aside (not certified): a point within 1e-4 of "
+                     "violating the property was in hand")
     if c["pending"]:
         where = f" (shard {c['shard'][0]}/{c['shard'][1]}: merge the shards)" if c.get("shard") else ""
         lines.append(f"  {c['pending']} undecided samples not answered here{where}")

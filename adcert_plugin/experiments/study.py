@@ -25,7 +25,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SoundnessError
 from ..io import atomic_write_text, read_json, write_json
 from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
@@ -78,11 +78,26 @@ def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict
                   out_dir=run.path / f"eval-{split}", device=None if device == "auto" else device,
                   progress=False, split=split, **complete_options(settings))
     try:  # a finished report is re-read, a partial one completed
-        report = evaluate(run.model, resume=True, **kwargs)
+        report = _reported(evaluate, run.model, resume=True, **kwargs)
     except ConfigError as err:
         log.info("%s: evaluating afresh (%s)", run.path / f"eval-{split}", err)
-        report = evaluate(run.model, overwrite=True, **kwargs)
+        report = _reported(evaluate, run.model, overwrite=True, **kwargs)
     return metrics_of(report.summary)
+
+
+def _reported(evaluate, model, **kwargs):
+    """The eval report, also when it records contradictions: the study lists them and fails at its end.
+
+    One verifier's wrong answer must not throw away hours of other runs; the contradicted answer
+    already counts as not certified, and ``run_study`` raises SoundnessError after writing results.
+    """
+    try:
+        return evaluate(model, **kwargs)
+    except SoundnessError as err:
+        if getattr(err, "report", None) is None:
+            raise
+        log.error("%s", err)
+        return err.report
 
 
 def metrics_of(summary: dict) -> dict:
@@ -95,6 +110,8 @@ def metrics_of(summary: dict) -> dict:
             "complete_verifier": complete.get("verifier"),
             "timeouts": (complete.get("not_certified") or {}).get("timeout", 0),
             "complete_errors": (complete.get("not_certified") or {}).get("error", 0),
+            "set_aside": complete.get("set_aside", 0),
+            "contradictions": [f"sample {e['index']}: {e['detail']}" for e in summary.get("soundness_errors", [])],
             "eval_time_s": float(summary.get("seconds", {}).get("total", 0.0))}
 
 
@@ -132,10 +149,14 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None)
                                    teacher[s] / "model.pt", s)
             finals.append(((m, s), c, [test_eval]))
     final_records = _run_wave(cfg, finals, "selected settings: other seeds and test evaluation")
-    results = _results(cfg, records, final_records, chosen, grid, command, time.perf_counter() - started)
+    results = _results(cfg, records, final_records, chosen, grid, command, time.perf_counter() - started, out_dir)
     write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "results.md", render_markdown(results))
     plot_study(results, out_dir / "plot.png")
+    if results["contradictions"]:
+        raise SoundnessError(f"{len(results['contradictions'])} contradictions in the study's evaluations (first: "
+                             f"{results['contradictions'][0]}); each counts as not certified, all are listed in "
+                             f"{out_dir / 'results.md'}")
     return results
 
 
@@ -174,7 +195,7 @@ def _progress(k: int, total: int, key, record: dict) -> dict:
     return record
 
 
-def _results(cfg, records, final_records, chosen, grid, command, wall) -> dict:
+def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: Path) -> dict:
     from .stats import mean_sd, paired_difference
     from .unified import machine_info
 
@@ -196,8 +217,12 @@ def _results(cfg, records, final_records, chosen, grid, command, wall) -> dict:
                                for name in ("complete", *(f"certified {x}" for x in cfg.final.methods))}
     teachers = {s: records["teacher", s]["evals"]["test"] for s in cfg.seeds}
     grid_rows = [{"method": m, "params": p, "validation": records[m, i]["evals"]["validation"],
-                  "run_dir": records[m, i]["run_dir"]} for (m, i), (p, _) in grid.items()]
+                  "run_dir": os.path.relpath(records[m, i]["run_dir"], out_dir)} for (m, i), (p, _) in grid.items()]
     every = list(records.values()) + list(final_records.values())
+    config = cfg.to_dict()
+    config["data"]["data_dir"] = None  # results name no folder of the machine that ran them
+    contradictions = [f"{os.path.relpath(r['run_dir'], out_dir)} ({name}): {c}" for r in every
+                      for name, e in r["evals"].items() for c in e.get("contradictions", [])]
     return {"study": cfg.name, "description": cfg.description, "command": command or
             f"python examples/study.py --preset {cfg.name}", "dataset": cfg.data.dataset, "eps": cfg.schedule.eps,
             "model": cfg.model.name, "seeds": list(cfg.seeds), "teacher": teachers, "chosen": chosen,
@@ -205,7 +230,7 @@ def _results(cfg, records, final_records, chosen, grid, command, wall) -> dict:
             "summary": summary, "paired": pairs, "wall_time_s": round(wall, 1),
             "train_time_s": round(sum(r["train_time_s"] for r in every), 1),
             "runs_trained_now": sum(r["trained_now"] for r in every), "machine": machine_info(),
-            "config": cfg.to_dict()}
+            "contradictions": contradictions, "config": config}
 
 
 def _pairs(methods) -> list[tuple[str, str]]:

@@ -30,8 +30,19 @@ def render_markdown(results: dict) -> str:
              f"{results['machine']['cpu_count']} CPUs, torch {results['machine']['torch']}; "
              f"wall time of the last call {results['wall_time_s'] / 60:.1f} min, "
              f"training time of all runs {results['train_time_s'] / 3600:.2f} h", ""]
-    lines += _teacher_table(results) + _final_table(results) + _paired_table(results) + _grid_tables(results)
+    lines += _soundness(results) + _teacher_table(results) + _final_table(results) + _paired_table(results)
+    lines += _grid_tables(results)
     return "\n".join(lines) + "\n"
+
+
+def _soundness(results: dict) -> list[str]:
+    """First in the report: the verifier answers the evidence contradicted (the study failed on them)."""
+    found = results.get("contradictions") or []
+    if not found:
+        return []
+    return [f"## SOUNDNESS: {len(found)} contradicted verifier answers", "",
+            "Each counts as not certified below; the study exited with a SoundnessError (exit 3).", "",
+            *(f"- {c}" for c in found), ""]
 
 
 def _teacher_table(results: dict) -> list[str]:
@@ -42,15 +53,20 @@ def _teacher_table(results: dict) -> list[str]:
 
 def _final_table(results: dict) -> list[str]:
     names = list(next(iter(results["summary"].values())))
-    head = "| method | selected | " + " | ".join(f"{n} %" for n in names) + " | timeouts |"
+    head = ("| method | selected | " + " | ".join(f"{n} %" for n in names)
+            + " | timeouts | verifier errors | set aside |")
     rows = []
     for method, metrics in results["summary"].items():
-        timeouts = sum(e["timeouts"] for e in results["final"][method].values())
+        runs = results["final"][method].values()
+        not_certified = [sum(e.get(k, 0) for e in runs) for k in ("timeouts", "complete_errors", "set_aside")]
         chosen = json.dumps(results["chosen"][method]["params"], separators=(",", ":"))
-        rows.append(f"| {method} | `{chosen}` | " + " | ".join(_spread(metrics[n]) for n in names) + f" | {timeouts} |")
+        rows.append(f"| {method} | `{chosen}` | " + " | ".join(_spread(metrics[n]) for n in names)
+                    + "".join(f" | {k}" for k in not_certified) + " |")
     n = next(iter(next(iter(results["final"].values())).values()))["n"]
     return [f"## Final evaluation: {n} test images, seeds {', '.join(map(str, results['seeds']))} (mean ± sd)", "",
-            head, "|" + "---|" * (len(names) + 3), *rows, ""]
+            "Timeouts, verifier errors and set-aside answers (an unsat facing a point within VNN-COMP's 1e-4 "
+            "tolerance of a counterexample) are summed over seeds; each counts as not certified.", "",
+            head, "|" + "---|" * (len(names) + 5), *rows, ""]
 
 
 def _paired_table(results: dict) -> list[str]:

@@ -150,6 +150,25 @@ def test_a_contradiction_the_verifier_side_flags_fails_after_the_report(setup, t
     assert kinds == {C.CONTRADICTION}
 
 
+def test_an_unsat_set_aside_within_the_tolerance_is_counted_not_certified_and_no_error(setup, tmp_path):
+    class SettingAside(Fake):
+        def verify(self, request):
+            return [CompleteAnswer(i, "unknown", 1.0, note="set aside unsat: a point within VNN-COMP's tolerance "
+                                   "of a counterexample is in hand (verify-time, margin 7.2e-05)")
+                    for i in request.indices]
+
+    register_verifier("fake", lambda: SettingAside([]), replace=True)
+    try:
+        report = _run(setup, tmp_path / "e")
+    finally:
+        unregister_verifier("fake")
+    c = report.complete
+    assert c["set_aside"] == c["counts"]["unknown"] == c["answered"] > 0 and c["counts"]["unsat"] == 0
+    assert c["certified"] == report.summary["counts"]["certified"]["IBP"]  # none of them counted certified
+    assert report.summary["soundness_errors"] == []
+    assert "unsat answers set aside (not certified)" in report.table()
+
+
 def _numbers(rows):
     return [{k: v for k, v in r.items() if k not in ("seconds", "stage_seconds")} for r in rows]
 

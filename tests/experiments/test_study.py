@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from adcert_plugin.data import validation_split
-from adcert_plugin.errors import ConfigError, DataError
+from adcert_plugin.errors import ConfigError, DataError, SoundnessError
 from adcert_plugin.experiments.stats import mean_sd, paired_difference, t_quantile_975
+from adcert_plugin.experiments import study as study_module
 from adcert_plugin.experiments.study import run_study, select
 from adcert_plugin.experiments.study_config import StudyEval, point_name
 from adcert_plugin.experiments.study_presets import get_study, list_studies
@@ -87,7 +88,23 @@ def smoke(tmp_path_factory, data_dir):
     cfg = get_study("smoke")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
     out = tmp_path_factory.mktemp("study")
-    return cfg, out, run_study(cfg, out)
+    return cfg, out, _run_reporting_contradictions(cfg, out)
+
+
+def _run_reporting_contradictions(cfg, out) -> dict:
+    """run_study; a verifier answer the evidence contradicts must fail it only after every number is written.
+
+    The smoke study checks the pipeline, not NeuralSAT: should NeuralSAT be wrong on one sample
+    of one machine's network, the study must still write its results, list the contradiction
+    first in results.md and raise SoundnessError.
+    """
+    try:
+        return run_study(cfg, out)
+    except SoundnessError as err:
+        results = json.loads((out / "results.json").read_text())
+        assert results["contradictions"] and str(len(results["contradictions"])) in str(err)
+        assert f"## SOUNDNESS: {len(results['contradictions'])} contradicted" in (out / "results.md").read_text()
+        return results
 
 
 def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
@@ -112,10 +129,43 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
         assert results["final"][method][str(cfg.seeds[1])]["complete"] == final["complete"]["certified_acc"]
 
 
+def test_results_name_no_folder_of_the_machine_and_list_contradictions_first(smoke):
+    cfg, out, results = smoke
+    assert results["config"]["data"]["data_dir"] is None and cfg.data.data_dir is not None
+    assert all(not row["run_dir"].startswith("/") and (out / row["run_dir"]).is_dir() for row in results["grid"])
+    text = render_markdown(dict(results, contradictions=["seed0/grid/x (validation): sample 3: fake says unsat"]))
+    assert text.index("## SOUNDNESS: 1 contradicted verifier answers") < text.index("## Teacher")
+    assert "## SOUNDNESS" not in render_markdown(dict(results, contradictions=[]))
+
+
+def test_an_eval_that_records_a_contradiction_gives_its_numbers_to_the_study():
+    class Report:
+        summary = {"soundness_errors": [{"index": 3, "detail": "fake says unsat, counterexample in hand"}]}
+
+    def contradicted(model, **kwargs):
+        err = SoundnessError("1 soundness violations")
+        err.report = Report()
+        raise err
+
+    assert study_module._reported(contradicted, "model.pt").summary is Report.summary
+    summary = dict(Report.summary, n=10, standard_acc=0.9, pgd_acc=0.8, certified_acc={"IBP": 0.5},
+                   complete={"certified_acc": 0.6, "verifier": "fake", "set_aside": 1,
+                             "not_certified": {"timeout": 2, "error": 1, "unknown": 1}})
+    metrics = study_module.metrics_of(summary)
+    assert metrics["contradictions"] == ["sample 3: fake says unsat, counterexample in hand"]
+    assert (metrics["timeouts"], metrics["complete_errors"], metrics["set_aside"]) == (2, 1, 1)
+
+    def broken(model, **kwargs):
+        raise SoundnessError("no report to carry")
+
+    with pytest.raises(SoundnessError, match="no report"):
+        study_module._reported(broken, "model.pt")
+
+
 def test_a_second_call_reuses_every_run_and_gives_the_same_numbers(smoke):
     cfg, out, results = smoke
-    again = run_study(cfg, out)
-    assert again["runs_trained_now"] == 0
+    again = _run_reporting_contradictions(cfg, out)
+    assert again["runs_trained_now"] == 0 and again["contradictions"] == results["contradictions"]
     assert again["summary"] == results["summary"] and again["chosen"] == results["chosen"]
 
 

@@ -3,9 +3,14 @@
 A verifier's word is not taken alone. For each instance answered, :func:`check_answers` consults
 its evidence (``evidence/<instance>.json``, see ``vnncomp.export.evidence``):
 
-* an ``unsat`` while a valid counterexample is in hand (the export attack point, a verify-time
-  attack, or another verifier's counterexample, each re-checked with onnxruntime) is a verifier
-  error: the answer becomes ``error`` and a contradiction names instance, verifier and margin;
+* an ``unsat`` while a point of the box that violates the property is in hand (the export attack
+  point, a verify-time attack, or another verifier's counterexample, each re-checked with
+  onnxruntime: margin ≤ 0 at the point clipped into the box) is a verifier error: the answer
+  becomes ``error`` and a contradiction names instance, verifier and margin;
+* an ``unsat`` while the closest point in hand is a counterexample only by VNN-COMP's tolerance
+  (0 < margin ≤ 1e-4) is *set aside*: it becomes ``unknown`` (not verified: by the benchmark's
+  rules a counterexample exists), noted ``set aside unsat: ...``; neither answer is shown wrong,
+  so it is no contradiction;
 * a ``sat`` on an instance a bound certified is a contradiction;
 * a ``sat`` whose counterexample does not re-check becomes ``error`` (validate_counterexamples);
 * an ``unsat`` and a ``sat`` that no counterexample settles contradict each other.
@@ -21,14 +26,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from adcert_plugin.errors import SoundnessError, VerifierError
 from adcert_plugin.io import sha256_file
 
-from ..export.evidence import add_attack, load_point, new_record, read_record, write_record
+from ..export.evidence import CEX_ATOL, add_attack, box_margin, load_point, new_record, read_record, write_record
 from ..export.instances import Instance, read_instances
 from .counterexamples import check_counterexample, validate_counterexamples
 from .readers import VerifierResult, reject
@@ -37,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Checked", "Coverage", "check_answers", "claimed_word"]
 
-_REJECTED = re.compile(r"^rejected (sat|unsat):")
+_REJECTED = re.compile(r"^(?:rejected|set aside) (sat|unsat):")
 _DECIDED = ("sat", "unsat")
 
 
@@ -97,8 +102,8 @@ class Checked:
 
 
 def claimed_word(result: VerifierResult) -> str:
-    """What the verifier said, also for an answer an earlier check turned into ``error``."""
-    found = _REJECTED.match(result.note or "") if result.result == "error" else None
+    """What the verifier said, also for an answer an earlier check rejected or set aside."""
+    found = _REJECTED.match(result.note or "") if result.result in ("error", "unknown") else None
     return found.group(1) if found else result.result
 
 
@@ -120,15 +125,23 @@ class _Instance:
         self.record = read_record(bench_dir, inst.name, digest) or new_record(inst.name, digest)
         self.dirty = False
 
-    def counterexample(self):
-        """(entry, margin) of the first stored point that re-checks as a counterexample, else None."""
+    def counterexample(self) -> dict | None:
+        """The stored point that re-checks as a counterexample with the lowest margin, else None.
+
+        The entry returned carries ``box_margin``: the margin at the point clipped into the box
+        (≤ 0: the property is violated there; above: a counterexample only by the tolerance).
+        """
+        best = None
         for entry in self.record["attacks"]:
             if not entry.get("counterexample"):
                 continue
             point = load_point(self.bench_dir, entry["point"])
-            if point is not None and check_counterexample(self.inst.onnx, self.inst.vnnlib, point).valid:
-                return entry
-        return None
+            if point is None or not check_counterexample(self.inst.onnx, self.inst.vnnlib, point).valid:
+                continue
+            found = dict(entry, box_margin=box_margin(self.inst.onnx, self.inst.vnnlib, point))
+            if best is None or found["box_margin"] < best["box_margin"]:
+                best = found
+        return best
 
     def certificate(self) -> dict | None:
         bound = self.record.get("bound")
@@ -184,12 +197,15 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
         if word not in _DECIDED:
             out.append(r)
             continue
-        if word == "unsat" and cex is not None:
+        if word == "unsat" and cex is not None and cex["box_margin"] <= 0:
             detail = (f"{name}: {r.verifier} says unsat but a counterexample is in hand ({cex['source']}, "
-                      f"margin {cex['margin']:.4g}, re-checked with onnxruntime)")
+                      f"margin {cex['box_margin']:.4g}, re-checked with onnxruntime)")
             problems.append(detail + ": verifier error")
-            r = r if r.result == "error" else reject(r, f"counterexample in hand ({cex['source']}, "
-                                                        f"margin {cex['margin']:.4g})")
+            r = r if r.result == "error" else reject(replace(r, result="unsat"), f"counterexample in hand ({cex['source']}, "
+                                                        f"margin {cex['box_margin']:.4g})")
+            kind = "counterexample"
+        elif word == "unsat" and cex is not None:
+            r = r if r.result != "unsat" else set_aside(r, cex)
             kind = "counterexample"
         elif word == "sat" and cert is not None:
             problems.append(f"{name}: {r.verifier} says sat but {cert['method']} certified it "
@@ -212,6 +228,14 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
         out.append(r)
     _disagreement(name, out, cex, problems)
     return out
+
+
+def set_aside(result: VerifierResult, cex: dict) -> VerifierResult:
+    """An ``unsat`` facing a counterexample only by VNN-COMP's tolerance, made ``unknown`` (not verified)."""
+    why = (f"a point within VNN-COMP's tolerance of a counterexample is in hand ({cex['source']}, margin "
+           f"{cex['box_margin']:.4g}, 0 < margin <= {CEX_ATOL:g}); not counted as verified, not a contradiction")
+    logger.warning("%s on %s: setting unsat aside: %s", result.verifier, result.instance, why)
+    return replace(result, result="unknown", note=f"set aside unsat: {why}")
 
 
 def _disagreement(name: str, answers: list[VerifierResult], cex, problems: list[str]) -> None:

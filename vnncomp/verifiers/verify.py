@@ -34,7 +34,8 @@ def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | 
 
     A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
     answer is then checked against the benchmark's evidence (:func:`check_answers`): an
-    ``unsat`` with a counterexample in hand becomes ``error`` and a contradiction. Nothing is
+    ``unsat`` facing a point that violates the property becomes ``error`` and a contradiction
+    (one within the 1e-4 tolerance only is set aside as ``unknown``). Nothing is
     raised for contradictions here: they are in the returned :class:`Checked`.
     Answers already in ``<bench>/results/<verifier>/`` for the same network (sha256 of the
     ONNX file), verifier and timeout are reused unless ``force``; earlier errors are rerun.

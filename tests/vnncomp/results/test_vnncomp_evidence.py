@@ -20,9 +20,10 @@ from adcert_plugin.bounds import InputBox  # noqa: E402
 from adcert_plugin.errors import ConfigError, SoundnessError  # noqa: E402
 from adcert_plugin.io import sha256_file  # noqa: E402
 from vnncomp.cli import report_cmd, verify_cmd  # noqa: E402
-from vnncomp.export.evidence import read_record  # noqa: E402
+from vnncomp.export.evidence import box_margin, read_record  # noqa: E402
 from vnncomp.results import VerifierResult, check_answers, read_results_table, write_results_table  # noqa: E402
 from vnncomp.results import evidence as evidence_module, falsify as falsify_module  # noqa: E402
+from vnncomp.results.evidence import claimed_word  # noqa: E402
 from vnncomp.results.report import report_benchmark  # noqa: E402
 from vnncomp.verifiers import verify as verify_module  # noqa: E402
 
@@ -107,6 +108,41 @@ def test_another_verifiers_valid_sat_is_evidence_against_an_unsat(bench, monkeyp
                                                 "(verifier-neuralsat, margin -")
     kept = read_record(root, "sat")
     assert kept["attacks"][0]["source"] == "verifier-neuralsat" and kept["attacks"][0]["counterexample"]
+
+
+def _near_counterexample(root, facts) -> tuple[np.ndarray, float]:
+    """A point of the 'sat' box whose margin is just above 0 (a counterexample only by the 1e-4 tolerance)."""
+    onnx, vnnlib = root / "onnx/tiny.onnx", root / "vnnlib/sat.vnnlib"
+    safe, broken = facts["x"].numpy().ravel().astype(np.float64), _flat(facts)
+    assert box_margin(onnx, vnnlib, safe) > 0 > box_margin(onnx, vnnlib, broken)
+    for _ in range(60):  # bisect on the segment until the margin lies in (1e-6, 5e-5)
+        mid = (safe + broken) / 2
+        margin = box_margin(onnx, vnnlib, mid)
+        if 1e-6 < margin < 5e-5:
+            return mid, margin
+        safe, broken = (mid, broken) if margin > 0 else (safe, mid)
+    raise AssertionError("bisection found no point just above the boundary")
+
+
+@pytest.mark.parametrize("verdict", ["violating", "within-tolerance"])
+def test_an_unsat_is_refuted_only_by_a_violation_and_set_aside_within_the_tolerance(bench, monkeypatch, verdict):
+    root, facts = bench
+    (root / "evidence/sat.json").unlink()  # only the point given below is in hand
+    _never_attack(monkeypatch)
+    point, margin = (_flat(facts), facts["sat_margin"]) if verdict == "violating" else _near_counterexample(root, facts)
+    checked = check_answers(root, [VerifierResult("sat", "neuralsat", "sat", counterexample=point),
+                                   VerifierResult("sat", "marabou", "unsat")])
+    sat, unsat = checked.results
+    assert sat.result == "sat", "the VNN-COMP tolerance accepts both points as counterexamples of a sat"
+    if verdict == "violating":
+        assert unsat.result == "error" and len(checked.contradictions) == 1
+    else:  # margin > 0: the unsat is not refuted, but a counterexample by the benchmark's rules exists
+        assert 0 < margin <= 1e-4
+        assert unsat.result == "unknown" and checked.contradictions == []
+        assert unsat.note.startswith("set aside unsat: a point within VNN-COMP's tolerance")
+        assert claimed_word(unsat) == "unsat" and checked.coverage.checked == 2
+        again = check_answers(root, [unsat])  # read back: still set aside, still no contradiction
+        assert again.results[0].result == "unknown" and again.contradictions == []
 
 
 def test_verify_time_attack_finds_what_pgd40_misses_and_is_cached(tmp_path, monkeypatch):
