@@ -9,6 +9,7 @@ finished run and evaluation is reused: stop it at any point and run the same com
     python examples/study.py --preset mnist-0.3
     python examples/study.py --preset fmnist-0.1
     python examples/study.py --preset smoke --out-dir /tmp/study-smoke   # the whole path in a minute
+    python examples/study.py --preset mnist-0.1 --progress   # how far it got (progress.md); trains nothing
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import click
 from adcert_plugin.cli import handle_errors
 from adcert_plugin.experiments.study import run_study
 from adcert_plugin.experiments.study_presets import get_study, list_studies
+from adcert_plugin.experiments.study_progress import render_progress, study_progress
 from adcert_plugin.experiments.study_report import render_markdown
+from adcert_plugin.io import atomic_write_text
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 100},
@@ -36,8 +39,10 @@ from adcert_plugin.experiments.study_report import render_markdown
               help="Folder holding the data sets [env: ADCERT_DATA].")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="Training processes at once, one torch thread each [default: the preset's].")
+@click.option("--progress", is_flag=True,
+              help="Train nothing: write <out-dir>/progress.md (every run's state and finished numbers) and print it.")
 @handle_errors
-def main(preset, out_dir, data_dir, processes):
+def main(preset, out_dir, data_dir, processes, progress):
     """Select, retrain and evaluate every method of one benchmark; write tables and plots."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", force=True)
     cfg = get_study(preset)
@@ -46,7 +51,12 @@ def main(preset, out_dir, data_dir, processes):
     if data_dir is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
     out_dir = out_dir or Path("runs") / f"study-{preset}"
-    command = shlex.join(["python", "examples/study.py", *sys.argv[1:]])
+    command = shlex.join(["python", "examples/study.py", *(a for a in sys.argv[1:] if a != "--progress")])
+    if progress:
+        page = render_progress(study_progress(cfg, out_dir), command)
+        atomic_write_text(Path(out_dir) / "progress.md", page)
+        click.echo(page)
+        return
     results = run_study(cfg, out_dir, command=command)
     click.echo(render_markdown(results))
 

@@ -16,6 +16,7 @@ from adcert_plugin.experiments import study as study_module
 from adcert_plugin.experiments.study import run_study, select
 from adcert_plugin.experiments.study_config import StudyEval, point_name
 from adcert_plugin.experiments.study_presets import get_study, list_studies
+from adcert_plugin.experiments.study_progress import render_progress, study_progress
 from adcert_plugin.experiments.study_report import render_markdown
 
 
@@ -160,6 +161,18 @@ def test_an_eval_that_records_a_contradiction_gives_its_numbers_to_the_study():
 
     with pytest.raises(SoundnessError, match="no report"):
         study_module._reported(broken, "model.pt")
+
+
+def test_progress_reads_every_run_state_and_the_numbers_from_the_run_folders(smoke, tmp_path):
+    cfg, out, results = smoke
+    progress = study_progress(cfg, out)
+    planned = len(cfg.seeds) + len(results["grid"]) + len(cfg.methods) * (len(cfg.seeds) - 1)
+    assert progress["done"] == progress["total"] == planned
+    grid = [r for r in progress["runs"] if r["role"] == "grid"]
+    assert [r["evals"]["validation"] for r in grid] == [row["validation"] for row in results["grid"]]
+    assert render_progress(progress, "python examples/study.py --preset smoke").count("| grid |") == len(grid)
+    empty = study_progress(cfg, tmp_path / "nothing-yet")
+    assert empty["done"] == 0 and {r["state"] for r in empty["runs"]} == {"waiting"}
 
 
 def test_a_second_call_reuses_every_run_and_gives_the_same_numbers(smoke):
