@@ -175,3 +175,31 @@ def test_channels_last_default_follows_the_attack_rule():
     assert interval._layout(wide, x, None) == torch.channels_last
     assert interval._layout(narrow, x, None) is None
     assert interval._layout(narrow, x, True) == torch.channels_last
+
+
+@pytest.mark.parametrize("with_stats", [True, False])
+def test_interval_linear_matches_autograd_including_zero_weights(with_stats):
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.randn(7, 9, dtype=torch.float64, generator=gen)
+    weight[0, :3] = 0.0  # |W|'s gradient at 0 is 0 in autograd; so must it be here
+    bias = torch.randn(7, dtype=torch.float64, generator=gen)
+    inputs = [torch.randn(4, 9, dtype=torch.float64, generator=gen) for _ in range(3)]
+    inputs[1] = inputs[1].abs()  # a radius
+    if not with_stats:
+        inputs[2] = None
+    leaves = lambda: [None if t is None else t.clone().requires_grad_(True) for t in (*inputs, weight, bias)]
+    fast_in, ref_in = leaves(), leaves()
+    fast = interval._IntervalLinear.apply(*fast_in)
+    c, r, s, w, b = ref_in
+    ref = (nn.functional.linear(c, w, b), nn.functional.linear(r, w.abs()), None if s is None else nn.functional.linear(s, w, b))
+    for got, want in zip(fast, ref):
+        assert (got is None) == (want is None)
+        if want is not None:
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    outs = [(o, torch.randn(o.shape, dtype=torch.float64, generator=gen)) for o in ref if o is not None]
+    weights = [g for _, g in outs]
+    objective = lambda results: sum((o * g).sum() for o, g in zip([o for o in results if o is not None], weights))
+    got = torch.autograd.grad(objective(fast), [t for t in fast_in if t is not None])
+    want = torch.autograd.grad(objective(ref), [t for t in ref_in if t is not None])
+    for g, w_ in zip(got, want):
+        torch.testing.assert_close(g, w_, rtol=1e-10, atol=1e-10)
