@@ -7,6 +7,8 @@ A message says what failed, the offending value, and what to do about it.
 
 from __future__ import annotations
 
+import warnings
+
 
 class AdcertError(Exception):
     """Base class: a user-fixable problem."""
@@ -76,3 +78,18 @@ class SoundnessError(AdcertError):
 
 class TrainingError(AdcertError):
     """Training that cannot go on (a NaN loss, say); the last good checkpoint is kept."""
+
+
+def quiet_library_warnings() -> None:
+    """Hide deprecation notices from torch and auto_LiRPA (call inside ``warnings.catch_warnings``).
+
+    A filter is not enough: importing auto_LiRPA runs ``warnings.simplefilter("once")``, which
+    goes in front of every filter set before it. So the notices are dropped where they are shown.
+    """
+    shown = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, DeprecationWarning):
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show

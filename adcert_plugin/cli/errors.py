@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import click
 
-from ..errors import AdcertError
+from ..errors import AdcertError, quiet_library_warnings
 
 INTERRUPTED_EXIT = 130  # the shell's code for SIGINT
 _ARGS_KEY, _HINT_KEY = "adcert.args", "adcert.on_interrupt"
@@ -67,21 +67,6 @@ def rerun_command(name: str, args: Sequence[str], add: Sequence[str] = (), drop:
 def on_interrupt(hint: Callable[[], str]) -> None:
     """Register what Ctrl-C should tell the user (called when it happens, so it can look at files)."""
     click.get_current_context().meta[_HINT_KEY] = hint
-
-
-def quiet_library_warnings() -> None:
-    """Hide deprecation notices from torch and auto_LiRPA (call inside ``warnings.catch_warnings``).
-
-    A filter is not enough: importing auto_LiRPA runs ``warnings.simplefilter("once")``, which
-    goes in front of every filter set before it. So the notices are dropped where they are shown.
-    """
-    shown = warnings.showwarning
-
-    def show(message, category, *args, **kwargs):
-        if not issubclass(category, DeprecationWarning):
-            shown(message, category, *args, **kwargs)
-
-    warnings.showwarning = show
 
 
 def handle_errors(fn):

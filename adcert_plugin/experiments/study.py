@@ -25,7 +25,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, SoundnessError
+from ..errors import ConfigError, SoundnessError, quiet_library_warnings
 from ..io import atomic_write_text, read_json, write_json
 from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
@@ -40,6 +40,8 @@ def _job(train_dict: dict, evals: list[dict]) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    if not os.environ.get("ADCERT_DEBUG"):
+        quiet_library_warnings()  # a worker does not inherit the CLI's: torch's deprecation notices
     cfg = config_from_dict(train_dict, "study job")
     run = RunDir(cfg.out_dir)
     started = time.perf_counter()
