@@ -204,8 +204,8 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
             r = r if r.result == "error" else reject(replace(r, result="unsat"), f"counterexample in hand ({cex['source']}, "
                                                         f"margin {cex['box_margin']:.4g})")
             kind = "counterexample"
-        elif word == "unsat" and cex is not None:
-            r = r if r.result != "unsat" else set_aside(r, cex)
+        elif word == "unsat" and cex is not None:  # an earlier rejection (older rule) is set aside too
+            r = r if r.result == "unknown" else set_aside(replace(r, result="unsat"), cex)
             kind = "counterexample"
         elif word == "sat" and cert is not None:
             problems.append(f"{name}: {r.verifier} says sat but {cert['method']} certified it "

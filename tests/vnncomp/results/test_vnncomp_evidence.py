@@ -143,6 +143,9 @@ def test_an_unsat_is_refuted_only_by_a_violation_and_set_aside_within_the_tolera
         assert claimed_word(unsat) == "unsat" and checked.coverage.checked == 2
         again = check_answers(root, [unsat])  # read back: still set aside, still no contradiction
         assert again.results[0].result == "unknown" and again.contradictions == []
+        older = VerifierResult("sat", "marabou", "error", note="rejected unsat: counterexample in hand (x)")
+        redone = check_answers(root, [older])  # a table the 1e-4 rule once rejected, read back
+        assert redone.results[0].result == "unknown" and redone.contradictions == []
 
 
 def test_verify_time_attack_finds_what_pgd40_misses_and_is_cached(tmp_path, monkeypatch):
