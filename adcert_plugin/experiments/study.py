@@ -223,8 +223,9 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
     every = list(records.values()) + list(final_records.values())
     config = cfg.to_dict()
     config["data"]["data_dir"] = None  # results name no folder of the machine that ran them
-    contradictions = [f"{os.path.relpath(r['run_dir'], out_dir)} ({name}): {c}" for r in every
-                      for name, e in r["evals"].items() for c in e.get("contradictions", [])]
+    contradictions = list(dict.fromkeys(  # a selected grid run is in both waves: list its findings once
+        f"{os.path.relpath(r['run_dir'], out_dir)} ({name}): {c}" for r in every
+        for name, e in r["evals"].items() for c in e.get("contradictions", [])))
     return {"study": cfg.name, "description": cfg.description, "command": command or
             f"python examples/study.py --preset {cfg.name}", "dataset": cfg.data.dataset, "eps": cfg.schedule.eps,
             "model": cfg.model.name, "seeds": list(cfg.seeds), "teacher": teachers, "chosen": chosen,
