@@ -42,11 +42,14 @@ def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
              for m in cfg.methods for p in cfg.grid_points(m)]
     runs += [("final", m, None, s, out_dir / f"seed{s}" / "final" / m, cfg.schedule.epochs)
              for m in cfg.methods for s in cfg.seeds[1:]]
-    rows = [{"role": role, "method": m, "params": p, "seed": s, "run_dir": str(run.relative_to(out_dir)),
-             "state": _run_state(run, epochs),
-             "evals": {split: e for split in ("validation", "test") if (e := _eval_numbers(run, split))}}
-            for role, m, p, s, run, epochs in runs]
-    return {"study": cfg.name, "runs": rows, "done": sum(r["state"] == "done" for r in rows), "total": len(rows)}
+    rows = []
+    for role, m, p, s, run, epochs in runs:
+        evals = {split: e for split in ("validation", "test") if (e := _eval_numbers(run, split))}
+        state = _run_state(run, epochs)
+        rows.append({"role": role, "method": m, "params": p, "seed": s, "run_dir": str(run.relative_to(out_dir)),
+                     "state": "trained, evaluating" if state == "done" and not evals else state, "evals": evals})
+    trained = sum(r["state"] in ("done", "trained, evaluating") for r in rows)
+    return {"study": cfg.name, "runs": rows, "done": trained, "total": len(rows)}
 
 
 def _cell(evals: dict, split: str, key: str) -> str:
