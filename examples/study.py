@@ -5,7 +5,8 @@ setting retrained with every seed; each evaluated on the test split with PGD-40,
 complete verifier. Writes results.json, results.md, plot.png and curves.png in --out-dir. Every
 finished run and evaluation is reused: stop it at any point and run the same command again.
 
-    python examples/study.py --preset mnist-0.1       # hours on 2 CPU cores; resumable
+    python examples/study.py --preset mnist-0.1 --state-dir examples/results/study-mnist-0.1/state
+                                                      # hours on 2 CPU cores; resumable, also from a fresh clone
     python examples/study.py --preset mnist-0.3
     python examples/study.py --preset fmnist-0.1
     python examples/study.py --preset smoke --out-dir /tmp/study-smoke   # the whole path in a minute
@@ -27,6 +28,7 @@ from adcert_plugin.experiments.study import run_study
 from adcert_plugin.experiments.study_presets import get_study, list_studies
 from adcert_plugin.experiments.study_progress import render_progress, study_progress
 from adcert_plugin.experiments.study_report import render_markdown
+from adcert_plugin.experiments.study_state import restore
 from adcert_plugin.io import atomic_write_text
 
 
@@ -39,10 +41,13 @@ from adcert_plugin.io import atomic_write_text
               help="Folder holding the data sets [env: ADCERT_DATA].")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="Training processes at once, one torch thread each [default: the preset's].")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder to commit: its finished runs are restored into --out-dir first, and every run that "
+                   "finishes is saved to it (small files; model.pt only while the study still needs it).")
 @click.option("--progress", is_flag=True,
               help="Train nothing: write <out-dir>/progress.md (every run's state and finished numbers) and print it.")
 @handle_errors
-def main(preset, out_dir, data_dir, processes, progress):
+def main(preset, out_dir, data_dir, processes, state_dir, progress):
     """Select, retrain and evaluate every method of one benchmark; write tables and plots."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", force=True)
     cfg = get_study(preset)
@@ -53,11 +58,13 @@ def main(preset, out_dir, data_dir, processes, progress):
     out_dir = out_dir or Path("runs") / f"study-{preset}"
     command = shlex.join(["python", "examples/study.py", *(a for a in sys.argv[1:] if a != "--progress")])
     if progress:
+        if state_dir is not None:
+            restore(state_dir, out_dir)
         page = render_progress(study_progress(cfg, out_dir), command)
         atomic_write_text(Path(out_dir) / "progress.md", page)
         click.echo(page)
         return
-    results = run_study(cfg, out_dir, command=command)
+    results = run_study(cfg, out_dir, command=command, state_dir=state_dir)
     click.echo(render_markdown(results))
 
 

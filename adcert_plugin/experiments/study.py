@@ -30,6 +30,7 @@ from ..io import atomic_write_text, read_json, write_json
 from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
 from .study_config import StudyConfig, StudyEval, point_name
+from .study_state import drop_model, model_hash, restore, save_run
 from .unified import check_same_config
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def complete_options(settings: StudyEval) -> dict:
 def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict:
     from ..evaluation import evaluate
 
+    if not run.model.is_file():  # restored from a state folder that no longer keeps the model
+        return metrics_of(_finished_without_model(run, split, settings))
     kwargs = dict(methods=settings.methods, n=settings.n, seed=settings.seed, attack=settings.attack,
                   out_dir=run.path / f"eval-{split}", device=None if device == "auto" else device,
                   progress=False, split=split, **complete_options(settings))
@@ -85,6 +88,23 @@ def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict
         log.info("%s: evaluating afresh (%s)", run.path / f"eval-{split}", err)
         report = _reported(evaluate, run.model, overwrite=True, **kwargs)
     return metrics_of(report.summary)
+
+
+def _finished_without_model(run: RunDir, split: str, settings: StudyEval) -> dict:
+    """The summary of this run's finished evaluation with ``settings``, matched by the model's recorded hash."""
+    from ..evaluation import resolve_methods
+
+    folder = run.path / f"eval-{split}"
+    complete = complete_options(settings).get("complete")
+    wanted = {"checkpoint_sha256": model_hash(run.path), "methods": list(resolve_methods(settings.methods)),
+              "n": settings.n, "seed": settings.seed, "attack": dataclasses.asdict(settings.attack),
+              "complete": complete.record() if complete else None, "split": None if split == "test" else split}
+    config = read_json(folder / "config.json") if (folder / "summary.json").is_file() else {}
+    if {k: config.get(k) for k in wanted} != wanted:
+        raise ConfigError(f"{run.path} has no model.pt (the study's state kept only its results) and no finished "
+                          f"evaluation on {split} with these settings; delete {run.path} and its copy in the "
+                          "state folder to retrain it")
+    return read_json(folder / "summary.json")
 
 
 def _reported(evaluate, model, **kwargs):
@@ -118,12 +138,20 @@ def metrics_of(summary: dict) -> dict:
 
 
 # -- the study --------------------------------------------------------------------------------
-def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None) -> dict:
-    """Train, select, retrain and evaluate as the module docstring says; returns results.json's content."""
+def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
+              state_dir: str | Path | None = None) -> dict:
+    """Train, select, retrain and evaluate as the module docstring says; returns results.json's content.
+
+    ``state_dir``: a folder to commit (study_state.py): the finished runs it holds are restored into
+    ``out_dir`` first, and every run that finishes is saved to it, so a fresh clone resumes.
+    """
     from .study_report import render_markdown, plot_study
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if state_dir is not None:
+        restore(state_dir, out_dir)
+    saved = _saver(out_dir, state_dir)
     started = time.perf_counter()
     first = cfg.seeds[0]
     teacher = {s: out_dir / f"seed{s}" / "teacher" for s in cfg.seeds}
@@ -137,11 +165,15 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None)
     wave1 = [(("teacher", s), cfg.teacher_config(teacher[s], s), [teacher_only]) for s in cfg.seeds]
     wave1 += [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is None]
     wave2 = [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is not None]
-    records = _run_wave(cfg, wave1, "teachers and teacher-free grid points")
+    records = _run_wave(cfg, wave1, "teachers and teacher-free grid points", saved(keep_model=True))
     if wave2:
-        records.update(_run_wave(cfg, wave2, "distilled grid points"))
+        records.update(_run_wave(cfg, wave2, "distilled grid points", saved(keep_model=True)))
     chosen = {m: select(m, [(grid[m, i][0], records[m, i]) for i in range(len(cfg.grid_points(m)))])
               for m in cfg.methods}
+    if state_dir is not None:  # the models of grid points not selected are needed no more
+        for (m, i), (_, c) in grid.items():
+            if i != chosen[m]["index"]:
+                drop_model(Path(state_dir) / os.path.relpath(c.out_dir, out_dir))
     finals = []
     for m in cfg.methods:
         i = chosen[m]["index"]
@@ -150,7 +182,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None)
             c = cfg.student_config(m, chosen[m]["params"], out_dir / f"seed{s}" / "final" / m,
                                    teacher[s] / "model.pt", s)
             finals.append(((m, s), c, [test_eval]))
-    final_records = _run_wave(cfg, finals, "selected settings: other seeds and test evaluation")
+    final_records = _run_wave(cfg, finals, "selected settings: other seeds and test evaluation",
+                              saved(keep_model=False))
     results = _results(cfg, records, final_records, chosen, grid, command, time.perf_counter() - started, out_dir)
     write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "results.md", render_markdown(results))
@@ -170,13 +203,27 @@ def select(method: str, candidates: list[tuple[dict, dict]]) -> dict:
     return {"method": method, "index": best[3], "params": best[4], "complete": best[0], "standard": best[1]}
 
 
-def _run_wave(cfg: StudyConfig, jobs: list, label: str) -> dict:
-    """Run ``jobs`` [(key, TrainConfig, evals)] ``cfg.processes`` at a time; returns key → record."""
+def _saver(out_dir: Path, state_dir: str | Path | None):
+    """``saved(keep_model)``: the callback that copies each finished run to the state (or does nothing)."""
+    def saved(keep_model: bool):
+        def save(record: dict) -> None:
+            if state_dir is not None:
+                save_run(out_dir, Path(record["run_dir"]), Path(state_dir), keep_model)
+        return save
+    return saved
+
+
+def _run_wave(cfg: StudyConfig, jobs: list, label: str, on_done=lambda record: None) -> dict:
+    """Run ``jobs`` [(key, TrainConfig, evals)] ``cfg.processes`` at a time; returns key → record.
+
+    ``on_done(record)`` runs in this process as each job finishes (the state is saved there).
+    """
     log.info("%s: %d runs, %d at a time", label, len(jobs), cfg.processes)
     done: dict = {}
     if cfg.processes == 1:
         for k, (key, c, evals) in enumerate(jobs, 1):
             done[key] = _progress(k, len(jobs), key, _job(c.to_dict(), evals))
+            on_done(done[key])
         return done
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     os.environ.update(env)  # the spawned workers inherit it before torch starts its pools
@@ -186,6 +233,7 @@ def _run_wave(cfg: StudyConfig, jobs: list, label: str) -> dict:
         for k, future in enumerate(futures.as_completed(pending), 1):
             key = pending[future]
             done[key] = _progress(k, len(jobs), key, future.result())
+            on_done(done[key])
     return done
 
 

@@ -89,10 +89,15 @@ def smoke(tmp_path_factory, data_dir):
     cfg = get_study("smoke")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
     out = tmp_path_factory.mktemp("study")
-    return cfg, out, _run_reporting_contradictions(cfg, out)
+    return cfg, out, _run_reporting_contradictions(cfg, out, state_dir=_state_of(out))
 
 
-def _run_reporting_contradictions(cfg, out) -> dict:
+def _state_of(out):
+    """Where the smoke study keeps the folder a repository would commit."""
+    return out.parent / f"{out.name}-state"
+
+
+def _run_reporting_contradictions(cfg, out, **kwargs) -> dict:
     """run_study; a verifier answer the evidence contradicts must fail it only after every number is written.
 
     The smoke study checks the pipeline, not NeuralSAT: should NeuralSAT be wrong on one sample
@@ -100,7 +105,7 @@ def _run_reporting_contradictions(cfg, out) -> dict:
     first in results.md and raise SoundnessError.
     """
     try:
-        return run_study(cfg, out)
+        return run_study(cfg, out, **kwargs)
     except SoundnessError as err:
         results = json.loads((out / "results.json").read_text())
         assert results["contradictions"] and str(len(results["contradictions"])) in str(err)
@@ -180,6 +185,59 @@ def test_a_second_call_reuses_every_run_and_gives_the_same_numbers(smoke):
     again = _run_reporting_contradictions(cfg, out)
     assert again["runs_trained_now"] == 0 and again["contradictions"] == results["contradictions"]
     assert again["summary"] == results["summary"] and again["chosen"] == results["chosen"]
+
+
+def test_a_fresh_clone_resumes_from_the_state_folder_and_trains_nothing(smoke, tmp_path):
+    cfg, out, results = smoke
+    state = _state_of(out)
+    first = cfg.seeds[0]
+    assert not list(state.rglob("last.pt")) and not list(state.rglob("best.pt"))
+    assert {p.parent.name for p in state.rglob("model.pt")} == {"teacher"}  # the study needs no other model now
+    runs = [p.parent for p in state.rglob("summary.json") if not p.parent.name.startswith("eval-")]
+    assert runs and all((run / "model.sha256").is_file() for run in runs)  # restored evaluations match by hash
+    chosen = point_name("mtl-ibp", results["chosen"]["mtl-ibp"]["params"])
+    assert (state / f"seed{first}" / "grid" / chosen / "eval-test" / "samples.jsonl").is_file()
+    again = _run_reporting_contradictions(cfg, tmp_path / "fresh", state_dir=state)
+    assert again["runs_trained_now"] == 0 and again["chosen"] == results["chosen"]
+    assert again["summary"] == results["summary"] and again["grid"] == results["grid"]
+
+
+def test_a_restored_run_without_its_model_is_reused_only_for_the_evaluation_it_holds(smoke, tmp_path):
+    cfg, out, results = smoke
+    fresh = tmp_path / "fresh"
+    assert study_module.restore(_state_of(out), fresh) == len(study_progress(cfg, out)["runs"])
+    run = study_module.RunDir(fresh / f"seed{cfg.seeds[1]}" / "final" / "mtl-ibp")
+    assert not run.model.is_file()
+    metrics = study_module._evaluate(run, "test", cfg.final, "cpu")
+    assert metrics == results["final"]["mtl-ibp"][str(cfg.seeds[1])]
+    with pytest.raises(ConfigError, match="has no model.pt .* delete"):
+        study_module._evaluate(run, "test", dataclasses.replace(cfg.final, n=cfg.final.n + 1), "cpu")
+
+
+def test_restore_replaces_a_partial_run_and_keeps_a_finished_one(tmp_path):
+    from adcert_plugin.experiments.study_state import restore, save_run
+
+    out, state, here = tmp_path / "out", tmp_path / "state", tmp_path / "here"
+    for name, weights in (("a", b"model a"), ("b", b"model b")):
+        (out / name / "eval-test").mkdir(parents=True)
+        (out / name / "model.pt").write_bytes(weights)
+        for f in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt"):
+            (out / name / f).write_text(f"{name} {f}")
+        for f in ("config.json", "samples.jsonl", "summary.json"):
+            (out / name / "eval-test" / f).write_text(f"{name} eval {f}")
+        save_run(out, out / name, state, keep_model=name == "a")
+    assert (state / "a" / "model.pt").is_file() and not (state / "b" / "model.pt").exists()
+    assert not (state / "a" / "last.pt").exists()
+    (here / "a").mkdir(parents=True)
+    (here / "a" / "metrics.jsonl").write_text("one epoch of an interrupted run")
+    (here / "b" / "eval-test").mkdir(parents=True)
+    (here / "b" / "model.pt").write_bytes(b"another model b")
+    (here / "b" / "summary.json").write_text("finished here")
+    assert restore(state, here) == 1
+    assert (here / "a" / "metrics.jsonl").read_text() == "a metrics.jsonl" and (here / "a" / "model.pt").is_file()
+    assert (here / "b" / "summary.json").read_text() == "finished here"
+    assert not (here / "b" / "eval-test" / "summary.json").exists()  # another model's evaluation stays out
+    assert restore(state, here) == 0
 
 
 def test_evaluating_a_run_without_holdout_on_validation_is_refused(smoke, data_dir, tmp_path):
