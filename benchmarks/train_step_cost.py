@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -150,12 +151,22 @@ def main() -> None:
                         "the last is timed")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
+    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's thresholds as they are "
+                        "(train() raises them on the CPU: adcert_plugin/training/allocator.py), for a before/after")
     parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "LOSS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device == "auto":
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.system_malloc:
+        os.environ["ADCERT_MALLOC"] = "system"  # the memory workers inherit it
+    if args.device == "cpu":  # as train() does: every step timed here, the plain one included
+        from adcert_plugin.training.allocator import reuse_freed_memory
+
+        malloc = "reused" if reuse_freed_memory() else "system"
+    else:
+        malloc = None
     if args.worker:
         print(json.dumps(measure_memory(*args.worker, args.batch, args.device)))
         return
@@ -174,12 +185,12 @@ def main() -> None:
             row = {**run_memory(shape, name, args), "seconds": statistics.median(times[name]),
                    "round_seconds": times[name], **time_ratios(times, name), "batch": args.batch,
                    "steps_per_turn": args.steps_per_turn,
-                   "threads": torch.get_num_threads(), "device": args.device}
+                   "threads": torch.get_num_threads(), "device": args.device, "malloc": malloc}
             rows.append(row)
             print(f"  {shape:5s} {name:10s} {row['seconds']:.3f} s  {row['peak_bytes'] / 2**20:.0f} MB",
                   file=sys.stderr, flush=True)
     print(f"{platform.processor() or platform.machine()}, device {args.device}, "
-          f"{rows[0]['threads']} threads")
+          f"{rows[0]['threads']} threads" + (f", freed memory {malloc} (allocator.py)" if malloc else ""))
     for shape in args.shapes:
         print(table(rows, shape))
         print()

@@ -7,6 +7,7 @@
     regularizers.py  warm-up regularisers, L1
     teacher.py       load_teacher: a frozen Teacher from a checkpoint
     trainer.py       train(cfg) -> RunResult
+    allocator.py     reuse_freed_memory: glibc keeps a CPU step's freed blocks for the next step
     outcome.py       RunResult (the summary in words), best_criterion (best.pt), ramp_reached
     rundir.py        the run directory and the rules for reusing one
     checkpoint.py    save/load with torch.load(weights_only=True)

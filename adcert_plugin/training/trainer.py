@@ -41,6 +41,7 @@ from ..errors import CheckpointError, TrainingError, UnsupportedModelError
 from ..losses.base import LossContext
 from ..models import create_model, ibp_init
 from . import distributed as D, schedules as S
+from .allocator import reuse_freed_memory
 from .checkpoint import arch_record, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .outcome import RunResult, best_criterion, divergence_cause, ramp_reached
@@ -70,6 +71,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
         TrainingError: a non-finite loss or gradient; ``last.pt`` of the last finished epoch is kept.
     """
     info = D.init_distributed(cfg.device)
+    if info.device.type == "cpu":
+        reuse_freed_memory()  # a step's large temporaries stop page-faulting in anew (allocator.py)
     try:
         return _Trainer(cfg, info).run(resume, force, progress)
     finally:
