@@ -265,3 +265,24 @@ def test_two_processes_give_the_numbers_one_process_gives(data_dir, tmp_path):
                 for m, seeds in results["final"].items()}
 
     assert numbers(two) == numbers(one) and two["chosen"] == one["chosen"]
+
+
+def test_every_committed_study_state_is_whole_and_matches_its_models():
+    """What a fresh clone resumes from: finished runs only, each evaluation tied to its model's hash."""
+    from adcert_plugin.io import read_json, sha256_file
+    from conftest import REPO
+
+    for state in (REPO / "examples" / "results").glob("study-*/state"):
+        assert not [p for p in state.rglob("*.pt") if p.name != "model.pt"], "no last.pt/best.pt in a state"
+        for summary in state.rglob("summary.json"):
+            run = summary.parent
+            if run.name.startswith("eval-"):
+                continue
+            assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file(), run
+            recorded = (run / "model.sha256").read_text().strip()
+            if (run / "model.pt").is_file():
+                assert sha256_file(run / "model.pt") == recorded, run
+                assert (run / "model.pt").stat().st_size < 1 << 20, run
+            for folder in run.glob("eval-*"):
+                assert (folder / "summary.json").is_file(), f"{folder}: an unfinished evaluation in the state"
+                assert read_json(folder / "config.json")["checkpoint_sha256"] == recorded, folder
