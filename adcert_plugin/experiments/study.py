@@ -208,7 +208,7 @@ def _saver(out_dir: Path, state_dir: str | Path | None):
     def saved(keep_model: bool):
         def save(record: dict) -> None:
             if state_dir is not None:
-                save_run(out_dir, Path(record["run_dir"]), Path(state_dir), keep_model)
+                save_run(out_dir, Path(record["run_dir"]), Path(state_dir), keep_model, record["trained_now"])
         return save
     return saved
 
@@ -281,7 +281,19 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
             "summary": summary, "paired": pairs, "wall_time_s": round(wall, 1),
             "train_time_s": round(sum(r["train_time_s"] for r in every), 1),
             "runs_trained_now": sum(r["trained_now"] for r in every), "machine": machine_info(),
+            "machines": _machines(every),
             "contradictions": contradictions, "config": config}
+
+
+def _machines(records: list[dict]) -> list[dict]:
+    """The machines that finished the runs (machine.json, written when a run is saved to a state), with counts."""
+    seen: dict[str, dict] = {}
+    for run_dir in dict.fromkeys(r["run_dir"] for r in records):
+        path = Path(run_dir) / "machine.json"
+        info = read_json(path) if path.is_file() else {"processor": "not recorded (run saved to no state folder)"}
+        key = f"{info.get('processor')} | {info.get('platform')} | {info.get('cpu_count')} CPUs"
+        seen.setdefault(key, {"machine": key, "runs": 0})["runs"] += 1
+    return list(seen.values())
 
 
 def _pairs(methods) -> list[tuple[str, str]]:

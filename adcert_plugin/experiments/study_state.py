@@ -6,7 +6,9 @@ machine finds it: in the repository. ``save_run`` copies one finished run's smal
 lacks them, and the study then reuses those runs exactly as if they had been trained there.
 
 Kept per run: ``config.yaml``, ``summary.json``, ``metrics.jsonl``, ``model.sha256`` (the
-checkpoint's hash, so that a restored evaluation is matched to the model it judged) and, of every
+checkpoint's hash, so that a restored evaluation is matched to the model it judged),
+``machine.json`` (where and when the run was saved: a study resumed over sessions runs on
+several machines, and results.json counts them) and, of every
 finished evaluation folder, ``config.json``, ``summary.json``, ``samples.jsonl`` and
 ``complete.jsonl``. ``model.pt`` only where the study still needs it: teachers (their students and
 the finals of other seeds load them), grid points until selection is decided, and the selected
@@ -21,14 +23,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
-from ..io import atomic_file, atomic_write_text, sha256_file
+from ..io import atomic_file, atomic_write_text, sha256_file, write_json
+from .unified import machine_info
 
 log = logging.getLogger(__name__)
 
-SUMMARY, MODEL, MODEL_HASH = "summary.json", "model.pt", "model.sha256"
-RUN_FILES = ("config.yaml", "metrics.jsonl", MODEL_HASH)  # then model.pt where kept, then summary.json
+SUMMARY, MODEL, MODEL_HASH, MACHINE = "summary.json", "model.pt", "model.sha256", "machine.json"
+RUN_FILES = ("config.yaml", "metrics.jsonl", MODEL_HASH, MACHINE)  # then model.pt where kept, then summary.json
 EVAL_FILES = ("config.json", "samples.jsonl", "complete.jsonl")  # then summary.json
 
 
@@ -40,14 +44,20 @@ def model_hash(run_dir: Path) -> str | None:
     return recorded.read_text().strip() if recorded.is_file() else None
 
 
-def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool) -> Path:
-    """Copy the finished run ``run_dir`` (under ``out_dir``) and its finished evaluations to the state."""
+def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool, trained_here: bool = False) -> Path:
+    """Copy the finished run ``run_dir`` (under ``out_dir``) and its finished evaluations to the state.
+
+    ``trained_here``: this process's machine trained it, so machine.json names this machine (a run
+    reused from an earlier call keeps the machine.json it has, or stays without one).
+    """
     run_dir = Path(run_dir)
     target = Path(state_dir) / os.path.relpath(run_dir, out_dir)
     if not (run_dir / SUMMARY).is_file():
         raise ValueError(f"{run_dir} is not a finished run (no {SUMMARY})")
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / MODEL_HASH, model_hash(run_dir) + "\n")
+    if trained_here and not (run_dir / MACHINE).is_file():  # a study resumed over sessions runs on several machines
+        write_json(run_dir / MACHINE, dict(machine_info(), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     for name in RUN_FILES:
         _copy(run_dir / name, target / name)
     for folder in sorted(p for p in run_dir.glob("eval-*") if (p / SUMMARY).is_file()):

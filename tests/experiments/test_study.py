@@ -200,6 +200,10 @@ def test_a_fresh_clone_resumes_from_the_state_folder_and_trains_nothing(smoke, t
     again = _run_reporting_contradictions(cfg, tmp_path / "fresh", state_dir=state)
     assert again["runs_trained_now"] == 0 and again["chosen"] == results["chosen"]
     assert again["summary"] == results["summary"] and again["grid"] == results["grid"]
+    runs = len(study_progress(cfg, out)["runs"])
+    assert [m["runs"] for m in again["machines"]] == [runs] == [m["runs"] for m in results["machines"]]
+    two = dict(again, machines=[{"machine": "cpu A", "runs": 3}, {"machine": "cpu B", "runs": runs - 3}])
+    assert f"Runs finished on: cpu A (3 runs); cpu B ({runs - 3} runs)" in render_markdown(two)
 
 
 def test_a_restored_run_without_its_model_is_reused_only_for_the_evaluation_it_holds(smoke, tmp_path):
