@@ -291,7 +291,8 @@ def _machines(records: list[dict]) -> list[dict]:
     for run_dir in dict.fromkeys(r["run_dir"] for r in records):
         path = Path(run_dir) / "machine.json"
         info = read_json(path) if path.is_file() else {"processor": "not recorded (run saved to no state folder)"}
-        key = f"{info.get('processor')} | {info.get('platform')} | {info.get('cpu_count')} CPUs"
+        cpu = info.get("cpu_model") or info.get("processor")
+        key = f"{cpu} | {info.get('platform')} | {info.get('cpu_count')} CPUs"
         seen.setdefault(key, {"machine": key, "runs": 0})["runs"] += 1
     return list(seen.values())
 

@@ -197,12 +197,22 @@ def _evaluate(cfg: ExperimentConfig, run: RunDir, overwrite: bool) -> EvalReport
 
 
 # -- results ---------------------------------------------------------------------------------
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo), which platform.processor() often leaves empty."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def machine_info() -> dict:
     """Where the experiment ran: platform, CPU count, threads, versions, accelerator."""
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "adcert": __version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "cpu_model": _cpu_model()}
     try:
         from importlib.metadata import version
 
