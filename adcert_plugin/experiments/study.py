@@ -269,6 +269,10 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
     grid_rows = [{"method": m, "params": p, "validation": records[m, i]["evals"]["validation"],
                   "run_dir": os.path.relpath(records[m, i]["run_dir"], out_dir)} for (m, i), (p, _) in grid.items()]
     every = list(records.values()) + list(final_records.values())
+    runs = {r["run_dir"]: r for r in every}  # a selected grid run is in both waves: count it once
+    evals = {d: {} for d in runs}
+    for r in every:
+        evals[r["run_dir"]].update(r["evals"])
     config = cfg.to_dict()
     config["data"]["data_dir"] = None  # results name no folder of the machine that ran them
     contradictions = list(dict.fromkeys(  # a selected grid run is in both waves: list its findings once
@@ -279,7 +283,8 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
             "model": cfg.model.name, "seeds": list(cfg.seeds), "teacher": teachers, "chosen": chosen,
             "grid": grid_rows, "final": {m: {str(s): per_seed[m][s] for s in cfg.seeds} for m in cfg.methods},
             "summary": summary, "paired": pairs, "wall_time_s": round(wall, 1),
-            "train_time_s": round(sum(r["train_time_s"] for r in every), 1),
+            "train_time_s": round(sum(runs[d]["train_time_s"] for d in runs), 1),
+            "eval_time_s": round(sum(e["eval_time_s"] for d in runs for e in evals[d].values()), 1),
             "runs_trained_now": sum(r["trained_now"] for r in every), "machine": machine_info(),
             "machines": _machines(every),
             "contradictions": contradictions, "config": config}

@@ -29,7 +29,8 @@ def render_markdown(results: dict) -> str:
              f"Command: `{results['command']}`  ", f"Machine: {results['machine']['processor']}, "
              f"{results['machine']['cpu_count']} CPUs, torch {results['machine']['torch']}; "
              f"wall time of the last call {results['wall_time_s'] / 60:.1f} min, "
-             f"training time of all runs {results['train_time_s'] / 3600:.2f} h", ""]
+             f"training time of all runs {results['train_time_s'] / 3600:.2f} h, evaluation time "
+             f"{results.get('eval_time_s', 0.0) / 3600:.2f} h", ""]
     machines = results.get("machines") or []
     if len(machines) > 1:  # resumed over sessions: say which machine trained how many runs
         lines[-1:-1] = ["", "Runs finished on: " + "; ".join(f"{m['machine']} ({m['runs']} runs)" for m in machines)]

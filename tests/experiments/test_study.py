@@ -124,6 +124,9 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
     assert set(results["paired"]) == {"ad-cert - mtl-ibp", "ad-cert - cc-ibp", "ad-cert - cc-dist", "cc-dist - cc-ibp"}
     assert (out / "results.md").read_text() == render_markdown(json.loads((out / "results.json").read_text()))
     assert (out / "plot.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    trained = [json.loads(p.read_text())["train_time_s"] for p in out.rglob("summary.json")
+               if not p.parent.name.startswith("eval-")]  # every run once, the selected grid runs too
+    assert results["train_time_s"] == pytest.approx(sum(trained), abs=0.1) and results["eval_time_s"] > 0
     teacher_cfg = (out / f"seed{cfg.seeds[0]}" / "teacher" / "config.yaml").read_text()
     assert f"validation_size: {cfg.data.validation_size}" in teacher_cfg  # the teacher never sees the holdout either
     val = json.loads((out / f"seed{cfg.seeds[0]}" / "grid" / "mtl-ibp-alpha0.1" / "eval-validation" /
