@@ -34,7 +34,7 @@ from ..attacks import AttackConfig, attack_objective
 from ..bounds import InputBox, margins, wrap_model
 from ..data import get_data_spec
 from ..errors import ConfigError, DataError
-from ..io import sha256_file, write_json
+from ..io import read_json, sha256_file, write_json
 from ..training import pick_device
 from . import report as R
 from .complete import CompleteConfig, CompleteInputs, run_complete, shard_dir_name
@@ -125,6 +125,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     if split != "test":  # absent for test, so reports written before splits existed still resume
         run_config["split"] = split
     done = R.prepare_out_dir(out_dir, run_config, RESUME_KEYS, resume, overwrite)
+    earlier_wall, earlier_complete_wall = _earlier_walls(out_dir, complete)
 
     model = model.to(device).eval().requires_grad_(False)
     context = _Context(model, wrap_model(model, tuple(record["arch"]["in_shape"])), spec, eps, methods, attack,
@@ -142,7 +143,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
                 R.append_samples(samples_path, [r for r in rows if r["index"] not in done])
                 done.update((r["index"], r) for r in rows if r["index"] not in done)
             bar.update(len(missing))
-    wall = time.perf_counter() - wall
+    wall = earlier_wall + time.perf_counter() - wall
 
     rows = [{k: v for k, v in done[i].items() if k != "complete"} for i in indices]
     meta = dict(R.summary_meta(run_config), wall_seconds=wall, device=str(device), split=split)
@@ -151,11 +152,28 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
         data = CompleteInputs(model, x_all[indices], y_all[indices], indices, eps, tuple(spec.mean), tuple(spec.std),
                               run_config["checkpoint_sha256"], network)
         rows, seconds = run_complete(rows, data, complete, verifier, out_dir)
-        meta["complete"] = dict(complete.record(), wall_seconds=seconds)
+        meta["complete"] = dict(complete.record(), wall_seconds=earlier_complete_wall + seconds)
     R.write_samples(samples_path, rows)  # canonical order, whatever the resume history
     summary = R.summarize(rows, methods, meta)
     write_json(out_dir / R.SUMMARY_FILE, summary)
     return R.raise_on_soundness(EvalReport(out_dir, summary, rows))
+
+
+def _earlier_walls(out_dir: Path, complete: CompleteConfig | None) -> tuple[float, float]:
+    """Wall seconds a finished report in ``out_dir`` already spent (cascade, complete verifier).
+
+    A resume adds its own time to them, so re-reading a finished report keeps the time it cost
+    (the complete verifier's only when it is the same verifier and settings). A report that was
+    cut short before its summary was written left no wall time: its rows' ``seconds`` still count.
+    """
+    path = out_dir / R.SUMMARY_FILE
+    if not path.is_file():  # prepare_out_dir removed it (overwrite), or the earlier call never finished
+        return 0.0, 0.0
+    old = read_json(path)
+    old_complete = old.get("complete") or {}
+    wanted = complete.record() if complete is not None else {}
+    same = bool(wanted) and all(old_complete.get(k) == wanted[k] for k in ("verifier", "timeout", "shard"))
+    return float(old.get("wall_seconds") or 0.0), float(old_complete.get("wall_seconds") or 0.0) if same else 0.0
 
 
 # -- one block -----------------------------------------------------------------------------

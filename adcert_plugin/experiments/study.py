@@ -31,6 +31,7 @@ from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
 from .study_config import StudyConfig, StudyEval, point_name
 from .study_state import drop_model, model_hash, restore, save_run
+from .study_timing import train_cost
 from .unified import check_same_config
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _job(train_dict: dict, evals: list[dict]) -> dict:
     summary = read_json(run.summary) if reused else train(cfg, resume=run.last.is_file(), force=not run.last.is_file(),
                                                           progress=False).summary
     record = {"run_dir": str(run.path), "method": cfg.loss.name, "params": dict(cfg.loss.params), "seed": cfg.seed,
-              "train_time_s": float(summary["train_time_s"]), "trained_now": not reused, "evals": {}}
+              **train_cost(run.metrics, float(summary["train_time_s"])), "trained_now": not reused, "evals": {}}
     for ev in evals:
         record["evals"][ev["name"]] = _evaluate(run, ev["split"], StudyEval.from_dict(ev["settings"]), cfg.device)
     record["wall_s"] = round(time.perf_counter() - started, 1)
@@ -134,7 +135,8 @@ def metrics_of(summary: dict) -> dict:
             "complete_errors": (complete.get("not_certified") or {}).get("error", 0),
             "set_aside": complete.get("set_aside", 0),
             "contradictions": [f"sample {e['index']}: {e['detail']}" for e in summary.get("soundness_errors", [])],
-            "eval_time_s": float(summary.get("seconds", {}).get("total", 0.0))}
+            # per-sample times (bounds, attack, verifier) live in the rows, so a reused report keeps them
+            "eval_time_s": float(summary.get("seconds", {}).get("total", 0.0)) + float(complete.get("seconds") or 0.0)}
 
 
 # -- the study --------------------------------------------------------------------------------
@@ -284,6 +286,10 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
             "grid": grid_rows, "final": {m: {str(s): per_seed[m][s] for s in cfg.seeds} for m in cfg.methods},
             "summary": summary, "paired": pairs, "wall_time_s": round(wall, 1),
             "train_time_s": round(sum(runs[d]["train_time_s"] for d in runs), 1),
+            "train_time_recorded_s": round(sum(runs[d].get("train_time_recorded_s", runs[d]["train_time_s"])
+                                               for d in runs), 1),
+            "paused_epochs": {os.path.relpath(d, out_dir): runs[d]["paused_epochs"] for d in runs
+                              if runs[d].get("paused_epochs")},
             "eval_time_s": round(sum(e["eval_time_s"] for d in runs for e in evals[d].values()), 1),
             "runs_trained_now": sum(r["trained_now"] for r in every), "machine": machine_info(),
             "machines": _machines(every),

@@ -31,6 +31,12 @@ def render_markdown(results: dict) -> str:
              f"wall time of the last call {results['wall_time_s'] / 60:.1f} min, "
              f"training time of all runs {results['train_time_s'] / 3600:.2f} h, evaluation time "
              f"{results.get('eval_time_s', 0.0) / 3600:.2f} h", ""]
+    paused = results.get("paused_epochs") or {}
+    if paused:  # study_timing.py: a paused process's epochs count at the run's median epoch time
+        lines[-1:-1] = ["", f"Training time without pauses; recorded {results['train_time_recorded_s'] / 3600:.2f} h. "
+                        "Epochs taken as paused (recorded → used, s): " + "; ".join(
+                            f"{run} epoch {p['epoch']} ({p['recorded_s']:.0f} → {p['used_s']:.0f})"
+                            for run, found in paused.items() for p in found)]
     machines = results.get("machines") or []
     if len(machines) > 1:  # resumed over sessions: say which machine trained how many runs
         lines[-1:-1] = ["", "Runs finished on: " + "; ".join(f"{m['machine']} ({m['runs']} runs)" for m in machines)]

@@ -220,6 +220,7 @@ def test_resume_skips_answered_samples_and_a_killed_run_continues(setup, fake, t
     errored = sorted(r["index"] for r in report.rows if (r["complete"] or {}).get("result") == "error")
     assert errored and sorted(_sent(fake)) == errored  # only the errors are retried
     assert again.complete == dict(report.complete, wall_seconds=again.complete["wall_seconds"])
+    assert again.complete["wall_seconds"] >= report.complete["wall_seconds"]  # a resume adds to the time spent
     fake.clear()
     other = _run(setup, tmp_path / "e", CompleteConfig(verifier="fake", timeout=9.0, chunk=50), resume=True)
     assert len(_sent(fake)) == other.complete["answered"]  # another timeout: every answer is redone

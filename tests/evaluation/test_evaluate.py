@@ -119,6 +119,18 @@ def test_evaluate_rerun_gives_identical_numbers(trained, data_dir, baseline, tmp
            {k: v for k, v in baseline.summary.items() if k not in drop}
 
 
+def test_resume_of_a_finished_report_keeps_the_time_it_cost(trained, data_dir, tmp_path):
+    first = E.evaluate(trained, data_dir=data_dir, out_dir=tmp_path, **RANGE)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["wall_seconds"] = 1000.0  # as if the first call had taken long
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    again = E.evaluate(trained, data_dir=data_dir, out_dir=tmp_path, resume=True, **RANGE)
+    assert 1000.0 <= again.summary["wall_seconds"] < 1000.0 + 60  # the re-read adds its own time only
+    assert again.summary["seconds"] == first.summary["seconds"]  # per-sample times come from the rows
+    fresh = E.evaluate(trained, data_dir=data_dir, out_dir=tmp_path, overwrite=True, **RANGE)
+    assert fresh.summary["wall_seconds"] < 1000.0  # a replaced report starts its clock again
+
+
 def test_evaluate_resume_after_partial_file_gives_identical_results(trained, data_dir, baseline, tmp_path):
     shutil.copy(baseline.out_dir / "config.json", tmp_path / "config.json")
     lines = baseline.samples_path.read_text().splitlines(keepends=True)
