@@ -142,19 +142,26 @@ def _alpha_only(row: dict, results: dict, method: str) -> bool:
     return all(row["params"].get(k) == v for k, v in chosen.items() if k != "alpha")
 
 
-def plot_curves(results: dict, path: Path) -> Path:
-    """Per-epoch validation clean / IBP-certified accuracy of each selected run (first seed)."""
+def plot_curves(results: dict, path: Path) -> list[str]:
+    """Per-epoch validation clean / IBP-certified accuracy of each selected run (first seed).
+
+    `path` lies in the study folder, which the runs' `run_dir` are relative to. Returns the
+    methods drawn; one whose metrics are missing is named in the plot, not silently left out.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    drawn, missing = [], []
     for method, chosen in results["chosen"].items():
         row = next(r for r in results["grid"] if r["method"] == method and r["params"] == chosen["params"])
-        metrics = Path(row["run_dir"]) / "metrics.jsonl"
+        metrics = Path(path).parent / row["run_dir"] / "metrics.jsonl"
         if not metrics.is_file():
+            missing.append(method)
             continue
+        drawn.append(method)
         epochs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         for ax, key in zip(axes, ("clean_acc", "ibp_cert_acc")):
             ax.plot([e["epoch"] for e in epochs], [100 * (e.get(key) or 0) for e in epochs], color=COLORS.get(method),
@@ -163,10 +170,12 @@ def plot_curves(results: dict, path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend(fontsize=8)
+    if missing:
+        fig.suptitle(f"no per-epoch metrics for: {', '.join(missing)}", fontsize=9, color="red")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return Path(path)
+    return drawn
 
 
 def rerender(out_dir: Path) -> str:

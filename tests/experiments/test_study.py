@@ -17,7 +17,7 @@ from adcert_plugin.experiments.study import run_study, select
 from adcert_plugin.experiments.study_config import StudyEval, point_name
 from adcert_plugin.experiments.study_presets import get_study, list_studies
 from adcert_plugin.experiments.study_progress import render_progress, study_progress
-from adcert_plugin.experiments.study_report import render_markdown
+from adcert_plugin.experiments.study_report import plot_curves, render_markdown
 
 
 def test_paired_difference_is_students_t_on_the_per_seed_differences():
@@ -124,9 +124,12 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
     assert set(results["paired"]) == {"ad-cert - mtl-ibp", "ad-cert - cc-ibp", "ad-cert - cc-dist", "cc-dist - cc-ibp"}
     assert (out / "results.md").read_text() == render_markdown(json.loads((out / "results.json").read_text()))
     assert (out / "plot.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    assert sorted(plot_curves(results, out / "curves-again.png")) == sorted(cfg.methods)  # every chosen run's curve
     trained = [json.loads(p.read_text())["train_time_s"] for p in out.rglob("summary.json")
                if not p.parent.name.startswith("eval-")]  # every run once, the selected grid runs too
-    assert results["train_time_s"] == pytest.approx(sum(trained), abs=0.1) and results["eval_time_s"] > 0
+    assert results["train_time_recorded_s"] == pytest.approx(sum(trained), abs=0.1) and results["eval_time_s"] > 0
+    excess = sum(p["recorded_s"] - p["used_s"] for runs in results["paused_epochs"].values() for p in runs)
+    assert results["train_time_s"] == pytest.approx(results["train_time_recorded_s"] - excess, abs=0.1)
     teacher_cfg = (out / f"seed{cfg.seeds[0]}" / "teacher" / "config.yaml").read_text()
     assert f"validation_size: {cfg.data.validation_size}" in teacher_cfg  # the teacher never sees the holdout either
     val = json.loads((out / f"seed{cfg.seeds[0]}" / "grid" / "mtl-ibp-alpha0.1" / "eval-validation" /

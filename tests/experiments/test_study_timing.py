@@ -33,3 +33,8 @@ def test_two_paused_epochs_and_runs_without_metrics(tmp_path):
     assert train_cost(tmp_path / "missing.jsonl", 12.5) == {"train_time_s": 12.5, "train_time_recorded_s": 12.5,
                                                            "paused_epochs": []}
     assert paused_epochs([5.0, 500.0]) == []  # too few epochs to tell a pause from a real cost
+
+
+def test_a_fraction_of_a_second_under_load_is_not_a_pause():
+    assert paused_epochs([0.05, 0.04, 0.9, 0.05]) == []  # 18x the median, but 0.85 s: load, not a SIGSTOP
+    assert [p["epoch"] for p in paused_epochs([20.0, 21.0, 95.0, 19.0])] == [3]  # 75 s over the median
