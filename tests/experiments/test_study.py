@@ -67,6 +67,15 @@ def test_presets_validate_and_name_their_runs():
         dataclasses.replace(cfg, grids={"mtl-ibp": {"alpha": (2.0,)}})
 
 
+@pytest.mark.parametrize("name, eps, train_mul", [("mnist-0.1", 0.1, 2.0), ("mnist-0.3", 0.3, 1.334),
+                                                  ("fmnist-0.1", 0.1, 1.0)])
+def test_study_presets_train_students_at_the_papers_eps_multiplier_and_teachers_at_eps(name, eps, train_mul):
+    """methods.md B.2.4: MNIST trains at ε×2.0 (0.1) and ×1.334 (0.3); the PGD-AT teacher attacks at ε itself."""
+    cfg = get_study(name)
+    assert (cfg.schedule.eps, cfg.schedule.train_eps_mul) == (eps, train_mul)
+    assert (cfg.teacher.schedule.eps, cfg.teacher.schedule.train_eps_mul) == (eps, 1.0)
+
+
 def _neuralsat_or_skip():
     """The smoke study's final evaluation runs NeuralSAT: skip without it, but fail in CI (make test builds it)."""
     import os
