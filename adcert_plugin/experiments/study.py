@@ -3,7 +3,8 @@
     <out_dir>/seed<s>/teacher/               the PGD teacher of seed s (train split minus the holdout)
     <out_dir>/seed<s0>/grid/<point>/         every grid point of every method, first seed
                                              (+ eval-validation/: the selection evaluation)
-    <out_dir>/seed<s>/final/<method>/        the selected point retrained with seed s (s ≠ s0)
+                                             (+ the points that extend a grid past an edge)
+    <out_dir>/seed<s>/final/<point>/         the selected point retrained with seed s (s ≠ s0)
     .../eval-test/                           the final evaluation of each selected run
     <out_dir>/results.json, results.md, plot.png
 
@@ -30,6 +31,7 @@ from ..io import atomic_write_text, read_json, write_json
 from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
 from .study_config import StudyConfig, StudyEval, point_name
+from .study_selection import edge_points, select
 from .study_state import drop_model, model_hash, restore, save_run
 from .study_timing import train_cost
 from .unified import check_same_config
@@ -161,18 +163,19 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
     val_eval = {"split": "validation", "settings": dataclasses.asdict(cfg.selection), "name": "validation"}
     teacher_only = {"split": "test", "name": "test",
                     "settings": dataclasses.asdict(dataclasses.replace(cfg.final, verifier=None, methods=("IBP",)))}
-    grid = {(m, i): (p, cfg.student_config(m, p, out_dir / f"seed{first}" / "grid" / point_name(m, p),
-                                           teacher[first] / "model.pt", first))
-            for m in cfg.methods for i, p in enumerate(cfg.grid_points(m))}
+    def grid_run(m: str, p: dict):
+        return p, cfg.student_config(m, p, out_dir / f"seed{first}" / "grid" / point_name(m, p),
+                                     teacher[first] / "model.pt", first)
+
+    grid = {(m, i): grid_run(m, p) for m in cfg.methods for i, p in enumerate(cfg.grid_points(m))}
     wave1 = [(("teacher", s), cfg.teacher_config(teacher[s], s), [teacher_only]) for s in cfg.seeds]
     wave1 += [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is None]
     wave2 = [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is not None]
     records = _run_wave(cfg, wave1, "teachers and teacher-free grid points", saved(keep_model=True))
     if wave2:
         records.update(_run_wave(cfg, wave2, "distilled grid points", saved(keep_model=True)))
-    chosen = {m: select(m, [(grid[m, i][0], records[m, i]) for i in range(len(cfg.grid_points(m)))])
-              for m in cfg.methods}
-    if state_dir is not None:  # the models of grid points not selected are needed no more
+    chosen = _select_extending_edges(cfg, grid, records, grid_run, val_eval, saved(keep_model=True))
+    if state_dir is not None:  # the models of points not selected are needed no more
         for (m, i), (_, c) in grid.items():
             if i != chosen[m]["index"]:
                 drop_model(Path(state_dir) / os.path.relpath(c.out_dir, out_dir))
@@ -180,8 +183,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
     for m in cfg.methods:
         i = chosen[m]["index"]
         finals.append(((m, i, "test"), grid[m, i][1], [val_eval, test_eval]))
-        for s in cfg.seeds[1:]:
-            c = cfg.student_config(m, chosen[m]["params"], out_dir / f"seed{s}" / "final" / m,
+        for s in cfg.seeds[1:]:  # named by the point: a selection that changes never meets an old final
+            c = cfg.student_config(m, chosen[m]["params"], final_dir(out_dir, s, m, chosen[m]["params"]),
                                    teacher[s] / "model.pt", s)
             finals.append(((m, s), c, [test_eval]))
     final_records = _run_wave(cfg, finals, "selected settings: other seeds and test evaluation",
@@ -197,12 +200,35 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
     return results
 
 
-def select(method: str, candidates: list[tuple[dict, dict]]) -> dict:
-    """The grid point with the highest complete-certified validation accuracy (ties: standard)."""
-    scored = [(r["evals"]["validation"]["complete"], r["evals"]["validation"]["standard"], -i, i, p)
-              for i, (p, r) in enumerate(candidates)]
-    best = max(scored)
-    return {"method": method, "index": best[3], "params": best[4], "complete": best[0], "standard": best[1]}
+def final_dir(out_dir: Path, seed: int, method: str, params: dict) -> Path:
+    """Where the selected setting of ``method`` is retrained with ``seed``."""
+    return Path(out_dir) / f"seed{seed}" / "final" / point_name(method, params)
+
+
+def _candidates(grid: dict, records: dict, method: str) -> list[tuple[dict, dict]]:
+    """(params, record) of every point of ``method`` tried so far, grid order then extensions."""
+    return [(grid[m, i][0], records[m, i]) for (m, i) in sorted(k for k in grid if k[0] == method)]
+
+
+def _select_extending_edges(cfg: StudyConfig, grid: dict, records: dict, grid_run, val_eval: dict, on_done) -> dict:
+    """Select per method; while a choice sits on a laddered edge, train the next rung and select again.
+
+    New points join ``grid`` (and their records ``records``) under the next indices, so the rest
+    of the study treats them as grid points; results mark them as extensions.
+    """
+    while True:
+        chosen = {m: select(m, _candidates(grid, records, m)) for m in cfg.methods}
+        jobs = []
+        for m in cfg.methods:
+            tried = [p for p, _ in _candidates(grid, records, m)]
+            for p in edge_points(cfg.edge_extension.get(m, {}), tried, chosen[m]["params"]):
+                key = (m, len(tried))
+                tried.append(p)
+                grid[key] = grid_run(m, p)
+                jobs.append((key, grid[key][1], [val_eval]))
+        if not jobs:
+            return chosen
+        records.update(_run_wave(cfg, jobs, "grid extended past the edge its choice sits on", on_done))
 
 
 def _saver(out_dir: Path, state_dir: str | Path | None):
@@ -268,8 +294,10 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
                                                        [100 * value(per_seed[b][s], name) for s in cfg.seeds])
                                for name in ("complete", *(f"certified {x}" for x in cfg.final.methods))}
     teachers = {s: records["teacher", s]["evals"]["test"] for s in cfg.seeds}
-    grid_rows = [{"method": m, "params": p, "validation": records[m, i]["evals"]["validation"],
-                  "run_dir": os.path.relpath(records[m, i]["run_dir"], out_dir)} for (m, i), (p, _) in grid.items()]
+    grid_rows = [{"method": m, "params": grid[m, i][0], "validation": records[m, i]["evals"]["validation"],
+                  "run_dir": os.path.relpath(records[m, i]["run_dir"], out_dir),
+                  "extension": i >= len(cfg.grid_points(m))}
+                 for m in cfg.methods for _, i in sorted(k for k in grid if k[0] == m)]  # extensions after their grid
     every = list(records.values()) + list(final_records.values())
     runs = {r["run_dir"]: r for r in every}  # a selected grid run is in both waves: count it once
     evals = {d: {} for d in runs}

@@ -64,6 +64,7 @@ class StudyConfig:
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     grids: dict = field(default_factory=dict)    # method -> {param: [values]}
     fixed: dict = field(default_factory=dict)    # method -> {param: value}, not searched
+    edge_extension: dict = field(default_factory=dict)  # method -> {param: ascending ladder} (study_selection.py)
     selection: StudyEval = field(default_factory=lambda: StudyEval(n=200, timeout=10.0))
     final: StudyEval = field(default_factory=StudyEval)
     seeds: tuple[int, ...] = (100, 101, 102)     # selection runs on the first; the rest retrain the choice
@@ -82,7 +83,24 @@ class StudyConfig:
         for method in self.grids:  # validates every name and value before any data is loaded
             for point in self.grid_points(method):
                 self.student_config(method, point, Path("."), Path("teacher.pt"), self.seeds[0])
+        self._check_edge_extension()
         self.teacher_config(Path("."), self.seeds[0])
+
+    def _check_edge_extension(self) -> None:
+        for method, ladders in self.edge_extension.items():
+            if method not in self.grids:
+                raise ConfigError(f"study {self.name!r}: edge_extension names {method!r}, which has no grid "
+                                  f"(methods: {', '.join(self.grids)})")
+            for knob, ladder in ladders.items():
+                if knob not in self.grids[method]:
+                    raise ConfigError(f"study {self.name!r}: edge_extension {method}.{knob}: {method}'s grid does "
+                                      f"not search {knob!r} (it searches {', '.join(self.grids[method])})")
+                if list(ladder) != sorted(set(ladder)):
+                    raise ConfigError(f"study {self.name!r}: edge_extension {method}.{knob} = {list(ladder)} must "
+                                      "be strictly ascending")
+                first = self.grid_points(method)[0]
+                for value in ladder:  # every rung must make a valid loss before hours are spent
+                    self.student_config(method, {**first, knob: value}, Path("."), Path("teacher.pt"), self.seeds[0])
 
     @property
     def methods(self) -> tuple[str, ...]:

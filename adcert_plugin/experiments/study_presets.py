@@ -10,8 +10,10 @@ CPU-scale choices, shared by the three benchmarks:
   1-step training attack; train ε ×2 on MNIST 0.1 and ×1.334 on MNIST 0.3 (B.2.4, the paper's
   multipliers), ×1 on Fashion-MNIST (the papers train it at ε).
 - grids: α for all four methods; for cc-dist also β, the distance and the feature point; for
-  ad-cert also τ and the combination. Selection evaluates 200 validation images with the complete
-  verifier at 10 s, the final evaluation 2000 test images at 60 s, over seeds 100–102.
+  ad-cert also τ and the combination. A choice on an α edge extends the grid along
+  ``ALPHA_LADDER`` (0.001 … 0.9), one run per step, until the choice lies inside. Selection
+  evaluates 200 validation images with the complete verifier at 10 s, the final evaluation 2000
+  test images at 60 s, over seeds 100–102.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ GRIDS = {
     "cc-dist": {"alpha": (0.1, 0.5), "beta": (0.1, 1.0), "distance": ("mse", "cosine"), "feature_point": ("adv",)},
     "ad-cert": {"alpha": ALPHAS, "tau": (1.0, 4.0), "combination": ("loss", "logit")},
 }
+# A choice on the edge of its α grid is followed outwards along this ladder (study_selection.py).
+ALPHA_LADDER = (0.001, 0.01, 0.1, 0.5, 0.9)
+EDGE_EXTENSION = {method: {"alpha": ALPHA_LADDER} for method in GRIDS}
 _ONE_STEP = AttackConfig(steps=1, step_size=10.0)
 
 
@@ -66,7 +71,8 @@ def _cpu_study(name: str, dataset: str, eps: float, train_mul: float, descriptio
         attack=_ONE_STEP, monitor=EvalConfig(pgd_steps=10, pgd_step_size=0.25),
         teacher=TeacherSettings(schedule=_schedule(eps, 1.0, epochs=10, teacher=True), optim=_optim(10, 0.0),
                                 attack=AttackConfig(steps=10, step_size=0.25)),
-        grids=GRIDS, selection=StudyEval(n=200, timeout=10.0), final=StudyEval(n=2000, timeout=60.0),
+        grids=GRIDS, edge_extension=EDGE_EXTENSION,
+        selection=StudyEval(n=200, timeout=10.0), final=StudyEval(n=2000, timeout=60.0),
         seeds=(100, 101, 102), processes=2, device="cpu")
 
 
@@ -88,6 +94,7 @@ register_study(StudyConfig(
                             attack=AttackConfig(steps=2, step_size=0.5)),
     grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}, "cc-dist": {"alpha": (0.5,)},
            "ad-cert": {"alpha": (0.5,)}},
+    edge_extension={"mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}},  # one more run: whichever α wins is an edge
     selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
     final=StudyEval(n=20, verifier="neuralsat", timeout=5.0, jobs=2, attack=AttackConfig(steps=5, step_size=0.25)),
     seeds=(0, 1), processes=1, device="cpu"))

@@ -93,6 +93,10 @@ def _paired_table(results: dict) -> list[str]:
 
 def _grid_tables(results: dict) -> list[str]:
     lines = ["## Selection on the validation holdout (first seed; complete verifier at the selection timeout)", ""]
+    if any(r.get("extension") for r in results["grid"]):
+        lines += ["Points marked *past the edge* were added because the choice sat on the edge of its grid: the "
+                  "chosen point with the laddered knob one value further out, until the choice lies inside or "
+                  "the ladder ends.", ""]
     for method in results["chosen"]:
         rows = [r for r in results["grid"] if r["method"] == method]
         chosen = results["chosen"][method]["params"]
@@ -100,7 +104,8 @@ def _grid_tables(results: dict) -> list[str]:
                   "|---|---|---|---|---|---|"]
         for r in rows:
             v = r["validation"]
-            lines.append(f"| `{json.dumps(r['params'], separators=(',', ':'))}` | {_pct(v['standard'])} | "
+            past = " *past the edge*" if r.get("extension") else ""
+            lines.append(f"| `{json.dumps(r['params'], separators=(',', ':'))}`{past} | {_pct(v['standard'])} | "
                          f"{_pct(v['pgd'])} | {_pct(v['complete'])} | {v['timeouts']} | "
                          f"{'**yes**' if r['params'] == chosen else ''} |")
         lines.append("")

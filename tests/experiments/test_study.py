@@ -13,11 +13,12 @@ from adcert_plugin.data import validation_split
 from adcert_plugin.errors import ConfigError, DataError, SoundnessError
 from adcert_plugin.experiments.stats import mean_sd, paired_difference, t_quantile_975
 from adcert_plugin.experiments import study as study_module
-from adcert_plugin.experiments.study import run_study, select
+from adcert_plugin.experiments.study import final_dir, run_study, select
 from adcert_plugin.experiments.study_config import StudyEval, point_name
 from adcert_plugin.experiments.study_presets import get_study, list_studies
 from adcert_plugin.experiments.study_progress import render_progress, study_progress
 from adcert_plugin.experiments.study_report import plot_curves, render_markdown
+from adcert_plugin.experiments.study_selection import edge_points
 
 
 def test_paired_difference_is_students_t_on_the_per_seed_differences():
@@ -40,6 +41,31 @@ def test_selection_takes_the_best_complete_certified_accuracy_and_breaks_ties_by
                   ({"alpha": 0.9}, rec(0.85, 0.93))]
     assert select("x", candidates)["params"] == {"alpha": 0.9}
     assert select("x", candidates[:2])["params"] == {"alpha": 0.5}
+
+
+def test_a_choice_on_an_edge_extends_along_its_ladder_one_rung_at_a_time():
+    ladder = {"alpha": (0.001, 0.01, 0.1, 0.5, 0.9)}
+    grid = [{"alpha": a, "tau": t} for a in (0.01, 0.1, 0.5) for t in (1.0, 4.0)]
+    assert edge_points(ladder, grid, {"alpha": 0.5, "tau": 4.0}) == [{"alpha": 0.9, "tau": 4.0}]
+    assert edge_points(ladder, grid, {"alpha": 0.01, "tau": 1.0}) == [{"alpha": 0.001, "tau": 1.0}]
+    assert edge_points(ladder, grid, {"alpha": 0.1, "tau": 1.0}) == []  # inside the values tried
+    wider = grid + [{"alpha": 0.9, "tau": 4.0}]
+    assert edge_points(ladder, wider, {"alpha": 0.9, "tau": 4.0}) == []  # the ladder ends
+    assert edge_points(ladder, wider, {"alpha": 0.5, "tau": 1.0}) == []  # 0.9 was tried: 0.5 is inside now
+    one = [{"alpha": 0.1}]  # a single value is both edges
+    assert edge_points(ladder, one, {"alpha": 0.1}) == [{"alpha": 0.01}, {"alpha": 0.5}]
+    assert edge_points({}, grid, {"alpha": 0.5, "tau": 4.0}) == []
+
+
+def test_an_edge_extension_must_name_a_searched_knob_with_an_ascending_valid_ladder():
+    cfg = get_study("mnist-0.1")
+    assert cfg.edge_extension["ad-cert"]["alpha"][-1] == 0.9 and set(cfg.edge_extension) == set(cfg.grids)
+    for bad, message in (({"sabr": {"alpha": (0.1,)}}, "has no grid"),
+                         ({"cc-ibp": {"beta": (0.1,)}}, "does not search 'beta'"),
+                         ({"cc-ibp": {"alpha": (0.5, 0.1)}}, "strictly ascending"),
+                         ({"cc-ibp": {"alpha": (0.1, 2.0)}}, "alpha")):
+        with pytest.raises(ConfigError, match=message):
+            dataclasses.replace(cfg, edge_extension=bad)
 
 
 def test_the_validation_holdout_is_fixed_disjoint_and_checked():
@@ -124,12 +150,20 @@ def _run_reporting_contradictions(cfg, out, **kwargs) -> dict:
 
 def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
     cfg, out, results = smoke
-    assert len(results["grid"]) == sum(len(cfg.grid_points(m)) for m in cfg.methods)
+    grid = [r for r in results["grid"] if not r["extension"]]
+    assert [(r["method"], r["params"]) for r in grid] == [(m, p) for m in cfg.methods for p in cfg.grid_points(m)]
     for method in cfg.methods:
+        chosen = results["chosen"][method]["params"]
         assert set(results["final"][method]) == {str(s) for s in cfg.seeds}
-        assert results["chosen"][method]["params"] in cfg.grid_points(method)
+        assert chosen in [r["params"] for r in results["grid"] if r["method"] == method]
         for seed in cfg.seeds[1:]:  # the selected setting retrained with every further seed
-            assert (out / f"seed{seed}" / "final" / method / "eval-test" / "summary.json").is_file()
+            assert (final_dir(out, seed, method, chosen) / "eval-test" / "summary.json").is_file()
+    extended = [r for r in results["grid"] if r["extension"]]  # only mtl-ibp has a ladder in the smoke preset
+    best_on_grid = select("mtl-ibp", [(r["params"], {"evals": {"validation": r["validation"]}})
+                                      for r in grid if r["method"] == "mtl-ibp"])["params"]
+    assert [(r["method"], r["params"]) for r in extended] == [
+        ("mtl-ibp", {"alpha": 0.05 if best_on_grid["alpha"] == 0.1 else 0.7})]  # one rung past the chosen edge
+    assert "*past the edge*" in (out / "results.md").read_text()
     assert set(results["paired"]) == {"ad-cert - mtl-ibp", "ad-cert - cc-ibp", "ad-cert - cc-dist", "cc-dist - cc-ibp"}
     assert (out / "results.md").read_text() == render_markdown(json.loads((out / "results.json").read_text()))
     assert (out / "plot.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
@@ -145,7 +179,8 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
                       "summary.json").read_text())
     assert val["split"] == "validation" and val["n"] == cfg.selection.n
     for method in cfg.methods:  # the final evaluation went through the complete verifier
-        final = json.loads((out / f"seed{cfg.seeds[1]}" / "final" / method / "eval-test" / "summary.json").read_text())
+        chosen = results["chosen"][method]["params"]
+        final = json.loads((final_dir(out, cfg.seeds[1], method, chosen) / "eval-test" / "summary.json").read_text())
         assert final["complete"]["verifier"] == "neuralsat" and final["complete"]["pending"] == 0
         assert results["final"][method][str(cfg.seeds[1])]["complete"] == final["complete"]["certified_acc"]
 
@@ -188,11 +223,18 @@ def test_progress_reads_every_run_state_and_the_numbers_from_the_run_folders(smo
     progress = study_progress(cfg, out)
     planned = len(cfg.seeds) + len(results["grid"]) + len(cfg.methods) * (len(cfg.seeds) - 1)
     assert progress["done"] == progress["total"] == planned
-    grid = [r for r in progress["runs"] if r["role"] == "grid"]
-    assert [r["evals"]["validation"] for r in grid] == [row["validation"] for row in results["grid"]]
-    assert render_progress(progress, "python examples/study.py --preset smoke").count("| grid |") == len(grid)
+    grid = [r for r in progress["runs"] if r["role"] in ("grid", "extension")]
+    assert [(r["method"], r["params"], r["evals"]["validation"]) for r in grid] == \
+        [(row["method"], row["params"], row["validation"]) for row in results["grid"]]
+    assert [r["role"] == "extension" for r in grid] == [row["extension"] for row in results["grid"]]
+    finals = [r for r in progress["runs"] if r["role"] == "final"]
+    assert all(r["params"] == results["chosen"][r["method"]]["params"] for r in finals)
+    page = render_progress(progress, "python examples/study.py --preset smoke")
+    assert page.count("| grid |") + page.count("| extension |") == len(grid)
     empty = study_progress(cfg, tmp_path / "nothing-yet")
-    assert empty["done"] == 0 and {r["state"] for r in empty["runs"]} == {"waiting"}
+    assert empty["done"] == 0 and {r["state"] for r in empty["runs"]} == {"waiting", "waiting for selection"}
+    assert len(empty["runs"]) == len(cfg.seeds) * (1 + len(cfg.methods)) - len(cfg.methods) + sum(
+        len(cfg.grid_points(m)) for m in cfg.methods)  # no extension is planned before the grid is evaluated
 
 
 def test_a_second_call_reuses_every_run_and_gives_the_same_numbers(smoke):
@@ -225,7 +267,7 @@ def test_a_restored_run_without_its_model_is_reused_only_for_the_evaluation_it_h
     cfg, out, results = smoke
     fresh = tmp_path / "fresh"
     assert study_module.restore(_state_of(out), fresh) == len(study_progress(cfg, out)["runs"])
-    run = study_module.RunDir(fresh / f"seed{cfg.seeds[1]}" / "final" / "mtl-ibp")
+    run = study_module.RunDir(final_dir(fresh, cfg.seeds[1], "mtl-ibp", results["chosen"]["mtl-ibp"]["params"]))
     assert not run.model.is_file()
     metrics = study_module._evaluate(run, "test", cfg.final, "cpu")
     assert metrics == results["final"]["mtl-ibp"][str(cfg.seeds[1])]
