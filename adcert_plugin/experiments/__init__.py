@@ -4,6 +4,15 @@
     presets.py  the cpu / smoke / paper presets (registered on import)
     unified.py  run_unified(cfg, out_dir) -> ExperimentResult: train, evaluate, write results
     report.py   markdown tables and the standard-vs-certified plot, from results.json alone
+
+The tuned comparison (issue 14), imported by module (``examples/study.py``):
+    study_config.py     StudyConfig: grids, edge ladders, evaluations, seeds
+    study_presets.py    mnist-0.1, mnist-0.3, fmnist-0.1 (CPU scale) and smoke (CI)
+    study.py            run_study(cfg, out_dir): teachers, grid, selection, finals, results.json
+    study_selection.py  select, and the grid's extension past an edge its choice sits on
+    study_state.py      the committed state folder a fresh clone resumes from
+    study_progress.py   progress.md: every planned run's state, trains nothing
+    study_report.py / study_timing.py / stats.py   tables and plots; paused epochs; mean ± sd, paired t intervals
 """
 
 from .config import STUDENTS, EvalSettings, ExperimentConfig, TeacherSettings
