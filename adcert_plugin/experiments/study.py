@@ -30,7 +30,7 @@ from ..errors import ConfigError, SoundnessError, quiet_library_warnings
 from ..io import atomic_write_text, read_json, write_json
 from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
-from .study_config import StudyConfig, StudyEval, point_name
+from .study_config import StudyConfig, StudyEval, final_dir, point_name
 from .study_selection import edge_points, select
 from .study_state import drop_model, model_hash, restore, save_run
 from .study_timing import train_cost
@@ -200,14 +200,14 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
     return results
 
 
-def final_dir(out_dir: Path, seed: int, method: str, params: dict) -> Path:
-    """Where the selected setting of ``method`` is retrained with ``seed``."""
-    return Path(out_dir) / f"seed{seed}" / "final" / point_name(method, params)
+def _keys_of(grid: dict, method: str) -> list[tuple[str, int]]:
+    """The grid keys of ``method`` in order: its grid points, then its extensions."""
+    return sorted(k for k in grid if k[0] == method)
 
 
 def _candidates(grid: dict, records: dict, method: str) -> list[tuple[dict, dict]]:
     """(params, record) of every point of ``method`` tried so far, grid order then extensions."""
-    return [(grid[m, i][0], records[m, i]) for (m, i) in sorted(k for k in grid if k[0] == method)]
+    return [(grid[k][0], records[k]) for k in _keys_of(grid, method)]
 
 
 def _select_extending_edges(cfg: StudyConfig, grid: dict, records: dict, grid_run, val_eval: dict, on_done) -> dict:
@@ -297,7 +297,7 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
     grid_rows = [{"method": m, "params": grid[m, i][0], "validation": records[m, i]["evals"]["validation"],
                   "run_dir": os.path.relpath(records[m, i]["run_dir"], out_dir),
                   "extension": i >= len(cfg.grid_points(m))}
-                 for m in cfg.methods for _, i in sorted(k for k in grid if k[0] == m)]  # extensions after their grid
+                 for m in cfg.methods for _, i in _keys_of(grid, m)]
     every = list(records.values()) + list(final_records.values())
     runs = {r["run_dir"]: r for r in every}  # a selected grid run is in both waves: count it once
     evals = {d: {} for d in runs}

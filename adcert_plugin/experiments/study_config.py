@@ -134,3 +134,8 @@ def point_name(method: str, point: dict) -> str:
     """A run folder name that says its parameters: ``cc-dist-alpha0.1-beta1-distance=mse``."""
     parts = [f"{k}{v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items()]
     return "-".join([method, *parts])
+
+
+def final_dir(out_dir: Path, seed: int, method: str, params: dict) -> Path:
+    """Where the selected setting of ``method`` is retrained with ``seed`` (named by its point)."""
+    return Path(out_dir) / f"seed{seed}" / "final" / point_name(method, params)

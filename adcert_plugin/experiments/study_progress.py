@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..io import read_json
-from .study_config import StudyConfig, point_name
+from .study_config import StudyConfig, final_dir, point_name
 from .study_selection import edge_points, select
 
 
@@ -55,8 +55,6 @@ def _planned_points(cfg: StudyConfig, method: str, grid_dir: Path) -> tuple[list
 
 def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
     """Every planned run of ``cfg`` under ``out_dir``: role, method, params, seed, state, evaluations."""
-    from .study import final_dir
-
     out_dir, first = Path(out_dir), cfg.seeds[0]
     grid_dir = out_dir / f"seed{first}" / "grid"
     runs = [("teacher", "teacher", {}, s, out_dir / f"seed{s}" / "teacher", cfg.teacher.schedule.epochs)
