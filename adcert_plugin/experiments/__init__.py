@@ -13,6 +13,7 @@ The tuned comparison (issue 14), imported by module (``examples/study.py``):
     study_state.py      the committed state folder a fresh clone resumes from
     study_progress.py   progress.md: every planned run's state, trains nothing
     study_report.py / study_timing.py / stats.py   tables and plots; paused epochs; mean ± sd, paired t intervals
+    study_summary.py    one page across the benchmarks (examples/study_summary.py): a verdict per pair
 """
 
 from .config import STUDENTS, EvalSettings, ExperimentConfig, TeacherSettings

@@ -1,0 +1,155 @@
+"""One page across the tuned-comparison benchmarks: the question adcert exists to answer.
+
+Each benchmark's ``results.json`` (``study.py``) already holds its per-seed paired differences;
+this module only lines them up, benchmark by benchmark, and says for each pair what the 95 %
+interval allows one to conclude. A benchmark whose study has not finished is listed as such,
+never left out, so the page cannot read as a verdict over benchmarks it does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..io import read_json
+from .study_presets import list_studies
+
+METRIC = "complete"  # the verifier-certified accuracy the comparison is about
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A study folder: its name and, once the study has finished, its results."""
+
+    name: str
+    results: dict | None
+
+
+def load_benchmark(folder: Path) -> Benchmark:
+    """The study in ``folder``; ``results`` is None until its results.json exists."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        preset = folder.name.removeprefix("study-")
+        if folder.name.startswith("study-") and preset in list_studies():
+            return Benchmark(preset, None)
+        raise ConfigError(f"{folder}: no such study folder; pass folders that study.py wrote "
+                          "(e.g. examples/results/study-mnist-0.1)")
+    results_path = folder / "results.json"
+    if results_path.is_file():
+        results = read_json(results_path)
+        return Benchmark(results.get("study", folder.name), results)
+    return Benchmark(folder.name.removeprefix("study-"), None)
+
+
+def verdict(pair: str, difference: dict) -> str:
+    """What the per-seed interval of ``first − second`` allows one to say, in words."""
+    first, second = (p.strip() for p in pair.split(" - "))
+    low, high = difference["ci95"]
+    if difference["n"] < 2:
+        return "one seed: no interval"
+    if low > 0:
+        return f"{first} better"
+    if high < 0:
+        return f"{second} better"
+    return "not separated"
+
+
+def _spread(stat: dict) -> str:
+    return f"{stat['mean']:.2f}" + ("" if stat["n"] < 2 else f" ± {stat['sd']:.2f}")
+
+
+def _setting(chosen: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in chosen["params"].items())
+
+
+def render_summary(benchmarks: list[Benchmark]) -> str:
+    """The cross-benchmark page (markdown)."""
+    done = [b for b in benchmarks if b.results is not None]
+    lines = ["# Tuned comparison across benchmarks", "",
+             "Built from each benchmark's `results.json` by `python examples/study_summary.py`; the "
+             "per-benchmark pages hold the grids, timeouts and plots.", ""]
+    pending = [b for b in benchmarks if b.results is None]
+    if pending:
+        lines += ["Not finished, so not in the tables (their folders' progress.md say how far they got): "
+                  + ", ".join(b.name for b in pending) + ".", ""]
+    if not done:
+        return "\n".join(lines) + "\n"
+    lines += _accuracy_table(done) + _pair_table(done) + _settings_table(done)
+    return "\n".join(lines) + "\n"
+
+
+def _methods(done: list[Benchmark]) -> list[str]:
+    seen: list[str] = []
+    for b in done:
+        seen += [m for m in b.results["summary"] if m not in seen]
+    return seen
+
+
+def _accuracy_table(done: list[Benchmark]) -> list[str]:
+    methods = _methods(done)
+    lines = ["## Complete-certified test accuracy (%, mean ± sd over seeds; best in bold)", "",
+             "| benchmark | images × seeds | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for b in done:
+        summary = b.results["summary"]
+        best = max(summary[m][METRIC]["mean"] for m in summary)
+        cells = []
+        for m in methods:
+            stat = summary.get(m, {}).get(METRIC)
+            text = "–" if stat is None else _spread(stat)
+            cells.append(f"**{text}**" if stat is not None and stat["mean"] == best else text)
+        lines.append(f"| {_title(b)} | {_images(b)} × {len(b.results['seeds'])} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _title(b: Benchmark) -> str:
+    r = b.results
+    return f"{r['dataset']} ε {r['eps']:g} ({r['model']})"
+
+
+def _images(b: Benchmark) -> str:
+    first_method = next(iter(b.results["final"].values()))
+    return str(next(iter(first_method.values()))["n"])
+
+
+def _pair_table(done: list[Benchmark]) -> list[str]:
+    lines = ["## Paired differences in complete-certified accuracy (points; per-seed 95 % t interval)", "",
+             "| pair | benchmark | mean | 95 % interval | wins | verdict |", "|---|---|---|---|---|---|"]
+    pairs: list[str] = []
+    for b in done:
+        pairs += [p for p in b.results["paired"] if p not in pairs]
+    for pair in pairs:
+        for b in done:
+            d = b.results["paired"].get(pair, {}).get(METRIC)
+            if d is None:
+                continue
+            lines.append(f"| {pair} | {_title(b)} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
+                         f"{d['wins']}/{d['n']} | {verdict(pair, d)} |")
+    return lines + [""]
+
+
+def _settings_table(done: list[Benchmark]) -> list[str]:
+    lines = ["## Selected settings and teachers", "", "| benchmark | teacher clean / PGD-40 % (mean) | "
+             + " | ".join(_methods(done)) + " |", "|---|---|" + "---|" * len(_methods(done))]
+    for b in done:
+        teachers = list(b.results["teacher"].values())
+        clean = 100 * sum(t["standard"] for t in teachers) / len(teachers)
+        pgd = 100 * sum(t["pgd"] for t in teachers) / len(teachers)
+        chosen = b.results["chosen"]
+        cells = [_setting(chosen[m]) if m in chosen else "–" for m in _methods(done)]
+        lines.append(f"| {_title(b)} | {clean:.2f} / {pgd:.2f} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def summary_json(benchmarks: list[Benchmark]) -> str:
+    """The numbers of the page, for scripts: per benchmark, per pair, the difference and its verdict."""
+    out = {}
+    for b in benchmarks:
+        if b.results is None:
+            out[b.name] = {"finished": False}
+            continue
+        out[b.name] = {"finished": True, "pairs": {
+            pair: dict(metrics[METRIC], verdict=verdict(pair, metrics[METRIC]))
+            for pair, metrics in b.results["paired"].items() if METRIC in metrics}}
+    return json.dumps(out, indent=1, sort_keys=True) + "\n"
