@@ -20,3 +20,26 @@ def test_epoch_throughput_runs_every_method_and_reports_each_against_plain_train
     assert rows[0]["x_plain"] == 1.0 and all(r["x_plain"] > 0 and r["peak_bytes"] > 0 for r in rows)
     assert all(abs(r["images_per_s"] * r["seconds_per_step"] - 4) < 1e-6 for r in rows)
     assert "| ad-cert |" in done.stdout
+
+
+def test_conv_fusion_variants_compute_the_three_products_of_the_interval_pass():
+    """The fused convolutions the benchmark times are the same arithmetic as the separate ones."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from conv_fusion import products
+
+    torch.set_default_dtype(torch.float64)  # equal up to rounding on any CPU
+    try:
+        outs = {name: fn() for name, fn in products(2, 4, 6, 8, 2).items()}
+    finally:
+        torch.set_default_dtype(torch.float32)
+    for name in ("grouped", "batched"):
+        assert all(torch.allclose(a, b, rtol=1e-10, atol=1e-10) for a, b in zip(outs[name], outs["separate"])), name
+
+
+def test_conv_fusion_prints_a_row_per_layer():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "conv_fusion.py"), "--shapes", "mnist",
+                           "--batch", "2", "--repeats", "2"], capture_output=True, text=True, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("| mnist |") == 3
