@@ -16,7 +16,7 @@ from adcert_plugin.experiments import study as study_module
 from adcert_plugin.experiments.study import final_dir, run_study, select
 from adcert_plugin.experiments.study_config import StudyEval, point_name
 from adcert_plugin.experiments.study_presets import get_study, list_studies
-from adcert_plugin.experiments.study_progress import render_progress, study_progress
+from adcert_plugin.experiments.study_progress import estimate_left, render_progress, study_progress
 from adcert_plugin.experiments.study_report import plot_curves, render_markdown
 from adcert_plugin.experiments.study_selection import edge_points
 
@@ -231,10 +231,29 @@ def test_progress_reads_every_run_state_and_the_numbers_from_the_run_folders(smo
     assert all(r["params"] == results["chosen"][r["method"]]["params"] for r in finals)
     page = render_progress(progress, "python examples/study.py --preset smoke")
     assert page.count("| grid |") + page.count("| extension |") == len(grid)
+    assert progress["estimate"]["train_s"] == progress["estimate"]["eval_s"] == 0.0
+    assert not progress["estimate"]["unmeasured"] and "Left, from the medians" in page
     empty = study_progress(cfg, tmp_path / "nothing-yet")
     assert empty["done"] == 0 and {r["state"] for r in empty["runs"]} == {"waiting", "waiting for selection"}
+    assert {"teacher training", "student training"} <= set(empty["estimate"]["unmeasured"])
     assert len(empty["runs"]) == len(cfg.seeds) * (1 + len(cfg.methods)) - len(cfg.methods) + sum(
         len(cfg.grid_points(m)) for m in cfg.methods)  # no extension is planned before the grid is evaluated
+
+
+def test_the_work_left_is_estimated_from_the_medians_of_what_finished_and_never_guessed():
+    def row(role, method, trained, train_s=None, **evals):
+        return {"role": role, "method": method, "trained": trained, "train_s": train_s,
+                "evals": {split: {"eval_time_s": t} for split, t in evals.items()}}
+
+    rows = [row("teacher", "teacher", 1.0, 100.0, test=10.0),
+            row("grid", "a", 1.0, 200.0, validation=20.0), row("grid", "a", 1.0, 400.0, validation=40.0),
+            row("grid", "b", 0.5),  # halfway: half a median run and its validation evaluation left
+            row("final", "a", 0.0)]  # training, and a test evaluation nothing has measured yet
+    left = estimate_left(rows, processes=2)
+    assert left["train_s"] == 0.5 * 300.0 + 300.0 and left["eval_s"] == 30.0
+    assert left["wall_s"] == (450.0 + 30.0) / 2 and left["unmeasured"] == ["test evaluation"]
+    rows[1]["evals"]["test"] = {"eval_time_s": 60.0}  # a's chosen point evaluated on test: b's and the final owe 60 each
+    assert estimate_left(rows, processes=2)["eval_s"] == 30.0 + 60.0 + 60.0
 
 
 def test_a_second_call_reuses_every_run_and_gives_the_same_numbers(smoke):
