@@ -1,19 +1,16 @@
-"""adcert's stand-in for torchvision, on the path of NeuralSAT's venv only (``make neuralsat``).
+"""adcert's stand-in for torchvision, for the verifiers' own environments (never imported by adcert).
 
-NeuralSAT 0.2.17 vendors onnx2pytorch, which does ``import torchvision`` at module level
-(operations/nonmaxsuppression.py) and calls ``torchvision.ops`` only for networks with an
-ONNX NonMaxSuppression node; nothing on the ONNX + VNN-LIB verification path uses it. The
-registry's torchvision is built against another torch (CUDA-only here), so NeuralSAT gets this
-module instead. This folder is not a package of adcert: it is never imported by adcert itself.
+The registry's torchvision is built against another torch (CUDA-only here), and the verifiers
+import it without using it on the ONNX + VNN-LIB path:
+- NeuralSAT 0.2.17 vendors onnx2pytorch, which does ``import torchvision`` at module level
+  (operations/nonmaxsuppression.py) and calls ``torchvision.ops`` only for networks with an ONNX
+  NonMaxSuppression node (``make neuralsat`` puts this folder on that venv's path);
+- alpha-beta-CROWN's data_utils.py imports ``torchvision.datasets`` and ``torchvision.transforms``
+  at module level, for its built-in data sets, which a VNN-COMP benchmark never loads (put this
+  folder on its venv's path with a .pth file, README "alpha-beta-CROWN").
+Anything actually used raises NotImplementedError naming what was asked for.
 """
 
+from . import datasets, ops, transforms  # noqa: F401  (``import torchvision`` makes them attributes)
+
 __version__ = "0.0.0+adcert.standin"
-
-
-class _Ops:
-    def __getattr__(self, name):
-        raise NotImplementedError(f"torchvision.ops.{name}: this is adcert's torchvision stand-in for NeuralSAT "
-                                  "(networks with ONNX NonMaxSuppression are not supported)")
-
-
-ops = _Ops()
