@@ -8,7 +8,9 @@ channels-last layout, which oneDNN computes faster there (CNN7 attack: about 0.5
 of 0.54 s per batch of 100 on one thread); for narrow ones (the 16/32 channels of small-cnn)
 that layout is about 20% slower, so they keep theirs. In channels-last, a conv followed by a
 ReLU runs as one oneDNN kernel with the ReLU as its post-op, without a separate pass over
-the activation (CNN7 attack about 5% faster, MNIST and CIFAR shapes). The result is the same
+the activation (CNN7 attack about 5% faster, MNIST and CIFAR shapes). A one-channel first conv
+gets its input gradient by matmul + col2im (``_conv_input_grad``), which oneDNN computes slowly
+for that shape (small-cnn PGD 0.81-0.83x the time). The result is the same
 function as ``model.eval()`` up to float rounding; callers that judge robustness re-check
 points on the model itself.
 """
@@ -122,7 +124,47 @@ def _conv_op(conv: nn.Conv2d, bn, layout, relu: bool = False) -> Forward:
     args = (conv.stride, conv.padding, conv.dilation, conv.groups)
     if relu:
         return lambda x: _ConvReLU.apply(x, weight, bias, *args)
+    if _folds_input_grad(weight, conv.groups):
+        return lambda x: _InputConv.apply(x, weight, bias, *args)
     return lambda x: F.conv2d(x, weight, bias, *args)
+
+
+# -- the input gradient of a one-channel conv (CPU) --------------------------------------
+# An attack differentiates the network with respect to its input, so the first conv's input
+# gradient is a transposed convolution back to ONE channel; oneDNN computes that shape slowly
+# (small-cnn's 1→16 conv: 8.3 ms against a 3.4 ms forward, batch 100, one thread; CNN7's 1→64:
+# 48 ms against 12 ms). As one matmul and a col2im (``F.fold``) it takes 3.4 ms and 15 ms.
+
+def _folds_input_grad(weight: torch.Tensor, groups: int) -> bool:
+    return weight.shape[1] == 1 and groups == 1 and weight.device.type == "cpu"
+
+
+def _conv_input_grad(grad_out, x, weight, stride, padding, dilation, groups):
+    """d(conv2d(x, weight))/dx applied to ``grad_out``: matmul + col2im for one input channel."""
+    if _folds_input_grad(weight, groups):
+        batch, channels = grad_out.shape[:2]
+        columns = torch.matmul(weight.reshape(channels, -1).t(), grad_out.reshape(batch, channels, -1))
+        return F.fold(columns, x.shape[-2:], weight.shape[-2:], dilation=dilation, padding=padding, stride=stride)
+    (grad_x, _, _) = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, None, list(stride), list(padding), list(dilation), False, [0, 0], groups,
+        [True, False, False])
+    return grad_x
+
+
+class _InputConv(torch.autograd.Function):
+    """conv2d(x, w, b) with constant w, b: the backward gives the gradient of ``x`` only."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, weight)
+        ctx.conv_args = (stride, padding, dilation, groups)
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        return _conv_input_grad(grad_out, x, weight, *ctx.conv_args), None, None, None, None, None, None
 
 
 def _linear_op(linear: nn.Linear, bn) -> Forward:
@@ -178,10 +220,7 @@ class _ConvReLU(torch.autograd.Function):
         x, weight, out = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
         grad_pre = torch.ops.aten.threshold_backward(grad_out, out, 0)
-        (grad_x, _, _) = torch.ops.aten.convolution_backward(
-            grad_pre, x, weight, None, list(stride), list(padding), list(dilation), False, [0, 0], groups,
-            [True, False, False])
-        return grad_x, None, None, None, None, None, None
+        return _conv_input_grad(grad_pre, x, weight, stride, padding, dilation, groups), None, None, None, None, None, None
 
 
 @functools.lru_cache(maxsize=1)

@@ -332,3 +332,36 @@ def test_the_fused_kernel_probe_answers_the_same_inside_no_grad():
 def test_where_torch_has_the_fused_op_our_conv_relu_passes_its_probe():
     # why: a failing probe silently falls back (sound, but slower); here that would be our bug
     assert folding.fused_conv_relu_available()
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, side", [
+    (3, 1, 1, 1, 12), (4, 2, 1, 1, 28), (4, 2, 1, 1, 9), (3, 2, 0, 1, 10), (5, 3, 2, 1, 11), (3, 1, 2, 2, 8),
+    ((3, 2), (2, 1), (1, 0), 1, 7)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_one_channel_input_gradient_is_the_transposed_convolution(kernel, stride, padding, dilation, side, layout):
+    """matmul + col2im gives what convolution_backward gives, rows the stride skips included."""
+    gen = torch.Generator().manual_seed(0)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = torch.randn(3, 1, side, side + 1, generator=gen, dtype=torch.float64)
+    w = torch.randn(5, 1, kh, kw, generator=gen, dtype=torch.float64)
+    pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
+    args = (pair(stride), pair(padding), pair(dilation), 1)
+    out = F.conv2d(x, w, None, *args)
+    grad = torch.randn(out.shape, generator=gen, dtype=torch.float64).contiguous(memory_format=layout)
+    (expected, _, _) = torch.ops.aten.convolution_backward(grad, x, w, None, *map(list, args[:3]), False, [0, 0], 1,
+                                                           [True, False, False])
+    assert folding._folds_input_grad(w, 1)
+    torch.testing.assert_close(folding._conv_input_grad(grad, x, w, *args), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_attack_takes_the_first_convs_input_gradient_by_col2im_and_the_others_by_convolution(monkeypatch):
+    model = _randomise_bn(create_model("small-cnn", (1, 28, 28), 10))
+    calls = []
+    real = folding._conv_input_grad
+    monkeypatch.setattr(folding, "_conv_input_grad", lambda g, x, w, *a: calls.append(w.shape[1]) or real(g, x, w, *a))
+    x = torch.rand(4, 1, 28, 28, requires_grad=True)
+    forward = folded_eval_forward(model, channels_last=False, fuse_relu=False)
+    (got,) = torch.autograd.grad(forward(x).square().sum(), x)
+    (expected,) = torch.autograd.grad(model(x).square().sum(), x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert calls == [1]  # the 1-channel conv only; the 16→32 conv keeps autograd's own backward
