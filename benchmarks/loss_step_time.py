@@ -31,12 +31,12 @@ SHAPES = {"mnist": (DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,)), 0.1),
 
 
 def make_step(name: str, spec: DataSpec, eps: float, x, y, teacher: Teacher, device: str = "cpu",
-              return_params: bool = False):
+              return_params: bool = False, model: str = "cnn7"):
     """A closure running one optimizer step of loss ``name`` (``None``: plain clean CE)."""
     torch.manual_seed(0)
     x, y = x.to(device), y.to(device)
     teacher.to(device)
-    student = ibp_init(create_model("cnn7", spec.shape, spec.num_classes)).to(device).train()
+    student = ibp_init(create_model(model, spec.shape, spec.num_classes)).to(device).train()
     loss = create_loss(name) if name else None
     if loss is not None:
         loss.prepare(student, teacher)

@@ -3,12 +3,11 @@
 In eval mode BN is y = scale·x + shift per channel (running statistics). Folded into the
 Conv2d before it, it costs nothing: no BN pass forward, none backward. PGD runs the student
 in eval mode once or more per training step, so ``folded_eval_forward`` gives it that
-network. On the CPU it also runs wide convolutions (64 channels and more, as in CNN7) in
-channels-last layout, which oneDNN computes faster there (CNN7 attack: about 0.51 s instead
-of 0.54 s per batch of 100 on one thread); for narrow ones (the 16/32 channels of small-cnn)
-that layout is about 20% slower, so they keep theirs. In channels-last, a conv followed by a
-ReLU runs as one oneDNN kernel with the ReLU as its post-op, without a separate pass over
-the activation (CNN7 attack about 5% faster, MNIST and CIFAR shapes). A one-channel first conv
+network. On the CPU it also runs the convolutions in channels-last layout, which oneDNN
+computes faster (CNN7 attack: 0.86x the NCHW time; small-cnn PGD-1 0.86x, PGD-10 0.96x,
+``benchmarks/attack_cost.py``). For wide convolutions (64 channels and more, as in CNN7) a
+conv followed by a ReLU runs as one oneDNN kernel with the ReLU as its post-op, without a
+separate pass over the activation (CNN7 attack about 5% faster; for small-cnn it is slower). A one-channel first conv
 gets its input gradient by matmul + col2im (``_conv_input_grad``), which oneDNN computes slowly
 for that shape (small-cnn PGD 0.81-0.83x the time). The result is the same
 function as ``model.eval()`` up to float rounding; callers that judge robustness re-check
@@ -25,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..bounds.layout import WIDE_CONV, in_layout as _in_layout, prefers_channels_last as _prefers_channels_last  # noqa: F401
+from ..bounds.layout import (WIDE_CONV, in_layout as _in_layout,  # noqa: F401
+                             prefers_channels_last as _prefers_channels_last, wide_convolutions)
 from ..errors import UnsupportedModelError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -60,18 +60,19 @@ def folded_eval_forward(model: nn.Module, channels_last: bool | None = None,
 
     Args:
         model: the network (adcert models are ``nn.Sequential``).
-        channels_last: run convolutions in channels-last layout; default: on the CPU when every
-            convolution has at least ``WIDE_CONV`` output channels.
+        channels_last: run convolutions in channels-last layout; default: on the CPU
+            (``layout.prefers_channels_last``).
         fuse_relu: run each conv + ReLU as one kernel where this torch build can (see
-            ``fused_conv_relu_available``); default: with channels-last. In NCHW it measured
-            slower (small-cnn's attack about 17%: oneDNN reorders narrow activations for it).
+            ``fused_conv_relu_available``); default: with channels-last when every convolution has
+            at least ``WIDE_CONV`` output channels. For narrow ones it measured slower (small-cnn's
+            attack 5-15%), and in NCHW too (about 17%: oneDNN reorders the activations for it).
     """
     if not isinstance(model, nn.Sequential) or not _plain_batchnorms(model):
         return model
     if channels_last is None:
         channels_last = _prefers_channels_last(model)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    fuse_relu = channels_last if fuse_relu is None else fuse_relu
+    fuse_relu = channels_last and wide_convolutions(model) if fuse_relu is None else fuse_relu
     ops: list[Forward] = []
     children = list(model)
     with torch.no_grad():

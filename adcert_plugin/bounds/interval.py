@@ -17,7 +17,7 @@ layer-by-layer form, ``tests/test_interval_fast_paths.py``):
   behind a probe; the autograd form is the fallback);
 - the interval ReLU is one autograd function with a short backward (``_IntervalReLU``);
 - a linear layer's three products share one weight-gradient buffer (``_IntervalLinear``);
-- wide CPU convolutions run channels-last, as the attack's do (``_layout``).
+- CPU convolutions run channels-last, as the attack's do (``_layout``).
 """
 
 from __future__ import annotations
@@ -258,9 +258,9 @@ def _relu_autograd(centre, radius):
 
 
 def _layout(model: nn.Sequential, lower: torch.Tensor, channels_last: bool | None):
-    """The memory format of the pass. Channels-last where the attack found it faster (wide CPU
-    convolutions, ``layout.prefers_channels_last``): oneDNN then runs every conv without
-    reordering NCHW activations to its own blocked layout and back, forward and backward."""
+    """The memory format of the pass. Channels-last on the CPU (``layout.prefers_channels_last``):
+    oneDNN then runs every conv without reordering NCHW activations to its own blocked layout and
+    back, forward and backward."""
     if lower.dim() != 4:
         return None
     if channels_last is None:

@@ -247,13 +247,21 @@ def test_pgd_leaves_running_statistics_and_mode_alone():
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
 
 
-def test_channels_last_is_chosen_only_for_wide_convolutions_on_the_cpu():
-    from adcert_plugin.attacks.folding import WIDE_CONV, _prefers_channels_last
+def test_channels_last_is_chosen_for_cpu_convolutions_and_the_fused_relu_only_for_wide_ones(monkeypatch):
+    from adcert_plugin.attacks.folding import WIDE_CONV, _prefers_channels_last, wide_convolutions
 
-    assert _prefers_channels_last(create_model("cnn7", (1, 28, 28), 10))  # 64 and 128 channels
-    assert not _prefers_channels_last(create_model("small-cnn", (1, 28, 28), 10))  # 16 and 32: slower there
-    assert not _prefers_channels_last(create_model("cnn7", (1, 28, 28), 10, width=WIDE_CONV // 2))
+    cnn7, small = create_model("cnn7", (1, 28, 28), 10), create_model("small-cnn", (1, 28, 28), 10)
+    assert _prefers_channels_last(cnn7) and _prefers_channels_last(small)
     assert not _prefers_channels_last(create_model("mlp", (1, 28, 28), 10))  # no convolution at all
+    assert wide_convolutions(cnn7) and not wide_convolutions(small)  # 64/128 against 16/32 channels
+    assert not wide_convolutions(create_model("cnn7", (1, 28, 28), 10, width=WIDE_CONV // 2))
+    calls = []
+    real = folding._fused_conv_relu
+    monkeypatch.setattr(folding, "_fused_conv_relu", lambda *a: calls.append(1) or real(*a))
+    folded_eval_forward(small.eval())(torch.rand(2, 1, 28, 28))
+    assert calls == []  # narrow: channels-last, unfused
+    folded_eval_forward(cnn7.eval())(torch.rand(2, 1, 28, 28))
+    assert len(calls) == (5 if folding.fused_conv_relu_available() else 0)
 
 
 # -- conv + ReLU fused (oneDNN post-op) -------------------------------------------------------
@@ -274,7 +282,7 @@ def test_fused_conv_relu_runs_and_matches_the_unfused_forward_and_gradient(case,
     calls = []
     real = folding._fused_conv_relu
     monkeypatch.setattr(folding, "_fused_conv_relu", lambda *a: calls.append(1) or real(*a))
-    fused = folded_eval_forward(model, channels_last=True)(x)
+    fused = folded_eval_forward(model, channels_last=True, fuse_relu=True)(x)
     (fused_grad,) = torch.autograd.grad(fused.square().sum(), x)
     assert len(calls) == conv_relus
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)

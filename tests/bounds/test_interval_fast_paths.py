@@ -2,7 +2,7 @@
 
 ``interval.propagate`` folds a BN into the conv before it, computes train-mode BN statistics with
 one fused kernel (``_BatchStats``, behind a probe), runs the interval ReLU as one function and
-runs wide CPU convolutions channels-last. Each must give the bounds, the statistics-batch logits,
+runs CPU convolutions channels-last. Each must give the bounds, the statistics-batch logits,
 the running statistics and the gradients of the plain layer-by-layer arithmetic (kept here as
 ``reference_propagate``), with and without channels-last and with the probe failing. Comparisons
 are in float64 where they involve gradients, so no kernel's float32 rounding decides a test.
@@ -172,9 +172,9 @@ def test_channels_last_default_follows_the_attack_rule():
     wide = create_model("cnn7", (1, 28, 28), 10)
     narrow = create_model("small-cnn", (1, 28, 28), 10)
     x = torch.zeros(2, 1, 28, 28)
-    assert interval._layout(wide, x, None) == torch.channels_last
-    assert interval._layout(narrow, x, None) is None
-    assert interval._layout(narrow, x, True) == torch.channels_last
+    assert interval._layout(wide, x, None) == interval._layout(narrow, x, None) == torch.channels_last
+    assert interval._layout(narrow, x, False) is None
+    assert interval._layout(create_model("mlp", (1, 28, 28), 10), x.flatten(1), None) is None
 
 
 @pytest.mark.parametrize("with_stats", [True, False])
