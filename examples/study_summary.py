@@ -3,8 +3,9 @@
     python examples/study_summary.py examples/results/study-mnist-0.1 examples/results/study-mnist-0.3 \
         examples/results/study-fmnist-0.1 --out examples/results/tuned-comparison.md
 
-Reads each folder's results.json (a study that has not finished is listed with its progress,
-never dropped) and writes the page and, beside it, the same numbers as JSON (``.json``).
+Reads each folder's results.json (a study that has not finished is named as such, never
+dropped) and writes the page and, beside it, the same numbers as JSON (``.json``) and a forest
+plot of every pair's difference with its interval (``.png``).
 Refuses to replace an existing page that differs unless --force.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import click
 
 from adcert_plugin.cli import handle_errors
-from adcert_plugin.experiments.study_summary import load_benchmark, render_summary, summary_json
+from adcert_plugin.experiments.study_summary import load_benchmark, plot_pairs, render_summary, summary_json
 from adcert_plugin.io import atomic_write_text
 
 
@@ -36,7 +37,8 @@ def main(folders, out, force):
         raise click.UsageError(f"{out} exists with other content; pass --force to replace it")
     atomic_write_text(out, page)
     atomic_write_text(out.with_suffix(".json"), summary_json(benchmarks))
-    click.echo(f"wrote {out} and {out.with_suffix('.json')}")
+    plot_pairs(benchmarks, out.with_suffix(".png"))
+    click.echo(f"wrote {out}, {out.with_suffix('.json')} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from adcert_plugin.errors import ConfigError
-from adcert_plugin.experiments.study_summary import load_benchmark, render_summary, summary_json, verdict
+from adcert_plugin.experiments.study_summary import load_benchmark, plot_pairs, render_summary, summary_json, verdict
 from conftest import REPO
 
 RESULTS = REPO / "examples" / "results"
@@ -49,6 +49,9 @@ def test_the_page_carries_each_benchmarks_own_numbers_and_names_unfinished_ones(
     numbers = json.loads(summary_json(benchmarks))
     assert numbers["fmnist-0.1"] == {"finished": False} and numbers["mnist-0.3"] == {"finished": False}
     assert set(numbers["mnist-0.1"]["pairs"]) == set(results["paired"])
+    drawn = plot_pairs(benchmarks, tmp_path / "pairs.png")
+    assert drawn == [(pair, "mnist-0.1") for pair in results["paired"]]
+    assert (tmp_path / "pairs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_folder_that_is_no_study_is_a_one_line_error(tmp_path):
@@ -78,3 +81,4 @@ def test_the_script_keeps_a_page_that_differs_unless_forced(tmp_path):
     forced = CliRunner().invoke(script.main, [folder, "--out", str(out), "--force"])
     assert forced.exit_code == 0 and out.read_text().startswith("# Tuned comparison across benchmarks")
     assert json.loads(out.with_suffix(".json").read_text())["mnist-0.1"]["finished"] is True
+    assert out.with_suffix(".png").is_file()
