@@ -7,9 +7,9 @@ network. On the CPU it also runs the convolutions in channels-last layout, which
 computes faster (CNN7 attack: 0.86x the NCHW time; small-cnn PGD-1 0.86x, PGD-10 0.96x,
 ``benchmarks/attack_cost.py``). For wide convolutions (64 channels and more, as in CNN7) a
 conv followed by a ReLU runs as one oneDNN kernel with the ReLU as its post-op, without a
-separate pass over the activation (CNN7 attack about 5% faster; for small-cnn it is slower). A one-channel first conv
-gets its input gradient by matmul + col2im (``_conv_input_grad``), which oneDNN computes slowly
-for that shape (small-cnn PGD 0.81-0.83x the time). The result is the same
+separate pass over the activation (CNN7 attack about 5% faster; small-cnn's is slower fused).
+A one-channel first conv gets its input gradient by matmul + col2im (``_conv_input_grad``),
+which oneDNN computes slowly for that shape (small-cnn PGD-10 0.81x the time). The result is the same
 function as ``model.eval()`` up to float rounding; callers that judge robustness re-check
 points on the model itself.
 """
@@ -221,7 +221,8 @@ class _ConvReLU(torch.autograd.Function):
         x, weight, out = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv_args
         grad_pre = torch.ops.aten.threshold_backward(grad_out, out, 0)
-        return _conv_input_grad(grad_pre, x, weight, stride, padding, dilation, groups), None, None, None, None, None, None
+        grad_x = _conv_input_grad(grad_pre, x, weight, stride, padding, dilation, groups)
+        return grad_x, None, None, None, None, None, None
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Memory layout for the CPU convolutions of the interval pass and of the attack's eval network.
 
 oneDNN runs CPU convolutions faster channels-last, wide and narrow alike (measured: CNN7's 64/128
-channels; small-cnn's 16/32, a training step of the interval losses 0.83-0.89x the time,
+channels; small-cnn's 16/32, a training step of the interval losses 0.80-0.87x the time,
 ``benchmarks/layout_cost.py``), so one rule picks the layout for both users. Fusing a conv with its
 ReLU into one oneDNN kernel pays only for wide convolutions (``wide_convolutions``): on small-cnn the
 fused attack measured 1.05-1.15x the unfused one.
