@@ -172,8 +172,12 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
     wave1 += [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is None]
     wave2 = [(key, c, [val_eval]) for key, (_, c) in grid.items() if c.teacher is not None]
     records = _run_wave(cfg, wave1, "teachers and teacher-free grid points", saved(keep_model=True))
+    # The teacher-free methods can already be selected: their first edge extensions share the
+    # distilled grid's wave, so no core waits for a wave of its own.
+    teacher_free = [m for m in cfg.methods if all(c.teacher is None for (k, _), (_, c) in grid.items() if k == m)]
+    wave2 += _edge_jobs(cfg, grid, records, grid_run, val_eval, teacher_free)
     if wave2:
-        records.update(_run_wave(cfg, wave2, "distilled grid points", saved(keep_model=True)))
+        records.update(_run_wave(cfg, wave2, "distilled grid points and first edge extensions", saved(keep_model=True)))
     chosen = _select_extending_edges(cfg, grid, records, grid_run, val_eval, saved(keep_model=True))
     if state_dir is not None:  # the models of points not selected are needed no more
         for (m, i), (_, c) in grid.items():
@@ -217,18 +221,27 @@ def _select_extending_edges(cfg: StudyConfig, grid: dict, records: dict, grid_ru
     of the study treats them as grid points; results mark them as extensions.
     """
     while True:
-        chosen = {m: select(m, _candidates(grid, records, m)) for m in cfg.methods}
-        jobs = []
-        for m in cfg.methods:
-            tried = [p for p, _ in _candidates(grid, records, m)]
-            for p in edge_points(cfg.edge_extension.get(m, {}), tried, chosen[m]["params"]):
-                key = (m, len(tried))
-                tried.append(p)
-                grid[key] = grid_run(m, p)
-                jobs.append((key, grid[key][1], [val_eval]))
+        jobs = _edge_jobs(cfg, grid, records, grid_run, val_eval, cfg.methods)
         if not jobs:
-            return chosen
+            return {m: select(m, _candidates(grid, records, m)) for m in cfg.methods}
         records.update(_run_wave(cfg, jobs, "grid extended past the edge its choice sits on", on_done))
+
+
+def _edge_jobs(cfg: StudyConfig, grid: dict, records: dict, grid_run, val_eval: dict, methods) -> list:
+    """The runs that extend each of ``methods`` one rung past the edge its current choice sits on.
+
+    Each new point joins ``grid`` under the method's next index (so the rest of the study treats it
+    as a grid point); the caller runs the returned jobs and adds their records."""
+    jobs = []
+    for m in methods:
+        candidates = _candidates(grid, records, m)
+        tried = [p for p, _ in candidates]
+        for p in edge_points(cfg.edge_extension.get(m, {}), tried, select(m, candidates)["params"]):
+            key = (m, len(tried))
+            tried.append(p)
+            grid[key] = grid_run(m, p)
+            jobs.append((key, grid[key][1], [val_eval]))
+    return jobs
 
 
 def _saver(out_dir: Path, state_dir: str | Path | None):

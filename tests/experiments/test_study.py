@@ -185,6 +185,31 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
         assert results["final"][method][str(cfg.seeds[1])]["complete"] == final["complete"]["certified_acc"]
 
 
+def test_teacher_free_extensions_share_the_distilled_wave_and_later_ones_get_their_own(tmp_path, monkeypatch):
+    """No core waits on a wave of its own for an extension whose selection was known one wave earlier."""
+    cfg = dataclasses.replace(get_study("smoke"), edge_extension={
+        "mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}, "ad-cert": {"alpha": (0.1, 0.5, 0.9)}})
+    waves = []
+
+    def fake_wave(cfg_, jobs, label, on_done=None):
+        waves.append((label, [key for key, _, _ in jobs]))
+        if label.startswith("selected settings"):
+            raise KeyboardInterrupt  # the selection is what this test is about
+        # higher α scores higher: every choice sits on its upper edge
+        return {key: {"evals": {"validation": {"complete": c.loss.params.get("alpha", 0.0), "standard": 0.5}}}
+                for key, c, _ in jobs}
+
+    monkeypatch.setattr(study_module, "_run_wave", fake_wave)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, tmp_path / "study")
+    labels = [label for label, _ in waves]
+    assert labels[1] == "distilled grid points and first edge extensions"
+    assert ("mtl-ibp", 2) in waves[1][1] and not any(k[0] == "ad-cert" and k[1] >= 1 for k in waves[1][1])
+    extension_waves = [keys for label, keys in waves if label.startswith("grid extended")]
+    # ad-cert's one grid value is both edges: α 0.1 and 0.9 once its grid is evaluated; mtl-ibp's ladder ended at 0.7
+    assert extension_waves == [[("ad-cert", 1), ("ad-cert", 2)]]
+
+
 def test_results_name_no_folder_of_the_machine_and_list_contradictions_first(smoke):
     cfg, out, results = smoke
     assert results["config"]["data"]["data_dir"] is None and cfg.data.data_dir is not None
