@@ -1,7 +1,9 @@
 """Verifiers: run a complete verifier on a benchmark, one subprocess per instance with a wall limit.
 
-    common.py          what every verifier shares: Command/Runner, the wall-limited subprocess, results
-                       files, resume records (<instance>.json), the jobs pool; byproducts under results/
+    process.py         one verifier process with a wall limit (Command, run_process)
+    common.py          what every verifier shares: Runner, results files, resume records
+                       (<instance>.json), the jobs pool; byproducts under results/
+    warm.py            runs forked from a process that imported the verifier once (fork_server.py)
     neuralsat.py       NeuralSAT (the default) in its own venv (.venv-neuralsat, `make neuralsat`)
     abcrown.py         alpha-beta-CROWN from its checkout under its own interpreter; single and csv mode
     marabou.py         Marabou (maraboupy), through marabou_worker.py

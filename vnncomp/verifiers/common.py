@@ -9,7 +9,8 @@ instance (:class:`Command`); :func:`run_benchmark` does the rest:
 * The verifier runs with its working directory in the results folder, so what it leaves behind
   (``failedMarabouQuery.ipq``, caches, ``test_cex.txt``) lands there, never in the caller's cwd.
 * ``jobs`` instances run at once, each in its own process; a process that outlives its limit
-  is killed and recorded as ``timeout``.
+  is killed and recorded as ``timeout``. A runner that names the modules its script imports
+  (``preload``) has each process forked from one that imported them already (``warm.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import json
 import logging
 import math
 import os
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +29,8 @@ from adcert_plugin.errors import VerifierError
 
 from ..export.instances import Instance, read_instances
 from ..results import VerifierResult, read_result_file, write_result_file
+from .process import Command, run_process
+from .warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +38,6 @@ logger = logging.getLogger(__name__)
 STARTUP_GRACE = {"marabou": 15.0, "abcrown": 90.0, "neuralsat": 60.0}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _META_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Command:
-    """How to start a verifier on one instance (``cwd`` default: the results folder)."""
-
-    argv: list[str]
-    env: dict | None = None
-    cwd: Path | None = None
 
 
 class Runner(Protocol):
@@ -148,21 +140,6 @@ def reused(run: RunPlan, instance: Instance, verifier: str) -> VerifierResult | 
 
 # ---------------------------------------------------------------------------- one process
 
-def run_process(command: Command, log_file: Path, limit: float, verifier: str,
-                default_cwd: Path) -> tuple[int | None, float]:
-    """Run ``command`` with its output in ``log_file``; (exit status or None when killed, seconds)."""
-    start = time.monotonic()
-    with log_file.open("w") as log:
-        try:
-            proc = subprocess.run(command.argv, cwd=command.cwd or default_cwd, env=command.env, stdout=log,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=limit)
-        except subprocess.TimeoutExpired:  # subprocess.run kills the child before raising
-            return None, time.monotonic() - start
-        except OSError as err:
-            raise VerifierError(f"cannot start {verifier} ({command.argv[0]}): {err}") from err
-    return proc.returncode, time.monotonic() - start
-
-
 def log_tail(log_file: Path, lines: int = 1) -> str:
     """The last non-empty line of a log, shortened: the reason a process failed, for the summary."""
     try:
@@ -189,8 +166,9 @@ def outcome(instance: Instance, verifier: str, results_file: Path, log_file: Pat
     except VerifierError as err:
         return _write(results_file, VerifierResult(instance.name, verifier, "error", seconds, note=str(err)))
     logger.info("%s on %s: %s in %.1f s", verifier, instance.name, result.result, seconds)
-    # Wall time for every verifier, start-up included, so tables compare like with like; the
-    # time a verifier reports itself (NeuralSAT's excludes its imports) is kept in the note.
+    # Wall time for every verifier, start-up included (a forked run's start-up has no imports: its
+    # note says "forked warm"); the time a verifier reports itself (NeuralSAT's excludes its
+    # imports) is kept in the note.
     if not math.isnan(result.seconds):
         own = f"{verifier} reports {result.seconds:.2f} s"
         result = replace(result, note=f"{result.note}; {own}" if result.note else own)
@@ -202,8 +180,11 @@ def _write(path: Path, result: VerifierResult) -> VerifierResult:
     return result
 
 
-def run_one(runner: Runner, run: RunPlan, instance: Instance) -> VerifierResult:
-    """Run one instance (or reuse its earlier answer) and record what it was for."""
+def run_one(runner: Runner, run: RunPlan, instance: Instance, warm: WarmPool | None = None) -> VerifierResult:
+    """Run one instance (or reuse its earlier answer) and record what it was for.
+
+    ``warm``: start it as a fork of that pool's server when it can (``warm.py``); else a fresh process.
+    """
     earlier = reused(run, instance, runner.name)
     if earlier is not None:
         logger.info("%s on %s: reusing %s", runner.name, instance.name, earlier.result)
@@ -213,9 +194,11 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance) -> VerifierResult:
     results_file.unlink(missing_ok=True)
     seconds = run.seconds[instance.name]
     command = share_cores(runner.command(instance, results_file, seconds), run.jobs)
-    status, wall = run_process(command, log_file, seconds + STARTUP_GRACE[runner.name], runner.name,
-                               run.results_dir)
+    launch = warm.run if warm is not None and warm.forked(command) else run_process
+    status, wall = launch(command, log_file, seconds + STARTUP_GRACE[runner.name], runner.name, run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)
+    if launch is not run_process:
+        result = replace(result, note=f"{result.note}; forked warm" if result.note else "forked warm")
     record(run, instance, result)
     return result
 
@@ -234,12 +217,17 @@ def share_cores(command: Command, jobs: int) -> Command:
 
 
 def run_benchmark(runner: Runner, run: RunPlan) -> list[VerifierResult]:
-    """Every instance of ``run``, ``run.jobs`` at a time; results in the csv's order."""
-    if run.jobs == 1 or len(run.instances) <= 1:
-        return [run_one(runner, run, i) for i in run.instances]
-    # Threads only wait on child processes, so a thread pool is enough for parallel verifiers.
-    with ThreadPoolExecutor(max_workers=run.jobs, thread_name_prefix=f"{runner.name}-job") as pool:
-        return list(pool.map(lambda i: run_one(runner, run, i), run.instances))
+    """Every instance of ``run``, ``run.jobs`` at a time; results in the csv's order.
+
+    A runner with ``preload`` (modules its script imports) runs its instances as forks of a
+    process that imported them once (``warm.py``), one such process per job.
+    """
+    with WarmPool(runner, run.results_dir) as warm:
+        if run.jobs == 1 or len(run.instances) <= 1:
+            return [run_one(runner, run, i, warm) for i in run.instances]
+        # Threads only wait on child processes, so a thread pool is enough for parallel verifiers.
+        with ThreadPoolExecutor(max_workers=run.jobs, thread_name_prefix=f"{runner.name}-job") as pool:
+            return list(pool.map(lambda i: run_one(runner, run, i, warm), run.instances))
 
 
 def python_env(extra_path: Sequence[str | Path] = (), cache_dir: Path | None = None) -> dict:

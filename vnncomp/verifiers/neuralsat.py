@@ -78,13 +78,18 @@ def find_neuralsat(python: str | Path | None = None) -> tuple[str, Path]:
 
 
 class NeuralSATRunner:
-    """NeuralSAT's ``main.py`` per instance, with cwd and ``XDG_CACHE_HOME`` in the results folder.
+    """NeuralSAT's ``main.py`` per instance, with cwd and ``XDG_CACHE_HOME`` in the results folder
+    (each instance a fork of one process that imported NeuralSAT: ``preload``, ``warm.py``).
 
     Its results file has ``<status>,<seconds>`` on line 1 (``--export_runtime``) and the
     counterexample block after it (``--export_cex``).
     """
 
     name = "neuralsat"
+    # What main.py imports before its clock starts (about 6 s); each instance then runs as a fork
+    # of a process that has them (warm.py). A module missing in another version turns that off.
+    preload = ("torch", "helper.network.read_onnx", "helper.network.read_pth", "helper.spec.objective",
+               "helper.misc.logger", "helper.misc.export", "helper.misc.result", "verifier.verifier", "setting")
 
     def __init__(self, device: str = "cpu", python: str | Path | None = None):
         self.python, self.folder = find_neuralsat(python)

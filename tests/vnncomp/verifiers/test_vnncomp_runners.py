@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -109,12 +110,15 @@ def abcrown_checkout(tmp_path) -> Path:
     return checkout
 
 
-@pytest.fixture
-def fake_neuralsat(tmp_path, monkeypatch) -> Path:
+@pytest.fixture(params=["forked", "fresh"])
+def fake_neuralsat(request, tmp_path, monkeypatch) -> Path:
+    """The stand-in, each instance a fork of a warm server (as NeuralSAT runs) or a fresh process."""
     folder = tmp_path / "fake_neuralsat"
     folder.mkdir()
     (folder / "main.py").write_text(FAKE_NEURALSAT)
     monkeypatch.setattr(neuralsat, "find_neuralsat", lambda python=None: (sys.executable, folder))
+    monkeypatch.setattr(neuralsat.NeuralSATRunner, "preload", ("argparse",))
+    monkeypatch.setenv("ADCERT_VERIFIER_FORK", "1" if request.param == "forked" else "0")
     return folder
 
 
@@ -186,6 +190,8 @@ def test_neuralsat_runner_and_its_byproducts(bench, fake_neuralsat, tmp_path, mo
     assert len(results) == 1 and results[0].result == "sat"
     # wall time (start-up included) like every verifier; its own 0.1234 s is kept in the note
     assert 0 < results[0].seconds < 5 and results[0].seconds != 0.1234 and "reports 0.12 s" in results[0].note
+    forked = os.environ["ADCERT_VERIFIER_FORK"] == "1"
+    assert ("forked warm" in results[0].note) == forked
     assert results[0].counterexample.tolist() == [0.5, 0.25, 0.75, 1.0]
     folder = bench / "results" / "neuralsat"
     assert (folder / "byproduct.txt").is_file() and (folder / "cache").is_dir()

@@ -1,0 +1,171 @@
+"""A verifier run forked from a process that has already imported the verifier (``fork_server.py``).
+
+NeuralSAT spends about 6 s of every instance importing torch and its own modules before its
+clock starts; a benchmark's complete step runs it on tens to hundreds of instances. A runner that
+names the modules its script imports (``preload``) gets one fork server per worker thread, and
+each instance runs as a fork of it: its own process, folder, environment, log and wall limit, as
+before, without the imports. Anything wrong with the server (it cannot import, it dies, it stops
+answering) sends that run, and every later one, back to one fresh process per instance.
+``ADCERT_VERIFIER_FORK=0`` does that from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from adcert_plugin.errors import VerifierError
+
+from .process import Command, run_process
+
+logger = logging.getLogger(__name__)
+
+SERVER = Path(__file__).with_name("fork_server.py")
+ENV_SWITCH = "ADCERT_VERIFIER_FORK"
+READY_SECONDS = 300.0  # the imports, on a busy machine
+ANSWER_SLACK = 30.0  # beyond a run's own limit, before the server counts as lost
+
+
+def enabled() -> bool:
+    """Forked runs are on unless ``ADCERT_VERIFIER_FORK=0`` (and the platform can fork)."""
+    return hasattr(os, "fork") and os.environ.get(ENV_SWITCH, "1").strip() != "0"
+
+
+class ServerLost(VerifierError):
+    """The fork server stopped answering; the caller goes back to fresh processes."""
+
+
+class ForkServer:
+    """One ``fork_server.py`` under ``python``, for ``script``, with ``modules`` imported."""
+
+    def __init__(self, python: str, script: str, modules: Sequence[str], env: dict | None, cwd: Path,
+                 log_file: Path):
+        with Path(log_file).open("a") as log:
+            self.proc = subprocess.Popen([python, str(SERVER), script, *modules], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=log, env=env, cwd=cwd)
+        self.script, self._buffer = script, b""
+        try:
+            ready = self._message(READY_SECONDS)
+        except ServerLost:
+            self.close()
+            raise
+        if not ready.get("ready"):
+            self.close()
+            raise ServerLost(f"fork server for {script} did not start: {ready.get('error', ready)}")
+        self.import_seconds = float(ready.get("import_seconds", 0.0))
+
+    def run(self, command: Command, log_file: Path, limit: float, default_cwd: Path) -> tuple[int | None, float]:
+        """``command`` (``[python, script, *args]``) as a fork; ``run_process``'s (status, seconds).
+
+        The limit is cut by the server's import time: a fresh process spends that much of its
+        limit importing, so a verifier that overruns its own timeout is stopped at the same point
+        of its work either way, and its answers do not depend on how it was started.
+        """
+        request = {"args": command.argv[2:], "cwd": str(command.cwd or default_cwd), "log": str(log_file),
+                   "env": dict(command.env if command.env is not None else os.environ),
+                   "limit": max(limit - self.import_seconds, 0.5 * limit)}
+        pid = None
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+            pid = self._message(ANSWER_SLACK)["pid"]
+            answer = self._message(limit + ANSWER_SLACK)
+            return answer["status"], float(answer["seconds"])
+        except (OSError, KeyError, ValueError, ServerLost) as err:
+            if pid is not None:
+                _kill_group(pid)
+            self.close()
+            raise ServerLost(f"fork server for {self.script} lost: {err}") from err
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def _message(self, seconds: float) -> dict:
+        """The server's next line as JSON, within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            readable = select.select([self.proc.stdout], [], [], max(0.0, left))[0] if left > 0 else []
+            if not readable:
+                raise ServerLost(f"no answer within {seconds:.0f} s")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise ServerLost(f"it exited (status {self.proc.wait()})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError as err:
+            raise ServerLost(f"unreadable answer {line[:80]!r}") from err
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class WarmPool:
+    """Per-thread fork servers for a runner with ``preload``; otherwise plain ``run_process``.
+
+    ``run`` has ``run_process``'s signature. Used as a context manager: the servers end with it.
+    """
+
+    def __init__(self, runner, results_dir: Path):
+        self.modules = tuple(getattr(runner, "preload", ()) or ())
+        self.active = bool(self.modules) and enabled()
+        self.verifier, self.log_file = runner.name, Path(results_dir) / "fork-server.log"
+        self._local, self._servers, self._lock = threading.local(), [], threading.Lock()
+
+    def __enter__(self) -> WarmPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            for server in self._servers:
+                server.close()
+            self._servers.clear()
+
+    def forked(self, command: Command) -> bool:
+        """Whether ``command`` would run as a fork (the pool is on and it is ``python script ...``)."""
+        return self.active and len(command.argv) >= 2 and command.argv[1].endswith(".py")
+
+    def run(self, command: Command, log_file: Path, limit: float, verifier: str,
+            default_cwd: Path) -> tuple[int | None, float]:
+        if not self.forked(command):
+            return run_process(command, log_file, limit, verifier, default_cwd)
+        try:
+            return self._server(command, default_cwd).run(command, log_file, limit, default_cwd)
+        except ServerLost as err:
+            logger.warning("%s; running %s as fresh processes from now on (%s)", err, verifier, self.log_file)
+            self.active = False
+            return run_process(command, log_file, limit, verifier, default_cwd)
+
+    def _server(self, command: Command, cwd: Path) -> ForkServer:
+        server = getattr(self._local, "server", None)
+        if server is None or server.proc.poll() is not None:
+            server = ForkServer(command.argv[0], command.argv[1], self.modules, command.env, cwd, self.log_file)
+            self._local.server = server
+            with self._lock:
+                self._servers.append(server)
+        return server
