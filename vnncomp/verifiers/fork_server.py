@@ -68,18 +68,29 @@ def _child(script: str, request: dict) -> int:
     return code
 
 
-def _wait(pid: int, limit: float, start: float) -> int | None:
-    """The child's exit code (negative: killed by that signal); None after a kill at ``limit``."""
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
+def _wait(pid: int, limit: float, start: float, client: int) -> int | None:
+    """The child's exit code (negative: killed by that signal); None after a kill at ``limit``.
+
+    When the client that started this server is gone, the child is killed and the server exits:
+    a run in its own session would otherwise outlive whoever wanted its answer.
+    """
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status)
+        if os.getppid() != client:
+            _kill(pid)
+            sys.exit(0)
         if time.monotonic() - start > limit:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
+            _kill(pid)
             return None
         time.sleep(POLL_SECONDS)
 
@@ -97,6 +108,7 @@ def serve(script: str, modules: list[str]) -> None:
     except BaseException as err:  # noqa: BLE001 - the client falls back to one process per run
         _reply({"error": f"cannot import {name}: {type(err).__name__}: {err}"})
         return
+    client = os.getppid()
     _reply({"ready": True, "import_seconds": time.monotonic() - start})
     for line in sys.stdin:
         if not line.strip():
@@ -115,7 +127,7 @@ def serve(script: str, modules: list[str]) -> None:
             finally:
                 os._exit(code)
         _reply({"pid": pid})
-        status = _wait(pid, float(request["limit"]), start)
+        status = _wait(pid, float(request["limit"]), start, client)
         _reply({"status": status, "seconds": time.monotonic() - start})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -115,6 +116,37 @@ def test_a_run_past_its_limit_is_killed_with_everything_it_started(setup):
             time.sleep(0.05)
         assert _gone(grandchild)
         assert _run(pool, _command(script, work, "after", "ok"), work, "after")[0] == 0  # the server lives on
+
+
+CLIENT = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from vnncomp.verifiers.process import Command
+    from vnncomp.verifiers.warm import ForkServer
+    script, work = Path(sys.argv[1]), Path(sys.argv[2])
+    server = ForkServer(sys.executable, str(script), ("shared_state",), dict(os.environ), work, work / "server.log")
+    (work / "server.pid").write_text(str(server.proc.pid))
+    server.run(Command([sys.executable, str(script), str(work / "s.json"), "sleep"], dict(os.environ), work),
+               work / "s.log", 60.0, work)
+""")
+
+
+def test_a_run_ends_with_the_client_that_wanted_it(setup):
+    script, work = setup
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(script), str(work)], env=env)
+    deadline = time.monotonic() + 60
+    while not (work / "s.json.grandchild").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run = json.loads((work / "s.json").read_text())
+    assert run["args"][1] == "sleep"
+    client.kill()
+    client.wait()
+    server, grandchild = int((work / "server.pid").read_text()), int((work / "s.json.grandchild").read_text())
+    deadline = time.monotonic() + 10
+    while not (_gone(server) and _gone(grandchild)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(server) and _gone(grandchild)
 
 
 def test_the_limit_leaves_out_what_a_fresh_process_spends_importing(setup):
