@@ -5,7 +5,8 @@ interpreter: the checkout comes from ``--abcrown`` / ``ADCERT_ABCROWN`` and the 
 from ``--abcrown-python`` / ``ADCERT_ABCROWN_PYTHON``. Two modes:
 
 * ``single``: one ``abcrown.py`` process per instance (VNN-COMP single_vnnlib mode), results
-  file with ``sat`` + counterexample, ``unsat`` or ``timeout``;
+  file with ``sat`` + counterexample, ``unsat`` or ``timeout``; each a fork of one process that
+  imported abCROWN already (``warm.py``), so its start-up is paid once;
 * ``csv``: one process over a csv of the instances to run (start-up paid once); its answers are
   read from abCROWN's results pickle, which carries no counterexamples.
 
@@ -20,7 +21,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from adcert_plugin.errors import VerifierError
 
@@ -93,6 +94,8 @@ class ABCrownRunner:
     python: str
     config: Path
     name: str = "abcrown"
+    # single mode: what abcrown.py imports is imported once, each instance a fork of that (warm.py)
+    preload: ClassVar[tuple[str, ...]] = ("torch", "abcrown")
 
     def command(self, instance: Instance, results_file: Path, seconds: float) -> Command:
         args = single_instance_args(self.config, instance.onnx, instance.vnnlib, results_file, seconds)

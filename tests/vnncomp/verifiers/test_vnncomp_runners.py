@@ -22,8 +22,8 @@ from vnncomp.export.instances import write_instances_csv
 from vnncomp.export.onnx_export import export_onnx, run_onnx
 from vnncomp.export.vnnlib import property_from_sample, render_v1
 from vnncomp.results import read_result_file
-from vnncomp.verifiers import (common, find_abcrown, find_abcrown_python, neuralsat, run_abcrown, run_marabou,
-                               run_neuralsat, verify_benchmark)
+from vnncomp.verifiers import (abcrown, common, find_abcrown, find_abcrown_python, neuralsat, run_abcrown,
+                               run_marabou, run_neuralsat, verify_benchmark)
 
 # A stand-in for abcrown.py: single mode writes the word; csv mode writes abCROWN's pickle.
 FAKE_ABCROWN = textwrap.dedent("""
@@ -102,8 +102,11 @@ def bench(tmp_path, bench_template) -> Path:
     return Path(shutil.copytree(bench_template, tmp_path / "bench"))
 
 
-@pytest.fixture
-def abcrown_checkout(tmp_path) -> Path:
+@pytest.fixture(params=["forked", "fresh"])
+def abcrown_checkout(request, tmp_path, monkeypatch) -> Path:
+    """The stand-in, single mode's instances forked from a warm server (as abCROWN runs) or fresh."""
+    monkeypatch.setattr(abcrown.ABCrownRunner, "preload", ("argparse",))
+    monkeypatch.setenv("ADCERT_VERIFIER_FORK", "1" if request.param == "forked" else "0")
     checkout = tmp_path / "alpha-beta-CROWN"
     (checkout / "complete_verifier").mkdir(parents=True)
     (checkout / "complete_verifier" / "abcrown.py").write_text(FAKE_ABCROWN)
@@ -145,6 +148,7 @@ def test_abcrown_single_mode_runs_under_its_own_interpreter(bench, abcrown_check
     monkeypatch.chdir(tmp_path)
     results = run_abcrown(abcrown_checkout, bench, timeout=7, device="cpu", python=sys.executable)
     assert [r.result for r in results] == ["unsat", "unsat"]
+    assert all(("forked warm" in r.note) == (os.environ["ADCERT_VERIFIER_FORK"] == "1") for r in results)
     args = (bench / "results" / "abcrown" / "robust.txt.args").read_text().split()
     assert args[args.index("--timeout") + 1] == "7.0"
     assert args[args.index("--vnnlib_path") + 1] == str(bench / "vnnlib" / "robust.vnnlib")
