@@ -194,10 +194,11 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance, warm: WarmPool | N
     results_file.unlink(missing_ok=True)
     seconds = run.seconds[instance.name]
     command = share_cores(runner.command(instance, results_file, seconds), run.jobs)
-    launch = warm.run if warm is not None and warm.forked(command) else run_process
+    forked = warm is not None and warm.forked(command)
+    launch = warm.run if forked else run_process
     status, wall = launch(command, log_file, seconds + STARTUP_GRACE[runner.name], runner.name, run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)
-    if launch is not run_process:
+    if forked and warm.active:  # a pool that fell back to a fresh process during this run is off now
         result = replace(result, note=f"{result.note}; forked warm" if result.note else "forked warm")
     record(run, instance, result)
     return result

@@ -2,9 +2,8 @@
 
 NeuralSAT spends about 6.5 s of every instance importing torch and its own modules before its
 clock starts, abCROWN's single mode about as much; a benchmark's complete step runs them on tens
-to hundreds of instances. A runner that
-names the modules its script imports (``preload``) gets one fork server per worker thread, and
-each instance runs as a fork of it: its own process, folder, environment, log and wall limit, as
+to hundreds of instances. A runner that names the modules its script imports (``preload``) gets
+one fork server per worker thread, and each instance runs as a fork of it: its own process, folder, environment, log and wall limit, as
 before, without the imports. Anything wrong with the server (it cannot import, it dies, it stops
 answering) sends that run, and every later one, back to one fresh process per instance.
 ``ADCERT_VERIFIER_FORK=0`` does that from the start.

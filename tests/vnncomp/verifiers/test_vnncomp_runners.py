@@ -279,3 +279,10 @@ def test_missing_verifiers_raise(tmp_path, bench, monkeypatch):
     with pytest.raises(VerifierError, match="unknown verifier"):
         verify_benchmark(bench, "eran")
 
+
+
+def test_a_run_that_fell_back_to_a_fresh_process_is_not_called_forked(bench, fake_neuralsat, monkeypatch):
+    monkeypatch.setenv("ADCERT_VERIFIER_FORK", "1")
+    monkeypatch.setattr(neuralsat.NeuralSATRunner, "preload", ("no_such_module_here",))
+    (result,) = run_neuralsat(bench, timeout=5, instances=["robust"])
+    assert result.result == "sat" and "forked warm" not in result.note
