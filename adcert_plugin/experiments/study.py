@@ -32,7 +32,7 @@ from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
 from .study_config import StudyConfig, StudyEval, final_dir, point_name
 from .study_selection import edge_points, select
-from .study_state import drop_model, model_hash, restore, save_run
+from .study_state import drop_model, model_hash, record_machine, restore, save_run
 from .study_timing import train_cost
 from .unified import check_same_config
 
@@ -52,6 +52,8 @@ def _job(train_dict: dict, evals: list[dict]) -> dict:
     reused = _finished_with(run, cfg)
     summary = read_json(run.summary) if reused else train(cfg, resume=run.last.is_file(), force=not run.last.is_file(),
                                                           progress=False).summary
+    if not reused:
+        record_machine(run.path)  # now: a stop during the evaluation below must not lose where it trained
     record = {"run_dir": str(run.path), "method": cfg.loss.name, "params": dict(cfg.loss.params), "seed": cfg.seed,
               **train_cost(run.metrics, float(summary["train_time_s"])), "trained_now": not reused, "evals": {}}
     for ev in evals:
@@ -342,7 +344,7 @@ def _machines(records: list[dict]) -> list[dict]:
     seen: dict[str, dict] = {}
     for run_dir in dict.fromkeys(r["run_dir"] for r in records):
         path = Path(run_dir) / "machine.json"
-        info = read_json(path) if path.is_file() else {"processor": "not recorded (run saved to no state folder)"}
+        info = read_json(path) if path.is_file() else {"processor": "not recorded (a run trained before adcert wrote machine.json at the end of training)"}
         cpu = info.get("cpu_model") or info.get("processor")
         key = f"{cpu} | {info.get('platform')} | {info.get('cpu_count')} CPUs"
         seen.setdefault(key, {"machine": key, "runs": 0})["runs"] += 1

@@ -56,8 +56,8 @@ def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool, tr
         raise ValueError(f"{run_dir} is not a finished run (no {SUMMARY})")
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / MODEL_HASH, model_hash(run_dir) + "\n")
-    if trained_here and not (run_dir / MACHINE).is_file():  # a study resumed over sessions runs on several machines
-        write_json(run_dir / MACHINE, dict(machine_info(), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+    if trained_here:
+        record_machine(run_dir)
     for name in RUN_FILES:
         _copy(run_dir / name, target / name)
     for folder in sorted(p for p in run_dir.glob("eval-*") if (p / SUMMARY).is_file()):
@@ -69,6 +69,17 @@ def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool, tr
         drop_model(target)
     _copy(run_dir / SUMMARY, target / SUMMARY)
     return target
+
+
+def record_machine(run_dir: Path) -> None:
+    """Write machine.json (this machine, now) into a run that this process has just trained.
+
+    A study resumed over sessions runs on several machines, and results.json counts them. The job
+    calls this as soon as training ends, not when the run is saved: a study stopped during the
+    run's evaluation reuses the run next time, and then nothing would say where it was trained.
+    """
+    if not (Path(run_dir) / MACHINE).is_file():
+        write_json(Path(run_dir) / MACHINE, dict(machine_info(), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
 
 
 def drop_model(state_run: Path) -> None:

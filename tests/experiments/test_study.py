@@ -210,6 +210,27 @@ def test_teacher_free_extensions_share_the_distilled_wave_and_later_ones_get_the
     assert extension_waves == [[("ad-cert", 1), ("ad-cert", 2)]]
 
 
+def test_a_run_records_its_machine_when_training_ends_not_when_it_is_saved(data_dir, tmp_path, monkeypatch):
+    """A study stopped during a run's evaluation reuses the run next time: where it trained must be on disk."""
+    cfg = get_study("smoke")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
+    teacher = cfg.teacher_config(tmp_path / "teacher", cfg.seeds[0])
+    teacher = dataclasses.replace(teacher, schedule=dataclasses.replace(teacher.schedule, epochs=1))
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # the session ended during the evaluation
+
+    monkeypatch.setattr(study_module, "_evaluate", stopped)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            study_module._job(teacher.to_dict(), [{"split": "test", "settings": dataclasses.asdict(cfg.final), "name": "test"}])
+    finally:
+        torch.set_num_threads(threads)
+    machine = json.loads((tmp_path / "teacher" / "machine.json").read_text())
+    assert (tmp_path / "teacher" / "summary.json").is_file() and machine["cpu_count"] and machine["saved_at"]
+
+
 def test_results_name_no_folder_of_the_machine_and_list_contradictions_first(smoke):
     cfg, out, results = smoke
     assert results["config"]["data"]["data_dir"] is None and cfg.data.data_dir is not None
