@@ -31,6 +31,7 @@ from ..io import atomic_write_text, read_json, write_json
 from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
 from .study_config import StudyConfig, StudyEval, final_dir, point_name
+from .study_guard import stop_with_parent, study_lock
 from .study_selection import edge_points, select
 from .study_state import drop_model, model_hash, record_machine, restore, save_run
 from .study_timing import train_cost
@@ -151,10 +152,13 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
     ``state_dir``: a folder to commit (study_state.py): the finished runs it holds are restored into
     ``out_dir`` first, and every run that finishes is saved to it, so a fresh clone resumes.
     """
+    with study_lock(out_dir, state_dir):  # a second study here would train into the same run folders
+        return _run_study(cfg, Path(out_dir), command, state_dir)
+
+
+def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: str | Path | None) -> dict:
     from .study_report import render_markdown, plot_study
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if state_dir is not None:
         restore(state_dir, out_dir)
     saved = _saver(out_dir, state_dir)
@@ -271,7 +275,8 @@ def _run_wave(cfg: StudyConfig, jobs: list, label: str, on_done=lambda record: N
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     os.environ.update(env)  # the spawned workers inherit it before torch starts its pools
     context = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(cfg.processes, mp_context=context) as pool:
+    with futures.ProcessPoolExecutor(cfg.processes, mp_context=context, initializer=stop_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_job, c.to_dict(), evals): key for key, c, evals in jobs}
         for k, future in enumerate(futures.as_completed(pending), 1):
             key = pending[future]
