@@ -35,7 +35,8 @@ def study_lock(*folders):
         return
     handles = []
     try:
-        for folder in (Path(f) for f in folders if f is not None):
+        unique = {Path(f).resolve(): Path(f) for f in reversed(folders) if f is not None}  # one lock per folder
+        for folder in reversed(unique.values()):
             folder.mkdir(parents=True, exist_ok=True)
             handle = open(folder / LOCK_NAME, "a+")
             handles.append(handle)
