@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -150,6 +151,20 @@ def log_tail(log_file: Path, lines: int = 1) -> str:
     return tail if len(tail) <= 200 else tail[:197] + "..."
 
 
+def exit_reason(status: int) -> str:
+    """An exit status in words; a negative one is the signal that ended the process."""
+    if status >= 0:
+        return f"exit status {status}"
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = f"signal {-status}"
+    # Nothing in adcert sends SIGKILL before the wall limit (that one is recorded as a timeout),
+    # so a verifier killed early was, in every case seen here, the kernel's OOM killer.
+    hint = " (out of memory? the kernel log says; run fewer jobs at once)" if -status == signal.SIGKILL else ""
+    return f"killed by {name}{hint}"
+
+
 def outcome(instance: Instance, verifier: str, results_file: Path, log_file: Path, status: int | None,
             seconds: float) -> VerifierResult:
     """The answer of one finished (or killed) process, from its results file; written back to it."""
@@ -159,7 +174,7 @@ def outcome(instance: Instance, verifier: str, results_file: Path, log_file: Pat
                                                    note="killed at the wall limit"))
     if not results_file.is_file():
         tail = log_tail(log_file)
-        note = f"exit status {status}, no results file{': ' + tail if tail else ''} (log {log_file})"
+        note = f"{exit_reason(status)}, no results file{': ' + tail if tail else ''} (log {log_file})"
         return _write(results_file, VerifierResult(instance.name, verifier, "error", seconds, note=note))
     try:
         result = read_result_file(results_file, verifier, instance.name, seconds)

@@ -50,7 +50,7 @@ FAKE_ABCROWN = textwrap.dedent("""
 
 # A stand-in for NeuralSAT's main.py: its real result format; leaves a byproduct in its cwd and cache.
 FAKE_NEURALSAT = textwrap.dedent("""
-    import argparse, os, pathlib, sys, time
+    import argparse, os, pathlib, signal, sys, time
     p = argparse.ArgumentParser()
     for flag in ("--net", "--spec", "--timeout", "--device", "--result_file", "--verbosity"):
         p.add_argument(flag)
@@ -68,6 +68,8 @@ FAKE_NEURALSAT = textwrap.dedent("""
         print(time.time(), file=f)
     if "FAKE_NS_FAIL" in os.environ:
         sys.exit("RuntimeError: out of cheese")
+    if "FAKE_NS_KILLED" in os.environ:  # as the kernel's OOM killer ends a verifier
+        os.kill(os.getpid(), signal.SIGKILL)
     with open(a.result_file, "w") as f:
         if "FAKE_NS_UNSAT" in os.environ:
             sys.exit(print("unsat,0.1", file=f))
@@ -227,6 +229,14 @@ def test_jobs_run_instances_at_once(bench, fake_neuralsat, monkeypatch):
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], f"not overlapping: {spans}"
     with pytest.raises(VerifierError, match="jobs"):
         run_neuralsat(bench, jobs=0)
+
+
+def test_a_verifier_killed_before_its_limit_is_an_error_that_names_the_signal(bench, fake_neuralsat, monkeypatch):
+    monkeypatch.setenv("FAKE_NS_KILLED", "1")
+    results = run_neuralsat(bench, timeout=30)
+    assert [r.result for r in results] == ["error", "error"]  # never a timeout: it did not run out of time
+    assert all(r.note.startswith("killed by SIGKILL (out of memory?") for r in results), results[0].note
+    assert common.exit_reason(3) == "exit status 3" and common.exit_reason(-15) == "killed by SIGTERM"
 
 
 def test_an_errored_instance_exits_4_with_its_reason(bench, fake_neuralsat, monkeypatch):
