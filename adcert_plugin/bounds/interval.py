@@ -15,7 +15,9 @@ layer-by-layer form, ``tests/test_interval_fast_paths.py``):
 - a BN after a conv is folded into that conv's weights for centre and radius (``_conv_bn``);
 - train-mode BN statistics and their gradients come from one batch-norm kernel (``_BatchStats``,
   behind a probe; the autograd form is the fallback);
-- the interval ReLU is one autograd function with a short backward (``_IntervalReLU``);
+- the interval ReLU is one autograd function with a short backward (``_IntervalReLU``), on
+  large CPU tensors one compiled loop each way (``fused.py``);
+- a channels-last batch's flatten hands its gradient back channels-last (``layout.flatten``);
 - a linear layer's three products share one weight-gradient buffer (``_IntervalLinear``);
 - CPU convolutions run channels-last, as the attack's do (``_layout``).
 """
@@ -30,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .layout import in_layout as _in_layout, prefers_channels_last as _prefers_channels_last
+from . import fused
+from .layout import flatten as _flatten, in_layout as _in_layout, prefers_channels_last as _prefers_channels_last
 
 SUPPORTED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Flatten, nn.Identity)
 
@@ -228,13 +231,18 @@ class _IntervalReLU(torch.autograd.Function):
     With h = max((c + r) / 2, 0) the result is c' = max(c, h), r' = min(r, h) for r ≥ 0 (which every
     radius here is): c ≥ r (the ReLU passes the box) gives (c, r), |c| < r gives (h, h), c + r ≤ 0
     gives (0, 0) — the same interval as ``_relu_autograd``'s ((u⁺ + l⁺)/2, (u⁺ − l⁺)/2), with one
-    rounding where that form has three. The gradient is that form's (clamp passes it at ≥ 0); on
-    CNN7 activations the pair takes 12 elementwise passes instead of autograd's 18 with fewer fresh
-    (page-faulting) allocations: 0.6x the time, and byte masks instead of saved float tensors.
+    rounding where that form has three. The gradient is that form's (clamp passes it at ≥ 0), from
+    byte masks instead of saved float tensors. On large CPU tensors both directions run as one
+    compiled loop each (``fused.py``); the eager form below is the same arithmetic.
     """
 
     @staticmethod
     def forward(ctx, centre, radius):
+        ctx.fused = fused.applies(centre, radius)
+        if ctx.fused:
+            centre, radius, code = fused.relu_forward(centre, radius)
+            ctx.save_for_backward(code)
+            return centre, radius
         half_up = torch.add(centre, radius).mul_(0.5)
         up_off, low_on = half_up < 0, centre >= radius  # where clamp(min=0) stops/passes the gradient
         half_up.clamp_(min=0)
@@ -244,6 +252,8 @@ class _IntervalReLU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_centre, grad_radius):
+        if ctx.fused:
+            return fused.relu_backward(*ctx.saved_tensors, grad_centre, grad_radius)
         up_off, low_on = ctx.saved_tensors
         # Where c ≥ r the ReLU is the identity; where only c + r ≥ 0 both outputs are (c + r)/2.
         straddle = torch.add(grad_centre, grad_radius).mul_(0.5).masked_fill_(up_off, 0)
@@ -324,9 +334,9 @@ def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
             if stats is not None:
                 stats = torch.relu(stats)
         elif isinstance(layer, nn.Flatten):
-            centre, radius = layer(centre), layer(radius)
+            centre, radius = _flatten(layer, centre), _flatten(layer, radius)
             if stats is not None:
-                stats = layer(stats)
+                stats = _flatten(layer, stats)
         elif not isinstance(layer, nn.Identity):
             raise TypeError(f"interval.propagate does not support {type(layer).__name__}")
     if spec is not None:

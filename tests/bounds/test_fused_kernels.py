@@ -1,0 +1,133 @@
+"""The compiled interval-ReLU kernels (``bounds/fused.py``) against the eager path and the reference.
+
+The fused kernels must be invisible: the same bounds and gradients as the eager ops bit for bit
+(both compute the same exact scalings and selections), in every layout a gradient can arrive in,
+and a machine where they do not compile must fall back to the eager path.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from adcert_plugin.bounds import fused, interval
+from test_interval_fast_paths import bn_net, reference_propagate
+
+needs_fused = pytest.mark.skipif(not fused.available(torch.float32), reason="torch.compile cannot build the fused "
+                                 "kernels on this machine (no C++ compiler?); the eager path runs")
+
+
+@pytest.fixture(params=["fused", "eager"])
+def relu_path(request, monkeypatch):
+    """Run a test with the compiled kernels on every tensor (no size threshold), then without them."""
+    if request.param == "fused":
+        if not fused.available():
+            pytest.skip("fused kernels unavailable here")
+        monkeypatch.setattr(fused, "MIN_NUMEL", 0)
+    else:
+        monkeypatch.setattr(fused, "available", lambda *dtype: False)
+    return request.param
+
+
+def _relu_inputs(shape, dtype, layout, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    centre = torch.randn(shape, dtype=dtype, generator=gen)
+    radius = torch.rand(shape, dtype=dtype, generator=gen)
+    flat_c, flat_r = centre.view(-1), radius.view(-1)
+    flat_r[:50] = 0.0  # degenerate boxes
+    flat_r[50:100] = flat_c[50:100].abs()  # ties: c = r and c = -r, the kinks
+    return [t.contiguous(memory_format=layout).requires_grad_(True) for t in (centre, radius)]
+
+
+def _relu_and_grads(inputs, grads):
+    out = interval._IntervalReLU.apply(*inputs)
+    return out, torch.autograd.grad(out, inputs, grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("grad_layout", [torch.contiguous_format, torch.channels_last])
+def test_interval_relu_is_the_same_fused_or_eager_and_matches_the_reference(relu_path, dtype, layout, grad_layout):
+    inputs = _relu_inputs((4, 6, 5, 7), dtype, layout)
+    grads = [torch.randn(4, 6, 5, 7, dtype=dtype).contiguous(memory_format=grad_layout) for _ in range(2)]
+    out, got = _relu_and_grads(inputs, grads)
+    assert out[0].is_contiguous(memory_format=layout)  # the layout the next conv runs in
+    reference = [t.detach().clone().requires_grad_(True) for t in inputs]
+    want_out = interval._relu_autograd(*reference)[:2]
+    want = torch.autograd.grad(want_out, reference, grads)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
+    for a, b in zip(out + got, want_out + want):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@needs_fused
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_fused_relu_equals_the_eager_ops_bit_for_bit(layout, monkeypatch):
+    inputs = _relu_inputs((3, 8, 9, 11), torch.float32, layout, seed=5)
+    grads = [torch.randn(3, 8, 9, 11) for _ in range(2)]
+    monkeypatch.setattr(fused, "MIN_NUMEL", 0)
+    fused_out, fused_grads = _relu_and_grads(inputs, grads)
+    monkeypatch.setattr(fused, "available", lambda *dtype: False)
+    eager_out, eager_grads = _relu_and_grads(inputs, grads)
+    for a, b in zip(fused_out + fused_grads, eager_out + eager_grads):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_whole_pass_matches_reference_on_both_relu_paths(relu_path, mode, channels_last):
+    model = bn_net().double().train(mode == "train")
+    x = torch.rand(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    lower, upper, stats = x - 0.05, x + 0.05, x + 0.01 * torch.randn_like(x)
+    fast = interval.propagate(model, lower, upper, stats, channels_last=channels_last)
+    expected = reference_propagate(model, lower, upper, stats)
+    for got, want in zip((fast.lower, fast.upper, fast.stats_out), expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    weights = [torch.randn_like(t) for t in expected]
+    objective = lambda outs: sum((o * w).sum() for o, w in zip(outs, weights))
+    got = torch.autograd.grad(objective((fast.lower, fast.upper, fast.stats_out)), list(model.parameters()))
+    want = torch.autograd.grad(objective(expected), list(model.parameters()))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-8, atol=1e-8)
+
+
+def test_fused_kernels_only_take_large_dense_cpu_float_tensors(monkeypatch):
+    monkeypatch.setattr(fused, "available", lambda *dtype: True)
+    big = torch.zeros(fused.MIN_NUMEL)
+    assert fused.applies(big, big.clone())
+    assert not fused.applies(big[: fused.MIN_NUMEL // 2], big[: fused.MIN_NUMEL // 2])  # too small to pay
+    square = torch.zeros(512, 512)
+    assert not fused.applies(square.t(), square.t())  # not dense in (C, H, W) or channels-last order
+    images = torch.zeros(2, 64, 32, 32)
+    assert not fused.applies(images, images.contiguous(memory_format=torch.channels_last))  # two layouts
+
+
+def test_fused_kernels_fail_closed(monkeypatch):
+    def broken():
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fused, "_compiled", broken)
+    fused.available.cache_clear()
+    try:
+        assert not fused.available()
+        monkeypatch.undo()
+        fused.available.cache_clear()
+        monkeypatch.setenv(fused.ENV_SWITCH, "0")
+        assert not fused.available()  # switched off: not even probed
+        assert not fused.available(torch.float16)  # a dtype the kernels are not built for
+    finally:
+        monkeypatch.undo()
+        fused.available.cache_clear()
+
+
+def test_flatten_hands_the_gradient_back_channels_last():
+    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    from adcert_plugin.bounds.layout import flatten
+
+    out = flatten(nn.Flatten(), x)
+    assert torch.equal(out, x.detach().flatten(1))  # (C, H, W) order, as the linear layer expects
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(grad, weights.view(2, 3, 4, 5))
