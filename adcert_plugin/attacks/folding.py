@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..bounds.layout import (WIDE_CONV, flatten, in_layout as _in_layout,  # noqa: F401
+from ..bounds.layout import (WIDE_CONV, in_layout as _in_layout,  # noqa: F401
                              prefers_channels_last as _prefers_channels_last, wide_convolutions)
 from ..errors import UnsupportedModelError
 
@@ -112,8 +112,6 @@ def _folded_op(layer: nn.Module, bn, layout, relu: bool = False) -> Forward:
         return _linear_op(layer, bn)
     if isinstance(layer, nn.modules.batchnorm._BatchNorm):  # a BN after anything else: affine
         return _affine_op(*bn_scale_shift(layer))
-    if isinstance(layer, nn.Flatten):  # its gradient goes back channels-last, as the convs run
-        return functools.partial(flatten, layer)
     return layer
 
 

@@ -17,7 +17,6 @@ layer-by-layer form, ``tests/test_interval_fast_paths.py``):
   behind a probe; the autograd form is the fallback);
 - the interval ReLU is one autograd function with a short backward (``_IntervalReLU``), on
   large CPU tensors one compiled loop each way (``fused.py``);
-- a channels-last batch's flatten hands its gradient back channels-last (``layout.flatten``);
 - a linear layer's three products share one weight-gradient buffer (``_IntervalLinear``);
 - CPU convolutions run channels-last, as the attack's do (``_layout``).
 """
@@ -33,7 +32,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from . import fused
-from .layout import flatten as _flatten, in_layout as _in_layout, prefers_channels_last as _prefers_channels_last
+from .layout import in_layout as _in_layout, prefers_channels_last as _prefers_channels_last
 
 SUPPORTED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Flatten, nn.Identity)
 
@@ -334,9 +333,9 @@ def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
             if stats is not None:
                 stats = torch.relu(stats)
         elif isinstance(layer, nn.Flatten):
-            centre, radius = _flatten(layer, centre), _flatten(layer, radius)
+            centre, radius = layer(centre), layer(radius)
             if stats is not None:
-                stats = _flatten(layer, stats)
+                stats = layer(stats)
         elif not isinstance(layer, nn.Identity):
             raise TypeError(f"interval.propagate does not support {type(layer).__name__}")
     if spec is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 WIDE_CONV = 64
 
@@ -36,30 +35,3 @@ def in_layout(x: torch.Tensor, layout) -> torch.Tensor:
         h, w = x.shape[-2:]
         return x.contiguous().as_strided(x.shape, (h * w, 1, w, 1))
     return x.contiguous(memory_format=layout)
-
-
-def flatten(layer: nn.Flatten, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)``, with the gradient handed back in ``x``'s channels-last layout.
-
-    Flattening a channels-last batch copies it into (C, H, W) order, and autograd's backward is a
-    view of the incoming gradient, so the layers below it would get an NCHW gradient against their
-    channels-last activations: every elementwise pass then runs on mixed strides (about 2x the
-    time) and oneDNN reorders it for the conv backward (CNN7's 128-channel 14x14 conv: 42.7 ms
-    against 38.8 ms). One copy back to channels-last (0.9 ms there) avoids both.
-    """
-    if (x.dim() == 4 and (layer.start_dim, layer.end_dim) == (1, -1) and x.requires_grad
-            and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
-        return _FlattenChannelsLast.apply(x)
-    return layer(x)
-
-
-class _FlattenChannelsLast(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.shape = x.shape
-        return x.flatten(1)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)

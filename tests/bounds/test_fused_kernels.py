@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from adcert_plugin.bounds import fused, interval
 from test_interval_fast_paths import bn_net, reference_propagate
@@ -120,14 +119,3 @@ def test_fused_kernels_fail_closed(monkeypatch):
         monkeypatch.undo()
         fused.available.cache_clear()
 
-
-def test_flatten_hands_the_gradient_back_channels_last():
-    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
-    from adcert_plugin.bounds.layout import flatten
-
-    out = flatten(nn.Flatten(), x)
-    assert torch.equal(out, x.detach().flatten(1))  # (C, H, W) order, as the linear layer expects
-    weights = torch.randn_like(out)
-    (grad,) = torch.autograd.grad((out * weights).sum(), x)
-    assert grad.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(grad, weights.view(2, 3, 4, 5))
