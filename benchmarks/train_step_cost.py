@@ -6,7 +6,8 @@
 
 Memory: each (shape, loss) runs one step in a fresh subprocess, so its peak is its own: on a
 GPU ``torch.cuda.max_memory_allocated``; on the CPU the resident-set growth during that step
-plus the bytes of parameters, gradients and Adam moments (what a GPU's allocator also counts).
+plus the bytes of parameters, gradients and Adam moments (what a GPU's allocator also counts),
+after the interval pass's compiled kernels were built (``bounds/fused.py``: once per process).
 Time: all losses of a shape live in one process and are stepped round-robin (--repeats rounds
 after a warm-up), so load drifting on a shared machine hits them alike. In a round each loss
 runs --steps-per-turn consecutive steps and the last is timed: training repeats one loss step
@@ -71,6 +72,9 @@ def measure_memory(shape: str, loss_name: str, batch: int, device: str) -> dict:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
+        from adcert_plugin.bounds import fused
+
+        fused.available()  # compile the interval kernels first: the process pays that once (~150 MB), not each step
         before = _rss_bytes()
         _reset_peak_rss()
         step()
