@@ -50,3 +50,17 @@ def test_layout_cost_prints_a_paired_row_per_loss():
                            "--losses", "ibp", "pgd"], capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("| ibp |") == 1 and done.stdout.count("| pgd |") == 1
+
+
+def test_fused_relu_prints_a_paired_row_per_layer_and_step():
+    from adcert_plugin.bounds import fused
+
+    if not fused.available():
+        import pytest
+
+        pytest.skip("the fused kernels do not compile on this machine")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fused_relu.py"), "--shapes", "mnist",
+                           "--batch", "2", "--repeats", "2", "--losses", "ibp"],
+                          capture_output=True, text=True, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("| mnist 64×28×28 |") == 1 and done.stdout.count("| mnist ibp |") == 1
