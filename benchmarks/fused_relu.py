@@ -2,6 +2,7 @@
 
     python benchmarks/fused_relu.py                          # per layer, then whole steps, 9 rounds
     python benchmarks/fused_relu.py --shapes mnist --losses ibp --repeats 15
+    python benchmarks/fused_relu.py --model small-cnn --batch 100 --threads 1 --shapes mnist   # the studies' setting
 
 Per layer: forward + backward of the interval ReLU on each of CNN7's ReLU shapes (batch 128,
 channels-last, as the pass runs on the CPU), eager ops against the one-loop kernels. Per step: a
@@ -53,7 +54,7 @@ def relu_pair(batch: int, channels: int, side: int):
     return {"eager": _switched(step, False), "fused": _switched(step, True)}
 
 
-def step_trio(shape: str, loss: str, batch: int):
+def step_trio(shape: str, loss: str, batch: int, model: str = "cnn7"):
     from loss_step_time import SHAPES, make_step
 
     from adcert_plugin.losses.teacher import Teacher
@@ -62,9 +63,9 @@ def step_trio(shape: str, loss: str, batch: int):
     spec, eps = SHAPES[shape]
     torch.manual_seed(1)
     x, y = torch.rand(batch, *spec.shape), torch.randint(0, spec.num_classes, (batch,))
-    teacher = Teacher(create_model("cnn7", spec.shape, spec.num_classes))
-    plain, _ = make_step(None, spec, eps, x, y, teacher, device="cpu", return_params=True)
-    step, _ = make_step(loss, spec, eps, x, y, teacher, device="cpu", return_params=True)
+    teacher = Teacher(create_model(model, spec.shape, spec.num_classes))
+    plain, _ = make_step(None, spec, eps, x, y, teacher, device="cpu", return_params=True, model=model)
+    step, _ = make_step(loss, spec, eps, x, y, teacher, device="cpu", return_params=True, model=model)
     return {"plain-ce": plain, "eager": _switched(step, False), "fused": _switched(step, True)}
 
 
@@ -82,6 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="*", default=["mnist", "cifar"], choices=sorted(RELU_SHAPES))
     parser.add_argument("--losses", nargs="*", default=["ibp", "mtl-ibp"], help="whole steps to time ('' for none)")
+    parser.add_argument("--model", default="cnn7", choices=["cnn7", "small-cnn"],
+                        help="the network of the whole steps (the per-layer rows are CNN7's)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None)
@@ -93,11 +96,12 @@ def main() -> None:
     reuse_freed_memory()  # as train() does
     if not fused.available():
         raise SystemExit("the fused kernels do not compile here (see bounds/fused.py); nothing to compare")
-    print(f"{torch.get_num_threads()} threads, batch {args.batch}, {args.repeats} round-robin rounds; "
+    print(f"{args.model}, {torch.get_num_threads()} threads, batch {args.batch}, {args.repeats} round-robin rounds; "
           "ms are medians, fused ÷ eager the median of per-round ratios (quartiles)")
-    print("| interval ReLU, forward + backward | eager ms | fused ms | fused ÷ eager |")
-    print("|---|---|---|---|")
-    for shape in args.shapes:
+    if args.model == "cnn7":
+        print("| interval ReLU, forward + backward | eager ms | fused ms | fused ÷ eager |")
+        print("|---|---|---|---|")
+    for shape in args.shapes if args.model == "cnn7" else []:
         for channels, side in RELU_SHAPES[shape]:
             times = round_robin(relu_pair(args.batch, channels, side), args.repeats)
             print(_row(f"{shape} {channels}×{side}×{side}", times), flush=True)
@@ -107,7 +111,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
     for shape in args.shapes:
         for loss in losses:
-            times = round_robin(step_trio(shape, loss, args.batch), args.repeats, steps_per_turn=2)
+            times = round_robin(step_trio(shape, loss, args.batch, args.model), args.repeats, steps_per_turn=2)
             print(_row(f"{shape} {loss}", times), flush=True)
 
 
