@@ -1,7 +1,7 @@
 """One-pass CPU kernels for the elementwise work of the interval pass, compiled by torch.compile.
 
 On the CPU the interval ReLU is bound by memory bandwidth, and eager torch reads and writes every
-intermediate: its forward is nine passes over the activation, its backward five. Inductor fuses
+intermediate: its forward is seven passes over the activation, its backward five. Inductor fuses
 each into one loop that reads the inputs once and writes the outputs once (CNN7's 64x28x28 layer,
 batch 128, 2 threads: forward + backward 52.5 → 9.8 ms; an IBP step 0.92x; ``benchmarks/fused_relu.py``).
 
@@ -12,8 +12,9 @@ selections), which the probe checks bit for bit before anything uses them.
 
 Used where it pays and works: CPU float32 or float64 tensors of at least ``MIN_NUMEL`` elements,
 sharing one dense layout, unless ``ADCERT_FUSED_KERNELS=0``, and only after that dtype's probe
-passed (a machine without a C++ compiler fails it); otherwise the caller runs its eager form. The first use in a
-process pays the compilation (seconds; Inductor caches it on disk for later processes).
+passed (a machine without a C++ compiler fails it); otherwise the caller runs its eager form.
+The first use in a process pays the compilation (seconds; Inductor caches it on disk for later
+processes).
 """
 
 from __future__ import annotations
