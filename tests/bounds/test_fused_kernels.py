@@ -11,22 +11,10 @@ import pytest
 import torch
 
 from adcert_plugin.bounds import fused, interval
-from test_interval_fast_paths import bn_net, reference_propagate
+from test_interval_fast_paths import relu_path  # noqa: F401 - the fixture, shared
 
 needs_fused = pytest.mark.skipif(not fused.available(torch.float32), reason="torch.compile cannot build the fused "
                                  "kernels on this machine (no C++ compiler?); the eager path runs")
-
-
-@pytest.fixture(params=["fused", "eager"])
-def relu_path(request, monkeypatch):
-    """Run a test with the compiled kernels on every tensor (no size threshold), then without them."""
-    if request.param == "fused":
-        if not fused.available():
-            pytest.skip("fused kernels unavailable here")
-        monkeypatch.setattr(fused, "MIN_NUMEL", 0)
-    else:
-        monkeypatch.setattr(fused, "available", lambda *dtype: False)
-    return request.param
 
 
 def _relu_inputs(shape, dtype, layout, seed=0):
@@ -71,24 +59,6 @@ def test_fused_relu_equals_the_eager_ops_bit_for_bit(layout, monkeypatch):
     eager_out, eager_grads = _relu_and_grads(inputs, grads)
     for a, b in zip(fused_out + fused_grads, eager_out + eager_grads):
         assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("mode", ["train", "eval"])
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_whole_pass_matches_reference_on_both_relu_paths(relu_path, mode, channels_last):
-    model = bn_net().double().train(mode == "train")
-    x = torch.rand(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    lower, upper, stats = x - 0.05, x + 0.05, x + 0.01 * torch.randn_like(x)
-    fast = interval.propagate(model, lower, upper, stats, channels_last=channels_last)
-    expected = reference_propagate(model, lower, upper, stats)
-    for got, want in zip((fast.lower, fast.upper, fast.stats_out), expected):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    weights = [torch.randn_like(t) for t in expected]
-    objective = lambda outs: sum((o * w).sum() for o, w in zip(outs, weights))
-    got = torch.autograd.grad(objective((fast.lower, fast.upper, fast.stats_out)), list(model.parameters()))
-    want = torch.autograd.grad(objective(expected), list(model.parameters()))
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-8, atol=1e-8)
 
 
 def test_fused_kernels_only_take_large_dense_cpu_float_tensors(monkeypatch):

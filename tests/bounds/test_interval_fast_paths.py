@@ -4,8 +4,9 @@
 one fused kernel (``_BatchStats``, behind a probe), runs the interval ReLU as one function and
 runs CPU convolutions channels-last. Each must give the bounds, the statistics-batch logits,
 the running statistics and the gradients of the plain layer-by-layer arithmetic (kept here as
-``reference_propagate``), with and without channels-last and with the probe failing. Comparisons
-are in float64 where they involve gradients, so no kernel's float32 rounding decides a test.
+``reference_propagate``), with and without channels-last, with the probe failing, and with the
+interval ReLU compiled (``fused.py``) or eager. Comparisons are in float64 where they involve
+gradients, so no kernel's float32 rounding decides a test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from adcert_plugin.bounds import interval
+from adcert_plugin.bounds import fused, interval
 from adcert_plugin.bounds import wrap_model
 from adcert_plugin.models import create_model
 from adcert_plugin.bounds import InputBox, margin_matrix
@@ -74,10 +75,23 @@ def batch_stats_path(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["fused", "eager"])
+def relu_path(request, monkeypatch):
+    """Run a test with the compiled kernels on every tensor (no size threshold), then without them."""
+    if request.param == "fused":
+        if not fused.available():
+            pytest.skip("fused kernels unavailable here")
+        monkeypatch.setattr(fused, "MIN_NUMEL", 0)
+    else:
+        monkeypatch.setattr(fused, "available", lambda *dtype: False)
+    return request.param
+
+
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("keep_relu_inputs", [False, True])
-def test_fast_paths_match_reference_values_and_gradients(mode, channels_last, keep_relu_inputs, batch_stats_path):
+def test_fast_paths_match_reference_values_and_gradients(mode, channels_last, keep_relu_inputs, batch_stats_path,
+                                                         relu_path):
     model = bn_net().double().train(mode == "train")
     x = torch.rand(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     lower, upper, stats = x - 0.05, x + 0.05, x + 0.01 * torch.randn_like(x)
