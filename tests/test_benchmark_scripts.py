@@ -64,3 +64,34 @@ def test_fused_relu_prints_a_paired_row_per_layer_and_step():
                           capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("| mnist 64×28×28 |") == 1 and done.stdout.count("| mnist ibp |") == 1
+
+
+def test_attack_floor_times_every_kernel_of_the_attack_with_its_arithmetic():
+    """One forward and one input-gradient kernel per conv and linear layer, whose FLOPs add up to the
+    network's (counted by torch), a mask pass per ReLU, and the flatten's copy when channels-last."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from attack_floor import kernels
+
+    from adcert_plugin.models import create_model
+
+    model = create_model("cnn7", (1, 28, 28), 10).eval()
+    found = kernels(model, (1, 28, 28), 3)
+    kinds = [name.split(" ", 1)[1] for name in found]
+    assert sum(k.startswith("forward") for k in kinds) == 7 and kinds.count("input gradient") == 7
+    assert kinds.count("mask (backward)") == 6 and kinds.count("copy") == 1
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.rand(3, 1, 28, 28))
+    forward_gflop = sum(gflop for name, (_, gflop) in found.items() if " forward" in name)
+    assert abs(forward_gflop - counter.get_total_flops() / 1e9) < 1e-9
+    for fn, _ in found.values():
+        fn()  # each runs on its own tensors
+
+
+def test_attack_floor_prints_the_floor_beside_the_step_as_run():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "attack_floor.py"), "--shapes", "mnist",
+                           "--batch", "2", "--repeats", "2"], capture_output=True, text=True, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("PGD-1 floor") == 1 and done.stdout.count("| mnist | 3:Conv2d input gradient |") == 1
