@@ -62,11 +62,12 @@ def kernels(model: nn.Sequential, in_shape: tuple[int, ...], batch: int) -> dict
 
 def _input_shapes(model: nn.Sequential, in_shape, batch) -> list[torch.Size]:
     shapes: list[torch.Size] = []
-    x = torch.rand(batch, *in_shape)
+    x, was_training = torch.rand(batch, *in_shape), model.training
     with torch.no_grad():
         for layer in model.eval():
             shapes.append(x.shape)
             x = layer(x)
+    model.train(was_training)
     return shapes
 
 
