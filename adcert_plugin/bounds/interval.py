@@ -50,12 +50,17 @@ class IntervalTrace:
         lower, upper: output bounds ``[B, K]`` (or margin bounds when a spec was applied).
         stats_out: the network's output at the statistics input ``[B, K]`` (None if none given).
         relu_inputs: (lower, upper) of every ReLU's input, in order, for the warm-up regularisers.
+        head_input: (lower, upper) of the final linear layer's input (the penultimate features
+            ``[B, F]``), when asked for: the feature box CC-Dist distils, from the same pass.
+        head_stats: the final layer's input at the statistics input (the penultimate features there).
     """
 
     lower: torch.Tensor
     upper: torch.Tensor
     stats_out: torch.Tensor | None = None
     relu_inputs: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    head_input: tuple[torch.Tensor, torch.Tensor] | None = None
+    head_stats: torch.Tensor | None = None
 
 
 def _conv_args(conv: nn.Conv2d):
@@ -284,7 +289,7 @@ def _to_layout(t: torch.Tensor | None, layout):
 def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
               stats_input: torch.Tensor | None = None, spec: torch.Tensor | None = None,
               keep_relu_inputs: bool = False, track_running_stats: bool = False,
-              channels_last: bool | None = None) -> IntervalTrace:
+              channels_last: bool | None = None, keep_head_input: bool = False) -> IntervalTrace:
     """Interval bounds of ``model`` over the box [lower, upper] (normalised input space).
 
     Args:
@@ -298,6 +303,7 @@ def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
         track_running_stats: let train-mode BN update its running statistics from
             ``stats_input`` (when its output stands in for the model's own forward).
         channels_last: run the convolutions in channels-last layout (default: see ``_layout``).
+        keep_head_input: also return the bounds of the final linear layer's input (``head_input``).
     """
     layout = _layout(model, lower, channels_last)
     centre, radius = _to_layout((upper + lower) / 2, layout), _to_layout((upper - lower) / 2, layout)
@@ -309,8 +315,13 @@ def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
         layer = layers[index]
         after = layers[index + 1] if index < last else None
         index += 1
+        if index - 1 == last and keep_head_input:
+            head = (centre - radius, centre + radius), stats
         if index - 1 == last and spec is not None and isinstance(layer, nn.Linear):
-            return _final_spec(layer, centre, radius, stats, spec, relu_inputs)
+            trace = _final_spec(layer, centre, radius, stats, spec, relu_inputs)
+            if keep_head_input:
+                trace.head_input, trace.head_stats = head
+            return trace
         if _folds_bn(layer, after):
             centre, radius, stats = _conv_bn(layer, after, centre, radius, stats, track_running_stats)
             index += 1
@@ -341,7 +352,10 @@ def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
     if spec is not None:
         centre, radius = (torch.einsum("bsk,bk->bs", spec, centre), torch.einsum("bsk,bk->bs", spec.abs(), radius))
         stats = None if stats is None else torch.einsum("bsk,bk->bs", spec, stats)
-    return IntervalTrace(centre - radius, centre + radius, stats, relu_inputs)
+    trace = IntervalTrace(centre - radius, centre + radius, stats, relu_inputs)
+    if keep_head_input:
+        trace.head_input, trace.head_stats = head
+    return trace
 
 
 def _final_spec(layer: nn.Linear, centre, radius, stats, spec, relu_inputs) -> IntervalTrace:

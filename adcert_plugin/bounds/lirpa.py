@@ -234,13 +234,15 @@ class BoundedNet:
         return self._lirpa_margin_lower(box, spec, method, stats_input)
 
     def ibp_trace(self, box: InputBox, y: torch.Tensor, stats_input: torch.Tensor | None = None,
-                  keep_relu_inputs: bool = False, track_running_stats: bool = False) -> interval.IntervalTrace:
+                  keep_relu_inputs: bool = False, track_running_stats: bool = False,
+                  keep_head_input: bool = False) -> interval.IntervalTrace:
         """IBP margin bounds plus the logits at ``stats_input`` and the ReLU-input bounds.
 
         One pass gives all three on the native path; this is what the training losses and
         the warm-up regularisers use. ``trace.stats_out`` are logits ``[B, K]`` (not margins).
         With ``track_running_stats`` the pass counts as the model's train-mode forward on
         ``stats_input`` (BN running statistics move once, as they would in ``model(stats_input)``).
+        With ``keep_head_input`` the trace also holds the IBP box of the penultimate features.
         """
         if not self.native_ibp:
             raise UnsupportedModelError(f"{type(self.model).__name__} is not a plain Conv/Linear/BN/ReLU chain; "
@@ -250,7 +252,8 @@ class BoundedNet:
         needs_stats = self.model.training or stats_input is not None
         stats = (box.x_norm if stats_input is None else stats_input) if needs_stats else None
         return interval.propagate(self.model, box.lower_norm, box.upper_norm, stats, spec=spec,
-                                  keep_relu_inputs=keep_relu_inputs, track_running_stats=track_running_stats)
+                                  keep_relu_inputs=keep_relu_inputs, track_running_stats=track_running_stats,
+                                  keep_head_input=keep_head_input)
 
     def _num_outputs(self, box: InputBox) -> int:
         was_training = self.model.training

@@ -44,7 +44,7 @@ Example:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="YAML/JSON run config (strict: unknown keys are errors).")
 @click.option("--preset", default=None, help="Named preset (paper settings or small CPU runs); see --list-presets.")
-@click.option("--list-presets", is_flag=True, help="Print the preset names and exit.")
+@click.option("--list-presets", is_flag=True, help="Print the preset names, each with its source, and exit.")
 @click.option("--loss", type=click.Choice(_loss_names()), default=None, help="Training loss.")
 @click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Teacher checkpoint (model.pt).")
 @click.option("--dataset", default=None, help="Data set name (mnist, cifar10, ...).")
@@ -64,9 +64,12 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
               device, sets, resume, force):
     """Train a (certifiably) robust model; writes config.yaml, metrics.jsonl, checkpoints, summary.json."""
     from ..training import build_config, list_presets as preset_names
+    from ..training.presets import preset_source
 
     if list_presets:
-        click.echo("\n".join(preset_names()))
+        names = preset_names()
+        width = max(map(len, names))
+        click.echo("\n".join(f"{name:<{width}}  {preset_source(name)}" for name in names))
         return
     _setup_logging(bool(click.get_current_context().params.get("debug")))
     flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
@@ -228,6 +231,7 @@ Example:
 def losses_cmd(pattern, params):
     """List the registered loss plugins (built-in and from the adcert.losses entry points)."""
     import dataclasses
+    import typing
 
     from ..errors import RegistryError
     from ..losses import create_loss, describe_losses
@@ -243,5 +247,11 @@ def losses_cmd(pattern, params):
             loss = create_loss(name)
             needs = ", ".join(sorted(loss.needs)) or "-"
             click.echo(f"{'':10s} needs: {needs}")
+            hints = typing.get_type_hints(type(loss.config))
             for field in dataclasses.fields(loss.config):
-                click.echo(f"{'':10s} {field.name} = {getattr(loss.config, field.name)!r}")
+                kind = hints.get(field.name)
+                choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
+                note = f"  (one of {', '.join(map(repr, choices))})" if choices else ""
+                if field.metadata.get("extension"):
+                    note += "  [adcert extension, not the paper's]"
+                click.echo(f"{'':10s} {field.name} = {getattr(loss.config, field.name)!r}{note}")

@@ -1,24 +1,28 @@
-"""AD-CERT: L = α·L_lb(z̲) + (1−α)·L_AD + γ·CE(f(x_adv), y), L_AD = τ²·KL(p_T(x_t; τ) ‖ p_S(x_adv; τ)).
+"""AD-CERT: L = α·L_lb(z̲) + (1−α)·KL(p_T(x) ‖ p_S(x_adv)), as the authors' code computes it.
 
-"Improving certified robustness via adversarial distillation", arXiv 2606.31653 (formulation
-inferred, methods.md §6.2), with ARD (Goldblum et al. 2020, arXiv 1905.09747) and RSLAD
-(Zi et al. 2021, arXiv 2108.07969) as the adversarial-distillation term. KL is ``batchmean``.
-Options: ``teacher_input`` x_t = x_adv (default) or the clean x (ARD); ``attack_objective``
-``ce`` (PGD on the student's CE) or ``kl`` (maximise KL to the teacher's clean soft labels,
-RSLAD); ``combination``:
+Melis, Martinez del Rincon, Sharma, "Improving Certified Robustness via Adversarial
+Distillation", BMVC 2026 (arXiv 2606.31653); READ from `matteo-melis/ad-cert`
+(`CTBench/model_wrapper.py::ADCERTModelWrapper`), restated in methods.md §6.2:
 
-- ``loss``:  α·L_lb(z̲) + (1−α)·L_AD (MTL-style);
-- ``logit``: τ²·KL(softmax(z_T/τ) ‖ softmax(ẑ/τ)) with pseudo-logits ẑ_y = 0,
-  ẑ_j = −[α·z̲_j + (1−α)·(z_S(x_adv)_y − z_S(x_adv)_j)] (CC-style, §6.2);
-- ``exp``:   L_lb(z̲)^α · L_AD^(1−α).
+- the teacher is queried at the **clean** x (``teacher_input="clean"``, the reference's default);
+- KL(p_T ‖ p_S) summed over classes, mean over the batch (``batchmean``), no temperature, no
+  hard label; at α = 0 the IBP term is not computed at all;
+- x_adv: CE-PGD on the student; ``attack_objective="kl"`` is the reference's soft-label attack
+  (maximise KL(p_T(x) ‖ p_S(x')), ``--use-softlabel-attack``);
+- ``variant``: ``ad-cert`` (the default above); ``rslad-cert``: the distillation term is
+  ⅙·KL(p_T(x)‖p_S(x)) + ⅚·KL(p_T(x)‖p_S(x_adv)) and the attack is the KL attack (``--use-rslad``);
+  ``nat-kl``: KL(p_T(x)‖p_S(x)) (``--use-nat-kl``).
 
-BN statistics while bounding: the adversarial batch. Default α = 0.01 is the MTL-IBP MNIST
-ε = 0.1 value (methods.md Part A: start from the MTL-IBP α of the benchmark).
+adcert's own extensions, NOT the paper's (defaults keep them off): ``tau`` (τ²·KL at temperature
+τ), ``hard_label_weight`` γ (+ γ·CE(f(x_adv), y)), ``combination`` ``logit`` (CC-style:
+KL to pseudo-logits ẑ_y = 0, ẑ_j = −[α·z̲_j + (1−α)·d_j(x_adv)]) or ``exp`` (L_lb^α·KL^(1−α)), and
+``teacher_input="adv"`` (the teacher at x_adv; the reference has it as an option too).
+The reference trains it inside CTBench's loop (``conventions: ctbench``): (1−w)·CE(f(x), y) + w·L.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -28,18 +32,27 @@ from .base import LossContext, LossOutput, accuracy, check_config, kl_distill, l
 from .exp_ibp import geometric_mix
 from .registry import register_loss
 
+RSLAD_ADV_WEIGHT = 5.0 / 6.0  # the reference's (and RSLAD's) weight of the adversarial KL
+
 
 @dataclass(frozen=True)
 class AdCertConfig:
-    alpha: float = 0.01  # weight of the certified term, in [0, 1]
-    tau: float = 1.0  # distillation temperature, > 0
-    teacher_input: Literal["adv", "clean"] = "adv"
-    attack_objective: Literal["ce", "kl"] = "ce"
-    combination: Literal["loss", "logit", "exp"] = "loss"
-    hard_label_weight: float = 0.0  # γ, >= 0
+    alpha: float = 0.01  # weight of the IBP loss, in [0, 1] (the reference's --ibp-coef)
+    variant: Literal["ad-cert", "rslad-cert", "nat-kl"] = "ad-cert"
+    teacher_input: Literal["clean", "adv"] = "clean"
+    attack_objective: Literal["ce", "kl"] = "ce"  # kl: the reference's soft-label attack (rslad-cert: always)
+    # adcert's extensions (not the paper's): off by default
+    tau: float = field(default=1.0, metadata={"extension": True})
+    hard_label_weight: float = field(default=0.0, metadata={"extension": True})
+    combination: Literal["loss", "logit", "exp"] = field(default="loss", metadata={"extension": True})
 
     def __post_init__(self):
         check_config(self, alpha=(0.0, 1.0), tau=(1e-6, None), hard_label_weight=(0.0, None))
+
+    @property
+    def objective(self) -> str:
+        """The attack the step runs: the KL attack for ``attack_objective="kl"`` and for rslad-cert."""
+        return "kl" if self.attack_objective == "kl" or self.variant == "rslad-cert" else "ce"
 
 
 def pseudo_logits(margin_mix: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -50,24 +63,43 @@ def pseudo_logits(margin_mix: torch.Tensor, y: torch.Tensor, num_classes: int) -
     return margin_mix.new_zeros(batch, num_classes).scatter(1, others, -margin_mix)
 
 
+def distillation(ctx: LossContext, cfg: AdCertConfig, logits_t: torch.Tensor) -> torch.Tensor:
+    """The variant's distillation term (KL(teacher ‖ student), batchmean, τ²-scaled at τ ≠ 1)."""
+    if cfg.variant == "nat-kl":
+        return kl_distill(logits_t, ctx.student_logits("clean"), cfg.tau)
+    adv = kl_distill(logits_t, ctx.student_logits("adv"), cfg.tau)
+    if cfg.variant == "rslad-cert":
+        nat = kl_distill(logits_t, ctx.student_logits("clean"), cfg.tau)
+        return (1.0 - RSLAD_ADV_WEIGHT) * nat + RSLAD_ADV_WEIGHT * adv
+    return adv
+
+
 @register_loss("ad-cert", config=AdCertConfig, needs={"attack", "bounds", "teacher"},
-               description="AD-CERT: alpha*L_lb(z_lower) + (1-alpha)*tau^2*KL(p_T || p_S(x_adv)) (arXiv 2606.31653)")
+               description="AD-CERT (Melis et al. BMVC 2026): alpha*L_IBP + (1-alpha)*KL(p_T(x) || p_S(x_adv)); "
+                           "variants rslad-cert, nat-kl; tau/gamma/logit/exp are adcert extensions")
 def ad_cert(ctx: LossContext, cfg: AdCertConfig) -> LossOutput:
-    """α·L_lb(z̲) + (1−α)·τ²·KL(p_T(x_t; τ) ‖ p_S(x_adv; τ)) (+ γ·CE(f(x_adv), y))."""
-    ctx.adversarial(cfg.attack_objective, target="teacher")  # must come before any x_adv access
-    bound = ctx.margin_lower("IBP")  # [B, K-1], fused with the adversarial forward
-    logits_s = ctx.student_logits("adv")  # [B, K]
+    """α·L_lb(z̲) + (1−α)·D_variant, D_ad-cert = KL(p_T(x_t) ‖ p_S(x_adv)), batchmean."""
+    ctx.adversarial(cfg.objective, target="teacher")  # must come before any x_adv access
     logits_t = ctx.teacher_logits(cfg.teacher_input)  # [B, K], detached
-    robust = lb_loss(bound)
-    distill = kl_distill(logits_t, logits_s, cfg.tau)
-    if cfg.combination == "loss":
-        loss = cfg.alpha * robust + (1.0 - cfg.alpha) * distill
-    elif cfg.combination == "exp":
-        loss = geometric_mix(robust, distill, cfg.alpha)
+    uses_bound = cfg.alpha > 0 or cfg.combination == "logit"
+    bound = ctx.margin_lower("IBP") if uses_bound else None  # [B, K-1]; fused with the stats forward
+    distill = distillation(ctx, cfg, logits_t)
+    logits_s = ctx.student_logits("adv")
+    parts = {"distill": distill, "acc_adv": accuracy(logits_s, ctx.y)}
+    if bound is None:  # α = 0: the reference skips the IBP pass
+        loss = distill
     else:
-        mix = cfg.alpha * bound + (1.0 - cfg.alpha) * ctx.margins("adv")
-        loss = kl_distill(logits_t, pseudo_logits(mix, ctx.y, logits_s.shape[1]), cfg.tau)
+        robust = lb_loss(bound)
+        parts["lb"] = robust
+        if cfg.combination == "loss":
+            loss = cfg.alpha * robust + (1.0 - cfg.alpha) * distill
+        elif cfg.combination == "exp":
+            loss = geometric_mix(robust, distill, cfg.alpha)
+        else:
+            mix = cfg.alpha * bound + (1.0 - cfg.alpha) * ctx.margins("adv")
+            loss = kl_distill(logits_t, pseudo_logits(mix, ctx.y, logits_s.shape[1]), cfg.tau)
     ce_adv = F.cross_entropy(logits_s, ctx.y)
     if cfg.hard_label_weight > 0:
         loss = loss + cfg.hard_label_weight * ce_adv
-    return LossOutput(loss, {"lb": robust, "distill": distill, "ce_adv": ce_adv, "acc_adv": accuracy(logits_s, ctx.y)})
+    parts["ce_adv"] = ce_adv
+    return LossOutput(loss, parts)

@@ -14,6 +14,12 @@ features are captured from that pass too (a pre-hook on the final linear layer).
 
 The student runs in whatever mode it is in (the trainer puts it in train mode); only the
 attack (``pgd_attack``) and the TRADES target switch it to eval, and they restore it.
+
+``conventions="ctbench"`` (methods.md §9, the AD-CERT paper's framework) changes three things:
+the statistics batch is always the clean one (its train-mode forward moves the running
+statistics, once); every other forward (the adversarial one, and the attack, which runs in
+train mode) normalises with the clean batch's statistics, frozen (``bounds.batch_stats``); and
+the attack is CTBench's (``attacks.ctbench_pgd``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ import torch
 from torch import nn
 
 from ..attacks import AttackConfig, folded_eval_forward, pgd_attack
+from ..attacks.ctbench_pgd import ctbench_pgd
 from ..bounds import BoundedNet, InputBox, margins as exact_margins, wrap_model
+from ..bounds.batch_stats import batch_statistics, forward_with_statistics, has_batchnorm
 from ..errors import ConfigError
 from .teacher import Teacher
 
 Which = Literal["clean", "adv"]
+Conventions = Literal["expressive-losses", "ctbench"]
+CONVENTIONS = ("expressive-losses", "ctbench")
 
 
 class LossContext:
@@ -47,12 +57,15 @@ class LossContext:
         needs: what the loss uses; ``Loss.__call__`` binds it (decides the BN statistics batch).
         keep_relu_inputs: keep the ReLU-input bounds of the ε-box IBP pass, so the trainer's
             warm-up regulariser reuses them (``relu_input_bounds``) instead of bounding again.
+        conventions: ``"expressive-losses"`` (default) or ``"ctbench"`` (see the module docstring).
     """
 
     def __init__(self, student: nn.Module, bounded: BoundedNet | None, x: torch.Tensor, y: torch.Tensor,
                  eps: float, spec, attack: AttackConfig = AttackConfig(), teacher=None,
                  generator: torch.Generator | None = None, needs: frozenset[str] = frozenset(),
-                 keep_relu_inputs: bool = False):
+                 keep_relu_inputs: bool = False, conventions: Conventions = "expressive-losses"):
+        if conventions not in CONVENTIONS:
+            raise ConfigError(f"unknown conventions {conventions!r}; choose one of {', '.join(CONVENTIONS)}")
         if bounded is not None and bounded.model is not student:
             raise ConfigError("LossContext: `bounded` wraps a different model than `student`; "
                               "pass wrap_model(student, in_shape)")
@@ -63,6 +76,7 @@ class LossContext:
         self.attack, self.teacher, self.generator = attack, teacher, generator
         self.needs = frozenset(needs)
         self.keep_relu_inputs = keep_relu_inputs
+        self.conventions = conventions
         self._memo: dict = {}
 
     # -- binding and inputs ---------------------------------------------------------------
@@ -105,8 +119,20 @@ class LossContext:
 
     @property
     def stats_point(self) -> Which:
-        """The batch whose statistics train-mode BN uses while bounding: adv with an attack."""
+        """The batch whose statistics train-mode BN uses while bounding: adv with an attack
+        (expressive-losses); always the clean batch under ctbench."""
+        if self.conventions == "ctbench":
+            return "clean"
         return "adv" if "attack" in self.needs else "clean"
+
+    @property
+    def frozen_stats(self) -> bool:
+        """Forwards other than the statistics batch's use its statistics, frozen (ctbench)."""
+        return self.conventions == "ctbench" and has_batchnorm(self.student)
+
+    def batch_stats(self):
+        """The clean batch's BN statistics (differentiable), computed once per step."""
+        return self._once("batch_stats", lambda: batch_statistics(self.student, self.x_norm))
 
     def input(self, which: Which | torch.Tensor) -> torch.Tensor:
         """Normalised input for ``"clean"`` / ``"adv"`` (a tensor passes through)."""
@@ -141,9 +167,13 @@ class LossContext:
         target_logits = None
         if objective == "kl":
             target_logits = self.teacher_logits("clean") if target == "teacher" else self._student_eval_logits()
-        cfg = AttackConfig(self.attack.steps, self.attack.step_size, self.attack.restarts, objective,
-                           self.attack.eps_factor)
-        x_adv = pgd_attack(self.student, self.attack_box, self.y, cfg, target_logits, self.generator)
+        if self.conventions == "ctbench":
+            x_adv = ctbench_pgd(self._attack_forward(), self.attack_box, self.y, self.attack.steps,
+                                self.attack.step_size, self.attack.restarts, objective, target_logits, self.generator)
+        else:
+            cfg = AttackConfig(self.attack.steps, self.attack.step_size, self.attack.restarts, objective,
+                               self.attack.eps_factor)
+            x_adv = pgd_attack(self.student, self.attack_box, self.y, cfg, target_logits, self.generator)
         self._memo["x_adv_request"], self._memo["x_adv"] = request, x_adv
         return x_adv
 
@@ -153,6 +183,14 @@ class LossContext:
         if "x_adv" in self._memo:
             return self._memo["x_adv"]
         return self.adversarial()
+
+    def _attack_forward(self):
+        """ctbench: the student in train mode, BN frozen at the clean batch's statistics (detached:
+        the attack differentiates with respect to its input only)."""
+        if not self.frozen_stats:
+            return self.student
+        stats = self.batch_stats().detach()
+        return lambda x: forward_with_statistics(self.student, x, stats)[1]
 
     def _student_eval_logits(self) -> torch.Tensor:
         was_training = self.student.training
@@ -185,6 +223,10 @@ class LossContext:
 
     def _forward(self, which: Which) -> None:
         inputs = self.input(which)
+        if self.frozen_stats and which != self.stats_point:
+            features, logits = forward_with_statistics(self.student, inputs, self.batch_stats())
+            self._memo[("features", which)], self._memo[("logits", which)] = features, logits
+            return
         if isinstance(self.student, nn.Sequential) and isinstance(self.student[-1], nn.Linear):
             features = self.student[:-1](inputs)
             self._memo[("features", which)] = features
@@ -232,7 +274,8 @@ class LossContext:
         hook = self.student[-1].register_forward_pre_hook(keep_features)
         try:
             trace = self.bounded.ibp_trace(region, self.y, stats_input=stats_input, track_running_stats=first,
-                                           keep_relu_inputs=self.keep_relu_inputs and region is self.box)
+                                           keep_relu_inputs=self.keep_relu_inputs and region is self.box,
+                                           keep_head_input=region is self.box)
         finally:
             hook.remove()
         if first:
@@ -240,9 +283,23 @@ class LossContext:
             self._memo[("features", which)] = captured["f"]
         if region is self.box:
             self._memo[("bound", "IBP")] = trace.lower
+            self._memo["feature_box"] = trace.head_input
             if self.keep_relu_inputs:
                 self._memo["relu_inputs"] = trace.relu_inputs
         return trace.lower
+
+    def feature_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """IBP bounds (l_φ, u_φ) ``[B, F]`` of the student's penultimate features over the ε box.
+
+        They come from the same native pass as the IBP margin bound (the head's IBP over this box
+        is that bound), with the statistics batch's BN statistics, so asking for both bounds once.
+        """
+        if "feature_box" not in self._memo:
+            if not self.bounded.native_ibp:
+                raise ConfigError(f"feature bounds need a plain Conv/Linear/BN/ReLU chain ending in a Linear; "
+                                  f"{type(self.student).__name__} is not one")
+            self.margin_lower("IBP")
+        return self._memo["feature_box"]
 
     def relu_input_bounds(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """ReLU-input bounds of this step's ε-box IBP pass, if one ran with ``keep_relu_inputs``."""

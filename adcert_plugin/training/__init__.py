@@ -15,8 +15,8 @@
 """
 
 from .checkpoint import arch_record, load_model, read_checkpoint, save_checkpoint
-from .config import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig,
-                     config_from_dict, load_config, read_config_file, save_config)
+from .config import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig,
+                     TrainConfig, config_from_dict, load_config, read_config_file, save_config)
 from .distributed import pick_device
 from .layering import build_config, parse_sets
 from .presets import get_preset, list_presets, register_preset
@@ -25,7 +25,7 @@ from .teacher import load_teacher
 from .outcome import RunResult
 from .trainer import train
 
-__all__ = ["DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig", "RunDir", "RunResult",
+__all__ = ["DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig", "RecipeConfig", "RunDir", "RunResult",
            "ScheduleConfig", "TrainConfig", "arch_record", "build_config", "config_from_dict", "get_preset",
            "list_presets", "load_config", "load_model", "load_teacher", "parse_sets", "pick_device", "read_checkpoint",
            "read_config_file", "register_preset", "save_checkpoint", "save_config", "train"]

@@ -25,6 +25,7 @@ from ..io import atomic_file
 from .strict import build, check, plain
 
 Device = Literal["cpu", "cuda", "auto"]
+Conventions = Literal["expressive-losses", "ctbench"]
 Augmentation = Literal["none", "cifar", "tinyimagenet"]
 
 
@@ -156,6 +157,44 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RecipeConfig:
+    """The training framework's conventions and what comes with them (methods.md Part A, §9).
+
+    ``conventions``: ``expressive-losses`` (De Palma et al.: the loss alone, BN statistics of the
+    adversarial batch while bounding, the attack in eval mode, plain CE in the ε-0 epochs) or
+    ``ctbench`` (the AD-CERT paper's framework: the clean batch's BN statistics frozen for the
+    attack (run in train mode), the adversarial forward and the bound; CTBench's PGD; the robust
+    loss at ε = 0 in the ε-0 epochs). Under both: the total loss is (1 − w)·CE(f(x), y) + w·L_rob,
+    w = ``robust_weight`` (linear from ``robust_weight_start`` over epochs
+    ``robust_weight_epochs``, when given); SWA from ``swa_start_epoch`` (the running average of the
+    weights, updated every ``swa_freq`` optimizer steps after that epoch's first step; the averaged
+    model, its BN statistics re-estimated on the training set, is the run's ``model.pt``);
+    ``pop_bn`` re-estimates the BN running statistics on the whole training set after each epoch.
+    """
+
+    conventions: Conventions = "expressive-losses"
+    robust_weight: float = 1.0
+    robust_weight_start: float | None = None
+    robust_weight_epochs: tuple[int, ...] = ()   # (first, last) epoch of the linear ramp, 1-based
+    swa_start_epoch: int | None = None
+    swa_freq: int = 10
+    pop_bn: bool = False
+
+    def __post_init__(self):
+        check(0.0 <= self.robust_weight <= 1.0, "robust_weight", self.robust_weight, "must be in [0, 1]")
+        check(self.robust_weight_start is None or 0.0 <= self.robust_weight_start <= 1.0, "robust_weight_start",
+              self.robust_weight_start, "must be in [0, 1] or null")
+        ramp = list(self.robust_weight_epochs)
+        check(ramp == [] or (len(ramp) == 2 and 1 <= ramp[0] <= ramp[1]), "robust_weight_epochs", ramp,
+              "must be [] or [first, last] epochs with 1 <= first <= last")
+        check(self.robust_weight_start is None or len(ramp) == 2, "robust_weight_start", self.robust_weight_start,
+              "needs robust_weight_epochs: [first, last]")
+        check(self.swa_start_epoch is None or self.swa_start_epoch >= 1, "swa_start_epoch", self.swa_start_epoch,
+              "must be >= 1 (1-based epoch) or null")
+        check(self.swa_freq >= 1, "swa_freq", self.swa_freq, "must be >= 1 (optimizer steps)")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -164,6 +203,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     teacher: str | None = None       # teacher checkpoint, for losses that need one
     seed: int = 100
     out_dir: str = "runs/adcert"

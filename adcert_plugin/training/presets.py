@@ -16,17 +16,26 @@ import fnmatch
 
 from ..errors import ConfigError
 from .config import TrainConfig
+from .ctbench_presets import ctbench_presets
 from .strict import check_keys
 
 _PRESETS: dict[str, dict] = {}
+_SOURCES: dict[str, str] = {}
 
 
-def register_preset(name: str, values: dict) -> None:
-    """Register a (partial, nested) config under ``name``; a duplicate name is an error."""
+def register_preset(name: str, values: dict, source: str = "") -> None:
+    """Register a (partial, nested) config under ``name``, with where its values come from."""
     if name in _PRESETS:
         raise ConfigError(f"preset {name!r} is registered twice")
     check_keys(TrainConfig, values, "", f"preset {name!r}")
     _PRESETS[name] = copy.deepcopy(values)
+    _SOURCES[name] = source
+
+
+def preset_source(name: str) -> str:
+    """Where preset ``name``'s values come from (shown by ``adcert-train --list-presets``)."""
+    get_preset(name)
+    return _SOURCES.get(name, "")
 
 
 def list_presets(pattern: str = "*") -> list[str]:
@@ -96,9 +105,13 @@ def _paper(bench: str, loss: str) -> dict:
     return preset
 
 
+_EXPRESSIVE = "expressive-losses recipe (De Palma et al. ICLR 2024 README commands, methods.md B.4.2)"
 for _bench, _row in _BENCHMARKS.items():
     for _loss in ("pgd", "ibp", *sorted(_row[-1]), "ad-cert", "cc-dist"):
-        register_preset(f"{_bench}-{_loss}", _paper(_bench, _loss))
+        register_preset(f"{_bench}-{_loss}", _paper(_bench, _loss), _EXPRESSIVE)
+
+for _name, (_values, _source) in ctbench_presets().items():
+    register_preset(_name, _values, _source)
 
 
 # Small presets: MNIST subsets and small-cnn, minutes on a laptop CPU (set OMP_NUM_THREADS=1 on a
@@ -125,14 +138,16 @@ def _small(loss: dict, **sections) -> dict:
     return preset
 
 
+_SMALL_SOURCE = "adcert CPU preset (small-cnn, MNIST subset; expressive-losses conventions)"
 register_preset("mnist-small-teacher", _small(
     {"name": "pgd", "params": {}}, data={"train_subset": 10000}, model={"ibp_init": False},
     attack=dict(TEACHER_ATTACK), schedule={"epochs": 6, "eps_length_epochs": 3, "train_eps_mul": 1.0, "reg_lambda": 0.0},
-    optim={"milestones": [5]}, out_dir="runs/mnist-small-teacher"))
+    optim={"milestones": [5]}, out_dir="runs/mnist-small-teacher"), _SMALL_SOURCE)
 _STUDENT = dict(attack=dict(_ONE_STEP), schedule={"train_eps_mul": 2.0, "reg_lambda": 0.5}, optim={"l1": 1e-5})
 register_preset("mnist-small-adcert", _small(
     {"name": "ad-cert", "params": {"alpha": 0.5}}, teacher="runs/mnist-small-teacher/model.pt",
-    out_dir="runs/mnist-small-adcert", **_STUDENT))
+    out_dir="runs/mnist-small-adcert", **_STUDENT), _SMALL_SOURCE)
 register_preset("mnist-small-mtl-ibp", _small(
-    {"name": "mtl-ibp", "params": {"alpha": 0.5}}, out_dir="runs/mnist-small-mtl-ibp", **_STUDENT))
-register_preset("mnist-small-ibp", _small({"name": "ibp", "params": {}}, out_dir="runs/mnist-small-ibp", **_STUDENT))
+    {"name": "mtl-ibp", "params": {"alpha": 0.5}}, out_dir="runs/mnist-small-mtl-ibp", **_STUDENT), _SMALL_SOURCE)
+register_preset("mnist-small-ibp", _small({"name": "ibp", "params": {}}, out_dir="runs/mnist-small-ibp", **_STUDENT),
+                _SMALL_SOURCE)

@@ -14,7 +14,7 @@ A ramp of length 0 gives the full eps from the first batch of ``eps_start_epoch`
 
 from __future__ import annotations
 
-from .config import OptimConfig, ScheduleConfig
+from .config import OptimConfig, RecipeConfig, ScheduleConfig
 
 
 def ramp_steps(steps_per_epoch: int, cfg: ScheduleConfig) -> tuple[int, int, int]:
@@ -84,3 +84,15 @@ def is_natural(eps: float) -> bool:
 
 
 MIN_EPS_REG = 1e-6  # eps of the bounds the regulariser uses on natural batches (Shi et al.)
+
+
+def robust_weight_at(step: int, steps_per_epoch: int, cfg: RecipeConfig) -> float:
+    """w of (1 − w)·CE + w·L_rob at batch ``step``: constant, or linear over ``robust_weight_epochs``
+    (CTBench's linear Scheduler: the start value up to the first epoch's first batch, the end value
+    from the last epoch's end on)."""
+    if cfg.robust_weight_start is None:
+        return cfg.robust_weight
+    first, last = cfg.robust_weight_epochs
+    begin, end = (first - 1) * steps_per_epoch, last * steps_per_epoch
+    fraction = min(max((step - begin) / max(end - begin, 1), 0.0), 1.0)
+    return cfg.robust_weight_start + fraction * (cfg.robust_weight - cfg.robust_weight_start)

@@ -42,6 +42,7 @@ from ..losses.base import LossContext
 from ..models import create_model, ibp_init
 from . import distributed as D, schedules as S
 from .allocator import reuse_freed_memory
+from .averaging import WeightAverage, population_bn
 from .checkpoint import arch_record, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .outcome import RunResult, best_criterion, divergence_cause, ramp_reached
@@ -104,6 +105,8 @@ class _Trainer:
         self.rows: list[dict] = []
         self.created: list[Path] = []  # what this start wrote before its first epoch finished
         self.updates = 0  # optimizer steps taken by this process (a divergence before any is not the lr's)
+        self.opt_steps = 0  # optimizer steps of the whole run (SWA counts them), checkpointed
+        self.swa: WeightAverage | None = None
 
     # -- set-up -------------------------------------------------------------------------
     def setup(self, resume: bool, force: bool) -> int:
@@ -150,6 +153,11 @@ class _Trainer:
         self.generator = torch.Generator(device=self.device)
         loss_fields = {f.name for f in dataclasses.fields(self.loss.config)}
         self.scheduled = {name: fn for name, fn in SCHEDULED_FIELDS.items() if name in loss_fields}
+        self.steps_per_epoch = len(make_loader(self.train_x, self.train_y, cfg.data.batch_size, shuffle=False, seed=0,
+                                               drop_last=self.drop_last))
+        if cfg.recipe.swa_start_epoch is not None:  # optimizer steps before the SWA start epoch's first one
+            start = (cfg.recipe.swa_start_epoch - 1) * -(-self.steps_per_epoch // cfg.optim.grad_acc_steps)
+            self.swa = WeightAverage(list(self.model.parameters()), start, cfg.recipe.swa_freq)
 
         if info.is_main:  # everything is checked: only now touch the folder
             if force and not resume:
@@ -176,6 +184,9 @@ class _Trainer:
             if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
             self.best = dict(state.get("best", {}))
+            self.opt_steps = int(state.get("opt_steps", 0))
+            if self.swa is not None and state.get("swa") is not None:
+                self.swa.load_state_dict(state["swa"])
             epoch = int(state["epoch"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
             what = f"field {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:200]
@@ -199,6 +210,8 @@ class _Trainer:
             for epoch in range(start_epoch + 1, cfg.schedule.epochs + 1):
                 t0 = time.time()
                 row = self.train_epoch(epoch)
+                if cfg.recipe.pop_bn:
+                    population_bn(self.model, self.training_batches())
                 row.update(self.evaluate(epoch))
                 row["time_s"] = round(time.time() - t0, 3)
                 self.end_epoch(epoch, row)
@@ -232,11 +245,12 @@ class _Trainer:
             reg_weight = S.reg_weight_at(step, steps, cfg.schedule) if cfg.schedule.reg_lambda > 0 else 0.0
             for name, fn in self.scheduled.items():
                 self.loss.config = dataclasses.replace(self.loss.config, **{name: fn(step, steps, cfg.schedule)})
+            robust_weight = S.robust_weight_at(step, steps, cfg.recipe)
             (x, y), weight = D.shard(info, x, y)
             x, y = x.to(self.device), y.to(self.device)
             last_micro = (i + 1) % acc_steps == 0 or i == steps - 1
             with D.no_sync(self.step_module, skip=not last_micro):
-                loss, parts = self.step_module(lambda: self.loss_terms(x, y, eps, reg_weight))
+                loss, parts = self.step_module(lambda: self.loss_terms(x, y, eps, reg_weight, robust_weight))
                 if D.any_rank(info, not bool(torch.isfinite(loss.detach()))):
                     raise self.diverged(epoch, i, steps, f"loss {loss.item()}")
                 (loss * (weight / acc_steps)).backward()
@@ -261,18 +275,24 @@ class _Trainer:
         row.update({f"train_{k}": float(totals[j, 0] / totals[j, 1]) for j, k in enumerate(names)})
         return row
 
-    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: float, reg_weight: float):
-        """(loss, detached parts) of one (local) batch: the loss or clean CE, + reg + L1."""
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: float, reg_weight: float, robust_weight: float = 1.0):
+        """(loss, detached parts) of one (local) batch: (1 − w)·CE(f(x), y) + w·(the loss), or clean CE
+        in the ε-0 epochs of the expressive-losses convention (ctbench runs the loss at ε = 0), + reg + L1."""
         cfg, spec = self.cfg, self.spec
-        if S.is_natural(eps):
+        conventions = cfg.recipe.conventions
+        if S.is_natural(eps) and conventions != "ctbench":
             loss = F.cross_entropy(self.model(normalize(x, spec.mean, spec.std)), y)
             parts = {"ce_clean": loss.detach()}
         else:
             ctx = LossContext(self.model, self.bounded, x, y, eps, spec, attack=cfg.attack,
                               teacher=self.teacher, generator=self.generator,
-                              keep_relu_inputs=reg_weight > 0 and eps >= S.MIN_EPS_REG)
+                              keep_relu_inputs=reg_weight > 0 and eps >= S.MIN_EPS_REG, conventions=conventions)
             out = self.loss(ctx)
             loss, parts = out.loss, dict(out.parts)
+            if robust_weight < 1.0:  # the clean logits: the statistics batch's forward under ctbench
+                natural = F.cross_entropy(ctx.student_logits("clean"), y)
+                loss = (1.0 - robust_weight) * natural + robust_weight * loss
+                parts["ce_clean"] = natural.detach()
         if reg_weight > 0:
             reg = self.warmup_regulariser(x, y, eps, None if S.is_natural(eps) else ctx)
             loss = loss + reg_weight * reg
@@ -301,6 +321,9 @@ class _Trainer:
                 raise self.diverged(epoch, i, steps, f"gradient norm {float(norm)}")
         self.optimizer.step()
         self.updates += 1
+        self.opt_steps += 1
+        if self.swa is not None:
+            self.swa.after_step(self.opt_steps)
         self.optimizer.zero_grad(set_to_none=True)
 
     def discard_unstarted(self) -> None:
@@ -373,11 +396,29 @@ class _Trainer:
                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
         state = {"epoch": epoch, "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_sched.state_dict(),
                  "loss_modules": self.loss.modules.state_dict(), "rng": rng, "best": self.best,
-                 "world_size": self.info.world_size}
+                 "world_size": self.info.world_size, "opt_steps": self.opt_steps,
+                 "swa": None if self.swa is None else self.swa.state_dict()}
         save_checkpoint(self.run_dir.last, self.model, self.arch, self.spec.name, config, state)
+
+    def training_batches(self):
+        """Normalised training images in batches, in order (population BN statistics)."""
+        loader = make_loader(self.train_x, self.train_y, self.cfg.data.batch_size, shuffle=False, seed=self.cfg.seed,
+                             augmentation=self.augmentation, drop_last=self.drop_last)
+        return (normalize(x.to(self.device), self.spec.mean, self.spec.std) for x, _ in loader)
+
+    def averaged_model(self) -> dict | None:
+        """SWA: the averaged weights replace the model's, BN statistics re-estimated, and re-evaluated."""
+        if self.swa is None or self.swa.count == 0:
+            return None
+        self.swa.copy_into_params()
+        population_bn(self.model, self.training_batches())
+        return {"swa_updates": self.swa.count, **self.evaluate(int(self.rows[-1]["epoch"]) if self.rows else 0)}
 
     def finish(self, wall_time: float) -> dict:
         final = self.rows[-1] if self.rows else {}
+        averaged = self.averaged_model()
+        if averaged is not None:  # the run's model is the averaged one: report what it scores
+            final = {**final, **{k: averaged[k] for k in ("clean_acc", "pgd_acc", "ibp_cert_acc", "n_test")}}
         reached, warnings = ramp_reached(final, self.cfg.schedule)
         for message in warnings:
             if self.info.is_main:
@@ -390,6 +431,7 @@ class _Trainer:
             "ibp_cert_acc": final.get("ibp_cert_acc"), "n_test": final.get("n_test", 0),
             "best": self.best, "train_time_s": round(sum(r.get("time_s", 0.0) for r in self.rows), 3),
             "wall_time_s": round(wall_time, 3), "world_size": self.info.world_size,
+            "conventions": self.cfg.recipe.conventions, "swa": averaged,
             "files": {"config": "config.yaml", "metrics": "metrics.jsonl", "model": "model.pt",
                       "best": "best.pt", "last": "last.pt"},
         }

@@ -164,7 +164,8 @@ def test_sabr_matches_hand():
 
 @pytest.mark.parametrize("distance, point", [("mse", "adv"), ("cosine", "adv"), ("mse", "clean")])
 def test_cc_dist_matches_hand(distance, point):
-    loss = create_loss("cc-dist", alpha=0.3, beta=2.0, distance=distance, feature_point=point)
+    # adcert's point distances (not the paper's): the teacher at the same point as the student
+    loss = create_loss("cc-dist", alpha=0.3, beta=2.0, distance=distance, feature_point=point, teacher_point=point)
     ctx = toy_ctx()
     loss.prepare(ctx.student, ctx.teacher)
     assert len(loss.modules) == 0  # equal widths: no projection
@@ -181,7 +182,7 @@ def test_cc_dist_matches_hand(distance, point):
 
 
 def test_cc_dist_projection_always_is_used():
-    loss = create_loss("cc-dist", alpha=0.3, projection="always")
+    loss = create_loss("cc-dist", alpha=0.3, projection="always", distance="mse", teacher_point="adv")
     ctx = toy_ctx()
     loss.prepare(ctx.student, ctx.teacher)
     with torch.no_grad():
@@ -209,7 +210,7 @@ def test_ad_cert_matches_hand(combination, teacher_input):
 def test_ad_cert_kl_attack_and_hard_label_weight():
     # The KL-to-teacher attack: p_T(x)_1 = 0.62 > p_S(x')_1 everywhere, so the step is +(1, 5): vertex (0.6, 0.6).
     ctx = toy_ctx()
-    out = create_loss("ad-cert", alpha=0.3, attack_objective="kl", hard_label_weight=0.5)(ctx)
+    out = create_loss("ad-cert", alpha=0.3, attack_objective="kl", hard_label_weight=0.5, teacher_input="adv")(ctx)
     assert ctx.x_adv.flatten().tolist() == approx([0.6, 0.6])
     z_s = logits([0.6, 0.6])
     expected = 0.3 * l_lb(Z_LOWER) + 0.7 * kl([0.6, 1.2], z_s) + 0.5 * ce(z_s)
