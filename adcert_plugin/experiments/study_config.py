@@ -17,7 +17,8 @@ from pathlib import Path
 from ..attacks import AttackConfig
 from ..errors import ConfigError
 from ..evaluation import DEFAULT_ATTACK, resolve_methods
-from ..training import DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig
+from ..training import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig,
+                        TrainConfig)
 from ..training.strict import plain
 from .config import TEACHER_LOSS, TeacherSettings
 
@@ -61,6 +62,7 @@ class StudyConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     monitor: EvalConfig = field(default_factory=EvalConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)  # conventions, robust weight, SWA, population BN
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     grids: dict = field(default_factory=dict)    # method -> {param: [values]}
     fixed: dict = field(default_factory=dict)    # method -> {param: value}, not searched
@@ -116,15 +118,18 @@ class StudyConfig:
         loss = LossConfig(method, {**self.fixed.get(method, {}), **point})
         needs_teacher = "teacher" in loss.create().needs
         return TrainConfig(data=self.data, model=self.model, loss=loss, attack=self.attack, schedule=self.schedule,
-                           optim=self.optim, eval=self.monitor, teacher=str(teacher) if needs_teacher else None,
-                           seed=seed, out_dir=str(out_dir), device=self.device)
+                           optim=self.optim, eval=self.monitor, recipe=self.recipe,
+                           teacher=str(teacher) if needs_teacher else None, seed=seed, out_dir=str(out_dir),
+                           device=self.device)
 
     def teacher_config(self, out_dir: Path, seed: int) -> TrainConfig:
-        """The teacher sees the same training images as the students (the holdout stays unseen)."""
+        """The teacher sees the same training images as the students (the holdout stays unseen); it trains
+        under the students' conventions with w = 1, no SWA and no population BN."""
         t = self.teacher
         return TrainConfig(data=self.data, model=dataclasses.replace(self.model, ibp_init=False),
                            loss=LossConfig(TEACHER_LOSS, {}), attack=t.attack, schedule=t.schedule, optim=t.optim,
-                           eval=self.monitor, seed=seed, out_dir=str(out_dir), device=self.device)
+                           eval=self.monitor, recipe=RecipeConfig(conventions=self.recipe.conventions), seed=seed,
+                           out_dir=str(out_dir), device=self.device)
 
     def to_dict(self) -> dict:
         return plain(dataclasses.asdict(self))
