@@ -170,6 +170,9 @@ class RecipeConfig:
     weights, updated every ``swa_freq`` optimizer steps after that epoch's first step; the averaged
     model, its BN statistics re-estimated on the training set, is the run's ``model.pt``);
     ``pop_bn`` re-estimates the BN running statistics on the whole training set after each epoch.
+    ``clean_forward`` (expressive-losses): a clean train-mode forward before the loss every step, as
+    the expressive-losses code does, so the running statistics move with the clean batch and then
+    the adversarial one (without it they move with the adversarial batch only); always on with w < 1.
     """
 
     conventions: Conventions = "expressive-losses"
@@ -179,6 +182,7 @@ class RecipeConfig:
     swa_start_epoch: int | None = None
     swa_freq: int = 10
     pop_bn: bool = False
+    clean_forward: bool = False
 
     def __post_init__(self):
         check(0.0 <= self.robust_weight <= 1.0, "robust_weight", self.robust_weight, "must be in [0, 1]")

@@ -287,6 +287,8 @@ class _Trainer:
             ctx = LossContext(self.model, self.bounded, x, y, eps, spec, attack=cfg.attack,
                               teacher=self.teacher, generator=self.generator,
                               keep_relu_inputs=reg_weight > 0 and eps >= S.MIN_EPS_REG, conventions=conventions)
+            if conventions == "expressive-losses" and (cfg.recipe.clean_forward or robust_weight < 1.0):
+                ctx.student_logits("clean")  # the clean batch moves the running statistics first
             out = self.loss(ctx)
             loss, parts = out.loss, dict(out.parts)
             if robust_weight < 1.0:  # the clean logits: the statistics batch's forward under ctbench

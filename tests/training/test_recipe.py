@@ -91,7 +91,7 @@ def test_ctbench_runs_the_robust_loss_in_eps_zero_epochs(data_root, tmp_path):
 
 def test_swa_model_is_the_average_and_resume_keeps_it(data_root, tmp_path):
     extra = {"recipe.swa_start_epoch": 2, "recipe.swa_freq": 1, "model.name": "small-cnn",
-             "model.kwargs": "{width: 4, linear_size: 16}"}
+             "model.kwargs": "{width: 4, linear_size: 16, bn: true}", "recipe.conventions": "ctbench"}
     straight = train(tiny_config(data_root, tmp_path / "a", epochs=3, extra=extra))
     assert straight.summary["swa"]["swa_updates"] == 2 * 4  # epochs 2 and 3, 4 steps each (256 / 64)
     last, final = weights(straight.run_dir / "last.pt"), weights(straight.run_dir / "model.pt")
@@ -102,3 +102,12 @@ def test_swa_model_is_the_average_and_resume_keeps_it(data_root, tmp_path):
         assert torch.allclose(value.float(), final[key].float(), atol=1e-6), key
     model, _ = load_model(resumed.run_dir / "model.pt")
     assert model is not None
+
+
+def test_clean_forward_moves_the_running_statistics_with_the_clean_batch_first(data_root, tmp_path):
+    extra = {"model.name": "small-cnn", "model.kwargs": "{width: 4, linear_size: 16, bn: true}"}
+    plain = train(tiny_config(data_root, tmp_path / "a", epochs=1, extra=extra))
+    clean = train(tiny_config(data_root, tmp_path / "b", epochs=1, extra={**extra, "recipe.clean_forward": True}))
+    a, b = weights(plain.run_dir / "model.pt"), weights(clean.run_dir / "model.pt")
+    running = [k for k in a if k.endswith("running_mean")]
+    assert running and any(not torch.allclose(a[k], b[k]) for k in running)
