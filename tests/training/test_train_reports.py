@@ -83,7 +83,7 @@ def test_a_failed_start_leaves_nothing_and_names_the_learning_rate(data_root, tm
 
 
 def test_a_loss_non_finite_before_any_update_does_not_blame_the_learning_rate(data_root, tmp_path, monkeypatch):
-    def nan_loss(self, x, y, eps, reg_weight):
+    def nan_loss(self, x, y, eps, reg_weight, robust_weight=1.0):
         return torch.tensor(float("nan"), requires_grad=True), {}
 
     monkeypatch.setattr(T._Trainer, "loss_terms", nan_loss)
