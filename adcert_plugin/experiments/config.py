@@ -13,7 +13,8 @@ from pathlib import Path
 from ..attacks import AttackConfig
 from ..errors import ConfigError
 from ..evaluation import DEFAULT_ATTACK, resolve_methods
-from ..training import DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig
+from ..training import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig,
+                        TrainConfig)
 from ..training.strict import plain
 
 STUDENTS = ("mtl-ibp", "cc-ibp", "cc-dist", "ad-cert")
@@ -52,6 +53,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)  # the students' training attack
     monitor: EvalConfig = field(default_factory=EvalConfig)  # per-epoch check during training
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)  # the training conventions (expressive-losses/ctbench)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     methods: tuple[str, ...] = STUDENTS
     alpha: float = 0.1                              # the one α of the main comparison
@@ -89,14 +91,16 @@ class ExperimentConfig:
         loss = LossConfig(method, {**self.loss_params.get(method, {}), "alpha": alpha})
         needs_teacher = "teacher" in loss.create().needs
         return TrainConfig(data=self.data, model=self.model, loss=loss, attack=self.attack, schedule=self.schedule,
-                           optim=self.optim, eval=self.monitor, teacher=str(teacher) if needs_teacher else None,
-                           seed=self.seed, out_dir=str(out_dir), device=self.device)
+                           optim=self.optim, eval=self.monitor, recipe=self.recipe,
+                           teacher=str(teacher) if needs_teacher else None, seed=self.seed, out_dir=str(out_dir),
+                           device=self.device)
 
     def teacher_config(self, out_dir: Path) -> TrainConfig:
         t = self.teacher
         return TrainConfig(data=self.data, model=dataclasses.replace(self.model, ibp_init=False),
                            loss=LossConfig(TEACHER_LOSS, {}), attack=t.attack, schedule=t.schedule, optim=t.optim,
-                           eval=self.monitor, seed=self.seed, out_dir=str(out_dir), device=self.device)
+                           eval=self.monitor, recipe=RecipeConfig(conventions=self.recipe.conventions),
+                           seed=self.seed, out_dir=str(out_dir), device=self.device)
 
     def to_dict(self) -> dict:
         return plain(dataclasses.asdict(self))

@@ -1,15 +1,16 @@
-"""Experiment presets (``list_experiments``): ``cpu``, ``paper``, ``smoke``, registered on import.
+"""Experiment presets (``list_experiments``): ``cpu``, ``cpu-ctbench``, ``paper``, ``smoke``, registered on import.
 
 Each description says why the preset looks the way it does; results.md repeats it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from ..attacks import AttackConfig
 from ..errors import ConfigError
-from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, ScheduleConfig
+from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig
 from .config import EvalSettings, ExperimentConfig, TeacherSettings
 
 class PresetRegistry:
@@ -113,3 +114,14 @@ register_experiment(ExperimentConfig(
     alpha=0.1, sweep=(0.01, 0.5),
     evaluation=EvalSettings(n=None, methods=("IBP", "CROWN-IBP")),
     seed=100, device="auto"))
+
+register_experiment(dataclasses.replace(
+    get_experiment("cpu"), name="cpu-ctbench",
+    description=(
+        "The `cpu` experiment in the AD-CERT paper's framework (recipe.conventions: ctbench, methods.md §9): "
+        "the clean batch's BN statistics frozen for the attack, the adversarial forward and the bound; the "
+        "CTBench MNIST 0.1 recipe's attack (PGD-10, 3 restarts, step 0.25), robust weight 0.7, population BN "
+        "after each epoch and SWA over the last epoch; everything else as `cpu`, so the two presets differ "
+        "by the framework only."),
+    attack=AttackConfig(steps=10, step_size=0.25, restarts=3),
+    recipe=RecipeConfig(conventions="ctbench", robust_weight=0.7, swa_start_epoch=10, pop_bn=True)))

@@ -48,7 +48,7 @@ def test_experiment_presets_are_registered_and_checked():
         dataclasses.replace(get_experiment("smoke"), loss_params={"ibp": {}})
 
 
-@pytest.mark.parametrize("name", ["cpu", "paper", "smoke"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-ctbench", "paper", "smoke"])
 def test_experiment_students_share_everything_but_the_loss(name, tmp_path):
     cfg: ExperimentConfig = get_experiment(name)
     assert cfg.methods == STUDENTS and len(cfg.alphas()) >= 2
