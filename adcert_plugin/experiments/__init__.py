@@ -8,10 +8,10 @@
 The tuned comparison (issue 14), imported by module (``examples/study.py``):
     study_config.py     StudyConfig: grids, edge ladders, evaluations, seeds
     study_presets.py    mnist-0.1, mnist-0.3, fmnist-0.1 (CPU scale) and smoke (CI)
-    study.py            run_study(cfg, out_dir): teachers, grid, selection, finals, results.json
+    study.py            run_study(cfg, out_dir): teachers, grid, selection, finals, results.json;
+                        each run a Ray task (adcert_plugin/parallel.py)
     study_selection.py  select, and the grid's extension past an edge its choice sits on
-    study_state.py      the committed state folder a fresh clone resumes from
-    study_guard.py      one study per folder (flock); pool workers that end with their study
+    study_state.py      the committed state folder a fresh clone resumes from; one study per folder (flock)
     study_progress.py   progress.md: every planned run's state, trains nothing
     study_report.py / study_timing.py / stats.py   tables and plots; paused epochs; mean ± sd, paired t intervals
     study_summary.py    one page across the benchmarks (examples/study_summary.py): a verdict per pair
