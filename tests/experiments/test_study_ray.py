@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -121,7 +122,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_study_on_a_two_node_loopback_cluster_runs_on_both_nodes(data_dir, tmp_path):
+def test_a_study_on_a_two_node_loopback_cluster_runs_on_both_nodes(data_dir, tmp_path, monkeypatch):
+    # Ray's token authentication, with a token of the test's own (nothing written to ~/.ray)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     port = _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--block", "--disable-usage-stats"]
