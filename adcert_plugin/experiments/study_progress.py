@@ -17,6 +17,7 @@ from pathlib import Path
 from ..io import read_json
 from .study_config import StudyConfig, final_dir, point_name
 from .study_selection import edge_points, select
+from .study_state import trained_on
 from .study_timing import epoch_times, train_cost
 
 
@@ -82,13 +83,13 @@ def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
     for role, m, p, s, run, epochs in runs + finals:
         if run is None:  # a final whose setting selection has not decided yet
             rows.append({"role": role, "method": m, "params": None, "seed": s, "run_dir": None,
-                         "state": "waiting for selection", "evals": {}, "trained": 0.0, "train_s": None})
+                         "state": "waiting for selection", "evals": {}, "trained": 0.0, "train_s": None, "node": None})
             continue
         evals = {split: e for split in ("validation", "test") if (e := _eval_numbers(run, split))}
         state, trained = _run_state(run, epochs)
         rows.append({"role": role, "method": m, "params": p, "seed": s, "run_dir": str(run.relative_to(out_dir)),
                      "state": "trained, evaluating" if state == "done" and not evals else state, "evals": evals,
-                     "trained": trained, "train_s": _train_seconds(run)})
+                     "trained": trained, "train_s": _train_seconds(run), "node": trained_on(run)})
     trained = sum(r["state"] in ("done", "trained, evaluating") for r in rows)
     return {"study": cfg.name, "runs": rows, "done": trained, "total": len(rows),
             "estimate": estimate_left(rows, cfg.processes)}
@@ -158,14 +159,14 @@ def render_progress(progress: dict, command: str = "") -> str:
              "Partial: the selection and the final tables exist only once every run is done. A choice on the "
              "edge of its grid adds an extension run (study_selection.py), so the total can grow."
              + (f" Resume with `{command}`." if command else ""), "",
-             "| role | method | params | seed | state | val. standard % | val. complete % | "
-             "test standard % | test PGD % | test complete % | timeouts |", "|" + "---|" * 11]
+             "| role | method | params | seed | state | trained on | val. standard % | val. complete % | "
+             "test standard % | test PGD % | test complete % | timeouts |", "|" + "---|" * 12]
     if progress.get("estimate"):
         lines[2:2] = [_estimate_line(progress["estimate"]), ""]
     for r in progress["runs"]:
         params = "–" if r["params"] is None else json.dumps(r["params"], separators=(",", ":"))
         timeouts = sum(e.get("timeouts", 0) for e in r["evals"].values())
-        lines.append(f"| {r['role']} | {r['method']} | `{params}` | {r['seed']} | {r['state']} | "
+        lines.append(f"| {r['role']} | {r['method']} | `{params}` | {r['seed']} | {r['state']} | {r.get('node') or '–'} | "
                      f"{_cell(r['evals'], 'validation', 'standard')} | {_cell(r['evals'], 'validation', 'complete')} | "
                      f"{_cell(r['evals'], 'test', 'standard')} | {_cell(r['evals'], 'test', 'pgd')} | "
                      f"{'–' if r['role'] == 'teacher' else _cell(r['evals'], 'test', 'complete')} | {timeouts} |")

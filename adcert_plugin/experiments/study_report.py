@@ -8,6 +8,7 @@ setting and seed, the mean circled, and each method's α curve from the validati
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from ..io import read_json
@@ -40,6 +41,9 @@ def render_markdown(results: dict) -> str:
     machines = results.get("machines") or []
     if len(machines) > 1:  # resumed over sessions: say which machine trained how many runs
         lines[-1:-1] = ["", "Runs finished on: " + "; ".join(f"{m['machine']} ({m['runs']} runs)" for m in machines)]
+    nodes = Counter(n["trained_on"] for n in (results.get("nodes") or {}).values() if n.get("trained_on"))
+    if len(nodes) > 1:  # a Ray cluster: which node trained how many runs (results.json: each run's node)
+        lines[-1:-1] = ["", "Trained on Ray nodes: " + "; ".join(f"{n} ({k} runs)" for n, k in sorted(nodes.items()))]
     lines += _soundness(results) + _teacher_table(results) + _final_table(results) + _paired_table(results)
     lines += _grid_tables(results)
     return "\n".join(lines) + "\n"

@@ -43,7 +43,8 @@ def test_a_study_refuses_to_start_in_a_folder_another_study_holds(tmp_path, monk
 
 def test_the_lock_of_a_killed_study_is_free_at_once(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-                from adcert_plugin.experiments.study_state import study_lock
+        import time
+        from adcert_plugin.experiments.study_state import study_lock
         with study_lock({str(tmp_path)!r}):
             print("held", flush=True)
             time.sleep(120)
