@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measurements for notes/issue38-docs.md: tiny study on one node vs a two-node loopback cluster, smoke on the cluster with a worker kill and a driver stop.
 set -u
-cd /tmp/h38m
-R=/work/h38; PY=$R/.venv/bin/python; RAY=$R/.venv/bin/ray
+R=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p /tmp/h38m && cd /tmp/h38m
+PY=$R/.venv/bin/python; RAY=$R/.venv/bin/ray
 export OMP_NUM_THREADS=1 ADCERT_DATA=/work/shared/data RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$(head -c 16 /dev/urandom | xxd -p)
 echo "load: $(cat /proc/loadavg)"
 echo "== 1. tiny, one local node, 1 CPU"
