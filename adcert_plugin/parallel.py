@@ -12,8 +12,11 @@ Nothing else in adcert imports ``ray``. Two calls:
   with the node that computed it. A task whose worker or node dies is run again (``RETRIES``
   times): the study's runs resume from their last epoch, a verifier instance reruns. An
   exception raised by the task itself is not retried; it is raised here as it was raised there.
-  Leaving the loop early (an error, Ctrl-C, SIGTERM) cancels the tasks still running, so no
-  worker goes on training for a driver that is gone.
+  Leaving the loop early (an error, Ctrl-C, SIGTERM) stops the tasks still running, so no
+  worker goes on training for a driver that is gone: the session this module opened ends, and
+  Ray ends the job's workers with it (a forced ``ray.cancel`` racing a task that is just
+  finishing crashes Ray 2.60's driver, so it is not used); inside a session of someone else's
+  (a caller's, or a Ray worker's) the tasks are cancelled.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .errors import AdcertError, ConfigError
 log = logging.getLogger(__name__)
 
 ADDRESS_ENV = "RAY_ADDRESS"
+_OWN: list[bool] = []  # one entry per open session(): True where this module started or joined Ray
 RETRIES = 3  # a task whose worker or node dies runs again this often before the study gives up
 INSTALL_HINT = "pip install 'ray>=2.9' (make venv installs it)"
 
@@ -78,7 +82,11 @@ def session(address: str | None = None, num_cpus: int | None = None):
         ConfigError: Ray is not installed, or the cluster at ``address`` cannot be reached.
     """
     if active():
-        yield None
+        _OWN.append(False)
+        try:
+            yield None
+        finally:
+            _OWN.pop()
         return
     ray = _ray()
     address = address or os.environ.get(ADDRESS_ENV) or None
@@ -97,10 +105,12 @@ def session(address: str | None = None, num_cpus: int | None = None):
                           "--ray-address / $RAY_ADDRESS (`ray status` on the head node shows its address)") from err
     if on_term not in (None, signal.SIG_DFL):
         signal.signal(signal.SIGTERM, on_term)  # ray.init replaced the caller's handler (the CLI's) with its own
+    _OWN.append(True)
     try:
         yield address
     finally:
-        ray.shutdown()
+        _OWN.pop()
+        ray.shutdown()  # ends the job's tasks and workers (and the local instance this started)
 
 
 def node_label() -> str:
@@ -155,8 +165,9 @@ def run_tasks(tasks: Iterable[Task], window: int | None = None) -> Iterator[tupl
             result, node = _result(ray, ready[0], task)
             yield task.key, result, node
     finally:
-        for ref in pending:  # an error, Ctrl-C or SIGTERM: nothing may go on working for nobody
-            ray.cancel(ref, force=True)
+        if pending and not (_OWN and _OWN[-1]):  # our own session's end stops them (module docstring)
+            for ref in pending:
+                ray.cancel(ref)
 
 
 def _result(ray, ref, task: Task) -> tuple[Any, str]:

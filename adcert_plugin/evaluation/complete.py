@@ -1,7 +1,8 @@
 """The last stage of the cascade: samples the bounds leave undecided go to a complete verifier.
 
 Only samples with status ``unknown`` (correct, PGD-robust, certified by no bound method) are sent.
-Each answer lands in ``complete.jsonl`` (appended and fsynced after every chunk of samples),
+Each answer lands in ``complete.jsonl`` (appended and fsynced after every chunk of samples, after
+every sample when they run as Ray tasks: dispatch.py),
 keyed by (checkpoint sha256, eps, verifier, timeout): a rerun with ``--resume`` sends only the
 samples without an answer for that key (or whose answer was ``error``: those are retried), and a
 killed run continues where it stopped. At the end
@@ -152,8 +153,9 @@ def run_complete(rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, ve
     model = data.model.cpu().eval()
     classes = model_classes(model, data.x)
     size = cfg.chunk or max(8, 4 * cfg.jobs)
-    log.info("complete verification with %s: %d undecided samples to send (%d answered before), timeout %g s, "
-             "%d jobs", cfg.verifier, len(todo), len(answers), cfg.timeout, cfg.jobs)
+    log.info("complete verification with %s: %d undecided samples to send (%d answered before; the verifier reuses "
+             "the answers it kept in %s), timeout %g s, %d jobs", cfg.verifier, len(todo), len(answers),
+             out_dir / WORK_DIR / cfg.verifier, cfg.timeout, cfg.jobs)
     wall = time.perf_counter()
 
     def requests():
