@@ -29,11 +29,8 @@ from pathlib import Path
 import click
 
 from adcert_plugin.cli import handle_errors
-from adcert_plugin.experiments.study import run_study
-from adcert_plugin.experiments.study_presets import get_study, list_studies
-from adcert_plugin.experiments.study_progress import render_progress, study_progress
-from adcert_plugin.experiments.study_report import render_markdown
-from adcert_plugin.experiments.study_state import restore
+from adcert_plugin.experiments.study import (get_study, list_studies, render_markdown, render_progress, restore,
+                                             run_study, study_progress)
 from adcert_plugin.io import atomic_write_text
 
 

@@ -12,13 +12,13 @@ import torch
 from adcert_plugin.data import validation_split
 from adcert_plugin.errors import ConfigError, DataError, SoundnessError
 from adcert_plugin.experiments.stats import mean_sd, paired_difference, t_quantile_975
-from adcert_plugin.experiments import study as study_module
-from adcert_plugin.experiments.study import final_dir, run_study, select
-from adcert_plugin.experiments.study_config import StudyEval, point_name
-from adcert_plugin.experiments.study_presets import get_study, list_studies
-from adcert_plugin.experiments.study_progress import estimate_left, render_progress, study_progress
-from adcert_plugin.experiments.study_report import plot_curves, render_markdown
-from adcert_plugin.experiments.study_selection import edge_points
+from adcert_plugin.experiments.study import run as study_module
+from adcert_plugin.experiments.study.run import final_dir, run_study, select
+from adcert_plugin.experiments.study.config import StudyEval, point_name
+from adcert_plugin.experiments.study.presets import get_study, list_studies
+from adcert_plugin.experiments.study.progress import estimate_left, render_progress, study_progress
+from adcert_plugin.experiments.study.report import plot_curves, render_markdown
+from adcert_plugin.experiments.study.selection import edge_points
 
 
 def test_paired_difference_is_students_t_on_the_per_seed_differences():
@@ -342,7 +342,7 @@ def test_a_restored_run_without_its_model_is_reused_only_for_the_evaluation_it_h
 
 
 def test_restore_replaces_a_partial_run_and_keeps_a_finished_one(tmp_path):
-    from adcert_plugin.experiments.study_state import restore, save_run
+    from adcert_plugin.experiments.study.state import restore, save_run
 
     out, state, here = tmp_path / "out", tmp_path / "state", tmp_path / "here"
     for name, weights in (("a", b"model a"), ("b", b"model b")):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from adcert_plugin.errors import ConfigError
-from adcert_plugin.experiments import study as study_module
-from adcert_plugin.experiments.study_state import study_lock
-from adcert_plugin.experiments.study_presets import get_study
+from adcert_plugin.experiments.study import run as study_module
+from adcert_plugin.experiments.study.state import study_lock
+from adcert_plugin.experiments.study.presets import get_study
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
@@ -44,7 +44,7 @@ def test_a_study_refuses_to_start_in_a_folder_another_study_holds(tmp_path, monk
 def test_the_lock_of_a_killed_study_is_free_at_once(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from adcert_plugin.experiments.study_state import study_lock
+        from adcert_plugin.experiments.study.state import study_lock
         with study_lock({str(tmp_path)!r}):
             print("held", flush=True)
             time.sleep(120)

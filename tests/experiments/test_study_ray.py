@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from adcert_plugin.experiments.study import run_study
-from adcert_plugin.experiments.study_presets import get_study
+from adcert_plugin.experiments.study.run import run_study
+from adcert_plugin.experiments.study.presets import get_study
 
 from process_tree import descendants, titled, wait_gone
 

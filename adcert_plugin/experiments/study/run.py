@@ -28,16 +28,16 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, SoundnessError, quiet_library_warnings
-from ..io import atomic_write_text, read_json, write_json
-from ..parallel import Task, run_tasks, session
-from ..training import RunDir, TrainConfig, train
-from ..training.config import config_from_dict
-from .study_config import StudyConfig, StudyEval, final_dir, point_name
-from .study_selection import edge_points, select
-from .study_state import drop_model, model_hash, record_machine, restore, save_run, study_lock, trained_on
-from .study_timing import train_cost
-from .unified import check_same_config
+from ...errors import ConfigError, SoundnessError, quiet_library_warnings
+from ...io import atomic_write_text, read_json, write_json
+from ...parallel import Task, run_tasks, session
+from ...training import RunDir, TrainConfig, train
+from ...training.config import config_from_dict
+from .config import StudyConfig, StudyEval, final_dir, point_name
+from .selection import edge_points, select
+from .state import drop_model, model_hash, record_machine, restore, save_run, study_lock, trained_on
+from .timing import train_cost
+from ..unified import check_same_config
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _finished_with(run: RunDir, wanted: TrainConfig) -> bool:
 
 def complete_options(settings: StudyEval) -> dict:
     """The evaluate() options that send what the cascade leaves open to the complete verifier."""
-    from ..evaluation.complete import CompleteConfig
+    from ...evaluation.complete import CompleteConfig
 
     if settings.verifier is None:
         return {}
@@ -84,7 +84,7 @@ def complete_options(settings: StudyEval) -> dict:
 
 
 def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict:
-    from ..evaluation import evaluate
+    from ...evaluation import evaluate
 
     if not run.model.is_file():  # restored from a state folder that no longer keeps the model
         return metrics_of(_finished_without_model(run, split, settings))
@@ -101,7 +101,7 @@ def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict
 
 def _finished_without_model(run: RunDir, split: str, settings: StudyEval) -> dict:
     """The summary of this run's finished evaluation with ``settings``, matched by the model's recorded hash."""
-    from ..evaluation import resolve_methods
+    from ...evaluation import resolve_methods
 
     folder = run.path / f"eval-{split}"
     complete = complete_options(settings).get("complete")
@@ -152,7 +152,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
               state_dir: str | Path | None = None, ray_address: str | None = None) -> dict:
     """Train, select, retrain and evaluate as the module docstring says; returns results.json's content.
 
-    ``state_dir``: a folder to commit (study_state.py): the finished runs it holds are restored into
+    ``state_dir``: a folder to commit (study/state.py): the finished runs it holds are restored into
     ``out_dir`` first, and every run that finishes is saved to it, so a fresh clone resumes.
     ``ray_address``: a Ray cluster to run on (else ``$RAY_ADDRESS``, else a local Ray instance of
     ``cfg.processes`` CPUs; a Ray session already open in this process is used as it is). The
@@ -164,7 +164,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
 
 
 def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: str | Path | None) -> dict:
-    from .study_report import render_markdown, plot_study
+    from .report import render_markdown, plot_study
 
     if state_dir is not None:
         restore(state_dir, out_dir)
@@ -291,8 +291,8 @@ def _progress(k: int, total: int, key, record: dict) -> dict:
 
 
 def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: Path) -> dict:
-    from .stats import mean_sd, paired_difference
-    from .unified import machine_info
+    from ..stats import mean_sd, paired_difference
+    from ..unified import machine_info
 
     per_seed = {m: {} for m in cfg.methods}
     for key, rec in final_records.items():
@@ -356,6 +356,6 @@ def _machines(records: list[dict]) -> list[dict]:
 
 
 def _pairs(methods) -> list[tuple[str, str]]:
-    from .study_config import PAIRS
+    from .config import PAIRS
 
     return [(a, b) for a, b in PAIRS if a in methods and b in methods]

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..attacks import AttackConfig
-from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, ScheduleConfig
-from .config import TeacherSettings
-from .presets import PresetRegistry
-from .study_config import StudyConfig, StudyEval
+from ...attacks import AttackConfig
+from ...training import DataConfig, EvalConfig, ModelConfig, OptimConfig, ScheduleConfig
+from ..config import TeacherSettings
+from ..presets import PresetRegistry
+from .config import StudyConfig, StudyEval
 
 _STUDIES = PresetRegistry("study")
 
@@ -48,7 +48,7 @@ GRIDS = {
     "cc-dist": {"alpha": (0.1, 0.5), "beta": (0.1, 1.0), "distance": ("mse", "cosine"), "feature_point": ("adv",)},
     "ad-cert": {"alpha": ALPHAS, "tau": (1.0, 4.0), "combination": ("loss", "logit")},
 }
-# A choice on the edge of its α grid is followed outwards along this ladder (study_selection.py).
+# A choice on the edge of its α grid is followed outwards along this ladder (study/selection.py).
 ALPHA_LADDER = (0.001, 0.01, 0.1, 0.5, 0.9)
 EDGE_EXTENSION = {method: {"alpha": ALPHA_LADDER} for method in GRIDS}
 _ONE_STEP = AttackConfig(steps=1, step_size=10.0)

@@ -14,11 +14,11 @@ import json
 import statistics
 from pathlib import Path
 
-from ..io import read_json
-from .study_config import StudyConfig, final_dir, point_name
-from .study_selection import edge_points, select
-from .study_state import trained_on
-from .study_timing import epoch_times, train_cost
+from ...io import read_json
+from .config import StudyConfig, final_dir, point_name
+from .selection import edge_points, select
+from .state import trained_on
+from .timing import epoch_times, train_cost
 
 
 def _run_state(run: Path, epochs: int) -> tuple[str, float]:
@@ -32,7 +32,7 @@ def _run_state(run: Path, epochs: int) -> tuple[str, float]:
 
 
 def _train_seconds(run: Path) -> float | None:
-    """A finished run's training time, paused epochs taken at the run's median (study_timing)."""
+    """A finished run's training time, paused epochs taken at the run's median (study/timing.py)."""
     summary = run / "summary.json"
     if not summary.is_file():
         return None
@@ -41,7 +41,7 @@ def _train_seconds(run: Path) -> float | None:
 
 def _eval_numbers(run: Path, split: str) -> dict | None:
     """The study's numbers of a finished evaluation of ``run`` on ``split``, else None."""
-    from .study import metrics_of
+    from .run import metrics_of
 
     summary = run / f"eval-{split}" / "summary.json"
     return metrics_of(read_json(summary)) if summary.is_file() else None
@@ -157,7 +157,7 @@ def render_progress(progress: dict, command: str = "") -> str:
     """A markdown page: how far the study got, and every finished evaluation's numbers."""
     lines = [f"# Study `{progress['study']}`: progress ({progress['done']}/{progress['total']} runs trained)", "",
              "Partial: the selection and the final tables exist only once every run is done. A choice on the "
-             "edge of its grid adds an extension run (study_selection.py), so the total can grow."
+             "edge of its grid adds an extension run (study/selection.py), so the total can grow."
              + (f" Resume with `{command}`." if command else ""), "",
              "| role | method | params | seed | state | trained on | val. standard % | val. complete % | "
              "test standard % | test PGD % | test complete % | timeouts |", "|" + "---|" * 12]

@@ -32,10 +32,10 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io import atomic_file, atomic_write_text, read_json, sha256_file, write_json
-from ..parallel import node_label
-from .unified import machine_info
+from ...errors import ConfigError
+from ...io import atomic_file, atomic_write_text, read_json, sha256_file, write_json
+from ...parallel import node_label
+from ..unified import machine_info
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ..io import read_json
+from ...io import read_json
 
 COLORS = {"mtl-ibp": "tab:blue", "cc-ibp": "tab:green", "cc-dist": "tab:orange", "ad-cert": "tab:red"}
 
@@ -33,7 +33,7 @@ def render_markdown(results: dict) -> str:
              f"training time of all runs {results['train_time_s'] / 3600:.2f} h, evaluation time "
              f"{results.get('eval_time_s', 0.0) / 3600:.2f} h", ""]
     paused = results.get("paused_epochs") or {}
-    if paused:  # study_timing.py: a paused process's epochs count at the run's median epoch time
+    if paused:  # study/timing.py: a paused process's epochs count at the run's median epoch time
         lines[-1:-1] = ["", f"Training time without pauses; recorded {results['train_time_recorded_s'] / 3600:.2f} h. "
                         "Epochs taken as paused (recorded → used, s): " + "; ".join(
                             f"{run} epoch {p['epoch']} ({p['recorded_s']:.0f} → {p['used_s']:.0f})"
