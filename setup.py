@@ -24,6 +24,7 @@ setup(
         "vnnlib",
         "appdirs",  # auto_LiRPA 0.3 imports it
         "packaging",
+        "ray>=2.9",  # studies and adcert-eval --complete --jobs run their tasks on Ray (adcert_plugin/parallel.py)
     ],
     extras_require={
         "verify": ["maraboupy"],

@@ -11,6 +11,11 @@ finished run and evaluation is reused: stop it at any point and run the same com
     python examples/study.py --preset fmnist-0.1
     python examples/study.py --preset smoke --out-dir /tmp/study-smoke   # the whole path in a minute
     python examples/study.py --preset mnist-0.1 --progress   # how far it got (progress.md); trains nothing
+    python examples/study.py --preset mnist-0.1 --ray-address auto   # on a running Ray cluster (notes: Ray)
+
+Each run is a Ray task: on a local Ray instance of --processes CPUs by default, started and
+stopped by this command; on a cluster with --ray-address (or $RAY_ADDRESS), the run folders on
+storage every node sees.
 """
 
 from __future__ import annotations
@@ -24,11 +29,8 @@ from pathlib import Path
 import click
 
 from adcert_plugin.cli import handle_errors
-from adcert_plugin.experiments.study import run_study
-from adcert_plugin.experiments.study_presets import get_study, list_studies
-from adcert_plugin.experiments.study_progress import render_progress, study_progress
-from adcert_plugin.experiments.study_report import render_markdown
-from adcert_plugin.experiments.study_state import restore
+from adcert_plugin.experiments.study import (get_study, list_studies, render_markdown, render_progress, restore,
+                                             run_study, study_progress)
 from adcert_plugin.io import atomic_write_text
 
 
@@ -44,10 +46,13 @@ from adcert_plugin.io import atomic_write_text
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="Folder to commit: its finished runs are restored into --out-dir first, and every run that "
                    "finishes is saved to it (small files; model.pt only while the study still needs it).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
+              help="Run on this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) instead of a local Ray instance "
+                   "of --processes CPUs [env: RAY_ADDRESS]; --out-dir must be on storage every node sees.")
 @click.option("--progress", is_flag=True,
               help="Train nothing: write <out-dir>/progress.md (every run's state and finished numbers) and print it.")
 @handle_errors
-def main(preset, out_dir, data_dir, processes, state_dir, progress):
+def main(preset, out_dir, data_dir, processes, state_dir, ray_address, progress):
     """Select, retrain and evaluate every method of one benchmark; write tables and plots."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", force=True)
     cfg = get_study(preset)
@@ -64,7 +69,7 @@ def main(preset, out_dir, data_dir, processes, state_dir, progress):
         atomic_write_text(Path(out_dir) / "progress.md", page)
         click.echo(page)
         return
-    results = run_study(cfg, out_dir, command=command, state_dir=state_dir)
+    results = run_study(cfg, out_dir, command=command, state_dir=state_dir, ray_address=ray_address)
     click.echo(render_markdown(results))
 
 

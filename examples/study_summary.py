@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from adcert_plugin.cli import handle_errors
-from adcert_plugin.experiments.study_summary import load_benchmark, plot_pairs, render_summary, summary_json
+from adcert_plugin.experiments.study import load_benchmark, plot_pairs, render_summary, summary_json
 from adcert_plugin.io import atomic_write_text
 
 

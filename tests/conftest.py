@@ -87,3 +87,25 @@ def batch():
     x = torch.rand(4, 1, 8, 8)
     y = torch.tensor([0, 1, 2, 3])
     return x, y
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance of 2 CPUs for one test module (starting Ray costs seconds: once per module).
+
+    Its workers import the test helpers (a fake verifier pickled by reference): they inherit
+    PYTHONPATH from this process when Ray starts. Code that opens ``parallel.session`` meanwhile
+    uses this instance and leaves it running.
+    """
+    from adcert_plugin import parallel
+
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO), *([old] if old else [])])
+    try:
+        with parallel.session(num_cpus=2):
+            yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old

@@ -16,7 +16,7 @@ PACKAGES = ("adcert_plugin", "vnncomp")
 # its own level or above. vnncomp sits above all of adcert_plugin (it uses it, never the reverse).
 LEVELS = [
     {"adcert_plugin", "adcert_plugin.errors"},
-    {"adcert_plugin.io", "adcert_plugin.plugins"},
+    {"adcert_plugin.io", "adcert_plugin.plugins", "adcert_plugin.parallel"},
     {"adcert_plugin.splits"},
     {"adcert_plugin.data", "adcert_plugin.models"},
     {"adcert_plugin.bounds"},

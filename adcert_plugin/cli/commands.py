@@ -7,6 +7,7 @@ choice, say) are one line too. Progress and summaries go to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -129,7 +130,12 @@ Example:
                    "default when no name is given), abcrown, marabou (unsound on padded CNNs).")
 @click.option("--complete-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
               help="Seconds per sample for --complete; a timeout counts as not certified.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, help="Samples verified in parallel (--complete).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1,
+              help="Samples verified in parallel (--complete): above 1, each sample is a task on a local Ray instance "
+                   "of N CPUs (or on --ray-address's cluster, N at a time).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
+              help="Verify on this Ray cluster (auto, HOST:PORT or ray://HOST:PORT), --jobs samples at a time "
+                   "[env: RAY_ADDRESS]; --out-dir must be on storage every node sees.")
 @click.option("--shard", default=None, metavar="K/N",
               help="Verify only the undecided samples at positions = K mod N (K from 0), into "
                    "<out-dir>/shard-K-of-N; combine the N shards with adcert-eval-merge.")
@@ -146,10 +152,11 @@ Example:
 @handle_errors
 def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
              pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, complete, complete_timeout, jobs,
-             shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
+             ray_address, shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
     """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier; writes samples.jsonl, summary.json."""
     from ..attacks import AttackConfig
     from ..evaluation import CompleteConfig, evaluate, parse_shard
+    from ..parallel import session
 
     _setup_logging(False)
     on_interrupt(lambda: "Samples already evaluated are kept; to continue: "
@@ -166,9 +173,11 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
         from ..errors import ConfigError
 
         raise ConfigError("--shard and --jobs apply to --complete [VERIFIER]; add --complete neuralsat (or another)")
-    _report(lambda: evaluate(checkpoint, dataset=dataset, data_dir=data_dir, eps=eps, methods=methods, start=start,
-                             end=end, n=n, seed=seed, attack=attack, batch_size=batch_size, out_dir=out_dir,
-                             resume=resume, overwrite=overwrite, arch=arch, device=device, complete=stage), as_json)
+    on_ray = stage is not None and (jobs > 1 or bool(ray_address))
+    with session(ray_address, num_cpus=jobs) if on_ray else contextlib.nullcontext():
+        _report(lambda: evaluate(checkpoint, dataset=dataset, data_dir=data_dir, eps=eps, methods=methods, start=start,
+                                 end=end, n=n, seed=seed, attack=attack, batch_size=batch_size, out_dir=out_dir,
+                                 resume=resume, overwrite=overwrite, arch=arch, device=device, complete=stage), as_json)
 
 
 def _report(run, as_json: bool) -> None:

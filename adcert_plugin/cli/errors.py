@@ -7,7 +7,9 @@ stderr and exits with the class's ``exit_code``. It also adds a ``--debug`` flag
 and keeps its traceback.
 
 Ctrl-C prints ``Interrupted.`` and what to do next (a command registers that with
-:func:`on_interrupt`, e.g. the exact command with ``--resume``) and exits 130. Library
+:func:`on_interrupt`, e.g. the exact command with ``--resume``) and exits 130. SIGTERM (what a
+scheduler sends) is taken as Ctrl-C, so the command stops its verifier processes and Ray tasks
+the same way instead of dying with them still running; a second SIGTERM ends it at once. Library
 deprecation warnings (torch's ``torch.jit.script`` one, raised inside auto_LiRPA) are a
 developer's business: the CLI output is ours, so they are hidden unless ``--debug``.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import signal
+import threading
 import warnings
 from typing import Callable, Sequence
 
@@ -69,11 +73,24 @@ def on_interrupt(hint: Callable[[], str]) -> None:
     click.get_current_context().meta[_HINT_KEY] = hint
 
 
+def _terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt in the main thread (when nobody else handles it)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 def handle_errors(fn):
     """Decorator for click command functions: map AdcertError to a one-line error and exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, debug: bool = False, **kwargs):
+        sigterm_as_interrupt()
         debug = debug or bool(os.environ.get("ADCERT_DEBUG"))
         with warnings.catch_warnings():
             if not debug:

@@ -1,7 +1,8 @@
 """The last stage of the cascade: samples the bounds leave undecided go to a complete verifier.
 
 Only samples with status ``unknown`` (correct, PGD-robust, certified by no bound method) are sent.
-Each answer lands in ``complete.jsonl`` (appended and fsynced after every chunk of samples),
+Each answer lands in ``complete.jsonl`` (appended and fsynced after every chunk of samples, after
+every sample when they run as Ray tasks: dispatch.py),
 keyed by (checkpoint sha256, eps, verifier, timeout): a rerun with ``--resume`` sends only the
 samples without an answer for that key (or whose answer was ``error``: those are retried), and a
 killed run continues where it stopped. At the end
@@ -41,6 +42,7 @@ import torch
 from ..bounds import InputBox, margins
 from ..errors import ConfigError
 from ..io import atomic_write_text
+from .dispatch import verify_requests
 from .report import COMPLETE_FILE, WORK_DIR
 from .verifiers import ANSWERS, CompleteAnswer, CompleteRequest, CompleteVerifier
 
@@ -151,21 +153,28 @@ def run_complete(rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, ve
     model = data.model.cpu().eval()
     classes = model_classes(model, data.x)
     size = cfg.chunk or max(8, 4 * cfg.jobs)
-    log.info("complete verification with %s: %d undecided samples to send (%d answered before), timeout %g s, "
-             "%d jobs", cfg.verifier, len(todo), len(answers), cfg.timeout, cfg.jobs)
+    log.info("complete verification with %s: %d undecided samples to send (%d answered before; the verifier reuses "
+             "the answers it kept in %s), timeout %g s, %d jobs", cfg.verifier, len(todo), len(answers),
+             out_dir / WORK_DIR / cfg.verifier, cfg.timeout, cfg.jobs)
     wall = time.perf_counter()
-    for start in range(0, len(todo), size):
-        chunk = todo[start:start + size]
-        pick = torch.tensor([position[i] for i in chunk])
-        request = CompleteRequest(model, data.x[pick].cpu(), data.y[pick].cpu(), tuple(chunk), data.eps, data.mean,
+
+    def requests():
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
+            pick = torch.tensor([position[i] for i in chunk])
+            yield CompleteRequest(model, data.x[pick].cpu(), data.y[pick].cpu(), tuple(chunk), data.eps, data.mean,
                                   data.std, classes, cfg.timeout, cfg.jobs,
                                   out_dir / WORK_DIR / cfg.verifier, data.checkpoint_sha256, data.network,
                                   dict(cfg.options))
-        got = _checked(verifier.verify(request), request)
-        entries = {i: dict(key, index=i, **got[i]) for i in chunk}
+
+    sent = 0
+    for request, got in verify_requests(verifier, requests(), window=cfg.jobs):  # on Ray: one sample at a time
+        got = _checked(got, request)
+        entries = {i: dict(key, index=i, **got[i]) for i in request.indices}
         append_answers(out_dir / COMPLETE_FILE, list(entries.values()))
         answers.update(entries)
-        _log_progress(cfg.verifier, answers, start + len(chunk), len(todo))
+        sent += len(request.indices)
+        _log_progress(cfg.verifier, answers, sent, len(todo))
     return attach_answers(rows, answers, cfg), time.perf_counter() - wall
 
 

@@ -5,16 +5,12 @@
     unified.py  run_unified(cfg, out_dir) -> ExperimentResult: train, evaluate, write results
     report.py   markdown tables and the standard-vs-certified plot, from results.json alone
 
-The tuned comparison (issue 14), imported by module (``examples/study.py``):
-    study_config.py     StudyConfig: grids, edge ladders, evaluations, seeds
-    study_presets.py    mnist-0.1, mnist-0.3, fmnist-0.1 (CPU scale) and smoke (CI)
-    study.py            run_study(cfg, out_dir): teachers, grid, selection, finals, results.json
-    study_selection.py  select, and the grid's extension past an edge its choice sits on
-    study_state.py      the committed state folder a fresh clone resumes from
-    study_guard.py      one study per folder (flock); pool workers that end with their study
-    study_progress.py   progress.md: every planned run's state, trains nothing
-    study_report.py / study_timing.py / stats.py   tables and plots; paused epochs; mean ± sd, paired t intervals
-    study_summary.py    one page across the benchmarks (examples/study_summary.py): a verdict per pair
+The tuned comparison (issue 14) is the subpackage ``study`` (``examples/study.py``)::
+
+    from adcert_plugin.experiments.study import get_study, run_study
+
+    study/config.py, presets.py, run.py, selection.py, state.py, progress.py, report.py, timing.py,
+    summary.py: see study/__init__.py; stats.py: mean ± sd, paired t intervals
 """
 
 from .config import STUDENTS, EvalSettings, ExperimentConfig, TeacherSettings

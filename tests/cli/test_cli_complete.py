@@ -35,14 +35,28 @@ def _eval(setup, out, *args):
 
 
 def test_eval_complete_prints_certified_complete_and_json(setup, fake, tmp_path):
-    result = _eval(setup, tmp_path / "e", "--complete", "fake", "--complete-timeout", "7", "--jobs", "3", "--json")
+    result = _eval(setup, tmp_path / "e", "--complete", "fake", "--complete-timeout", "7", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     c = summary["complete"]
-    assert c["verifier"] == "fake" and c["timeout"] == 7.0 and c["jobs"] == 3 and c["counts"]["timeout"] > 0
+    assert c["verifier"] == "fake" and c["timeout"] == 7.0 and c["jobs"] == 1 and c["counts"]["timeout"] > 0
     assert c["certified"] == summary["counts"]["certified"]["IBP"] + c["counts"]["unsat"]
     assert "certified (complete)" in result.stderr and "timeouts count as not certified" in result.stderr
-    assert fake[0].jobs == 3 and fake[0].timeout == 7.0
+    assert fake[0].jobs == 1 and fake[0].timeout == 7.0 and len(fake[0].indices) > 1  # one call per chunk here
+
+
+def test_eval_complete_jobs_send_each_sample_as_a_ray_task_with_the_serial_answers(setup, fake, tmp_path, ray_local):
+    serial = _eval(setup, tmp_path / "serial", "--complete", "fake", "--complete-timeout", "7", "--json")
+    calls = len(fake)
+    result = _eval(setup, tmp_path / "ray", "--complete", "fake", "--complete-timeout", "7", "--jobs", "3", "--json")
+    assert serial.exit_code == 0 and result.exit_code == 0, result.output
+    assert len(fake) == calls  # nothing verified in this process: the fake ran in Ray's workers
+    rows = lambda out: [(r["index"], r["complete"] and r["complete"]["result"])  # noqa: E731
+                        for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())]
+    assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
+    assert json.loads(result.stdout)["complete"]["jobs"] == 3
+    answers = [json.loads(line) for line in (tmp_path / "ray" / "complete.jsonl").read_text().splitlines()]
+    assert sorted(a["index"] for a in answers) == sorted(i for i, word in rows(tmp_path / "serial") if word)
 
 
 def test_eval_complete_shards_and_merge(setup, fake, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adcert_plugin.experiments.study_presets import get_study
+from adcert_plugin.experiments.study import get_study
 
 
 def test_ctbench_studies_train_every_run_under_ctbench():

@@ -12,13 +12,13 @@ import torch
 from adcert_plugin.data import validation_split
 from adcert_plugin.errors import ConfigError, DataError, SoundnessError
 from adcert_plugin.experiments.stats import mean_sd, paired_difference, t_quantile_975
-from adcert_plugin.experiments import study as study_module
-from adcert_plugin.experiments.study import final_dir, run_study, select
-from adcert_plugin.experiments.study_config import StudyEval, point_name
-from adcert_plugin.experiments.study_presets import get_study, list_studies
-from adcert_plugin.experiments.study_progress import estimate_left, render_progress, study_progress
-from adcert_plugin.experiments.study_report import plot_curves, render_markdown
-from adcert_plugin.experiments.study_selection import edge_points
+from adcert_plugin.experiments.study import run as study_module
+from adcert_plugin.experiments.study.run import final_dir, run_study, select
+from adcert_plugin.experiments.study.config import StudyEval, point_name
+from adcert_plugin.experiments.study.presets import get_study, list_studies
+from adcert_plugin.experiments.study.progress import estimate_left, render_progress, study_progress
+from adcert_plugin.experiments.study.report import plot_curves, render_markdown
+from adcert_plugin.experiments.study.selection import edge_points
 
 
 def test_paired_difference_is_students_t_on_the_per_seed_differences():
@@ -119,7 +119,7 @@ def _neuralsat_or_skip():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, data_dir):
+def smoke(tmp_path_factory, data_dir, ray_local):
     _neuralsat_or_skip()
     cfg = get_study("smoke")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
@@ -185,7 +185,8 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
         assert results["final"][method][str(cfg.seeds[1])]["complete"] == final["complete"]["certified_acc"]
 
 
-def test_teacher_free_extensions_share_the_distilled_wave_and_later_ones_get_their_own(tmp_path, monkeypatch):
+def test_teacher_free_extensions_share_the_distilled_wave_and_later_ones_get_their_own(tmp_path, monkeypatch,
+                                                                                      ray_local):
     """No core waits on a wave of its own for an extension whose selection was known one wave earlier."""
     cfg = dataclasses.replace(get_study("smoke"), edge_extension={
         "mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}, "ad-cert": {"alpha": (0.1, 0.5, 0.9)}})
@@ -341,7 +342,7 @@ def test_a_restored_run_without_its_model_is_reused_only_for_the_evaluation_it_h
 
 
 def test_restore_replaces_a_partial_run_and_keeps_a_finished_one(tmp_path):
-    from adcert_plugin.experiments.study_state import restore, save_run
+    from adcert_plugin.experiments.study.state import restore, save_run
 
     out, state, here = tmp_path / "out", tmp_path / "state", tmp_path / "here"
     for name, weights in (("a", b"model a"), ("b", b"model b")):
@@ -377,17 +378,3 @@ def test_evaluating_a_run_without_holdout_on_validation_is_refused(smoke, data_d
     run = train(plain, progress=False).run_dir
     with pytest.raises(ConfigError, match="without a validation holdout"):
         evaluate(run / "model.pt", data_dir=data_dir, n=5, split="validation", out_dir=tmp_path / "e")
-
-
-def test_two_processes_give_the_numbers_one_process_gives(data_dir, tmp_path):
-    cfg = get_study("smoke")
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)),
-                              grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}},
-                              final=dataclasses.replace(cfg.final, verifier=None))
-    one = run_study(cfg, tmp_path / "one")
-    two = run_study(dataclasses.replace(cfg, processes=2), tmp_path / "two")
-    def numbers(results):
-        return {m: {s: {k: v for k, v in e.items() if k != "eval_time_s"} for s, e in seeds.items()}
-                for m, seeds in results["final"].items()}
-
-    assert numbers(two) == numbers(one) and two["chosen"] == one["chosen"]

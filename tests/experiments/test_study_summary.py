@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from adcert_plugin.errors import ConfigError
-from adcert_plugin.experiments.study_summary import load_benchmark, plot_pairs, render_summary, summary_json, verdict
+from adcert_plugin.experiments.study.summary import load_benchmark, plot_pairs, render_summary, summary_json, verdict
 from conftest import REPO
 
 RESULTS = REPO / "examples" / "results"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from adcert_plugin.experiments.study_timing import paused_epochs, train_cost
+from adcert_plugin.experiments.study.timing import paused_epochs, train_cost
 
 
 def _metrics(tmp_path, times):

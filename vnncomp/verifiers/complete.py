@@ -22,8 +22,10 @@ its ``sat`` answers do not re-check and count as errors); keys a verifier does n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ import numpy as np
 
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ExportError
-from adcert_plugin.io import sha256_file
+from adcert_plugin.io import atomic_write_text, sha256_file
 from adcert_plugin.evaluation.verifiers import CompleteAnswer, CompleteRequest
 
 from ..export.instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
@@ -65,6 +67,25 @@ def prepare_benchmark(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
     Raises:
         ExportError: the ONNX export or a property does not check out.
     """
+    with _locked(Path(request.work_dir)):  # Ray runs one task per sample: several prepare one folder at once
+        return _prepare(request)
+
+
+@contextlib.contextmanager
+def _locked(bench: Path):
+    """An flock beside ``bench`` for the block (a no-op where there is no fcntl)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    with open(bench.parent / f".{bench.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _prepare(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
     bench, params = Path(request.work_dir), _identity(request)
     stored = bench / BENCHMARK_JSON
     keys = ("net", "checkpoint_sha256", "eps", "mean", "std", "shape")
@@ -85,7 +106,7 @@ def prepare_benchmark(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
         name = _write_property(bench, params, int(index), x, int(y))
         names[name], labels[name] = int(index), int(y)
     _write_lists(bench, params, names, labels)
-    stored.write_text(json.dumps(params, indent=1) + "\n")
+    atomic_write_text(stored, json.dumps(params, indent=1) + "\n")
     return bench, names
 
 
@@ -117,11 +138,13 @@ def _write_lists(bench: Path, params: dict, names: dict[str, int], labels: dict[
     rows = sorted(entries.values(), key=lambda e: e["index"])
     for row, entry in enumerate(rows):
         entry["row"] = row
-    write_instances_csv(bench / INSTANCES_CSV, [(e["onnx"], e["vnnlib"], e["timeout"]) for e in rows])
+    partial = bench / f".{INSTANCES_CSV}.{os.getpid()}"  # a reader in another process never sees half a list
+    write_instances_csv(partial, [(e["onnx"], e["vnnlib"], e["timeout"]) for e in rows])
+    os.replace(partial, bench / INSTANCES_CSV)
     metadata = {"net": params["net"], "eps": params["eps"], "checkpoint_sha256": params["checkpoint_sha256"],
                 "onnx_sha256": params["onnx_sha256"],
                 "source": params["source"], "instances": rows}
-    meta_path.write_text(json.dumps(metadata, indent=1) + "\n")
+    atomic_write_text(meta_path, json.dumps(metadata, indent=1) + "\n")
 
 
 def _verify_kwargs(name: str, options: dict) -> dict:

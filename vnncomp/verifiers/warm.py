@@ -84,6 +84,10 @@ class ForkServer:
                 _kill_group(pid)
             self.close()
             raise ServerLost(f"fork server for {self.script} lost: {err}") from err
+        except BaseException:  # Ctrl-C, SIGTERM: the run stops with its caller, not at its limit
+            if pid is not None:
+                _kill_group(pid)
+            raise
 
     def close(self) -> None:
         if self.proc.poll() is None:

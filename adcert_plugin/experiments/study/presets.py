@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..attacks import AttackConfig
-from ..attacks.ctbench_pgd import default_step_size
-from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig
-from .config import TeacherSettings
-from .presets import PresetRegistry
-from .study_config import StudyConfig, StudyEval
+from ...attacks import AttackConfig
+from ...attacks.ctbench_pgd import default_step_size
+from ...training import DataConfig, EvalConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig
+from ..config import TeacherSettings
+from ..presets import PresetRegistry
+from .config import StudyConfig, StudyEval
 
 _STUDIES = PresetRegistry("study")
 
@@ -49,7 +49,7 @@ GRIDS = {
     "cc-dist": {"alpha": (0.1, 0.5), "beta": (0.1, 1.0), "distance": ("mse", "cosine"), "feature_point": ("adv",)},
     "ad-cert": {"alpha": ALPHAS, "tau": (1.0, 4.0), "combination": ("loss", "logit")},
 }
-# A choice on the edge of its α grid is followed outwards along this ladder (study_selection.py).
+# A choice on the edge of its α grid is followed outwards along this ladder (study/selection.py).
 ALPHA_LADDER = (0.001, 0.01, 0.1, 0.5, 0.9)
 EDGE_EXTENSION = {method: {"alpha": ALPHA_LADDER} for method in GRIDS}
 _ONE_STEP = AttackConfig(steps=1, step_size=10.0)
@@ -98,7 +98,24 @@ register_study(StudyConfig(
     edge_extension={"mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}},  # one more run: whichever α wins is an edge
     selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
     final=StudyEval(n=20, verifier="neuralsat", timeout=5.0, jobs=2, attack=AttackConfig(steps=5, step_size=0.25)),
-    seeds=(0, 1), processes=1, device="cpu"))
+    seeds=(0, 1), processes=2, device="cpu"))
+
+register_study(StudyConfig(
+    name="tiny",
+    description="The study's machinery in about a minute of CPU: the smoke study's data and network, two "
+                "teacher-free methods, one seed, no complete verifier; for the tests of where runs run (Ray), "
+                "not for numbers.",
+    data=DataConfig(dataset="mnist", validation_size=200, train_subset=1000, test_subset=50, batch_size=50),
+    model=ModelConfig(name="small-cnn", kwargs={"width": 8, "linear_size": 32}),
+    schedule=_schedule(0.02, 1.0, epochs=3), optim=dataclasses.replace(_optim(3, 1e-5), lr=5e-3), attack=_ONE_STEP,
+    monitor=EvalConfig(pgd_steps=2, pgd_step_size=0.5),
+    teacher=TeacherSettings(schedule=_schedule(0.02, 1.0, epochs=1, teacher=True),
+                            optim=dataclasses.replace(_optim(1, 0.0), lr=5e-3),
+                            attack=AttackConfig(steps=2, step_size=0.5)),
+    grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}},
+    selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
+    final=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
+    seeds=(0,), processes=2, device="cpu"))
 
 
 # -- the comparison again, with the papers' methods in the AD-CERT paper's framework (issue 37) ---------

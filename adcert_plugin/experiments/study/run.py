@@ -11,31 +11,33 @@
 Order: teachers and the grid points that need no teacher, then the distilled grid points, then
 selection (complete-certified accuracy on the validation samples, ties by standard accuracy),
 then the selected setting of every method retrained with each further seed, then every selected
-run evaluated on the test split. ``cfg.processes`` runs go at once, each in its own process with
-one torch thread. Every finished training and evaluation is reused on a later call (same config),
-an interrupted one continues, so the study can be stopped and resumed at any point.
+run evaluated on the test split. Each run (training, then its evaluations) is a Ray task with one
+CPU and one torch thread (and one GPU when the study's device is cuda): on a local Ray instance
+``cfg.processes`` run at once, on a cluster (``ray_address``) as many as it has room for; each
+finished run's node is recorded (machine.json, results.json, progress.md). Every finished
+training and evaluation is reused on a later call (same config), an interrupted one continues, so
+the study can be stopped and resumed at any point, and a task whose worker died is rerun by Ray
+from the run's last epoch.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import dataclasses
 import logging
-import multiprocessing
 import os
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, SoundnessError, quiet_library_warnings
-from ..io import atomic_write_text, read_json, write_json
-from ..training import RunDir, TrainConfig, train
-from ..training.config import config_from_dict
-from .study_config import StudyConfig, StudyEval, final_dir, point_name
-from .study_guard import stop_with_parent, study_lock
-from .study_selection import edge_points, select
-from .study_state import drop_model, model_hash, record_machine, restore, save_run
-from .study_timing import train_cost
-from .unified import check_same_config
+from ...errors import ConfigError, SoundnessError, quiet_library_warnings
+from ...io import atomic_write_text, read_json, write_json
+from ...parallel import Task, run_tasks, session
+from ...training import RunDir, TrainConfig, train
+from ...training.config import config_from_dict
+from .config import StudyConfig, StudyEval, final_dir, point_name
+from .selection import edge_points, select
+from .state import drop_model, model_hash, record_machine, restore, save_run, study_lock, trained_on
+from .timing import train_cost
+from ..unified import check_same_config
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,8 @@ def _job(train_dict: dict, evals: list[dict]) -> dict:
     if not reused:
         record_machine(run.path)  # now: a stop during the evaluation below must not lose where it trained
     record = {"run_dir": str(run.path), "method": cfg.loss.name, "params": dict(cfg.loss.params), "seed": cfg.seed,
-              **train_cost(run.metrics, float(summary["train_time_s"])), "trained_now": not reused, "evals": {}}
+              **train_cost(run.metrics, float(summary["train_time_s"])), "trained_now": not reused,
+              "trained_on": trained_on(run.path), "evals": {}}
     for ev in evals:
         record["evals"][ev["name"]] = _evaluate(run, ev["split"], StudyEval.from_dict(ev["settings"]), cfg.device)
     record["wall_s"] = round(time.perf_counter() - started, 1)
@@ -73,7 +76,7 @@ def _finished_with(run: RunDir, wanted: TrainConfig) -> bool:
 
 def complete_options(settings: StudyEval) -> dict:
     """The evaluate() options that send what the cascade leaves open to the complete verifier."""
-    from ..evaluation.complete import CompleteConfig
+    from ...evaluation.complete import CompleteConfig
 
     if settings.verifier is None:
         return {}
@@ -81,7 +84,7 @@ def complete_options(settings: StudyEval) -> dict:
 
 
 def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict:
-    from ..evaluation import evaluate
+    from ...evaluation import evaluate
 
     if not run.model.is_file():  # restored from a state folder that no longer keeps the model
         return metrics_of(_finished_without_model(run, split, settings))
@@ -98,7 +101,7 @@ def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict
 
 def _finished_without_model(run: RunDir, split: str, settings: StudyEval) -> dict:
     """The summary of this run's finished evaluation with ``settings``, matched by the model's recorded hash."""
-    from ..evaluation import resolve_methods
+    from ...evaluation import resolve_methods
 
     folder = run.path / f"eval-{split}"
     complete = complete_options(settings).get("complete")
@@ -146,18 +149,22 @@ def metrics_of(summary: dict) -> dict:
 
 # -- the study --------------------------------------------------------------------------------
 def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
-              state_dir: str | Path | None = None) -> dict:
+              state_dir: str | Path | None = None, ray_address: str | None = None) -> dict:
     """Train, select, retrain and evaluate as the module docstring says; returns results.json's content.
 
-    ``state_dir``: a folder to commit (study_state.py): the finished runs it holds are restored into
+    ``state_dir``: a folder to commit (study/state.py): the finished runs it holds are restored into
     ``out_dir`` first, and every run that finishes is saved to it, so a fresh clone resumes.
+    ``ray_address``: a Ray cluster to run on (else ``$RAY_ADDRESS``, else a local Ray instance of
+    ``cfg.processes`` CPUs; a Ray session already open in this process is used as it is). The
+    run folders must then be on storage every node sees.
     """
     with study_lock(out_dir, state_dir):  # a second study here would train into the same run folders
-        return _run_study(cfg, Path(out_dir), command, state_dir)
+        with session(ray_address, num_cpus=cfg.processes):
+            return _run_study(cfg, Path(out_dir), command, state_dir)
 
 
 def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: str | Path | None) -> dict:
-    from .study_report import render_markdown, plot_study
+    from .report import render_markdown, plot_study
 
     if state_dir is not None:
         restore(state_dir, out_dir)
@@ -261,41 +268,31 @@ def _saver(out_dir: Path, state_dir: str | Path | None):
 
 
 def _run_wave(cfg: StudyConfig, jobs: list, label: str, on_done=lambda record: None) -> dict:
-    """Run ``jobs`` [(key, TrainConfig, evals)] ``cfg.processes`` at a time; returns key → record.
+    """Run ``jobs`` [(key, TrainConfig, evals)] as Ray tasks; returns key → record (with its ``node``).
 
     ``on_done(record)`` runs in this process as each job finishes (the state is saved there).
     """
-    log.info("%s: %d runs, %d at a time", label, len(jobs), cfg.processes)
+    log.info("%s: %d runs", label, len(jobs))
+    tasks = [Task(key, _job, (c.to_dict(), evals), name=f"adcert-run {c.out_dir}",
+                  num_gpus=1.0 if str(c.device).startswith("cuda") else 0.0) for key, c, evals in jobs]
     done: dict = {}
-    if cfg.processes == 1:
-        for k, (key, c, evals) in enumerate(jobs, 1):
-            done[key] = _progress(k, len(jobs), key, _job(c.to_dict(), evals))
-            on_done(done[key])
-        return done
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    os.environ.update(env)  # the spawned workers inherit it before torch starts its pools
-    context = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(cfg.processes, mp_context=context, initializer=stop_with_parent,
-                                     initargs=(os.getpid(),)) as pool:
-        pending = {pool.submit(_job, c.to_dict(), evals): key for key, c, evals in jobs}
-        for k, future in enumerate(futures.as_completed(pending), 1):
-            key = pending[future]
-            done[key] = _progress(k, len(jobs), key, future.result())
-            on_done(done[key])
+    for k, (key, record, node) in enumerate(run_tasks(tasks), 1):
+        done[key] = _progress(k, len(jobs), key, dict(record, node=node))
+        on_done(done[key])
     return done
 
 
 def _progress(k: int, total: int, key, record: dict) -> dict:
     shown = ", ".join(f"{name}: complete {100 * e['complete']:.1f}% std {100 * e['standard']:.1f}%"
                       for name, e in record["evals"].items() if e.get("complete") is not None)
-    log.info("[%d/%d] %s %s seed %d: %s in %.0f s; %s", k, total, record["method"], record["params"] or "",
-             record["seed"], "trained" if record["trained_now"] else "reused", record["wall_s"], shown)
+    log.info("[%d/%d] %s %s seed %d: %s in %.0f s on %s; %s", k, total, record["method"], record["params"] or "",
+             record["seed"], "trained" if record["trained_now"] else "reused", record["wall_s"], record["node"], shown)
     return record
 
 
 def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: Path) -> dict:
-    from .stats import mean_sd, paired_difference
-    from .unified import machine_info
+    from ..stats import mean_sd, paired_difference
+    from ..unified import machine_info
 
     per_seed = {m: {} for m in cfg.methods}
     for key, rec in final_records.items():
@@ -341,6 +338,8 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
             "eval_time_s": round(sum(e["eval_time_s"] for d in runs for e in evals[d].values()), 1),
             "runs_trained_now": sum(r["trained_now"] for r in every), "machine": machine_info(),
             "machines": _machines(every),
+            "nodes": {os.path.relpath(d, out_dir): {"trained_on": runs[d].get("trained_on"),
+                                                    "evaluated_on": runs[d].get("node")} for d in runs},
             "contradictions": contradictions, "config": config}
 
 
@@ -357,6 +356,6 @@ def _machines(records: list[dict]) -> list[dict]:
 
 
 def _pairs(methods) -> list[tuple[str, str]]:
-    from .study_config import PAIRS
+    from .config import PAIRS
 
     return [(a, b) for a, b in PAIRS if a in methods and b in methods]

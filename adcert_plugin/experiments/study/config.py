@@ -14,13 +14,13 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..attacks import AttackConfig
-from ..errors import ConfigError
-from ..evaluation import DEFAULT_ATTACK, resolve_methods
-from ..training import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig,
-                        TrainConfig)
-from ..training.strict import plain
-from .config import TEACHER_LOSS, TeacherSettings
+from ...attacks import AttackConfig
+from ...errors import ConfigError
+from ...evaluation import DEFAULT_ATTACK, resolve_methods
+from ...training import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig,
+                         TrainConfig)
+from ...training.strict import plain
+from ..config import TEACHER_LOSS, TeacherSettings
 
 PAIRS = (("ad-cert", "mtl-ibp"), ("ad-cert", "cc-ibp"), ("ad-cert", "cc-dist"), ("cc-dist", "cc-ibp"))
 
@@ -66,7 +66,7 @@ class StudyConfig:
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     grids: dict = field(default_factory=dict)    # method -> {param: [values]}
     fixed: dict = field(default_factory=dict)    # method -> {param: value}, not searched
-    edge_extension: dict = field(default_factory=dict)  # method -> {param: ascending ladder} (study_selection.py)
+    edge_extension: dict = field(default_factory=dict)  # method -> {param: ascending ladder} (study/selection.py)
     selection: StudyEval = field(default_factory=lambda: StudyEval(n=200, timeout=10.0))
     final: StudyEval = field(default_factory=StudyEval)
     seeds: tuple[int, ...] = (100, 101, 102)     # selection runs on the first; the rest retrain the choice

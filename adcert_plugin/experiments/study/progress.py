@@ -14,10 +14,11 @@ import json
 import statistics
 from pathlib import Path
 
-from ..io import read_json
-from .study_config import StudyConfig, final_dir, point_name
-from .study_selection import edge_points, select
-from .study_timing import epoch_times, train_cost
+from ...io import read_json
+from .config import StudyConfig, final_dir, point_name
+from .selection import edge_points, select
+from .state import trained_on
+from .timing import epoch_times, train_cost
 
 
 def _run_state(run: Path, epochs: int) -> tuple[str, float]:
@@ -31,7 +32,7 @@ def _run_state(run: Path, epochs: int) -> tuple[str, float]:
 
 
 def _train_seconds(run: Path) -> float | None:
-    """A finished run's training time, paused epochs taken at the run's median (study_timing)."""
+    """A finished run's training time, paused epochs taken at the run's median (study/timing.py)."""
     summary = run / "summary.json"
     if not summary.is_file():
         return None
@@ -40,7 +41,7 @@ def _train_seconds(run: Path) -> float | None:
 
 def _eval_numbers(run: Path, split: str) -> dict | None:
     """The study's numbers of a finished evaluation of ``run`` on ``split``, else None."""
-    from .study import metrics_of
+    from .run import metrics_of
 
     summary = run / f"eval-{split}" / "summary.json"
     return metrics_of(read_json(summary)) if summary.is_file() else None
@@ -82,13 +83,13 @@ def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
     for role, m, p, s, run, epochs in runs + finals:
         if run is None:  # a final whose setting selection has not decided yet
             rows.append({"role": role, "method": m, "params": None, "seed": s, "run_dir": None,
-                         "state": "waiting for selection", "evals": {}, "trained": 0.0, "train_s": None})
+                         "state": "waiting for selection", "evals": {}, "trained": 0.0, "train_s": None, "node": None})
             continue
         evals = {split: e for split in ("validation", "test") if (e := _eval_numbers(run, split))}
         state, trained = _run_state(run, epochs)
         rows.append({"role": role, "method": m, "params": p, "seed": s, "run_dir": str(run.relative_to(out_dir)),
                      "state": "trained, evaluating" if state == "done" and not evals else state, "evals": evals,
-                     "trained": trained, "train_s": _train_seconds(run)})
+                     "trained": trained, "train_s": _train_seconds(run), "node": trained_on(run)})
     trained = sum(r["state"] in ("done", "trained, evaluating") for r in rows)
     return {"study": cfg.name, "runs": rows, "done": trained, "total": len(rows),
             "estimate": estimate_left(rows, cfg.processes)}
@@ -156,16 +157,16 @@ def render_progress(progress: dict, command: str = "") -> str:
     """A markdown page: how far the study got, and every finished evaluation's numbers."""
     lines = [f"# Study `{progress['study']}`: progress ({progress['done']}/{progress['total']} runs trained)", "",
              "Partial: the selection and the final tables exist only once every run is done. A choice on the "
-             "edge of its grid adds an extension run (study_selection.py), so the total can grow."
+             "edge of its grid adds an extension run (study/selection.py), so the total can grow."
              + (f" Resume with `{command}`." if command else ""), "",
-             "| role | method | params | seed | state | val. standard % | val. complete % | "
-             "test standard % | test PGD % | test complete % | timeouts |", "|" + "---|" * 11]
+             "| role | method | params | seed | state | trained on | val. standard % | val. complete % | "
+             "test standard % | test PGD % | test complete % | timeouts |", "|" + "---|" * 12]
     if progress.get("estimate"):
         lines[2:2] = [_estimate_line(progress["estimate"]), ""]
     for r in progress["runs"]:
         params = "–" if r["params"] is None else json.dumps(r["params"], separators=(",", ":"))
         timeouts = sum(e.get("timeouts", 0) for e in r["evals"].values())
-        lines.append(f"| {r['role']} | {r['method']} | `{params}` | {r['seed']} | {r['state']} | "
+        lines.append(f"| {r['role']} | {r['method']} | `{params}` | {r['seed']} | {r['state']} | {r.get('node') or '–'} | "
                      f"{_cell(r['evals'], 'validation', 'standard')} | {_cell(r['evals'], 'validation', 'complete')} | "
                      f"{_cell(r['evals'], 'test', 'standard')} | {_cell(r['evals'], 'test', 'pgd')} | "
                      f"{'–' if r['role'] == 'teacher' else _cell(r['evals'], 'test', 'complete')} | {timeouts} |")

@@ -16,22 +16,31 @@ ones until their test evaluation is done. Never ``last.pt`` or ``best.pt``: trai
 times the size, needed only to continue an interrupted run, which starts over instead.
 
 A file is written before the ``summary.json`` beside it, so a copy cut short never looks finished.
+
+``study_lock``: one study per folder. A second study on the same output or state folder refuses
+to start while the first runs, or two processes would train into the same run folders. The lock
+is an ``flock`` on a file in the folder, so the kernel frees it when the holder dies, however it
+dies; nothing stale is left to delete by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
 
-from ..io import atomic_file, atomic_write_text, sha256_file, write_json
-from .unified import machine_info
+from ...errors import ConfigError
+from ...io import atomic_file, atomic_write_text, read_json, sha256_file, write_json
+from ...parallel import node_label
+from ..unified import machine_info
 
 log = logging.getLogger(__name__)
 
 SUMMARY, MODEL, MODEL_HASH, MACHINE = "summary.json", "model.pt", "model.sha256", "machine.json"
+LOCK_NAME = ".study.lock"
 RUN_FILES = ("config.yaml", "metrics.jsonl", MODEL_HASH, MACHINE)  # then model.pt where kept, then summary.json
 EVAL_FILES = ("config.json", "samples.jsonl", "complete.jsonl")  # then summary.json
 
@@ -79,7 +88,46 @@ def record_machine(run_dir: Path) -> None:
     run's evaluation reuses the run next time, and then nothing would say where it was trained.
     """
     if not (Path(run_dir) / MACHINE).is_file():
-        write_json(Path(run_dir) / MACHINE, dict(machine_info(), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        write_json(Path(run_dir) / MACHINE, dict(machine_info(), node=node_label(),
+                                                 saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+
+
+def trained_on(run_dir: Path) -> str | None:
+    """The node that trained the run (machine.json), None when nothing recorded it."""
+    path = Path(run_dir) / MACHINE
+    return read_json(path).get("node") if path.is_file() else None
+
+
+@contextlib.contextmanager
+def study_lock(*folders):
+    """Hold an exclusive lock on each folder given (None skipped) for the block; ConfigError if taken."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    handles = []
+    try:
+        unique = {Path(f).resolve(): Path(f) for f in reversed(folders) if f is not None}  # one lock per folder
+        for folder in reversed(unique.values()):
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / LOCK_NAME, "a+")
+            handles.append(handle)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise ConfigError(f"another study is running in {folder} ({holder}); wait for it to finish or "
+                                  "stop it, then run this command again") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+        yield
+    finally:
+        for handle in handles:
+            handle.close()  # closing the file releases its flock
 
 
 def drop_model(state_run: Path) -> None:

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io import read_json
-from .study_presets import list_studies
+from ...errors import ConfigError
+from ...io import read_json
+from .presets import list_studies
 
 METRIC = "complete"  # the verifier-certified accuracy the comparison is about
 

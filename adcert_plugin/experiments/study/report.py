@@ -8,9 +8,10 @@ setting and seed, the mean circled, and each method's α curve from the validati
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
-from ..io import read_json
+from ...io import read_json
 
 COLORS = {"mtl-ibp": "tab:blue", "cc-ibp": "tab:green", "cc-dist": "tab:orange", "ad-cert": "tab:red"}
 
@@ -32,7 +33,7 @@ def render_markdown(results: dict) -> str:
              f"training time of all runs {results['train_time_s'] / 3600:.2f} h, evaluation time "
              f"{results.get('eval_time_s', 0.0) / 3600:.2f} h", ""]
     paused = results.get("paused_epochs") or {}
-    if paused:  # study_timing.py: a paused process's epochs count at the run's median epoch time
+    if paused:  # study/timing.py: a paused process's epochs count at the run's median epoch time
         lines[-1:-1] = ["", f"Training time without pauses; recorded {results['train_time_recorded_s'] / 3600:.2f} h. "
                         "Epochs taken as paused (recorded → used, s): " + "; ".join(
                             f"{run} epoch {p['epoch']} ({p['recorded_s']:.0f} → {p['used_s']:.0f})"
@@ -40,6 +41,9 @@ def render_markdown(results: dict) -> str:
     machines = results.get("machines") or []
     if len(machines) > 1:  # resumed over sessions: say which machine trained how many runs
         lines[-1:-1] = ["", "Runs finished on: " + "; ".join(f"{m['machine']} ({m['runs']} runs)" for m in machines)]
+    nodes = Counter(n["trained_on"] for n in (results.get("nodes") or {}).values() if n.get("trained_on"))
+    if len(nodes) > 1:  # a Ray cluster: which node trained how many runs (results.json: each run's node)
+        lines[-1:-1] = ["", "Trained on Ray nodes: " + "; ".join(f"{n} ({k} runs)" for n, k in sorted(nodes.items()))]
     lines += _soundness(results) + _teacher_table(results) + _final_table(results) + _paired_table(results)
     lines += _grid_tables(results)
     return "\n".join(lines) + "\n"
