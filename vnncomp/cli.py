@@ -95,11 +95,12 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end,
               help="Interpreter of NeuralSAT's venv [env: ADCERT_NEURALSAT_PYTHON; default: "
                    ".venv-neuralsat, built by `make neuralsat`].")
 @click.option("--abcrown", "abcrown_path", type=_PATH, default=None,
-              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN].")
+              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN; default: the one `make abcrown` made].")
 @click.option("--abcrown-python", type=_PATH, default=None,
-              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON].")
+              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON; default: .venv-abcrown].")
 @click.option("--mode", type=click.Choice(["single", "csv"]), default="single", show_default=True,
-              help="abcrown: one process per instance (single), or one over all of them (csv).")
+              help="abcrown: one process per instance (single), or one over all of them (csv; each sat with its "
+                   "counterexample, re-checked).")
 @click.option("--instance", "instances", multiple=True, help="Run only this instance (repeatable).")
 @click.option("--out", type=_PATH, default=None, help="Results table (default: BENCH_DIR/results/<verifier>.csv).")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")

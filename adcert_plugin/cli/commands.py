@@ -134,11 +134,11 @@ Example:
 @click.option("--neuralsat-python", type=click.Path(path_type=Path), envvar="ADCERT_NEURALSAT_PYTHON", default=None,
               help="Interpreter of NeuralSAT's venv [env: ADCERT_NEURALSAT_PYTHON; default: .venv-neuralsat].")
 @click.option("--abcrown", type=click.Path(path_type=Path), envvar="ADCERT_ABCROWN", default=None,
-              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN].")
+              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN; default: the one `make abcrown` made].")
 @click.option("--abcrown-python", type=click.Path(path_type=Path), envvar="ADCERT_ABCROWN_PYTHON", default=None,
-              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON].")
+              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON; default: .venv-abcrown].")
 @click.option("--abcrown-mode", type=click.Choice(["single", "csv"]), default="single",
-              help="abCROWN: one process per sample, or one for all (csv: no counterexamples, so sat is not counted).")
+              help="abCROWN: one process per sample (single), or one per chunk of samples (csv: start-up paid once).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @handle_errors
 def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
