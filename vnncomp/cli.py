@@ -154,7 +154,7 @@ def _verify_summary(verifier: str, results, table: Path) -> str:
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
 def report_cmd(eval_file, bench_dir, sources, out, verbose):
-    """Merge adcert-eval's per-sample report with verifier results; exit 3 on contradictions."""
+    """Merge adcert-eval's per-sample report with verifier results; exit 3 on contradictions, 4 on rejected sat answers."""
     from adcert_plugin.errors import SoundnessError
 
     from .results import report_benchmark
@@ -171,3 +171,10 @@ def report_cmd(eval_file, bench_dir, sources, out, verbose):
     if check.contradictions:
         shown = "; ".join(check.contradictions[:10])
         raise SoundnessError(f"{len(check.contradictions)} contradictions: {shown}")
+    if check.rejected:  # a verifier's sat that does not hold is a wrong answer, not a warning
+        from adcert_plugin.errors import InstanceError
+
+        shown = "; ".join(check.rejected[:5]) + (f"; and {len(check.rejected) - 5} more" if len(check.rejected) > 5
+                                                 else "")
+        raise InstanceError(f"{len(check.rejected)} sat answers in the results were rejected (counted as errors, "
+                            f"not as falsified): {shown}")

@@ -164,8 +164,20 @@ class BenchmarkVerifier:
         results, _ = verify_benchmark(bench, self.name, timeout=request.timeout, instances=sorted(names),
                                       table=bench / "results" / f"{self.name}.csv", jobs=request.jobs,
                                       raise_on_contradiction=False, keep_other_rows=True, **_verify_kwargs(self.name, dict(request.options)))
-        return [CompleteAnswer(names[r.instance], r.result, float(r.seconds), r.counterexample, r.note,
+        return [CompleteAnswer(names[r.instance], r.result, float(r.seconds), _point(bench, r), r.note,
                                contradiction=_contradiction(r)) for r in results if r.instance in names]
+
+
+def _point(bench: Path, result):
+    """A sat's counterexample; for an unsat the evidence rejected, the point that rejected it (so the
+    evaluation counts the sample as falsified, not robust)."""
+    from ..results.evidence import claimed_word, counterexample_in_hand
+
+    if result.result == "sat" or result.counterexample is not None:
+        return result.counterexample
+    if result.result == "error" and claimed_word(result) == "unsat":
+        return counterexample_in_hand(bench, result.instance)
+    return None
 
 
 def _contradiction(result) -> str:
