@@ -85,7 +85,8 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end,
 @click.option("--verifier", type=click.Choice(["neuralsat", "abcrown", "marabou"]), default="neuralsat",
               show_default=True, help="Complete verifier to run (marabou: wrong unsat answers on padded CNNs).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds per instance (default: instances.csv).")
+              help="Seconds per instance (default: instances.csv); a verifier still running 5 s later is "
+                   "killed and its answer is timeout (started afresh, not forked: plus its imports).")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="Device for neuralsat/abcrown (abcrown: picks abcrown_<device>.yaml).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
@@ -112,15 +113,23 @@ def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrow
     Answers already there for the same network, verifier and timeout are reused (--force reruns).
     Exits 4 when an instance errors (reasons in the summary), 3 on a contradiction.
     """
+    import sys
+
     from adcert_plugin.errors import InstanceError
 
     from .verifiers import run_and_check
+    from .verifiers.common import reporting
 
     _setup_logging(verbose)
-    checked, table = run_and_check(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
-                                   device=device, instances=list(instances) or None, table=out,
-                                   python=python, jobs=jobs, force=force, mode=mode,
-                                   abcrown_python=abcrown_python)
+    folder = bench_dir / "results" / verifier
+    on_interrupt(lambda: f"The verifiers still running were stopped; answers already given are kept in {folder}/ "
+                         "and the same command reuses them (continue with it; --force reruns all).")
+    _sigterm_as_interrupt()
+    with reporting(sys.stderr):
+        checked, table = run_and_check(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
+                                       device=device, instances=list(instances) or None, table=out,
+                                       python=python, jobs=jobs, force=force, mode=mode,
+                                       abcrown_python=abcrown_python)
     results = checked.results
     _say(_verify_summary(verifier, results, table))
     _say(checked.coverage.line())
@@ -130,6 +139,16 @@ def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrow
         every = "every instance" if len(errors) == len(results) else f"{len(errors)} of {len(results)} instances"
         folder = bench_dir / "results" / verifier
         raise InstanceError(f"{verifier} failed on {every} (see the lines above and {folder}/)")
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (what a scheduler sends) stops the verifiers as Ctrl-C does, instead of orphaning them."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _verify_summary(verifier: str, results, table: Path) -> str:

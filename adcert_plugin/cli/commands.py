@@ -125,7 +125,8 @@ Example:
               help="Send the samples the bounds leave undecided to a complete verifier: neuralsat (the "
                    "default when no name is given), abcrown, marabou (unsound on padded CNNs).")
 @click.option("--complete-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              help="Seconds per sample for --complete; a timeout counts as not certified.")
+              help="Seconds per sample for --complete; a timeout counts as not certified. A verifier still "
+                   "running 5 s later is killed (started afresh, not forked: plus its imports).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, help="Samples verified in parallel (--complete).")
 @click.option("--shard", default=None, metavar="K/N",
               help="Verify only the undecided samples at positions = K mod N (K from 0), into "

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Sequence
@@ -34,7 +33,8 @@ from ..export.abcrown import single_instance_args
 from ..export.instances import Instance
 from ..results import VerifierResult, read_abcrown_pickle, write_result_file
 from ..results.readers import parse_result_text
-from .common import (PROJECT_ROOT, STARTUP_GRACE, Command, RunPlan, log_tail, plan, python_env, record, reused, run_benchmark,
+from .common import (PROJECT_ROOT, STARTUP_GRACE, Command, RunPlan, announce, in_parallel, log_tail, plan, python_env,
+                     record, reused, run_benchmark,
                      run_process, share_cores)
 
 ENV_CHECKOUT = "ADCERT_ABCROWN"
@@ -176,7 +176,10 @@ def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], t
         write_result_file(run.results_dir / f"{instance.name}.txt", result)
         record(run, instance, result)
         results.append(result)
-    return _confirm_sat(runner, run, results, chunk)
+    results = _confirm_sat(runner, run, results, chunk)
+    for result in results:
+        announce(run, result)
+    return results
 
 
 def _confirm_sat(runner: ABCrownRunner, run: RunPlan, results: list[VerifierResult],
@@ -186,7 +189,8 @@ def _confirm_sat(runner: ABCrownRunner, run: RunPlan, results: list[VerifierResu
     if not again:
         return results
     logger.info("abCROWN csv: %d sat answers without a counterexample; confirming each alone", len(again))
-    confirmed = {r.instance: r for r in run_benchmark(runner, replace(run, instances=again, force=True, jobs=1))}
+    alone = replace(run, instances=again, force=True, jobs=1, progress=None)
+    confirmed = {r.instance: r for r in run_benchmark(runner, alone)}
     out = []
     for r in results:
         c = confirmed.get(r.instance)
@@ -202,13 +206,16 @@ def run_csv(runner: ABCrownRunner, run: RunPlan) -> list[VerifierResult]:
     """csv mode: the instances without a reusable answer, in ``run.jobs`` abCROWN processes per timeout."""
     earlier = {i.name: reused(run, i, runner.name) for i in run.instances}
     pending = [i for i in run.instances if earlier[i.name] is None]
+    for result in earlier.values():
+        if result is not None:
+            announce(run, result)
     chunks = []
     for seconds in sorted({run.seconds[i.name] for i in pending}):
         same = [i for i in pending if run.seconds[i.name] == seconds]
         chunks += [same[k::run.jobs] for k in range(min(run.jobs, len(same)))]
-    with ThreadPoolExecutor(max_workers=max(1, min(run.jobs, len(chunks)))) as pool:
-        done = pool.map(lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])), enumerate(chunks))
-        fresh = {r.instance: r for results in done for r in results}
+    done = in_parallel(lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])), list(enumerate(chunks)),
+                       max(1, min(run.jobs, len(chunks))), runner.name)
+    fresh = {r.instance: r for results in done for r in results}
     return [earlier[i.name] or fresh[i.name] for i in run.instances]
 
 

@@ -366,3 +366,60 @@ def test_a_run_that_fell_back_to_a_fresh_process_is_not_called_forked(bench, fak
     monkeypatch.setattr(neuralsat.NeuralSATRunner, "preload", ("no_such_module_here",))
     (result,) = run_neuralsat(bench, timeout=5, instances=["robust"])
     assert result.result == "sat" and "forked warm" not in result.note
+
+
+def _sleepers(bench: Path, n: int, timeout: float) -> None:
+    for k in range(n):
+        (bench / "vnnlib" / f"sleep{k}.vnnlib").write_text((bench / "vnnlib" / "robust.vnnlib").read_text())
+    write_instances_csv(bench / "instances.csv", [("onnx/net.onnx", f"vnnlib/sleep{k}.vnnlib", timeout)
+                                                  for k in range(n)])
+
+
+def test_a_forked_run_is_killed_soon_after_its_timeout(bench, abcrown_checkout):
+    if os.environ["ADCERT_VERIFIER_FORK"] != "1":
+        pytest.skip("a fresh process gets its imports' grace on top (STARTUP_GRACE)")
+    _sleepers(bench, 1, 1)
+    (result,) = run_abcrown(abcrown_checkout, bench, device="cpu", python=sys.executable)
+    assert result.result == "timeout" and "forked warm" in result.note
+    assert result.seconds < 1 + common.FORKED_GRACE + 2  # not the 90 s a fresh abCROWN gets
+
+
+def test_verify_prints_progress_as_it_goes(bench, abcrown_checkout):
+    out = CliRunner().invoke(verify_cmd, [str(bench), "--verifier", "abcrown", "--abcrown", str(abcrown_checkout),
+                                          "--abcrown-python", sys.executable, "--timeout", "5"])
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and lines[0].startswith("[1/2] abcrown ") and lines[1].startswith("[2/2] abcrown ")
+    assert {" ".join(line.split()[2:4]) for line in lines} == {"robust: unsat", "wrong_label: sat"}
+
+
+def test_ctrl_c_on_verify_jobs_2_stops_at_once_and_starts_nothing_new(bench, abcrown_checkout):
+    import signal
+    import subprocess
+
+    _sleepers(bench, 4, 20)
+    folder = bench / "results" / "abcrown"
+    command = [str(Path(sys.executable).with_name("adcert-verify")), str(bench), "--verifier", "abcrown",
+               "--abcrown", str(abcrown_checkout), "--abcrown-python", sys.executable, "--jobs", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("*.txt.args"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(list(folder.glob("*.txt.args"))) == 2, "the first two instances did not start"
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    output, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 10, output
+    assert proc.returncode == 130, output
+    assert "answers already given are kept" in output and "Traceback" not in output
+    time.sleep(1.5)
+    assert len(list(folder.glob("*.txt.args"))) == 2  # no instance started after the signal
+    running = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).count(str(bench / "vnnlib"))]
+    assert running == []  # and none of the two is left running
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
