@@ -60,10 +60,13 @@ def _example(line: str) -> str:
 @click.option("--force", is_flag=True, help="Replace an existing non-empty --out-dir.")
 @click.option("--arch", default=None, help="Architecture name, for a plain state_dict checkpoint.")
 @click.option("--opset", type=click.IntRange(13, 17), default=13, show_default=True, help="ONNX opset.")
+@click.option("--abcrown-native", is_flag=True,
+              help="Also write abcrown_native_{cpu,gpu}.yaml: abCROWN loads the checkpoint and the test split "
+                   "itself (no ONNX), on the benchmark's samples (drop data_idx_file for the whole test set).")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
 def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end, timeout, filter_pgd, skip_certified,
-               force, arch, opset, verbose):
+               force, arch, opset, abcrown_native, verbose):
     """Write a VNN-COMP benchmark (ONNX, VNN-LIB 1.0/2.0, instances.csv, abCROWN configs)."""
     from .export.benchmark import export_benchmark
 
@@ -73,11 +76,26 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end,
     info = export_benchmark(checkpoint, out_dir, dataset=dataset, data_dir=data_dir, eps=eps, n=n, seed=seed,
                             timeout=timeout, filter_pgd=filter_pgd, force=force, arch=arch, opset=opset,
                             skip_certified=skip_certified, start=start, end=end)
+    if abcrown_native:
+        _write_native(info, data_dir)
     method = info.params.get("skip_certified")
     skipped = f"{method}-certified (skipped) {info.bound_certified}/{info.bound_examined}, " if method else ""
     _say(f"wrote {len(info.instances)} instances to {info.out_dir} "
          f"({info.params['dataset']}, eps {info.params['eps']!r}, clean accuracy {100 * info.clean_accuracy:.2f} %, "
          f"PGD-robust {info.pgd_robust}/{info.pgd_examined}, {skipped}total timeout {info.total_timeout:g} s)")
+
+
+def _write_native(info, data_dir) -> None:
+    from adcert_plugin.data import resolve_data_dir
+
+    from .export.abcrown import write_native_configs
+    from .export.benchmark import MODEL_FILE
+
+    params = info.params
+    written = write_native_configs(info.out_dir, [e["index"] for e in info.instances], params["timeout"],
+                                   info.out_dir / MODEL_FILE, resolve_data_dir(data_dir), params["eps"],
+                                   params["arch"]["num_classes"])
+    _say(f"abCROWN's own loader: {written[-1]} (and {written[-2].name})")
 
 
 @click.command("adcert-verify", epilog=_example(_VERIFY_EXAMPLE))
