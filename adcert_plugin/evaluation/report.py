@@ -203,7 +203,7 @@ def format_table(summary: dict) -> str:
 
 def _complete_lines(c: dict) -> list[str]:
     lines = [f"{'certified (complete)':<22}{100 * c['certified_acc']:>9.2f}%{c['certified']:>8}{c['answered']:>9}"
-             f"{c['seconds']:>10.2f}{c['seconds_per_sample']:>11.5f}"]
+             f"{c['seconds']:>10.2f}{c['seconds_per_sample']:>11.5f}  (timeout {c.get('timeout', float('nan')):g} s)"]
     counts = ", ".join(f"{w} {k}" for w, k in c["counts"].items() if k) or "no answers"
     lines.append(f"  {c['verifier']} (timeout {c['timeout']:g} s) on {c['answered']} undecided samples: {counts}; "
                  f"timeouts count as not certified; robust at most {100 * c['upper_acc']:.2f}%")
