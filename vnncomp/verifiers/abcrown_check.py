@@ -41,21 +41,25 @@ def write_check_benchmark(root: Path, eps: float = 0.001) -> Path:
     return root
 
 
+def _say(line: str, stream=None) -> None:
+    (stream or sys.stdout).write(line + "\n")
+
+
 def main() -> int:
     try:
-        print(f"alpha-beta-CROWN: {find_abcrown()} under {find_abcrown_python()}")
+        _say(f"alpha-beta-CROWN: {find_abcrown()} under {find_abcrown_python()}")
         with tempfile.TemporaryDirectory(prefix="abcrown-check-") as tmp:
             bench = write_check_benchmark(Path(tmp) / "bench")
             (result,), _ = verify_benchmark(bench, "abcrown", device="cpu", mode="single")
     except AdcertError as err:
-        print(f"Error: {err}", file=sys.stderr)
+        _say(f"Error: {err}", sys.stderr)
         return 1
-    print(f"check instance: {result.result} in {result.seconds:.1f} s{' (' + result.note + ')' if result.note else ''}")
+    _say(f"check instance: {result.result} in {result.seconds:.1f} s{' (' + result.note + ')' if result.note else ''}")
     if result.result != "unsat":
-        print("Error: alpha-beta-CROWN did not prove the check instance (expected unsat); the note above says why",
-              file=sys.stderr)
+        _say("Error: alpha-beta-CROWN did not prove the check instance (expected unsat); the note above says why",
+             sys.stderr)
         return 1
-    print("alpha-beta-CROWN works: adcert-verify --verifier abcrown and adcert-eval --complete abcrown find it")
+    _say("alpha-beta-CROWN works: adcert-verify --verifier abcrown and adcert-eval --complete abcrown find it")
     return 0
 
 

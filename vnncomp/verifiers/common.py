@@ -123,8 +123,9 @@ class Progress:
         with self._lock:
             self.done += 1
             reused_ = " (reused)" if "reused" in (result.note or "") else ""
-            print(f"[{self.done}/{self.total}] {self.verifier} {result.instance}: {result.result} in "
-                  f"{result.seconds:.1f} s{reused_}", file=self.stream, flush=True)
+            self.stream.write(f"[{self.done}/{self.total}] {self.verifier} {result.instance}: {result.result} in "
+                              f"{result.seconds:.1f} s{reused_}\n")
+            self.stream.flush()
 
 
 @contextmanager
