@@ -2,6 +2,7 @@
 #   make quickstart   set up, then train a teacher and an AD-CERT student on MNIST, certify, export, verify
 #   make test         set up, then run the test suite
 #   make neuralsat    NeuralSAT (the default complete verifier) in its own venv, .venv-neuralsat
+#   make abcrown      alpha-beta-CROWN (the verifier of record) in its own venv, .venv-abcrown
 # Data: ADCERT_DATA (default ../shared/data when present, else ./data).
 PY ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ export ADCERT_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data) $(CURDIR)
 # Override with OMP_NUM_THREADS=N for bigger models.
 SMALL_RUN := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
 
-.PHONY: venv neuralsat test test-lirpa quickstart experiment bench clean
+.PHONY: venv neuralsat abcrown test test-lirpa quickstart experiment bench clean
 
 $(BIN)/.installed: setup.py Makefile
 	$(PY) -m venv $(VENV)
@@ -51,6 +52,50 @@ $(NS_BIN)/.installed: Makefile
 
 neuralsat: $(NS_BIN)/.installed
 
+# alpha-beta-CROWN (Dec 2025 release), the auto_LiRPA commit it pins as a submodule and the
+# onnx2pytorch commit its environment file pins, cloned from their public repositories into
+# .venv-abcrown/src (override the sources: ABCROWN_REPO=, LIRPA_REPO=, ONNX2PYTORCH_REPO=, and
+# the commits: ABCROWN_COMMIT=, ONNX2PYTORCH_COMMIT=). Nothing of theirs enters this repository.
+# The checkout leaves out the example weights and data sets (*.pth, *.npy, ...): abCROWN does not
+# need them to verify ONNX + VNN-LIB or adcert's own models. Its environment gets only what it
+# imports, torch from the same pin as adcert's, and adcert's torchvision stand-in (as NeuralSAT's).
+# adcert-eval and adcert-verify find .venv-abcrown with no flag. The last step verifies one instance.
+AB_VENV ?= .venv-abcrown
+AB_BIN := $(AB_VENV)/bin
+AB_SRC := $(AB_VENV)/src
+ABCROWN_REPO ?= https://github.com/Verified-Intelligence/alpha-beta-CROWN.git
+ABCROWN_COMMIT ?= 8250d5fbd530c76e5e3243db28b3cad5fbaef740
+LIRPA_REPO ?= https://github.com/Verified-Intelligence/auto_LiRPA.git
+ONNX2PYTORCH_REPO ?= https://github.com/Verified-Intelligence/onnx2pytorch.git
+ONNX2PYTORCH_COMMIT ?= 8afb2243fddd1a4732883f1e2959f7e83f8201c5
+AB_SKIP := '!*.pth' '!*.pt' '!*.npy' '!*.npz' '!*.model' '!*.onnx' '!*.onnx.gz' '!*.pkl' '!*.pb'
+
+$(AB_BIN)/.installed: Makefile
+	rm -rf $(AB_SRC)
+	$(PY) -m venv $(AB_VENV)
+	git clone -q --no-checkout $(ABCROWN_REPO) $(AB_SRC)/alpha-beta-CROWN
+	git -C $(AB_SRC)/alpha-beta-CROWN sparse-checkout set --no-cone '/*' $(AB_SKIP) 2>/dev/null
+	git -C $(AB_SRC)/alpha-beta-CROWN -c advice.detachedHead=false checkout -q $(ABCROWN_COMMIT)
+	@# the auto_LiRPA commit abCROWN pins (its submodule), cloned where the submodule goes
+	lirpa=$$(git -C $(AB_SRC)/alpha-beta-CROWN ls-tree HEAD auto_LiRPA | awk '{print $$3}'); \
+	  test -n "$$lirpa" && rm -rf $(AB_SRC)/alpha-beta-CROWN/auto_LiRPA && \
+	  git clone -q $(LIRPA_REPO) $(AB_SRC)/alpha-beta-CROWN/auto_LiRPA && \
+	  git -C $(AB_SRC)/alpha-beta-CROWN/auto_LiRPA -c advice.detachedHead=false checkout -q $$lirpa
+	git clone -q $(ONNX2PYTORCH_REPO) $(AB_SRC)/onnx2pytorch
+	git -C $(AB_SRC)/onnx2pytorch -c advice.detachedHead=false checkout -q $(ONNX2PYTORCH_COMMIT)
+	$(AB_BIN)/pip install -q --upgrade pip
+	$(AB_BIN)/pip install -q torch==2.13.0
+	$(AB_BIN)/pip install -q numpy scipy pandas pyyaml sortedcontainers psutil termcolor appdirs graphviz tqdm \
+	  packaging onnx onnxruntime onnxoptimizer onnxsim skl2onnx gurobipy
+	$(AB_BIN)/pip install -q --no-deps $(AB_SRC)/onnx2pytorch
+	echo $(NS_STANDIN) > "$$($(AB_BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/adcert_torchvision_standin.pth"
+	cd $(AB_SRC)/alpha-beta-CROWN/complete_verifier && $(CURDIR)/$(AB_BIN)/python -c \
+	  "import torch, torchvision, onnx, onnxruntime, gurobipy, onnx2pytorch, auto_LiRPA; print('auto_LiRPA', auto_LiRPA.__version__)"
+	touch $@
+
+abcrown: venv $(AB_BIN)/.installed
+	$(BIN)/python -m vnncomp.verifiers.abcrown_check
+
 test: venv neuralsat
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
@@ -71,4 +116,4 @@ bench: venv
 	$(BIN)/python benchmarks/train_step_cost.py
 
 clean:
-	rm -rf $(VENV) $(NS_VENV) runs
+	rm -rf $(VENV) $(NS_VENV) $(AB_VENV) runs

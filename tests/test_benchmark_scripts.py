@@ -95,3 +95,20 @@ def test_attack_floor_prints_the_floor_beside_the_step_as_run():
                            "--batch", "2", "--repeats", "2"], capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("PGD-1 floor") == 1 and done.stdout.count("| mnist | 3:Conv2d input gradient |") == 1
+
+
+def test_complete_throughput_table_names_each_verifier_and_says_when_the_machine_was_contended():
+    import argparse
+    import os
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import complete_throughput as ct
+
+    row = {"verifier": "abcrown", "exit": 0, "wall": 100.0, "cascade": 40.0, "complete_wall": 55.0, "undecided": 122,
+           "counts": {"unsat": 43, "sat": 76, "timeout": 3}, "certified": 89.35, "upper": 90.1,
+           "load_before": 9.0, "load_after": 8.0, "command": "x --complete abcrown"}
+    args = argparse.Namespace(end=10000, eps=0.1, timeout=30.0, jobs=2)
+    text = ct.table([row, dict(row, verifier="neuralsat", load_before=0.1, load_after=0.1)], args)
+    lines = text.splitlines()
+    assert lines[2].split()[:5] == ["abcrown", "0", "100.0", "40.0", "55.0"] and lines[3].startswith("neuralsat")
+    assert ("CONTENDED" in text) == (9.0 > (os.cpu_count() or 1))

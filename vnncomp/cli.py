@@ -60,10 +60,13 @@ def _example(line: str) -> str:
 @click.option("--force", is_flag=True, help="Replace an existing non-empty --out-dir.")
 @click.option("--arch", default=None, help="Architecture name, for a plain state_dict checkpoint.")
 @click.option("--opset", type=click.IntRange(13, 17), default=13, show_default=True, help="ONNX opset.")
+@click.option("--abcrown-native", is_flag=True,
+              help="Also write abcrown_native_{cpu,gpu}.yaml: abCROWN loads the checkpoint and the test split "
+                   "itself (no ONNX), on the benchmark's samples (drop data_idx_file for the whole test set).")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
 def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end, timeout, filter_pgd, skip_certified,
-               force, arch, opset, verbose):
+               force, arch, opset, abcrown_native, verbose):
     """Write a VNN-COMP benchmark (ONNX, VNN-LIB 1.0/2.0, instances.csv, abCROWN configs)."""
     from .export.benchmark import export_benchmark
 
@@ -73,6 +76,8 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end,
     info = export_benchmark(checkpoint, out_dir, dataset=dataset, data_dir=data_dir, eps=eps, n=n, seed=seed,
                             timeout=timeout, filter_pgd=filter_pgd, force=force, arch=arch, opset=opset,
                             skip_certified=skip_certified, start=start, end=end)
+    if abcrown_native:
+        _write_native(info, data_dir)
     method = info.params.get("skip_certified")
     skipped = f"{method}-certified (skipped) {info.bound_certified}/{info.bound_examined}, " if method else ""
     _say(f"wrote {len(info.instances)} instances to {info.out_dir} "
@@ -80,12 +85,26 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end,
          f"PGD-robust {info.pgd_robust}/{info.pgd_examined}, {skipped}total timeout {info.total_timeout:g} s)")
 
 
+def _write_native(info, data_dir) -> None:
+    from adcert_plugin.data import resolve_data_dir
+
+    from .export.abcrown import write_native_configs
+    from .export.benchmark import MODEL_FILE
+
+    params = info.params
+    written = write_native_configs(info.out_dir, [e["index"] for e in info.instances], params["timeout"],
+                                   info.out_dir / MODEL_FILE, resolve_data_dir(data_dir), params["eps"],
+                                   params["arch"]["num_classes"])
+    _say(f"abCROWN's own loader: {written[-1]} (and {written[-2].name})")
+
+
 @click.command("adcert-verify", epilog=_example(_VERIFY_EXAMPLE))
 @click.argument("bench_dir", type=_EXISTING_DIR)
 @click.option("--verifier", type=click.Choice(["neuralsat", "abcrown", "marabou"]), default="neuralsat",
               show_default=True, help="Complete verifier to run (marabou: wrong unsat answers on padded CNNs).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds per instance (default: instances.csv).")
+              help="Seconds per instance (default: instances.csv); a verifier still running 5 s later is "
+                   "killed and its answer is timeout (started afresh, not forked: plus its imports).")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="Device for neuralsat/abcrown (abcrown: picks abcrown_<device>.yaml).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
@@ -95,11 +114,12 @@ def export_cmd(checkpoint, out_dir, dataset, data_dir, eps, n, seed, start, end,
               help="Interpreter of NeuralSAT's venv [env: ADCERT_NEURALSAT_PYTHON; default: "
                    ".venv-neuralsat, built by `make neuralsat`].")
 @click.option("--abcrown", "abcrown_path", type=_PATH, default=None,
-              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN].")
+              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN; default: the one `make abcrown` made].")
 @click.option("--abcrown-python", type=_PATH, default=None,
-              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON].")
+              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON; default: .venv-abcrown].")
 @click.option("--mode", type=click.Choice(["single", "csv"]), default="single", show_default=True,
-              help="abcrown: one process per instance (single), or one over all of them (csv).")
+              help="abcrown: one process per instance (single), or one over all of them (csv; each sat with its "
+                   "counterexample, re-checked).")
 @click.option("--instance", "instances", multiple=True, help="Run only this instance (repeatable).")
 @click.option("--out", type=_PATH, default=None, help="Results table (default: BENCH_DIR/results/<verifier>.csv).")
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
@@ -111,15 +131,23 @@ def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrow
     Answers already there for the same network, verifier and timeout are reused (--force reruns).
     Exits 4 when an instance errors (reasons in the summary), 3 on a contradiction.
     """
+    import sys
+
     from adcert_plugin.errors import InstanceError
 
     from .verifiers import run_and_check
+    from .verifiers.common import reporting
 
     _setup_logging(verbose)
-    checked, table = run_and_check(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
-                                   device=device, instances=list(instances) or None, table=out,
-                                   python=python, jobs=jobs, force=force, mode=mode,
-                                   abcrown_python=abcrown_python)
+    folder = bench_dir / "results" / verifier
+    on_interrupt(lambda: f"The verifiers still running were stopped; answers already given are kept in {folder}/ "
+                         "and the same command reuses them (continue with it; --force reruns all).")
+    _sigterm_as_interrupt()
+    with reporting(sys.stderr):
+        checked, table = run_and_check(bench_dir, verifier, timeout=timeout, abcrown_path=abcrown_path,
+                                       device=device, instances=list(instances) or None, table=out,
+                                       python=python, jobs=jobs, force=force, mode=mode,
+                                       abcrown_python=abcrown_python)
     results = checked.results
     _say(_verify_summary(verifier, results, table))
     _say(checked.coverage.line())
@@ -129,6 +157,16 @@ def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrow
         every = "every instance" if len(errors) == len(results) else f"{len(errors)} of {len(results)} instances"
         folder = bench_dir / "results" / verifier
         raise InstanceError(f"{verifier} failed on {every} (see the lines above and {folder}/)")
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (what a scheduler sends) stops the verifiers as Ctrl-C does, instead of orphaning them."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _verify_summary(verifier: str, results, table: Path) -> str:
@@ -153,7 +191,7 @@ def _verify_summary(verifier: str, results, table: Path) -> str:
 @click.option("--verbose", "-v", is_flag=True, help="Log progress.")
 @handle_errors
 def report_cmd(eval_file, bench_dir, sources, out, verbose):
-    """Merge adcert-eval's per-sample report with verifier results; exit 3 on contradictions."""
+    """Merge adcert-eval's per-sample report with verifier results; exit 3 on contradictions, 4 on rejected sat answers."""
     from adcert_plugin.errors import SoundnessError
 
     from .results import report_benchmark
@@ -170,3 +208,10 @@ def report_cmd(eval_file, bench_dir, sources, out, verbose):
     if check.contradictions:
         shown = "; ".join(check.contradictions[:10])
         raise SoundnessError(f"{len(check.contradictions)} contradictions: {shown}")
+    if check.rejected:  # a verifier's sat that does not hold is a wrong answer, not a warning
+        from adcert_plugin.errors import InstanceError
+
+        shown = "; ".join(check.rejected[:5]) + (f"; and {len(check.rejected) - 5} more" if len(check.rejected) > 5
+                                                 else "")
+        raise InstanceError(f"{len(check.rejected)} sat answers in the results were rejected (counted as errors, "
+                            f"not as falsified): {shown}")

@@ -100,6 +100,12 @@ Example:
 """
 
 
+# The protocol of the certified-training papers (CTBench, CTRAIN, AD-CERT's code): the cheap bounds
+# combined per margin, a strong attack, then alpha-beta-CROWN with a long limit.
+PROTOCOLS = {"papers": {"methods": ("IBP", "CROWN"), "pgd_steps": 100, "pgd_restarts": 30, "complete": "abcrown",
+                        "complete_timeout": 1000.0, "abcrown_mode": "csv"}}
+
+
 @click.command("adcert-eval", cls=OneLineCommand, epilog=EVAL_EXAMPLE,
                context_settings={"show_default": True, "max_content_width": 100})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
@@ -129,13 +135,17 @@ Example:
               help="Send the samples the bounds leave undecided to a complete verifier: neuralsat (the "
                    "default when no name is given), abcrown, marabou (unsound on padded CNNs).")
 @click.option("--complete-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              help="Seconds per sample for --complete; a timeout counts as not certified.")
+              help="Seconds per sample for --complete; a timeout counts as not certified. A verifier still "
+                   "running 5 s later is killed (started afresh, not forked: plus its imports).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1,
               help="Samples verified in parallel (--complete): above 1, each sample is a task on a local Ray instance "
                    "of N CPUs (or on --ray-address's cluster, N at a time).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
               help="Verify on this Ray cluster (auto, HOST:PORT or ray://HOST:PORT), --jobs samples at a time "
                    "[env: RAY_ADDRESS]; --out-dir must be on storage every node sees.")
+@click.option("--complete-chunk", type=click.IntRange(min=1), default=None,
+              help="Samples per verifier call, answers saved after each [default: max(8, 4 x jobs)]; abCROWN's csv "
+                   "mode pays its start-up once per call, so larger chunks are faster there (without Ray).")
 @click.option("--shard", default=None, metavar="K/N",
               help="Verify only the undecided samples at positions = K mod N (K from 0), into "
                    "<out-dir>/shard-K-of-N; combine the N shards with adcert-eval-merge.")
@@ -143,21 +153,32 @@ Example:
 @click.option("--neuralsat-python", type=click.Path(path_type=Path), envvar="ADCERT_NEURALSAT_PYTHON", default=None,
               help="Interpreter of NeuralSAT's venv [env: ADCERT_NEURALSAT_PYTHON; default: .venv-neuralsat].")
 @click.option("--abcrown", type=click.Path(path_type=Path), envvar="ADCERT_ABCROWN", default=None,
-              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN].")
+              help="alpha-beta-CROWN checkout [env: ADCERT_ABCROWN; default: the one `make abcrown` made].")
 @click.option("--abcrown-python", type=click.Path(path_type=Path), envvar="ADCERT_ABCROWN_PYTHON", default=None,
-              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON].")
+              help="Interpreter of abCROWN's own environment [env: ADCERT_ABCROWN_PYTHON; default: .venv-abcrown].")
 @click.option("--abcrown-mode", type=click.Choice(["single", "csv"]), default="single",
-              help="abCROWN: one process per sample, or one for all (csv: no counterexamples, so sat is not counted).")
+              help="abCROWN: one process per sample (single), or one per chunk of samples (csv: start-up paid once).")
+@click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default=None,
+              help="The papers' certification protocol: IBP and CROWN (the better bound on each margin), PGD 100 "
+                   "steps x 30 restarts, then alpha-beta-CROWN with 1000 s per sample (csv mode); options given "
+                   "explicitly win.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @handle_errors
 def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
              pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, complete, complete_timeout, jobs,
-             ray_address, shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
+             ray_address, complete_chunk, shard, complete_device, neuralsat_python, abcrown, abcrown_python,
+             abcrown_mode, protocol, as_json):
     """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier; writes samples.jsonl, summary.json."""
     from ..attacks import AttackConfig
     from ..evaluation import CompleteConfig, evaluate, parse_shard
     from ..parallel import session
 
+    if protocol:
+        preset = _protocol(protocol)
+        methods, pgd_steps, pgd_restarts = preset.get("methods", methods), preset.get("pgd_steps", pgd_steps), \
+            preset.get("pgd_restarts", pgd_restarts)
+        complete, complete_timeout = preset.get("complete", complete), preset.get("complete_timeout", complete_timeout)
+        abcrown_mode = preset.get("abcrown_mode", abcrown_mode)
     _setup_logging(False)
     on_interrupt(lambda: "Samples already evaluated are kept; to continue: "
                  + rerun_command("adcert-eval", command_args(), add=["--resume"], drop=["--overwrite"]))
@@ -166,7 +187,7 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
     if complete is not None:
         options = {"device": complete_device, "neuralsat_python": neuralsat_python, "abcrown": abcrown,
                    "abcrown_python": abcrown_python, "abcrown_mode": abcrown_mode}
-        stage = CompleteConfig(verifier=complete, timeout=complete_timeout, jobs=jobs,
+        stage = CompleteConfig(verifier=complete, timeout=complete_timeout, jobs=jobs, chunk=complete_chunk,
                                shard=parse_shard(shard) if shard else None,
                                options={k: str(v) for k, v in options.items() if v is not None})
     elif shard or jobs != 1:
@@ -178,6 +199,14 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
         _report(lambda: evaluate(checkpoint, dataset=dataset, data_dir=data_dir, eps=eps, methods=methods, start=start,
                                  end=end, n=n, seed=seed, attack=attack, batch_size=batch_size, out_dir=out_dir,
                                  resume=resume, overwrite=overwrite, arch=arch, device=device, complete=stage), as_json)
+
+
+def _protocol(name: str) -> dict:
+    """The preset's values for the options the user left at their defaults (explicit options win)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {k: v for k, v in PROTOCOLS[name].items() if ctx.get_parameter_source(k) != ParameterSource.COMMANDLINE}
 
 
 def _report(run, as_json: bool) -> None:

@@ -8,14 +8,18 @@ samples without an answer for that key (or whose answer was ``error``: those are
 killed run continues where it stopped. At the end
 every row of ``samples.jsonl`` gets a ``complete`` field::
 
-    {"verifier": "neuralsat", "timeout": 30.0, "result": "unsat", "seconds": 6.2, "note": "", "cex_margin": null}
+    {"verifier": "neuralsat", "timeout": 30.0, "result": "unsat", "seconds": 6.2, "note": "", "cex_margin": null,
+     "falsified": false}
 
 (``null`` for a sample the cascade decided, or one another shard owns). Certified (complete)
 = certified by a bound + ``unsat``; ``timeout``/``error``/``unknown`` count as not certified.
 
 A ``sat`` counts as a falsification only if its counterexample re-checks here, on the PyTorch
 model: inside the eps box (1e-4 slack in normalised space, then clamped into it) with a
-margin ≤ 1e-4 (the VNN-COMP tolerance). Otherwise it becomes ``error``. A ``sat`` on a
+margin ≤ 1e-4 (the VNN-COMP tolerance). Otherwise it becomes ``error``. Any other answer may carry
+a point the verifier side found (say the verify-time attack that rejected an ``unsat``): re-checked
+the same way, it marks the sample ``falsified`` (not robust: "robust at most" drops) while the answer
+itself stays what it was. A ``sat`` on a
 bound-certified sample, or an ``unsat`` on one the attack broke, is a contradiction, and so is an
 answer the verifier side flags (an ``unsat`` while a verify-time attack holds a counterexample):
 it is recorded in the row's ``soundness_errors`` and ``evaluate`` raises ``SoundnessError``.
@@ -202,12 +206,18 @@ def _checked(answers: Sequence[CompleteAnswer], request: CompleteRequest) -> dic
         result, note, margin = str(answer.result), answer.note or "", None
         if result not in ANSWERS:
             result, note = "error", f"unknown answer {answer.result!r}; {note}".rstrip("; ")
+        falsified = False
         if result == "sat":
             valid, margin, why = recheck_counterexample(request, wanted[index], answer.counterexample)
+            falsified = valid
             if not valid:
                 result, note = "error", f"sat rejected: {why}" + (f"; {note}" if note else "")
+        elif answer.counterexample is not None:  # a point the verifier side found (its verify-time attack)
+            falsified, margin, _ = recheck_counterexample(request, wanted[index], answer.counterexample)
+            margin = margin if falsified else None
         seconds = float(answer.seconds) if math.isfinite(float(answer.seconds)) else 0.0  # NaN: not measured
-        out[index] = {"result": result, "seconds": seconds, "note": note, "cex_margin": margin}
+        out[index] = {"result": result, "seconds": seconds, "note": note, "cex_margin": margin,
+                      "falsified": falsified}
         if answer.contradiction:
             out[index]["contradiction"] = str(answer.contradiction)
     for index in wanted:
@@ -244,7 +254,8 @@ def attach_answers(rows: list[dict], answers: Mapping[int, dict], cfg: CompleteC
         answer = answers.get(row["index"])
         row["complete"] = None if answer is None else {
             "verifier": cfg.verifier, "timeout": cfg.timeout, "result": answer["result"],
-            "seconds": answer["seconds"], "note": answer.get("note", ""), "cex_margin": answer.get("cex_margin")}
+            "seconds": answer["seconds"], "note": answer.get("note", ""), "cex_margin": answer.get("cex_margin"),
+            "falsified": bool(answer.get("falsified", answer["result"] == "sat"))}
         problem = contradiction(row) or (answer or {}).get("contradiction", "")
         if problem:
             row["soundness_errors"].append({"kind": CONTRADICTION, "method": cfg.verifier, "detail": problem})

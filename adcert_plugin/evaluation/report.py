@@ -154,7 +154,8 @@ def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int)
     ``certified`` = certified by a bound + ``unsat``, over all n samples; timeouts, errors and
     unknowns count as not certified; ``set_aside`` counts the unknowns that were an ``unsat`` facing
     a counterexample within VNN-COMP's 1e-4 tolerance (vnncomp.results.evidence). ``upper_acc`` = (PGD-robust − falsified) / n: no more
-    samples than that can be robust. ``pending``: undecided samples without an answer here
+    samples than that can be robust; falsified = ``sat`` answers plus answers carrying a re-checked
+    counterexample (``falsified`` in the answer: a verify-time attack's point behind a rejected ``unsat``). ``pending``: undecided samples without an answer here
     (another shard's, or not yet sent). ``seconds`` sums the verifier's per-sample times.
     """
     n = len(rows)
@@ -164,11 +165,13 @@ def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int)
     robust = sum(r["pgd_robust"] for r in rows)
     seconds = sum(a["seconds"] for a in answered)
     certified = bound_certified + counts["unsat"]
+    # a sat, or any answer with a re-checked counterexample (a verify-time attack's): not robust
+    falsified = sum(bool(a.get("falsified", a["result"] == "sat")) for a in answered)
     set_aside = sum(a["result"] == "unknown" and (a.get("note") or "").startswith(SET_ASIDE) for a in answered)
     return {**{k: config[k] for k in ("verifier", "timeout", "jobs", "shard") if k in config},
             "undecided": undecided, "answered": len(answered), "pending": undecided - len(answered),
             "counts": counts, "certified": certified, "certified_acc": certified / n if n else 0.0,
-            "falsified": counts["sat"], "upper_acc": (robust - counts["sat"]) / n if n else 0.0,
+            "falsified": falsified, "upper_acc": (robust - falsified) / n if n else 0.0,
             "not_certified": {w: counts[w] for w in ("timeout", "error", "unknown")}, "set_aside": set_aside,
             "seconds": seconds, "seconds_per_sample": seconds / len(answered) if answered else 0.0,
             "wall_seconds": config.get("wall_seconds")}
@@ -200,7 +203,7 @@ def format_table(summary: dict) -> str:
 
 def _complete_lines(c: dict) -> list[str]:
     lines = [f"{'certified (complete)':<22}{100 * c['certified_acc']:>9.2f}%{c['certified']:>8}{c['answered']:>9}"
-             f"{c['seconds']:>10.2f}{c['seconds_per_sample']:>11.5f}"]
+             f"{c['seconds']:>10.2f}{c['seconds_per_sample']:>11.5f}  (timeout {c.get('timeout', float('nan')):g} s)"]
     counts = ", ".join(f"{w} {k}" for w, k in c["counts"].items() if k) or "no answers"
     lines.append(f"  {c['verifier']} (timeout {c['timeout']:g} s) on {c['answered']} undecided samples: {counts}; "
                  f"timeouts count as not certified; robust at most {100 * c['upper_acc']:.2f}%")

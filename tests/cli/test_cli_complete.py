@@ -94,3 +94,18 @@ def test_eval_complete_bad_inputs_are_one_line(setup, fake, tmp_path, args, mess
 def test_merge_bad_folder_is_one_line(tmp_path):
     result = CliRunner().invoke(merge_cmd, [str(tmp_path)])
     assert result.exit_code == 2 and "ConfigError: no shard-K-of-N folders" in result.output
+
+
+def test_the_papers_protocol_sets_attack_and_verifier_and_explicit_options_win(setup, fake, tmp_path):
+    result = _eval(setup, tmp_path / "e", "--protocol", "papers", "--complete", "fake", "--complete-timeout", "7",
+                   "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["attack"]["steps"], summary["attack"]["restarts"]) == (100, 30)
+    assert summary["complete"]["verifier"] == "fake" and summary["complete"]["timeout"] == 7.0  # given: kept
+    assert list(summary["certified_acc"]) == ["IBP"]  # --methods IBP given: kept
+    certified = next(line for line in result.stderr.splitlines() if line.startswith("certified (complete)"))
+    assert certified.endswith("(timeout 7 s)")  # the limit beside the number it qualifies
+    from adcert_plugin.cli.commands import PROTOCOLS
+
+    assert PROTOCOLS["papers"]["complete_timeout"] == 1000.0 and PROTOCOLS["papers"]["complete"] == "abcrown"

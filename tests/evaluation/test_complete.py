@@ -150,6 +150,31 @@ def test_a_contradiction_the_verifier_side_flags_fails_after_the_report(setup, t
     assert kinds == {C.CONTRADICTION}
 
 
+def test_a_counterexample_found_at_verify_time_lowers_robust_at_most(setup, tolerant, tmp_path):
+    class Rejecting(Fake):  # an unsat the verifier side rejected, with the point that rejected it
+        def verify(self, request):
+            answers = []
+            for position, i in enumerate(request.indices):
+                box = InputBox.from_pixels(request.x[position:position + 1], request.eps, request.mean, request.std)
+                answers.append(CompleteAnswer(i, "error", 1.0, box.x_norm.flatten().numpy(),
+                                              note="rejected unsat: counterexample in hand",
+                                              contradiction="fake says unsat, counterexample in hand"))
+            return answers
+
+    register_verifier("fake", lambda: Rejecting([]), replace=True)
+    try:
+        with pytest.raises(SoundnessError) as info:
+            _run(setup, tmp_path / "e")
+    finally:
+        unregister_verifier("fake")
+    report = info.value.report
+    c, robust = report.complete, report.summary["counts"]["pgd_robust"]
+    assert c["answered"] > 0 and c["counts"]["sat"] == 0
+    assert c["falsified"] == c["answered"] and c["upper_acc"] == (robust - c["answered"]) / report.n
+    rows = [r for r in read_samples(tmp_path / "e" / "samples.jsonl") if r["complete"]]
+    assert all(r["complete"]["falsified"] and r["complete"]["result"] == "error" for r in rows)
+
+
 def test_an_unsat_set_aside_within_the_tolerance_is_counted_not_certified_and_no_error(setup, tmp_path):
     class SettingAside(Fake):
         def verify(self, request):

@@ -119,3 +119,47 @@ def write_abcrown_configs(bench_dir: str | Path, timeout: float, root_path: str 
     written.append(script)
     logger.info("wrote abCROWN configs to %s", bench_dir)
     return written
+
+
+NATIVE_LOADER = Path(__file__).resolve().with_name("abcrown_native.py")
+NATIVE_INDICES = "abcrown_native_indices.txt"
+
+
+def native_config(root_path: str | Path, device: str, batch_size: int, timeout: float, checkpoint: str | Path,
+                  data_dir: str | Path, eps: float, num_classes: int) -> dict:
+    """abCROWN's YAML that loads the checkpoint and the test split itself (``abcrown_native.py``).
+
+    The samples are the benchmark's (``abcrown_native_indices.txt``, test-set indices); drop
+    ``data.data_idx_file`` to run every test image, as CTBench does.
+    """
+    root = Path(root_path).resolve()
+    short = "gpu" if device == "cuda" else "cpu"
+    base = abcrown_config(root, device, batch_size, timeout)
+    general = {k: v for k, v in base["general"].items() if k != "csv_name"}
+    general["results_file"] = str(root / RESULTS_DIR / f"native_{short}.pkl")
+    loader, ckpt = str(NATIVE_LOADER), str(Path(checkpoint).resolve())
+    return {**base, "general": general,
+            "model": {"name": f'Customized("{loader}", "model", checkpoint="{ckpt}")'},
+            "data": {"dataset": f'Customized("{loader}", "data", checkpoint="{ckpt}", '
+                                f'data_dir="{Path(data_dir).resolve()}", eps={float(eps)!r})',
+                     "data_idx_file": str(root / NATIVE_INDICES), "num_outputs": int(num_classes),
+                     "mean": 0.0, "std": 1.0},  # the loader normalises; abCROWN must not again
+            "specification": {"norm": float("inf"), "epsilon": float(eps)}}
+
+
+def write_native_configs(bench_dir: str | Path, indices, timeout: float, checkpoint: str | Path,
+                         data_dir: str | Path, eps: float, num_classes: int) -> list[Path]:
+    """``abcrown_native_{gpu,cpu}.yaml`` and the index list beside them (``adcert-export --abcrown-native``)."""
+    bench_dir = Path(bench_dir)
+    (bench_dir / NATIVE_INDICES).write_text("".join(f"{int(i)}\n" for i in indices))
+    written = [bench_dir / NATIVE_INDICES]
+    for short, (device, batch) in DEVICES.items():
+        path = bench_dir / f"abcrown_native_{short}.yaml"
+        header = (f"# alpha-beta-CROWN loads adcert's network and test split itself ({short}); from complete_verifier/:\n"
+                  f"#   python abcrown.py --config {path.resolve()}\n"
+                  "# the samples: data.data_idx_file (the benchmark's); remove it to run the whole test set\n")
+        config = native_config(bench_dir, device, batch, timeout, checkpoint, data_dir, eps, num_classes)
+        path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+        written.append(path)
+    (bench_dir / RESULTS_DIR).mkdir(parents=True, exist_ok=True)
+    return written

@@ -40,7 +40,7 @@ from .readers import VerifierResult, reject
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Checked", "Coverage", "check_answers", "claimed_word"]
+__all__ = ["Checked", "Coverage", "check_answers", "claimed_word", "counterexample_in_hand"]
 
 _REJECTED = re.compile(r"^(?:rejected|set aside) (sat|unsat):")
 _DECIDED = ("sat", "unsat")
@@ -285,3 +285,19 @@ def check_answers(bench_dir, results: Sequence[VerifierResult]) -> Checked:
     if identity["network_sha256"] is None and len(set(digests.values())) == 1:
         identity["network_sha256"] = next(iter(digests.values()))
     return Checked(out, problems, coverage, identity)
+
+
+def counterexample_in_hand(bench_dir, instance: str):
+    """The point of ``instance``'s evidence that re-checks as a counterexample (margin ≤ 0 in the box), or None.
+
+    What rejected an ``unsat`` (the export attack, a verify-time attack, another verifier's point),
+    normalised and flat as in VNN-LIB, for a caller that counts the sample as falsified.
+    """
+    bench_dir = Path(bench_dir).resolve()
+    inst = {i.name: i for i in read_instances(bench_dir)}.get(instance)
+    if inst is None:
+        return None
+    found = _Instance(bench_dir, inst, sha256_file(inst.onnx)).counterexample()
+    if found is None or found["box_margin"] > 0:
+        return None
+    return load_point(bench_dir, found["point"])

@@ -9,7 +9,7 @@ Result words follow VNN-COMP: ``unsat`` (robust), ``sat`` (counterexample), ``ti
 * NeuralSAT ``--result_file``: line 1 is ``<status>`` or ``<status>,<seconds>`` (with
   ``--export_runtime``); with ``--export_cex`` the same ``((X_i v) ... (Y_j v))`` block.
 * abCROWN csv mode: a pickle ``{'summary': {status: [rows]}, 'results': [[status, s], ...],
-  'bab_ret': [...]}``, read with a restricted unpickler.
+  'bab_ret': [...]}``, read with a restricted unpickler (torch tensors in it become inert placeholders).
 """
 
 from __future__ import annotations
@@ -152,24 +152,61 @@ _SAFE_GLOBALS = {
 }
 
 
+# abCROWN puts torch tensors into the pickle (``bab_ret``: the bound and the node count of each
+# instance that went to branch and bound). Those are never read here, and building a tensor would run
+# torch's code on the file's bytes (``_load_from_bytes`` is a ``torch.load``), so the functions that
+# rebuild a tensor, and only those, are replaced by one that builds an inert placeholder: no torch
+# import, no code of the file's choosing. Any other name is refused as before.
+_TENSOR_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor_v3"), ("torch._utils", "_rebuild_tensor"),
+    ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_device_tensor_from_numpy"),
+    ("torch._tensor", "_rebuild_from_type_v2"), ("torch._tensor", "_rebuild_from_type"),
+    ("torch.storage", "_load_from_bytes"), ("torch", "Tensor"), ("torch.nn.parameter", "Parameter"),
+    ("torch", "Size"), ("torch", "device"),
+} | {("torch", dtype) for dtype in ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
+                                   "uint8", "bool")}
+
+
+class OpaqueTensor:
+    """What a torch tensor in an abCROWN pickle reads as: nothing of it is built (see above)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __repr__(self) -> str:
+        return "OpaqueTensor()"
+
+
+def _opaque(*args, **kwargs) -> OpaqueTensor:
+    return OpaqueTensor()
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds only builtin containers/numbers/strings and numpy arrays/scalars."""
+    """Builds only builtin containers/numbers/strings and numpy arrays/scalars; tensors as placeholders."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
+        if (module, name) in _TENSOR_GLOBALS:
+            return _opaque
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
 def load_pickle_restricted(data: bytes, source: str = "pickle"):
     """Unpickle ``data`` allowing only plain containers, numbers, strings and numpy arrays.
 
+    torch tensors (abCROWN's ``bab_ret``) are read as :class:`OpaqueTensor` placeholders, never built.
+
     Raises:
         VerifierError: The pickle names any other class, or is corrupt.
     """
     try:
         return _RestrictedUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, ImportError) as err:
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, ImportError, IndexError,
+            KeyError) as err:
         raise VerifierError(f"{source}: not a plain abCROWN results pickle ({err})") from err
 
 

@@ -45,6 +45,8 @@ class CrossCheck:
         answers: Decided verifier answers (sat/unsat) on the benchmark's instances.
         answers_in_eval: Of them, those on samples the eval report holds (cross-checked against its rows).
         coverage: How many answers the benchmark's own evidence cross-checked (:class:`Coverage`).
+        rejected: ``instance/verifier: why`` for each ``sat`` read from the results whose counterexample
+            did not hold (or was missing where the format carries one): counted as errors; the CLI fails.
     """
 
     rows: list[dict]
@@ -56,6 +58,7 @@ class CrossCheck:
     answers: int = 0
     answers_in_eval: int = 0
     coverage: Coverage = Coverage()
+    rejected: tuple[str, ...] = ()
 
     @property
     def certified_accuracy(self) -> float:
@@ -178,12 +181,20 @@ def read_eval_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def _load_source(source: Path, instances: dict, metadata: dict, identity: dict) -> list:
-    """Read one ``--results`` source (format detected) and re-check the counterexamples it carries."""
+def _load_source(source: Path, instances: dict, metadata: dict, identity: dict) -> tuple[list, list[str]]:
+    """Read one ``--results`` source (format detected), re-check the counterexamples it carries;
+    (the results, the ``sat`` answers that were rejected)."""
     results, kind = read_source(source, instances, metadata)
     if kind == "table":
         _check_table_identity(source, identity)
-    return validate_counterexamples(results, instances, require=needs_counterexample(kind))
+    checked = validate_counterexamples(results, instances, require=needs_counterexample(kind))
+    return checked, _rejected_sats(results, checked)
+
+
+def _rejected_sats(before: Sequence[VerifierResult], after: Sequence[VerifierResult]) -> list[str]:
+    """The ``sat`` answers that validation turned into errors: ``instance/verifier: why``."""
+    return [f"{b.instance}/{b.verifier}: {a.note}" for b, a in zip(before, after)
+            if b.result == "sat" and a.result == "error"]
 
 
 def _same_eps(a, b) -> bool:
@@ -259,7 +270,10 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
     if not paths:
         raise ConfigError(f"no verifier results under {bench_dir / 'results'}; run adcert-verify first "
                           "or pass --results")
-    results = [r for path in paths for r in _load_source(path, instances, metadata, identity)]
+    results, rejected = [], []
+    for path in paths:
+        loaded, refused = _load_source(path, instances, metadata, identity)
+        results, rejected = results + loaded, rejected + refused
     checked = check_answers(bench_dir, results)
     labels = {e["instance"]: int(e["label"]) for e in metadata.get("instances", [])}
     try:
@@ -269,7 +283,7 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
         checked.raise_if_contradicted()
         raise
     merged = replace(merged, contradictions=checked.contradictions + merged.contradictions,
-                     coverage=checked.coverage)
+                     coverage=checked.coverage, rejected=tuple(rejected))
     if merged.contradictions and raise_on_contradiction:
         shown = "; ".join(merged.contradictions[:10])
         raise SoundnessError(f"{len(merged.contradictions)} contradictions: {shown}")

@@ -2,13 +2,17 @@
 
 abCROWN is not on the registry and wants upstream auto_LiRPA, so it never runs under adcert's
 interpreter: the checkout comes from ``--abcrown`` / ``ADCERT_ABCROWN`` and the interpreter
-from ``--abcrown-python`` / ``ADCERT_ABCROWN_PYTHON``. Two modes:
+from ``--abcrown-python`` / ``ADCERT_ABCROWN_PYTHON``, by default from ``.venv-abcrown``
+(``make abcrown``). Two modes:
 
 * ``single``: one ``abcrown.py`` process per instance (VNN-COMP single_vnnlib mode), results
   file with ``sat`` + counterexample, ``unsat`` or ``timeout``; each a fork of one process that
   imported abCROWN already (``warm.py``), so its start-up is paid once;
-* ``csv``: one process over a csv of the instances to run (start-up paid once); its answers are
-  read from abCROWN's results pickle, which carries no counterexamples.
+* ``csv``: one process over a csv of the instances to run (start-up paid once), with the timeout
+  adcert records (``--override_timeout``: the YAML's ``bab.timeout`` does not apply); its answers
+  are read from abCROWN's results pickle (torch tensors in it are never built), and each ``sat``
+  gets the counterexample abCROWN saved for its row (``abcrown_hooks.py``), or is confirmed by a
+  single-mode run of that instance when there is none.
 
 Every process runs with its cwd in ``results/abcrown/``, and the counterexample file
 (``attack.cex_path``, default ``./test_cex.txt``) is put there too. abCROWN also caches each
@@ -17,9 +21,9 @@ parsed property as ``<vnnlib>.compiled`` beside the vnnlib file; that one cannot
 
 from __future__ import annotations
 
+import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -28,44 +32,57 @@ from adcert_plugin.errors import VerifierError
 from ..export.abcrown import single_instance_args
 from ..export.instances import Instance
 from ..results import VerifierResult, read_abcrown_pickle, write_result_file
-from .common import (STARTUP_GRACE, Command, RunPlan, log_tail, plan, python_env, record, reused, run_benchmark,
+from ..results.readers import parse_result_text
+from .common import (PROJECT_ROOT, STARTUP_GRACE, Command, RunPlan, announce, in_parallel, log_tail, plan, python_env,
+                     record, reused, run_benchmark,
                      run_process, share_cores)
 
 ENV_CHECKOUT = "ADCERT_ABCROWN"
 ENV_PYTHON = "ADCERT_ABCROWN_PYTHON"
 MODES = ("single", "csv")
 DEVICES = ("cpu", "gpu")
+logger = logging.getLogger(__name__)
+HOOKS = Path(__file__).with_name("abcrown_hooks.py")  # runs inside abCROWN: csv mode's counterexamples
+DEFAULT_VENV = PROJECT_ROOT / ".venv-abcrown"  # what `make abcrown` builds
+DEFAULT_CHECKOUT = DEFAULT_VENV / "src" / "alpha-beta-CROWN"
+DEFAULT_PYTHON = DEFAULT_VENV / "bin" / "python"
 _CSV_OVERHEAD = 10.0  # seconds per instance for loading the model and the property in csv mode
 
 
 def find_abcrown(abcrown_path=None) -> Path:
-    """The ``complete_verifier`` folder of an alpha-beta-CROWN checkout (default: ``$ADCERT_ABCROWN``).
+    """The ``complete_verifier`` folder of an alpha-beta-CROWN checkout.
 
-    Accepts the checkout root, its ``complete_verifier`` folder, or ``abcrown.py`` itself.
+    In this order: ``abcrown_path``, ``$ADCERT_ABCROWN``, the checkout ``make abcrown`` made
+    (``.venv-abcrown/src/alpha-beta-CROWN``). Accepts the checkout root, its ``complete_verifier``
+    folder, or ``abcrown.py`` itself.
 
     Raises:
         VerifierError: No ``complete_verifier/abcrown.py`` there.
     """
     named = abcrown_path or os.environ.get(ENV_CHECKOUT)
-    path = Path(named).expanduser().resolve() if named else None
-    for candidate in ((path / "complete_verifier", path, path.parent) if path else ()):
+    path = Path(named).expanduser().resolve() if named else DEFAULT_CHECKOUT
+    for candidate in (path / "complete_verifier", path, path.parent):
         if (candidate / "abcrown.py").is_file():
             return candidate
-    where = f"no complete_verifier/abcrown.py under {named}" if named else "no alpha-beta-CROWN checkout given"
-    raise VerifierError(f"{where}; git clone https://github.com/Verified-Intelligence/alpha-beta-CROWN and pass "
+    where = f"no complete_verifier/abcrown.py under {named}" if named else "alpha-beta-CROWN is not installed"
+    raise VerifierError(f"{where}; run `make abcrown` (it builds {DEFAULT_VENV.name} in the checkout), or pass "
                         f"--abcrown /path/to/alpha-beta-CROWN (or set {ENV_CHECKOUT})")
 
 
 def find_abcrown_python(python=None) -> str:
-    """The interpreter of abCROWN's own environment (default: ``$ADCERT_ABCROWN_PYTHON``).
+    """The interpreter of abCROWN's own environment.
+
+    In this order: ``python``, ``$ADCERT_ABCROWN_PYTHON``, ``.venv-abcrown/bin/python`` (``make abcrown``).
 
     Raises:
-        VerifierError: None given, or it does not exist.
+        VerifierError: None found, or the one named does not exist.
     """
     named = python or os.environ.get(ENV_PYTHON)
     if not named:
-        raise VerifierError(f"alpha-beta-CROWN needs the interpreter of its own environment: pass "
-                            f"--abcrown-python /path/to/its/venv/bin/python (or set {ENV_PYTHON}); see the README")
+        if DEFAULT_PYTHON.exists():
+            return str(DEFAULT_PYTHON)
+        raise VerifierError(f"alpha-beta-CROWN needs the interpreter of its own environment: run `make abcrown`, "
+                            f"or pass --abcrown-python /path/to/its/venv/bin/python (or set {ENV_PYTHON})")
     if not Path(named).expanduser().exists():
         raise VerifierError(f"abCROWN interpreter {named} does not exist; pass --abcrown-python (or set {ENV_PYTHON})")
     return str(Path(named).expanduser())
@@ -103,23 +120,42 @@ class ABCrownRunner:
         return Command([self.python, str(self.workdir / "abcrown.py"), *args, "--cex_path", str(cex)],
                        _env(results_file.parent))
 
-    def csv_command(self, csv_path: Path, pickle_path: Path) -> Command:
+    def csv_command(self, csv_path: Path, pickle_path: Path, seconds: float) -> Command:
+        """One process over ``csv_path``, every instance with ``seconds`` (the YAML's ``bab.timeout``
+        overridden) and each counterexample kept as ``<csv>.cex.txt.<row>`` (abcrown_hooks.py)."""
         cex = csv_path.with_suffix(".cex.txt")
+        saver = f'Customized("{HOOKS}", "save_numbered")'
         return Command([self.python, str(self.workdir / "abcrown.py"), "--config", str(self.config),
-                        "--csv_name", str(csv_path), "--results_file", str(pickle_path), "--cex_path", str(cex)],
+                        "--csv_name", str(csv_path), "--results_file", str(pickle_path), "--cex_path", str(cex),
+                        "--override_timeout", f"{seconds:g}", "--save_adv_example", "--adv_saver", saver],
                        _env(csv_path.parent))
 
 
+def _csv_answer(row: VerifierResult, instance: Instance, cex_file: Path) -> VerifierResult:
+    """A pickle row as an answer; a ``sat`` with the counterexample abCROWN saved for that row."""
+    note = f"{row.note}; csv mode"
+    if row.result != "sat":
+        return VerifierResult(instance.name, row.verifier, row.result, row.seconds, note=note)
+    try:
+        found = parse_result_text("sat\n" + cex_file.read_text(), instance.name, row.verifier, row.seconds)
+    except (OSError, VerifierError):
+        return VerifierResult(instance.name, row.verifier, "sat", row.seconds, note=f"{note} (no counterexample)")
+    return replace(found, note=note)
+
+
 def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], tag: str) -> list[VerifierResult]:
-    """One abCROWN process over ``chunk``; answers from its pickle, one results file per instance."""
+    """One abCROWN process over ``chunk`` (one timeout); answers from its pickle, one results file per instance."""
     csv_path = run.results_dir / f"csv-{tag}.csv"
     pickle_path = run.results_dir / f"csv-{tag}.pkl"
     log_file = run.results_dir / f"csv-{tag}.log"
-    pickle_path.unlink(missing_ok=True)
+    cex = csv_path.with_suffix(".cex.txt")
+    for old in (pickle_path, *run.results_dir.glob(f"{cex.name}.*")):
+        old.unlink(missing_ok=True)
+    seconds = run.seconds[chunk[0].name]
     # absolute paths: abCROWN joins them with root_path, which leaves an absolute path as it is
-    csv_path.write_text("".join(f"{i.onnx},{i.vnnlib},{run.seconds[i.name]:g}\n" for i in chunk))
-    limit = sum(run.seconds[i.name] + _CSV_OVERHEAD for i in chunk) + STARTUP_GRACE[runner.name]
-    command = share_cores(runner.csv_command(csv_path, pickle_path), run.jobs)
+    csv_path.write_text("".join(f"{i.onnx},{i.vnnlib},{seconds:g}\n" for i in chunk))
+    limit = len(chunk) * (seconds + _CSV_OVERHEAD) + STARTUP_GRACE[runner.name]
+    command = share_cores(runner.csv_command(csv_path, pickle_path, seconds), run.jobs)
     status, wall = run_process(command, log_file, limit, runner.name, run.results_dir)
     names = [i.name for i in chunk]
     answered = read_abcrown_pickle(pickle_path, names) if pickle_path.is_file() else []
@@ -134,25 +170,52 @@ def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], t
     results = []
     for k, instance in enumerate(chunk):
         if k < len(answered):
-            r = answered[k]
-            result = VerifierResult(r.instance, r.verifier, r.result, r.seconds,
-                                    note=f"{r.note}; csv mode (no counterexample)")
+            result = _csv_answer(answered[k], instance, cex.with_name(f"{cex.name}.{k}"))
         else:
             result = VerifierResult(instance.name, runner.name, missing.result, missing.seconds, note=missing.note)
         write_result_file(run.results_dir / f"{instance.name}.txt", result)
         record(run, instance, result)
         results.append(result)
+    results = _confirm_sat(runner, run, results, chunk)
+    for result in results:
+        announce(run, result)
     return results
 
 
+def _confirm_sat(runner: ABCrownRunner, run: RunPlan, results: list[VerifierResult],
+                 chunk: list[Instance]) -> list[VerifierResult]:
+    """A ``sat`` that came without its counterexample is run again alone (single mode), which writes one."""
+    again = [i for i, r in zip(chunk, results) if r.result == "sat" and r.counterexample is None]
+    if not again:
+        return results
+    logger.info("abCROWN csv: %d sat answers without a counterexample; confirming each alone", len(again))
+    alone = replace(run, instances=again, force=True, jobs=1, progress=None)
+    confirmed = {r.instance: r for r in run_benchmark(runner, alone)}
+    out = []
+    for r in results:
+        c = confirmed.get(r.instance)
+        if c is not None and c.result != "sat":  # the single run disagrees: the csv's sat has no proof
+            c = replace(c, result="error" if c.result == "unsat" else c.result,
+                        note=f"csv mode said sat, single mode {c.result}; {c.note}")
+            write_result_file(run.results_dir / f"{r.instance}.txt", c)
+        out.append(replace(c, note=f"{c.note}; confirmed alone") if c is not None else r)
+    return out
+
+
 def run_csv(runner: ABCrownRunner, run: RunPlan) -> list[VerifierResult]:
-    """csv mode: the instances without a reusable answer, in ``run.jobs`` abCROWN processes."""
+    """csv mode: the instances without a reusable answer, in ``run.jobs`` abCROWN processes per timeout."""
     earlier = {i.name: reused(run, i, runner.name) for i in run.instances}
     pending = [i for i in run.instances if earlier[i.name] is None]
-    chunks = [pending[k::run.jobs] for k in range(min(run.jobs, len(pending)))]
-    with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
-        done = pool.map(lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])), enumerate(chunks))
-        fresh = {r.instance: r for results in done for r in results}
+    for result in earlier.values():
+        if result is not None:
+            announce(run, result)
+    chunks = []
+    for seconds in sorted({run.seconds[i.name] for i in pending}):
+        same = [i for i in pending if run.seconds[i.name] == seconds]
+        chunks += [same[k::run.jobs] for k in range(min(run.jobs, len(same)))]
+    done = in_parallel(lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])), list(enumerate(chunks)),
+                       max(1, min(run.jobs, len(chunks))), runner.name)
+    fresh = {r.instance: r for results in done for r in results}
     return [earlier[i.name] or fresh[i.name] for i in run.instances]
 
 

@@ -21,22 +21,27 @@ import logging
 import math
 import os
 import signal
+import threading
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from adcert_plugin.errors import VerifierError
 
 from ..export.instances import Instance, read_instances
 from ..results import VerifierResult, read_result_file, write_result_file
-from .process import Command, run_process
+from .process import Command, Stopped, reset_stop, run_process, stop_all
 from .warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
-# Seconds a verifier may run past its timeout (imports, model loading) before it is killed.
+# Seconds a verifier started afresh may run past its timeout (its imports, model loading) before it
+# is killed. A run forked from a warm server has imported everything already: it gets FORKED_GRACE
+# (loading the network and the property), so --timeout T stops it at T + 5 s whatever it does.
 STARTUP_GRACE = {"marabou": 15.0, "abcrown": 90.0, "neuralsat": 60.0}
+FORKED_GRACE = 5.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _META_VERSION = 1
 
@@ -60,7 +65,8 @@ class RunPlan:
     jobs: int = 1
     force: bool = False
     hashes: dict[str, str] = field(default_factory=dict)
-    mode: str = ""  # a verifier's way of running whose answers differ in kind (abCROWN csv: no counterexamples)
+    mode: str = ""  # a verifier's way of running whose answers differ in kind (abCROWN csv)
+    progress: "Progress | None" = None  # one line per answer, when a CLI asked (reporting())
 
 
 def sha256_file(path: Path) -> str:
@@ -97,7 +103,45 @@ def plan(bench_dir, verifier: str, timeout: float | None, names: Sequence[str] |
         key = str(i.onnx)
         if key not in hashes:
             hashes[key] = sha256_file(i.onnx)
-    return RunPlan(bench_dir, instances, seconds, results_dir, jobs, force, hashes, mode)
+    progress = Progress(len(instances), verifier, _REPORTING[-1]) if _REPORTING else None
+    return RunPlan(bench_dir, instances, seconds, results_dir, jobs, force, hashes, mode, progress)
+
+
+# ------------------------------------------------------------------------------ progress
+
+_REPORTING: list = []  # streams that runs planned now report to (reporting())
+
+
+class Progress:
+    """``[k/N] verifier instance: answer in s`` for each answer, as it comes (threads share it)."""
+
+    def __init__(self, total: int, verifier: str, stream):
+        self.total, self.verifier, self.stream = total, verifier, stream
+        self.done, self._lock = 0, threading.Lock()
+
+    def __call__(self, result: VerifierResult) -> None:
+        with self._lock:
+            self.done += 1
+            reused_ = " (reused)" if "reused" in (result.note or "") else ""
+            self.stream.write(f"[{self.done}/{self.total}] {self.verifier} {result.instance}: {result.result} in "
+                              f"{result.seconds:.1f} s{reused_}\n")
+            self.stream.flush()
+
+
+@contextmanager
+def reporting(stream):
+    """Runs planned inside print one progress line per answer to ``stream`` (adcert-verify)."""
+    _REPORTING.append(stream)
+    try:
+        yield
+    finally:
+        _REPORTING.pop()
+
+
+def announce(run: RunPlan, result: VerifierResult) -> VerifierResult:
+    if run.progress is not None:
+        run.progress(result)
+    return result
 
 
 # ------------------------------------------------------------------------- resume records
@@ -203,7 +247,7 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance, warm: WarmPool | N
     earlier = reused(run, instance, runner.name)
     if earlier is not None:
         logger.info("%s on %s: reusing %s", runner.name, instance.name, earlier.result)
-        return earlier
+        return announce(run, earlier)
     results_file = run.results_dir / f"{instance.name}.txt"
     log_file = run.results_dir / f"{instance.name}.log"
     results_file.unlink(missing_ok=True)
@@ -211,12 +255,13 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance, warm: WarmPool | N
     command = share_cores(runner.command(instance, results_file, seconds), run.jobs)
     forked = warm is not None and warm.forked(command)
     launch = warm.run if forked else run_process
-    status, wall = launch(command, log_file, seconds + STARTUP_GRACE[runner.name], runner.name, run.results_dir)
+    grace = FORKED_GRACE if forked else STARTUP_GRACE[runner.name]
+    status, wall = launch(command, log_file, seconds + grace, runner.name, run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)
     if forked and warm.active:  # a pool that fell back to a fresh process during this run is off now
         result = replace(result, note=f"{result.note}; forked warm" if result.note else "forked warm")
     record(run, instance, result)
-    return result
+    return announce(run, result)
 
 
 def share_cores(command: Command, jobs: int) -> Command:
@@ -236,14 +281,34 @@ def run_benchmark(runner: Runner, run: RunPlan) -> list[VerifierResult]:
     """Every instance of ``run``, ``run.jobs`` at a time; results in the csv's order.
 
     A runner with ``preload`` (modules its script imports) runs its instances as forks of a
-    process that imported them once (``warm.py``), one such process per job.
+    process that imported them once (``warm.py``), one such process per job. Ctrl-C (or SIGTERM
+    turned into KeyboardInterrupt) kills every verifier running and starts no other.
     """
     with WarmPool(runner, run.results_dir) as warm:
-        if run.jobs == 1 or len(run.instances) <= 1:
-            return [run_one(runner, run, i, warm) for i in run.instances]
-        # Threads only wait on child processes, so a thread pool is enough for parallel verifiers.
-        with ThreadPoolExecutor(max_workers=run.jobs, thread_name_prefix=f"{runner.name}-job") as pool:
-            return list(pool.map(lambda i: run_one(runner, run, i, warm), run.instances))
+        return in_parallel(lambda i: run_one(runner, run, i, warm), run.instances, run.jobs, runner.name)
+
+
+def in_parallel(fn: Callable, items: Sequence, jobs: int, name: str) -> list:
+    """``fn`` over ``items``, ``jobs`` at a time (threads only wait on child processes); in order.
+
+    On KeyboardInterrupt every running verifier is killed (process.stop_all), nothing new starts,
+    and the interrupt goes on up: answers already written stay for the next run to reuse.
+    """
+    reset_stop()
+    try:
+        if jobs == 1 or len(items) <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"{name}-job") as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                stop_all()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    except (KeyboardInterrupt, Stopped):
+        stop_all()
+        raise KeyboardInterrupt from None
 
 
 def python_env(extra_path: Sequence[str | Path] = (), cache_dir: Path | None = None) -> dict:

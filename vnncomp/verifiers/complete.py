@@ -6,7 +6,7 @@ samples are written as a benchmark in ``request.work_dir`` (under the eval's out
 
     onnx/<net>.onnx                       written once per network (checkpoint and ONNX sha256 in benchmark.json)
     vnnlib/<net>_idx<i>_eps<eps>.vnnlib   one VNN-LIB 1.0 property per sample sent so far
-    instances.csv metadata.json benchmark.json
+    instances.csv metadata.json benchmark.json abcrown_{cpu,gpu}.yaml run_abcrown.sh
     results/<verifier>/...                the verifier's files (verify_benchmark)
 
 then :func:`vnncomp.verifiers.verify_benchmark` runs on exactly the request's instances, with
@@ -16,8 +16,9 @@ each result becomes a ``CompleteAnswer``; an ``unsat`` the evidence contradicts 
 is an ordinary adcert benchmark: ``adcert-verify`` and ``adcert-report`` read it too.
 
 Options (``request.options``): ``device`` (cpu/gpu), ``neuralsat_python``, ``abcrown``,
-``abcrown_python``, ``abcrown_mode`` (single, or csv: faster, but without counterexamples, so
-its ``sat`` answers do not re-check and count as errors); keys a verifier does not use are ignored.
+``abcrown_python``, ``abcrown_mode`` (single, or csv: one abCROWN process per chunk of samples, its
+``sat`` answers with the counterexamples abCROWN saved, re-checked as single mode's); keys a
+verifier does not use are ignored. abCROWN's checkout and interpreter default to ``make abcrown``'s.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from adcert_plugin.errors import ExportError
 from adcert_plugin.io import atomic_write_text, sha256_file
 from adcert_plugin.evaluation.verifiers import CompleteAnswer, CompleteRequest
 
+from ..export.abcrown import write_abcrown_configs
 from ..export.instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
 from ..export.onnx_export import export_onnx
 from ..export.vnnlib import property_from_sample, render_v1, validate_v1
@@ -106,6 +108,7 @@ def _prepare(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
         name = _write_property(bench, params, int(index), x, int(y))
         names[name], labels[name] = int(index), int(y)
     _write_lists(bench, params, names, labels)
+    write_abcrown_configs(bench, params["timeout"])  # abCROWN's YAMLs: a full benchmark for any verifier
     atomic_write_text(stored, json.dumps(params, indent=1) + "\n")
     return bench, names
 
@@ -183,9 +186,21 @@ class BenchmarkVerifier:
         bench, names = prepare_benchmark(request)
         results, _ = verify_benchmark(bench, self.name, timeout=request.timeout, instances=sorted(names),
                                       table=bench / "results" / f"{self.name}.csv", jobs=request.jobs,
-                                      raise_on_contradiction=False, **_verify_kwargs(self.name, dict(request.options)))
-        return [CompleteAnswer(names[r.instance], r.result, float(r.seconds), r.counterexample, r.note,
+                                      raise_on_contradiction=False, keep_other_rows=True, **_verify_kwargs(self.name, dict(request.options)))
+        return [CompleteAnswer(names[r.instance], r.result, float(r.seconds), _point(bench, r), r.note,
                                contradiction=_contradiction(r)) for r in results if r.instance in names]
+
+
+def _point(bench: Path, result):
+    """A sat's counterexample; for an unsat the evidence rejected, the point that rejected it (so the
+    evaluation counts the sample as falsified, not robust)."""
+    from ..results.evidence import claimed_word, counterexample_in_hand
+
+    if result.result == "sat" or result.counterexample is not None:
+        return result.counterexample
+    if result.result == "error" and claimed_word(result) == "unsat":
+        return counterexample_in_hand(bench, result.instance)
+    return None
 
 
 def _contradiction(result) -> str:

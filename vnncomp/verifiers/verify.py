@@ -8,7 +8,8 @@ from typing import Sequence
 from adcert_plugin.errors import VerifierError
 
 from ..export.instances import read_instances
-from ..results import VerifierResult, check_answers, validate_counterexamples, write_results_table
+from ..results import (VerifierResult, check_answers, read_results_table, read_table_identity,
+                       validate_counterexamples, write_results_table)
 from .abcrown import run_abcrown
 from .marabou import run_marabou
 from .neuralsat import run_neuralsat
@@ -29,7 +30,8 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, raise_on_contr
 def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | None = None, abcrown_path=None,
                   device: str = "cpu", instances: Sequence[str] | None = None,
                   table: str | Path | None = None, python: str | Path | None = None, jobs: int = 1,
-                  force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None):
+                  force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None,
+                  keep_other_rows: bool = False):
     """Run one verifier on a benchmark, check every answer, write the results table.
 
     A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
@@ -54,6 +56,8 @@ def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | 
         force: Rerun instances whose answers are already there.
         mode: abcrown only: ``single`` (one process per instance) or ``csv`` (one for all).
         abcrown_python: Interpreter of abCROWN's environment (default ``$ADCERT_ABCROWN_PYTHON``).
+        keep_other_rows: Keep the rows an existing table holds for instances not run now (same
+            network and eps), so that a benchmark verified a chunk at a time keeps one full table.
         raise_on_contradiction: Raise on a contradiction (default). Off for callers that report
             it themselves: a contradicted ``unsat`` is returned as ``error``, noted ``rejected unsat: ...``.
 
@@ -77,8 +81,25 @@ def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | 
     else:
         results = run_neuralsat(bench_dir, device="cuda" if gpu else "cpu", python=python, **common)
     by_name = {i.name: i for i in read_instances(bench_dir)}
-    # abCROWN's csv mode writes no counterexamples: its sat answers are taken as they come
-    results = validate_counterexamples(results, by_name, require=not (verifier == "abcrown" and mode == "csv"))
+    results = validate_counterexamples(results, by_name, require=True)  # every sat with a point that holds
     checked = check_answers(bench_dir, results)  # every answer against the benchmark's evidence (e13)
-    path = write_results_table(table or bench_dir / "results" / f"{verifier}.csv", checked.results, checked.identity)
+    path = Path(table or bench_dir / "results" / f"{verifier}.csv")
+    rows = checked.results
+    if keep_other_rows:
+        rows = _with_earlier_rows(path, rows, checked.identity, [i.name for i in read_instances(bench_dir)])
+    write_results_table(path, rows, checked.identity)
     return checked, path
+
+
+def _with_earlier_rows(path: Path, results: list[VerifierResult], identity: dict,
+                       order: list[str]) -> list[VerifierResult]:
+    """``results`` plus the rows ``path`` already holds for other instances of the same network and eps."""
+    same = {(str(identity.get("network_sha256") or ""), str(identity.get("eps") or ""))}
+    try:
+        earlier = read_results_table(path) if path.is_file() and read_table_identity(path) == same else []
+    except VerifierError:
+        earlier = []  # an unreadable table is replaced, as it was before
+    by_name = {r.instance: r for r in earlier if r.instance in set(order)}
+    by_name.update({r.instance: r for r in results})
+    rank = {name: k for k, name in enumerate(order)}
+    return sorted(by_name.values(), key=lambda r: rank[r.instance])

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from adcert_plugin.errors import VerifierError
 
-from .process import Command, run_process
+from .process import STOPPING, Command, Stopped, check_not_stopping, run_process, track, untrack
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ class ForkServer:
                  log_file: Path):
         with Path(log_file).open("a") as log:
             self.proc = subprocess.Popen([python, str(SERVER), script, *modules], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=log, env=env, cwd=cwd)
+                                         stdout=subprocess.PIPE, stderr=log, env=env, cwd=cwd,
+                                         start_new_session=True)  # Ctrl-C is adcert's to handle
         self.script, self._buffer = script, b""
         try:
             ready = self._message(READY_SECONDS)
@@ -65,29 +66,37 @@ class ForkServer:
     def run(self, command: Command, log_file: Path, limit: float, default_cwd: Path) -> tuple[int | None, float]:
         """``command`` (``[python, script, *args]``) as a fork; ``run_process``'s (status, seconds).
 
-        The limit is cut by the server's import time: a fresh process spends that much of its
-        limit importing, so a verifier that overruns its own timeout is stopped at the same point
-        of its work either way, and its answers do not depend on how it was started.
+        ``limit`` is the fork's own: the caller gives a forked run a short grace (its imports are
+        done), a fresh one a grace that covers them (common.FORKED_GRACE, STARTUP_GRACE).
         """
         request = {"args": command.argv[2:], "cwd": str(command.cwd or default_cwd), "log": str(log_file),
                    "env": dict(command.env if command.env is not None else os.environ),
-                   "limit": max(limit - self.import_seconds, 0.5 * limit)}
+                   "limit": limit}
         pid = None
+        check_not_stopping()
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
             pid = self._message(ANSWER_SLACK)["pid"]
+            track(pid)  # the fork leads its own process group: Ctrl-C's stop_all kills it
             answer = self._message(limit + ANSWER_SLACK)
-            return answer["status"], float(answer["seconds"])
         except (OSError, KeyError, ValueError, ServerLost) as err:
             if pid is not None:
                 _kill_group(pid)
             self.close()
+            if STOPPING.is_set():
+                raise Stopped("the run is being stopped") from err
             raise ServerLost(f"fork server for {self.script} lost: {err}") from err
         except BaseException:  # Ctrl-C, SIGTERM: the run stops with its caller, not at its limit
             if pid is not None:
                 _kill_group(pid)
             raise
+        finally:
+            if pid is not None:
+                untrack(pid)
+        if STOPPING.is_set():
+            raise Stopped("killed: the run is being stopped")
+        return answer["status"], float(answer["seconds"])
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -390,3 +390,21 @@ def test_export_stores_evidence_and_network_identity(tmp_path, checkpoint):
         assert record["bound"]["certified"] == (record["bound"]["min_margin_lower"] > 0)
     assert any(read_record(out, e["instance"])["bound"]["certified"] for e in info.instances), \
         "IBP certifies some samples at EPS_SOME"
+
+
+def test_skip_certified_crown_takes_the_better_of_ibp_and_crown_per_margin(monkeypatch):
+    # IBP proves margin 0, CROWN margin 1: neither alone certifies, the two together do (as the
+    # reference verification's elementwise max); CROWN-IBP is taken as it is
+    lowers = {"IBP": torch.tensor([[1.0, -1.0]]), "CROWN": torch.tensor([[-2.0, 0.5]]),
+              "CROWN-IBP": torch.tensor([[-2.0, 0.5]])}
+
+    class Bounded:
+        def margin_lower(self, box, y, method):
+            return lowers[method].expand(len(y), 2)
+
+    monkeypatch.setattr("adcert_plugin.bounds.wrap_model", lambda model, shape: Bounded())
+    spec = data_module.get_data_spec("mnist")
+    x, y = torch.rand(3, 1, 28, 28), torch.zeros(3, dtype=torch.long)
+    crown = selection._certifier(torch.nn.Identity(), spec, 0.1, "CROWN")(x, y)
+    assert crown.tolist() == [0.5, 0.5, 0.5]
+    assert selection._certifier(torch.nn.Identity(), spec, 0.1, "CROWN-IBP")(x, y).tolist() == [-2.0] * 3

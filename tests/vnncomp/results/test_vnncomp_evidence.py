@@ -276,3 +276,18 @@ def test_checked_identity_is_written_in_the_table(bench):
 
 def test_evidence_module_keeps_torch_out_until_an_attack(bench):
     assert "torch" not in evidence_module.__dict__  # falsify (torch) is imported only when an attack runs
+
+
+def test_report_fails_on_a_rejected_sat_from_the_results_exit_4(bench, tmp_path):
+    root, facts = bench
+    _adcert_layout(root, facts, 0.05)
+    folder = tmp_path / "forged"
+    folder.mkdir()
+    point = "\n".join(f"(X_{i} 5.0)" for i in range(_flat(facts).size))  # far outside the box
+    (folder / "sat.txt").write_text(f"sat\n({point})\n")
+    samples = _eval_report(tmp_path / "eval", facts)
+    check = report_benchmark(samples, root, [folder])
+    assert len(check.rejected) == 1 and check.rejected[0].startswith("sat/forged: rejected sat")
+    out = CliRunner().invoke(report_cmd, [str(samples), str(root), "--results", str(folder)])
+    assert out.exit_code == 4, out.output
+    assert "1 sat answers in the results were rejected" in out.output

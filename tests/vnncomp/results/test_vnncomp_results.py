@@ -117,6 +117,43 @@ def test_restricted_unpickler_refuses_code(tmp_path):
         read_abcrown_pickle(path, ["a"])
 
 
+class _StorageFromBytes:
+    """Pickles as torch's own storage rebuild, whose bytes torch.load would unpickle: here, code."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.payload,))
+
+
+def test_abcrown_pickle_with_torch_tensors_reads_without_building_them(tmp_path):
+    # what abCROWN writes once an instance reaches branch and bound: tensors in bab_ret
+    record = {"summary": {"safe": [0], "unknown": [1]}, "results": [["safe", 3.5], ["unknown", 7.0]],
+              "bab_ret": [[0, torch.tensor(-0.25), 17, 3.1], [1, torch.ones(2, 3, requires_grad=True)[0], 40, 7.0],
+                          [2, torch.nn.Parameter(torch.zeros(2)), torch.Size([2]), torch.float32]]}
+    path = tmp_path / "bab.pkl"
+    path.write_bytes(pickle.dumps(record))
+    results = read_abcrown_pickle(path, ["a", "b"])
+    assert [(r.result, r.seconds) for r in results] == [("unsat", 3.5), ("timeout", 7.0)]
+    loaded = load_pickle_restricted(path.read_bytes())
+    assert all(type(v).__name__ == "OpaqueTensor" for v in (loaded["bab_ret"][0][1], loaded["bab_ret"][1][1]))
+    # a tensor's storage bytes are never handed to torch.load: a payload there does not run
+    marker = tmp_path / "pwned"
+    evil = {"results": [["safe", 1.0]], "bab_ret": [_StorageFromBytes(pickle.dumps(_Evil(marker)))]}
+    assert [r.result for r in read_abcrown_pickle(_pickled(tmp_path / "e.pkl", evil), ["a"])] == ["unsat"]
+    assert not marker.exists()
+    # tensors allowed do not open the door to anything else
+    with pytest.raises(VerifierError, match="refusing to load"):
+        load_pickle_restricted(pickle.dumps({"results": [], "bab_ret": [torch.ones(1), _Evil(marker)]}))
+    assert not marker.exists()
+
+
+def _pickled(path: Path, record) -> Path:
+    path.write_bytes(pickle.dumps(record))
+    return path
+
+
 def test_results_table_round_trip(tmp_path):
     results = [VerifierResult("a", "marabou", "unsat", 1.25), VerifierResult("b", "marabou", "error", 2.0,
                                                                             note="rejected sat: x, y")]

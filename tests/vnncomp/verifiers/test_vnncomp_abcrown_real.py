@@ -1,9 +1,11 @@
-"""The real alpha-beta-CROWN, in both modes, on a tiny padded CNN with known answers.
+"""The real alpha-beta-CROWN, in both modes, on a tiny padded CNN with known answers, and csv mode on
+an instance that needs branch and bound.
 
-Runs only when ADCERT_ABCROWN (the checkout) and ADCERT_ABCROWN_PYTHON (the interpreter of its
-own environment) are set; skipped otherwise. The network is Conv(1->4, 4x4, stride 2, padding 1)
--> ReLU -> Flatten -> Linear on 1x10x10 inputs: one property that interval arithmetic proves here
-(unsat), one with a counterexample PGD finds here (sat).
+Runs only when adcert finds abCROWN with no flag (``make abcrown``'s .venv-abcrown, or
+ADCERT_ABCROWN and ADCERT_ABCROWN_PYTHON); skipped otherwise. The CNN is Conv(1->4, 4x4, stride 2,
+padding 1) -> ReLU -> Flatten -> Linear on 1x10x10 inputs: one property that interval arithmetic
+proves here (unsat), one with a counterexample PGD finds here (sat). The MLP (100-40-40-3, seed 0)
+at eps 0.04 holds, but neither CROWN nor alpha-CROWN proves it: abCROWN goes to branch and bound.
 """
 
 from __future__ import annotations
@@ -22,10 +24,21 @@ from vnncomp.export.instances import read_instances, write_instances_csv
 from vnncomp.export.onnx_export import export_onnx
 from vnncomp.export.vnnlib import property_from_sample, render_v1
 from vnncomp.results import check_counterexample
-from vnncomp.verifiers import find_abcrown, verify_benchmark
+from adcert_plugin.errors import VerifierError
+from vnncomp.verifiers import find_abcrown, find_abcrown_python, verify_benchmark
 
-pytestmark = pytest.mark.skipif(not (os.environ.get("ADCERT_ABCROWN") and os.environ.get("ADCERT_ABCROWN_PYTHON")),
-                                reason="set ADCERT_ABCROWN and ADCERT_ABCROWN_PYTHON to run the real alpha-beta-CROWN")
+
+
+def _abcrown_found() -> bool:
+    try:
+        find_abcrown(), find_abcrown_python()
+    except VerifierError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _abcrown_found(), reason="alpha-beta-CROWN absent: `make abcrown` (or set "
+                                                            "ADCERT_ABCROWN and ADCERT_ABCROWN_PYTHON) to run it")
 
 
 def _ibp_margin(net: nn.Sequential, x: torch.Tensor, label: int, eps: float) -> float:
@@ -96,3 +109,48 @@ def test_real_abcrown_gives_the_known_answers(tiny_bench, mode, tmp_path, monkey
     assert os.listdir(tmp_path) == []
     assert set(os.listdir(complete_verifier)) - before <= {"__pycache__"}
     assert table == tiny_bench / "results" / "abcrown.csv"
+
+
+@pytest.fixture(scope="module")
+def bab_bench(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("abcrown_bab")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(100, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
+                        nn.Linear(40, 3)).eval()
+    x = torch.rand(1, 1, 10, 10)
+    with torch.no_grad():
+        label = int(net(x).argmax())
+    export_onnx(net, (1, 10, 10), root / "onnx" / "mlp.onnx")
+    (root / "vnnlib").mkdir()
+    rows = []
+    for name, eps in (("easy", 0.01), ("bab", 0.04), ("broken", 0.07)):
+        prop = property_from_sample(x[0].numpy(), label, eps, (0.0,), (1.0,), 3, comment=name)
+        (root / "vnnlib" / f"{name}.vnnlib").write_text(render_v1(prop))
+        rows.append(("onnx/mlp.onnx", f"vnnlib/{name}.vnnlib", 300))
+    write_instances_csv(root / "instances.csv", rows)
+    write_abcrown_configs(root, 300.0)  # the YAML's bab.timeout; adcert's --timeout must win over it
+    return root
+
+
+def test_real_abcrown_csv_mode_answers_every_instance_through_branch_and_bound(bab_bench):
+    results, _ = verify_benchmark(bab_bench, "abcrown", mode="csv", device="cpu", timeout=120, force=True)
+    answers = {r.instance: r for r in results}
+    assert {n: r.result for n, r in answers.items()} == {"easy": "unsat", "bab": "unsat", "broken": "sat"}, \
+        [(r.instance, r.result, r.note) for r in results]
+    assert answers["bab"].note.startswith("safe;")  # proved by BaB, not by the incomplete bounds
+    folder = bab_bench / "results" / "abcrown"
+    assert b"torch" in (folder / "csv-0.pkl").read_bytes()  # the pickle holds tensors, and was read
+    # the sat came with the counterexample abCROWN saved for its row, valid on the network
+    sat = answers["broken"]
+    inst = {i.name: i for i in read_instances(bab_bench)}["broken"]
+    assert "confirmed alone" not in sat.note
+    assert check_counterexample(inst.onnx, inst.vnnlib, sat.counterexample, sat.output).valid
+    assert "Overriding timeout: 120" in (folder / "csv-0.log").read_text()  # the timeout adcert records
+
+
+def test_real_abcrown_csv_mode_keeps_to_the_timeout_it_is_given(bab_bench):
+    results, _ = verify_benchmark(bab_bench, "abcrown", mode="csv", device="cpu", timeout=1, instances=["bab"],
+                                  force=True)
+    (result,) = results
+    assert result.result in ("timeout", "unsat"), result.note  # abCROWN stops BaB at 1 s (or proves it first)
+    assert "Overriding timeout: 1" in (bab_bench / "results" / "abcrown" / "csv-0.log").read_text()

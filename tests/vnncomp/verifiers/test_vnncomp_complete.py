@@ -55,6 +55,34 @@ def test_prepare_benchmark_writes_onnx_once_and_accumulates_properties(tmp_path)
     assert [e["index"] for e in read_metadata(bench)["instances"]] == [3, 8]  # the old network's files are gone
 
 
+def test_the_eval_benchmark_is_a_full_benchmark_with_abcrown_configs(tmp_path):
+    import yaml
+
+    from vnncomp.verifiers.abcrown import abcrown_config
+
+    bench, _ = VC.prepare_benchmark(_request(tmp_path))
+    for device in ("cpu", "gpu"):  # adcert-verify --verifier abcrown reads these
+        config = yaml.safe_load(abcrown_config(bench, device).read_text())
+        assert config["general"]["root_path"] == str(bench.resolve()) and config["bab"]["timeout"] == 20.0
+
+
+def test_the_results_table_keeps_every_chunk(tmp_path, monkeypatch):
+    from vnncomp.results import read_results_table
+    from vnncomp.verifiers import verify as V
+
+    def fake_run(bench_dir, **kw):
+        return [VerifierResult(n, "neuralsat", "timeout", 1.0) for n in kw["instances"]]
+
+    monkeypatch.setattr(V, "run_neuralsat", fake_run)
+    VC.neuralsat().verify(_request(tmp_path, indices=(3, 8)))
+    VC.neuralsat().verify(_request(tmp_path, indices=(12,), seed=1))
+    table = tmp_path / "work" / "results" / "neuralsat.csv"
+    rows = read_results_table(table)
+    assert len(rows) == 3 and [r.instance for r in rows] == [i.name for i in read_instances(tmp_path / "work")]
+    VC.neuralsat().verify(_request(tmp_path, indices=(3, 8), sha="another network"))  # a new network: a new table
+    assert len(read_results_table(table)) == 2
+
+
 def test_verify_maps_results_to_answers_and_passes_options(tmp_path, monkeypatch):
     calls = {}
 
@@ -98,7 +126,8 @@ def test_check_fails_early_without_the_verifier(monkeypatch, tmp_path):
     with pytest.raises(VerifierError, match="does not exist"):
         create_verifier("neuralsat").check({})
     monkeypatch.delenv("ADCERT_ABCROWN", raising=False)
-    with pytest.raises(VerifierError):
+    monkeypatch.setattr("vnncomp.verifiers.abcrown.DEFAULT_CHECKOUT", tmp_path / "no-venv" / "src" / "abcrown")
+    with pytest.raises(VerifierError, match="make abcrown"):
         create_verifier("abcrown").check({})
 
 

@@ -25,27 +25,63 @@ from vnncomp.results import read_result_file
 from vnncomp.verifiers import (abcrown, common, find_abcrown, find_abcrown_python, neuralsat, run_abcrown,
                                run_marabou, run_neuralsat, verify_benchmark)
 
-# A stand-in for abcrown.py: single mode writes the word; csv mode writes abCROWN's pickle.
+# A stand-in for abcrown.py: single mode writes the word (and the counterexample: the box's centre,
+# which breaks the wrong-label property); csv mode writes abCROWN's pickle, torch tensors in bab_ret
+# included, and saves each sat row's counterexample through the --adv_saver it is given, as abCROWN
+# does (Customized("file.py", "fn") loaded from the file, the fake's own `arguments` module holding
+# the row). FAKE_ABCROWN_NO_CEX: csv mode saves none.
 FAKE_ABCROWN = textwrap.dedent("""
-    import argparse, os, pathlib, pickle, sys, time
+    import argparse, importlib.util, os, pathlib, pickle, sys, time
+    import numpy as np, torch
+    from vnncomp.export.vnnlib_reader import parse_v1
+    from vnncomp.export.onnx_run import run_onnx
+    import arguments
     p = argparse.ArgumentParser()
     for flag in ("--config", "--onnx_path", "--vnnlib_path", "--results_file", "--timeout", "--cex_path",
-                 "--csv_name"):
+                 "--csv_name", "--override_timeout", "--adv_saver"):
         p.add_argument(flag)
     p.add_argument("--save_adv_example", action="store_true")
     a = p.parse_args()
     assert pathlib.Path(a.config).is_file() and pathlib.Path(a.cex_path).parent == pathlib.Path.cwd()
     pathlib.Path(a.results_file + ".args").write_text(" ".join(sys.argv[1:]))
+
+    def cex(onnx, vnnlib):
+        spec = parse_v1(pathlib.Path(vnnlib).read_text())
+        x = ((spec.lower + spec.upper) / 2).astype(np.float32)
+        y = run_onnx(onnx, x.reshape(1, 1, 2, 2)).ravel()
+        pairs = [f"(X_{i} {float(v)!r})" for i, v in enumerate(x)] + [f"(Y_{j} {float(v)!r})" for j, v in enumerate(y)]
+        return "(" + "\\n".join(pairs) + ")"
+
+    def customized(def_file, name):
+        spec = importlib.util.spec_from_file_location("customized", def_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, name)
+
     if a.csv_name:
+        saver = customized(*eval(a.adv_saver[len("Customized"):]))
         rows = [line.split(",") for line in pathlib.Path(a.csv_name).read_text().splitlines()]
-        status = ["unsafe-pgd" if "wrong" in r[1] else "safe-incomplete" for r in rows]
-        pickle.dump({"summary": {}, "results": [[s, 0.5] for s in status], "bab_ret": []},
-                    open(a.results_file, "wb"))
+        status = ["unsafe-pgd" if "wrong" in r[1] else "safe" for r in rows]
+        for k, (r, s) in enumerate(zip(rows, status)):
+            arguments.Globals["example_idx"] = k
+            if s == "unsafe-pgd" and "FAKE_ABCROWN_NO_CEX" not in os.environ:
+                arguments.Globals["cex_text"] = cex(r[0], r[1])
+                saver(None, None, a.cex_path)
+        pickle.dump({"summary": {}, "results": [[s, 0.5] for s in status],
+                     "bab_ret": [[0, torch.tensor(-0.25), 17, torch.ones(2)]]}, open(a.results_file, "wb"))
         sys.exit(0)
     assert a.save_adv_example and pathlib.Path(a.onnx_path).is_file()
     if "sleep" in a.vnnlib_path:
         time.sleep(30)
-    pathlib.Path(a.results_file).write_text("unsat")
+    word = "sat\\n" + cex(a.onnx_path, a.vnnlib_path) if "wrong" in a.vnnlib_path else "unsat"
+    pathlib.Path(a.results_file).write_text(word)
+""")
+# abCROWN's `arguments` and `attack.attack_utils`, as far as abcrown_hooks.py uses them
+FAKE_ARGUMENTS = "Globals = {}\n"
+FAKE_ATTACK_UTILS = textwrap.dedent("""
+    import pathlib, arguments
+    def default_adv_saver(adv_input, adv_output, res_path):
+        pathlib.Path(res_path).write_text(arguments.Globals["cex_text"])
 """)
 
 # A stand-in for NeuralSAT's main.py: its real result format; leaves a byproduct in its cwd and cache.
@@ -112,6 +148,10 @@ def abcrown_checkout(request, tmp_path, monkeypatch) -> Path:
     checkout = tmp_path / "alpha-beta-CROWN"
     (checkout / "complete_verifier").mkdir(parents=True)
     (checkout / "complete_verifier" / "abcrown.py").write_text(FAKE_ABCROWN)
+    (checkout / "complete_verifier" / "arguments.py").write_text(FAKE_ARGUMENTS)
+    (checkout / "complete_verifier" / "attack").mkdir()
+    (checkout / "complete_verifier" / "attack" / "__init__.py").write_text("")
+    (checkout / "complete_verifier" / "attack" / "attack_utils.py").write_text(FAKE_ATTACK_UTILS)
     return checkout
 
 
@@ -149,7 +189,7 @@ def test_abcrown_single_mode_runs_under_its_own_interpreter(bench, abcrown_check
     assert find_abcrown(abcrown_checkout) == abcrown_checkout / "complete_verifier"
     monkeypatch.chdir(tmp_path)
     results = run_abcrown(abcrown_checkout, bench, timeout=7, device="cpu", python=sys.executable)
-    assert [r.result for r in results] == ["unsat", "unsat"]
+    assert [r.result for r in results] == ["unsat", "sat"]
     assert all(("forked warm" in r.note) == (os.environ["ADCERT_VERIFIER_FORK"] == "1") for r in results)
     args = (bench / "results" / "abcrown" / "robust.txt.args").read_text().split()
     assert args[args.index("--timeout") + 1] == "7.0"
@@ -162,19 +202,48 @@ def test_abcrown_csv_mode_reads_the_pickle(bench, abcrown_checkout, monkeypatch)
     monkeypatch.setenv("ADCERT_ABCROWN_PYTHON", sys.executable)
     results, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5)
     assert [(r.instance, r.result) for r in results] == [("robust", "unsat"), ("wrong_label", "sat")]
-    assert "csv mode" in results[1].note  # its sat has no counterexample, and is taken as it comes
+    # the pickle holds torch tensors (bab_ret) and is read; the sat comes with the point abCROWN saved
+    # for its row, re-checked on the network (validate_counterexamples) like single mode's
+    assert "csv mode" in results[1].note and results[1].counterexample.shape == (4,)
+    assert "confirmed alone" not in results[1].note
     assert read_result_file(bench / "results" / "abcrown" / "wrong_label.txt", "abcrown").result == "sat"
     csv_rows = (bench / "results" / "abcrown" / "csv-0.csv").read_text().splitlines()
     assert csv_rows[0] == f"{bench / 'onnx' / 'net.onnx'},{bench / 'vnnlib' / 'robust.vnnlib'},5"
+    # abCROWN is told the timeout adcert records (the YAML's bab.timeout would win otherwise)
+    args = (bench / "results" / "abcrown" / "csv-0.pkl.args").read_text().split()
+    assert args[args.index("--override_timeout") + 1] == "5"
+    meta = json.loads((bench / "results" / "abcrown" / "robust.json").read_text())
+    assert meta["timeout"] == 5 and meta["mode"] == "csv"
     again, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5)
     assert all("reused" in r.note for r in again)
-    # csv answers lack counterexamples; robust only, as the fake's single mode says unsat to everything
     single, _ = verify_benchmark(bench, "abcrown", mode="single", timeout=5, instances=["robust"])
     assert not any("reused" in r.note for r in single)
 
 
-def test_abcrown_needs_its_interpreter(bench, abcrown_checkout, monkeypatch):
+def test_abcrown_csv_sat_without_a_counterexample_is_confirmed_alone(bench, abcrown_checkout, monkeypatch):
+    monkeypatch.setenv("FAKE_ABCROWN_NO_CEX", "1")
+    results, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5, abcrown_path=abcrown_checkout,
+                                  abcrown_python=sys.executable)
+    sat = results[1]
+    assert sat.result == "sat" and "confirmed alone" in sat.note and sat.counterexample.shape == (4,)
+    assert (bench / "results" / "abcrown" / "wrong_label.txt.args").is_file()  # the single-mode run
+
+
+def test_abcrown_csv_timeouts_go_one_process_per_timeout(bench, abcrown_checkout, monkeypatch):
+    write_instances_csv(bench / "instances.csv", [("onnx/net.onnx", "vnnlib/robust.vnnlib", 3),
+                                                  ("onnx/net.onnx", "vnnlib/wrong_label.vnnlib", 4)])
+    results, _ = verify_benchmark(bench, "abcrown", mode="csv", abcrown_path=abcrown_checkout,
+                                  abcrown_python=sys.executable)
+    assert [r.result for r in results] == ["unsat", "sat"]
+    folder = bench / "results" / "abcrown"
+    given = sorted(a.split()[a.split().index("--override_timeout") + 1]
+                   for a in (p.read_text() for p in folder.glob("csv-*.pkl.args")))
+    assert given == ["3", "4"]
+
+
+def test_abcrown_needs_its_interpreter(bench, abcrown_checkout, monkeypatch, tmp_path):
     monkeypatch.delenv("ADCERT_ABCROWN_PYTHON", raising=False)
+    monkeypatch.setattr(abcrown, "DEFAULT_PYTHON", tmp_path / "no-venv" / "bin" / "python")
     with pytest.raises(VerifierError, match="--abcrown-python.*ADCERT_ABCROWN_PYTHON"):
         run_abcrown(abcrown_checkout, bench)
     with pytest.raises(VerifierError, match="does not exist"):
@@ -280,9 +349,10 @@ def test_neuralsat_lookup_order(tmp_path, monkeypatch):
 
 def test_missing_verifiers_raise(tmp_path, bench, monkeypatch):
     monkeypatch.delenv("ADCERT_ABCROWN", raising=False)
+    monkeypatch.setattr(abcrown, "DEFAULT_CHECKOUT", tmp_path / "no-venv" / "src" / "alpha-beta-CROWN")
     with pytest.raises(VerifierError, match="alpha-beta-CROWN"):
         run_abcrown(tmp_path / "nothing", bench, python=sys.executable)
-    with pytest.raises(VerifierError, match="ADCERT_ABCROWN"):
+    with pytest.raises(VerifierError, match="make abcrown.*ADCERT_ABCROWN"):
         run_abcrown(None, bench, python=sys.executable)
     with pytest.raises(VerifierError, match="unknown instances"):
         common.plan(bench, "neuralsat", None, ["nope"])
@@ -296,3 +366,60 @@ def test_a_run_that_fell_back_to_a_fresh_process_is_not_called_forked(bench, fak
     monkeypatch.setattr(neuralsat.NeuralSATRunner, "preload", ("no_such_module_here",))
     (result,) = run_neuralsat(bench, timeout=5, instances=["robust"])
     assert result.result == "sat" and "forked warm" not in result.note
+
+
+def _sleepers(bench: Path, n: int, timeout: float) -> None:
+    for k in range(n):
+        (bench / "vnnlib" / f"sleep{k}.vnnlib").write_text((bench / "vnnlib" / "robust.vnnlib").read_text())
+    write_instances_csv(bench / "instances.csv", [("onnx/net.onnx", f"vnnlib/sleep{k}.vnnlib", timeout)
+                                                  for k in range(n)])
+
+
+def test_a_forked_run_is_killed_soon_after_its_timeout(bench, abcrown_checkout):
+    if os.environ["ADCERT_VERIFIER_FORK"] != "1":
+        pytest.skip("a fresh process gets its imports' grace on top (STARTUP_GRACE)")
+    _sleepers(bench, 1, 1)
+    (result,) = run_abcrown(abcrown_checkout, bench, device="cpu", python=sys.executable)
+    assert result.result == "timeout" and "forked warm" in result.note
+    assert result.seconds < 1 + common.FORKED_GRACE + 2  # not the 90 s a fresh abCROWN gets
+
+
+def test_verify_prints_progress_as_it_goes(bench, abcrown_checkout):
+    out = CliRunner().invoke(verify_cmd, [str(bench), "--verifier", "abcrown", "--abcrown", str(abcrown_checkout),
+                                          "--abcrown-python", sys.executable, "--timeout", "5"])
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and lines[0].startswith("[1/2] abcrown ") and lines[1].startswith("[2/2] abcrown ")
+    assert {" ".join(line.split()[2:4]) for line in lines} == {"robust: unsat", "wrong_label: sat"}
+
+
+def test_ctrl_c_on_verify_jobs_2_stops_at_once_and_starts_nothing_new(bench, abcrown_checkout):
+    import signal
+    import subprocess
+
+    _sleepers(bench, 4, 20)
+    folder = bench / "results" / "abcrown"
+    command = [str(Path(sys.executable).with_name("adcert-verify")), str(bench), "--verifier", "abcrown",
+               "--abcrown", str(abcrown_checkout), "--abcrown-python", sys.executable, "--jobs", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("*.txt.args"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(list(folder.glob("*.txt.args"))) == 2, "the first two instances did not start"
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    output, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 10, output
+    assert proc.returncode == 130, output
+    assert "answers already given are kept" in output and "Traceback" not in output
+    time.sleep(1.5)
+    assert len(list(folder.glob("*.txt.args"))) == 2  # no instance started after the signal
+    running = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).count(str(bench / "vnnlib"))]
+    assert running == []  # and none of the two is left running
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
