@@ -72,7 +72,8 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
     flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
              "schedule.eps": eps, "schedule.epochs": epochs, "out_dir": out_dir, "seed": seed, "device": device}
     cfg = build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
-    on_interrupt(lambda: _train_resume_hint(Path(cfg.out_dir)))
+    before = _file_id(Path(cfg.out_dir) / "last.pt")
+    on_interrupt(lambda: _train_resume_hint(Path(cfg.out_dir), before))
 
     from ..training import train
 
@@ -81,7 +82,18 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
         click.echo(result.describe(), err=True)
 
 
-def _train_resume_hint(out_dir: Path) -> str:
+def _file_id(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _train_resume_hint(out_dir: Path, before: tuple | None) -> str:
+    if before is not None and _file_id(out_dir / "last.pt") == before:  # no new epoch: the old run is back
+        return (f"No epoch of the new run had finished, so the run that was in {out_dir} is kept as it was; "
+                "run the same command again to start over.")
     if (out_dir / "last.pt").is_file():
         again = rerun_command("adcert-train", command_args(), add=["--resume"], drop=["--force"])
         return f"{out_dir}/last.pt holds the last finished epoch; to continue from it: {again}"
