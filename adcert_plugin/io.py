@@ -50,8 +50,10 @@ def atomic_file(path: str | Path, mode: str = "wb"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # ENOSPC from write/fsync names no file
+            err.filename = str(path)
         raise
 
 
@@ -105,8 +107,9 @@ def output_error(err: OSError, what: str = "") -> OutputError | None:
     advice = _OS_ADVICE.get(err.errno)
     if advice is None:
         return None
-    where = err.filename or what or "a file"
-    return OutputError(f"{where}{f' ({what})' if what and err.filename else ''}: {advice}")
+    if err.filename is None:
+        return OutputError(f"cannot write {what or 'a file'}: {advice}")
+    return OutputError(f"{err.filename}{f' ({what})' if what else ''}: {advice}")
 
 
 @contextlib.contextmanager

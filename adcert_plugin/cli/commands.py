@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from .errors import OneLineCommand, command_args, handle_errors, on_interrupt, rerun_command
+from .params import Number
 
 DATA_DIR_HELP = ("Folder holding the data sets (MNIST/, FashionMNIST/, ...) [default: $ADCERT_DATA, else "
                  "../shared/data beside the source checkout when it exists, else ./data].")
@@ -49,8 +50,8 @@ Example:
 @click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Teacher checkpoint (model.pt).")
 @click.option("--dataset", default=None, help="Data set name (mnist, cifar10, ...).")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=click.FloatRange(min=0.0), default=None,
-              help="Target (eval) eps, pixel space, in [0, 1]; the training eps is this × schedule.train_eps_mul.")
+@click.option("--eps", type=Number(min=0.0), default=None,
+              help="Target (eval) eps, pixel space, in [0, 1], e.g. 0.1 or 2/255; the training eps is this × schedule.train_eps_mul.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Run directory.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
@@ -113,8 +114,8 @@ Example:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--dataset", default=None, help="Data set name; default the checkpoint's.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=float, default=None,
-              help="Pixel-space eps in (0, 1]; default the checkpoint's target (eval) eps.")
+@click.option("--eps", type=Number(), default=None,
+              help="Pixel-space eps in (0, 1], e.g. 0.1 or 2/255; default the checkpoint's target (eval) eps.")
 @click.option("--methods", multiple=True, default=("IBP", "CROWN"),
               help="Bound methods, comma list or repeated; run cheap to costly: IBP, CROWN-IBP, CROWN, alpha-CROWN.")
 @click.option("--start", type=click.IntRange(min=0), default=None, help="First test index (default 0).")
@@ -123,7 +124,7 @@ Example:
 @click.option("--seed", type=int, default=0, help="Seed for --n and the attack's random starts.")
 @click.option("--pgd-steps", type=click.IntRange(min=1), default=40, help="PGD steps.")
 @click.option("--pgd-restarts", type=click.IntRange(min=1), default=1, help="PGD random restarts.")
-@click.option("--pgd-step-size", type=click.FloatRange(min=0, min_open=True), default=0.035,
+@click.option("--pgd-step-size", type=Number(min=0, min_open=True), default=0.035,
               help="PGD step, relative to the box half-width.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Samples per block.")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None,

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..io import read_json
+from .stats import excludes_zero_words
 
 COLORS = {"mtl-ibp": "tab:blue", "cc-ibp": "tab:green", "cc-dist": "tab:orange", "ad-cert": "tab:red"}
 
@@ -87,7 +88,7 @@ def _paired_table(results: dict) -> list[str]:
     for pair, metrics in results["paired"].items():
         for name, d in metrics.items():
             lines.append(f"| {pair} | {name} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
-                         f"{d['wins']}/{d['n']} | {'yes' if d['excludes_zero'] else 'no'} |")
+                         f"{d['wins']}/{d['n']} | {excludes_zero_words(d)} |")
     return lines + [""]
 
 

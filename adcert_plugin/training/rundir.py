@@ -136,10 +136,14 @@ class RunDir:
         save_config(cfg, self.config)
 
     def append_metrics(self, row: dict) -> None:
-        with self.metrics.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with self.metrics.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            err.filename = err.filename or str(self.metrics)
+            raise
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.is_file():

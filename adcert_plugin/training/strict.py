@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import fields
@@ -136,7 +137,7 @@ def _coerce(tp, value, where: str, source: Source):
         return plain(value)
     if tp is float and isinstance(value, str):
         try:
-            return float(value)
+            return number_from_text(value)
         except ValueError:
             raise bad from None
     if tp is str and isinstance(value, Path):
@@ -147,6 +148,22 @@ def _coerce(tp, value, where: str, source: Source):
             raise bad
         return float(value) if tp is float else value
     raise bad
+
+
+def number_from_text(text: str) -> float:
+    """A finite number written as the papers write it: ``0.0078``, ``5e-4`` or a fraction ``2/255``.
+
+    Raises:
+        ValueError: not a number, or NaN / infinite (a time or a radius of NaN means nothing).
+    """
+    top, slash, bottom = str(text).strip().partition("/")
+    try:
+        value = float(top) / float(bottom) if slash else float(top)
+    except ZeroDivisionError:
+        raise ValueError(f"{text!r} divides by zero") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 def _name(tp) -> str:
