@@ -99,12 +99,16 @@ def build(cls, data: Any, source: Source, where: str = ""):
         dotted = f"{where}.{err.name}" if where else err.name
         raise ConfigError(f"{dotted}={err.value!r} in {_source(source, dotted)}: {err.why}") from None
     except ValueError as err:  # a dataclass outside adcert's hierarchy (AttackConfig) checking itself
-        raise ConfigError(f"{where or 'config'} in {_source(source, where)}: {err}") from None
+        raise ConfigError(f"{where or 'config'} from {_sources(source, data, where)}: {err}") from None
     except AdcertError as err:  # e.g. a registry refusing a name: say where the section came from
         if not where:
             raise
-        sources = sorted({_source(source, k) for k in flatten(data, where)} or {_source(source, where)})
-        raise type(err)(f"{err} ({where} from {', '.join(sources)})") from None
+        raise type(err)(f"{err} ({where} from {_sources(source, data, where)})") from None
+
+
+def _sources(source: Source, data: dict, where: str) -> str:
+    """Where a section's values came from (its keys are set one by one: --set attack.steps=0)."""
+    return ", ".join(sorted({_source(source, k) for k in flatten(data, where)} or {_source(source, where)}))
 
 
 def _coerce(tp, value, where: str, source: Source):

@@ -46,7 +46,7 @@ from . import distributed as D, schedules as S
 from .allocator import reuse_freed_memory
 from .checkpoint import arch_record, read_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .outcome import RunResult, best_criterion, divergence_cause, ramp_reached
+from .outcome import RunResult, best_criterion, divergence_cause, ramp_reached, selected_on
 from .regularizers import l1_penalty, warmup_terms
 from .rundir import RunDir
 from .teacher import load_teacher
@@ -376,9 +376,9 @@ class _Trainer:
         self.rows.append(row)
         if not self.info.is_main:
             return
-        log.info("epoch %d: loss %.4f, train eps %.4g; at eval eps %g on the first %d test images: clean %.4f, "
+        log.info("epoch %d: loss %.4f, train eps %.4g; at eval eps %g on the first %d %s images: clean %.4f, "
                  "PGD %.4f, IBP-cert %.4f (%.1f s)", epoch, row.get("train_loss", math.nan), row["eps_train"],
-                 row["eps_eval"], row["n_test"], row["clean_acc"], row["pgd_acc"], row["ibp_cert_acc"],
+                 row["eps_eval"], row["n_test"], selected_on(self.cfg), row["clean_acc"], row["pgd_acc"], row["ibp_cert_acc"],
                  row["time_s"])
         config = self.cfg.to_dict()
         self.run_dir.append_metrics(row)
@@ -405,6 +405,7 @@ class _Trainer:
             "warnings": warnings, "eval_pgd_steps": self.cfg.eval.pgd_steps, "epochs": int(final.get("epoch", 0)),
             "clean_acc": final.get("clean_acc"), "pgd_acc": final.get("pgd_acc"),
             "ibp_cert_acc": final.get("ibp_cert_acc"), "n_test": final.get("n_test", 0),
+            "selected_on": selected_on(self.cfg),
             "best": self.best, "train_time_s": round(sum(r.get("time_s", 0.0) for r in self.rows), 3),
             "wall_time_s": round(wall_time, 3), "world_size": self.info.world_size,
             "files": {"config": "config.yaml", "metrics": "metrics.jsonl", "model": "model.pt",
