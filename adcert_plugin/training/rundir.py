@@ -89,9 +89,14 @@ class RunDir:
         changed = [k for k in sorted(set(saved) | set(now))
                    if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
         if changed:
-            shown = "; ".join(f"{k}: {saved.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
-            raise ConfigError(f"cannot resume {self.path} with a different config ({shown}); only "
-                              f"{', '.join(RESUMABLE_CHANGES)} may change on --resume")
+            # The fields that make it another run come first, so a long diff never hides them.
+            first = ("loss.name", "data.dataset", "model.name", "schedule.eps", "seed", "teacher")
+            changed.sort(key=lambda k: (k not in first, first.index(k) if k in first else 0, k))
+            shown = "; ".join(f"{k}: {saved.get(k)!r} → {now.get(k)!r}" for k in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            raise ConfigError(f"cannot resume {self.path} with a different config ({shown}{more}); only "
+                              f"{', '.join(RESUMABLE_CHANGES)} may change on --resume: resume with the run's own "
+                              "config (drop --preset/--config), or start a new run in another --out-dir")
 
     def resume_config(self, cfg: TrainConfig, finished: int) -> None:
         """Record a resumed run's config (its epoch count may differ); refuse fewer epochs than finished."""
