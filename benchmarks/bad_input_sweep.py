@@ -210,21 +210,21 @@ def cases(w: dict) -> list[Case]:
     for kind in ckpts:
         add("train", f"teacher {kind}", [*sets(out(f"t-{kind}")), "--set", "loss.name=ad-cert", "--teacher",
                                          str(bad / f"{kind}.pt")])
-    add("train", "data dir missing", [*sets(out("t7")), "--data-dir", str(root / "nodata")])
+    add("train", "data dir missing", [*sets(out("t7")), "--set", f"data.data_dir={root / 'nodata'}"])
     empty_data = root / "emptydata"
     (empty_data / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
-    add("train", "data dir empty", [*sets(out("t8")), "--data-dir", str(empty_data)])
+    add("train", "data dir empty", [*sets(out("t8")), "--set", f"data.data_dir={empty_data}"])
     trunc = root / "truncdata"
     shutil.copytree(w["data"], trunc, dirs_exist_ok=True)
     img = trunc / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
     img.write_bytes(img.read_bytes()[:200])
-    add("train", "data file truncated", [*sets(out("t9")), "--data-dir", str(trunc)])
+    add("train", "data file truncated", [*sets(out("t9")), "--set", f"data.data_dir={trunc}"])
     cifar = root / "cifar" / "cifar-10-batches-py"
     cifar.mkdir(parents=True, exist_ok=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (cifar / name).write_bytes(pickle.dumps({b"data": _Payload(str(w["marker"])), b"labels": []}))
-    add("train", "CIFAR batch with a pickle payload", [*sets(out("t10")), "--dataset", "cifar10",
-                                                       "--data-dir", str(root / "cifar")])
+    add("train", "CIFAR batch with a pickle payload", [*sets(out("t10")), "--set", "data.dataset=cifar10", "--set",
+                                                       f"data.data_dir={root / 'cifar'}"])
     again = root / "again"
     shutil.copytree(w["run"], again, dirs_exist_ok=True)
     add("train", "--resume of a finished run, --epochs 2", [*sets(again, epochs=2), "--resume"], expect="ok")

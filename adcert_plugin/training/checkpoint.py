@@ -105,7 +105,7 @@ def check_record(record: dict, path: str | Path) -> dict:
     version = record.get("version")
     if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(f"{path} is an adcert checkpoint of format version {version!r}, and this adcert reads "
-                              f"version {VERSION} and older: upgrade adcert (pip install -U adcert) to read it")
+                              f"version {VERSION} and older: it was written by a newer adcert; upgrade adcert to read it")
     arch = record.get("arch")
     if not isinstance(arch, dict):
         raise bad("has no 'arch' record")
