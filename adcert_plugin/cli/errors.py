@@ -25,6 +25,7 @@ import click
 
 from ..errors import AdcertError, quiet_library_warnings
 from ..io import output_error
+from .startup import command_started
 
 INTERRUPTED_EXIT = 130  # the shell's code for SIGINT
 _ARGS_KEY, _HINT_KEY = "adcert.args", "adcert.on_interrupt"
@@ -76,6 +77,7 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, debug: bool = False, **kwargs):
+        command_started()
         debug = debug or bool(os.environ.get("ADCERT_DEBUG"))
         with warnings.catch_warnings():
             if not debug:

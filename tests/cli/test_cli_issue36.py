@@ -230,3 +230,24 @@ def test_files_respect_the_umask(data_root, tmp_path):
         os.umask(old)
     for path in (tmp_path / "a.txt", model, tmp_path / "ev" / "summary.json", tmp_path / "ev" / "config.json"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_ctrl_c_while_a_console_script_starts_is_quiet(monkeypatch):
+    import signal
+
+    from adcert_plugin.cli import startup
+
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: installed.append(handler))
+    monkeypatch.setattr(signal, "getsignal", lambda sig: installed[-1] if installed else signal.default_int_handler)
+    installed = []
+    monkeypatch.setattr(sys, "argv", ["python", "-m", "pytest"])
+    startup.quiet_interrupt_while_starting()
+    assert installed == []  # a library import (tests, notebooks) leaves Ctrl-C alone
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/adcert-train", "--preset", "x"])
+    startup.quiet_interrupt_while_starting()
+    assert installed == [startup._starting]
+    with pytest.raises(SystemExit) as stop:
+        startup._starting(signal.SIGINT, None)
+    assert stop.value.code == 130
+    startup.command_started()
+    assert installed[-1] is signal.default_int_handler
