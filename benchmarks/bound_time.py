@@ -8,7 +8,8 @@ CROWN runs once, on --crown-batch samples: on a CPU it costs far more than the o
 
 Memory: auto_LiRPA keeps linear bounds per neuron and per sample, so the peak grows with the
 batch. At the defaults (--batch 128, CROWN on 128) it needs 10-12 GB (issue 36). Measured
-peak RSS, MNIST shapes, CROWN skipped: 1.8 GB at --batch 16 (CROWN-IBP dominates), __B32__.
+peak RSS, MNIST shapes, CROWN skipped: 1.8 GB at --batch 16, 2.5 GB at --batch 32 (CROWN-IBP
+dominates: about 1.1 GB + 43 MB per sample).
 On a smaller machine: --batch 16 --crown-batch 4, or --skip CROWN.
 """
 

@@ -88,8 +88,8 @@ def _why_unloadable(path: Path, err: Exception) -> str:
         return ("it holds pickled Python objects besides tensors and plain values, which adcert never loads "
                 "(that could run code from the file); save only a state_dict of tensors, e.g. "
                 "torch.save(model.state_dict(), path), and pass it with --arch")
-    return ("it is not a PyTorch checkpoint (torch could not read it as one); pass the path of a model.pt or "
-            "last.pt file written by adcert-train")
+    return ("it starts like a PyTorch file but torch cannot read it: it is damaged or cut short (a copy or a "
+            "download that did not finish?); copy it again, or pass another model.pt or last.pt")
 
 
 def check_record(record: dict, path: str | Path) -> dict:
