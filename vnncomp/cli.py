@@ -14,7 +14,7 @@ import click
 
 from adcert_plugin.cli import OneLineCommand, handle_errors, on_interrupt
 from adcert_plugin.cli.commands import DATA_DIR_HELP
-from adcert_plugin.cli.params import Number
+from adcert_plugin.cli.params import EPS_WHAT, Number
 from adcert_plugin.io import atomic_write_text, check_output_file
 
 _PATH = click.Path(path_type=Path)
@@ -44,7 +44,7 @@ def _example(line: str) -> str:
 @click.option("--out-dir", type=_PATH, required=True, help="Benchmark folder to write.")
 @click.option("--dataset", default=None, help="Data-set name (default: the checkpoint's).")
 @click.option("--data-dir", type=_PATH, envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=Number(min=0, min_open=True), default=None,
+@click.option("--eps", type=Number(min=0, min_open=True, what=EPS_WHAT), default=None,
               help="Pixel-space L-inf radius in (0, 1], e.g. 0.1 or 2/255 (default: the checkpoint config's eps).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of instances.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing test samples.")

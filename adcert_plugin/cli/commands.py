@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from .errors import OneLineCommand, command_args, handle_errors, on_interrupt, rerun_command
-from .params import Number
+from .params import EPS_WHAT, Number
 
 DATA_DIR_HELP = ("Folder holding the data sets (MNIST/, FashionMNIST/, ...) [default: $ADCERT_DATA, else "
                  "../shared/data beside the source checkout when it exists, else ./data].")
@@ -50,7 +50,7 @@ Example:
 @click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Teacher checkpoint (model.pt).")
 @click.option("--dataset", default=None, help="Data set name (mnist, cifar10, ...).")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=Number(min=0.0), default=None,
+@click.option("--eps", type=Number(min=0.0, what=EPS_WHAT), default=None,
               help="Target (eval) eps, pixel space, in [0, 1], e.g. 0.1 or 2/255; the training eps is this × schedule.train_eps_mul.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Run directory.")
@@ -114,7 +114,7 @@ Example:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--dataset", default=None, help="Data set name; default the checkpoint's.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=Number(), default=None,
+@click.option("--eps", type=Number(what=EPS_WHAT), default=None,
               help="Pixel-space eps in (0, 1], e.g. 0.1 or 2/255; default the checkpoint's target (eval) eps.")
 @click.option("--methods", multiple=True, default=("IBP", "CROWN"),
               help="Bound methods, comma list or repeated; run cheap to costly: IBP, CROWN-IBP, CROWN, alpha-CROWN.")
