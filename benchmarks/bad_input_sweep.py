@@ -286,7 +286,10 @@ def cases(w: dict) -> list[Case]:
     add("export", "out-dir parent is a file", [model, *ebase, "--out-dir", str(afile / "b")])
     add("export", "--force on a folder of other files", [model, *ebase, "--out-dir", str(foreign), "--force"])
     add("export", "--force on the parent of benchmarks", [model, *ebase, "--out-dir", str(root), "--force"])
-    add("export", "--force on an earlier export", [model, *ebase, "--out-dir", out("x1")], expect="ok")
+    again_bench = root / "again-bench"
+    shutil.copytree(w["bench"], again_bench, dirs_exist_ok=True)
+    add("export", "--force on an earlier export", [model, *ebase, "--out-dir", str(again_bench), "--force"],
+        expect="ok")
     add("export", "--timeout nan", [model, *ebase, "--timeout", "nan", "--out-dir", out("x2")])
     add("export", "--eps 2/255", [model, *ebase, "--eps", "2/255", "--out-dir", out("x3")], expect="ok")
     add("export", "out-dir in a read-only folder", [model, *ebase, "--out-dir", str(ro / "b")],

@@ -34,7 +34,7 @@ from adcert_plugin import __version__
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ConfigError, ExportError
 from adcert_plugin.evaluation import check_eps, check_range
-from adcert_plugin.io import check_output_dir, sha256_file, writing
+from adcert_plugin.io import check_output_dir, output_error, sha256_file, writing
 from adcert_plugin.training import load_model, read_checkpoint, save_checkpoint
 
 from .abcrown import write_abcrown_configs
@@ -219,6 +219,12 @@ def _commit(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _output_error(err: OSError, out_dir: Path) -> Exception:
+    """A full disk or a read-only folder, named by the benchmark (not by its temporary folder)."""
+    mapped = output_error(OSError(err.errno, err.strerror), f"the benchmark {out_dir} (nothing was written)")
+    return mapped if mapped is not None else err
+
+
 def _load(checkpoint, dataset, arch):
     from adcert_plugin.data import get_data_spec
 
@@ -292,7 +298,10 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
               "onnx": f"onnx/{net}.onnx", "opset": opset,
               "arch": record["arch"], "mean": list(data_spec.mean), "std": list(data_spec.std),
               "shape": list(data_spec.shape), "num_classes": data_spec.num_classes, "pgd": PGD}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
+    except OSError as err:
+        raise _output_error(err, out_dir) from err
     tmp.chmod(creation_mode(0o777))  # mkdtemp folders are private; the benchmark should not be
     try:
         save_checkpoint(tmp / MODEL_FILE, model, record["arch"], data_spec.name, config=record.get("config"))
@@ -306,8 +315,10 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         _write_docs(tmp, params, selection, out_dir)
         write_manifest(tmp)
         _commit(tmp, out_dir)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _output_error(err, out_dir) from err
         raise
     logger.info("wrote %d instances to %s", len(entries), out_dir)
     return _info(out_dir, params, entries, selection, exported.max_abs_diff)
