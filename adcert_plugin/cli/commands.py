@@ -70,6 +70,7 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
         click.echo("\n".join(preset_names()))
         return
     _setup_logging(bool(click.get_current_context().params.get("debug")))
+    on_interrupt(lambda: "It was still starting: nothing was written.")  # until the run folder is known
     flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
              "schedule.eps": eps, "schedule.epochs": epochs, "out_dir": out_dir, "seed": seed, "device": device}
     cfg = build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
@@ -158,6 +159,7 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
              pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, complete, complete_timeout, jobs,
              shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
     """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier; writes samples.jsonl, summary.json."""
+    on_interrupt(lambda: "It was still starting: nothing was written.")  # until the report folder is known
     from ..attacks import AttackConfig
     from ..evaluation import CompleteConfig, evaluate, parse_shard
 

@@ -95,8 +95,7 @@ def handle_errors(fn):
                 raise AdcertClickError(mapped) from err
             except KeyboardInterrupt:
                 hint = click.get_current_context().meta.get(_HINT_KEY)
-                said = hint() if hint else "It was still starting: nothing was written."
-                click.echo(f"Interrupted. {said}", err=True)
+                click.echo("Interrupted." + (f" {hint()}" if hint else ""), err=True)
                 raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
 
     return click.option("--debug", is_flag=True, default=False,
