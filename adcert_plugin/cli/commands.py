@@ -64,13 +64,13 @@ Example:
 def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_dir, eps, epochs, out_dir, seed,
               device, sets, resume, force):
     """Train a (certifiably) robust model; writes config.yaml, metrics.jsonl, checkpoints, summary.json."""
+    on_interrupt(lambda: "It was still starting: nothing was written.")  # until the run folder is known
     from ..training import build_config, list_presets as preset_names
 
     if list_presets:
         click.echo("\n".join(preset_names()))
         return
     _setup_logging(bool(click.get_current_context().params.get("debug")))
-    on_interrupt(lambda: "It was still starting: nothing was written.")  # until the run folder is known
     flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
              "schedule.eps": eps, "schedule.epochs": epochs, "out_dir": out_dir, "seed": seed, "device": device}
     cfg = build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
