@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
+from .io import load_plain_pickle
 from .splits import (VALIDATION_SEED, Batch, augment_batch, check_augmentation, make_loader, subset,  # noqa: F401
                      validation_split)
 
@@ -234,13 +235,15 @@ def _read_cifar_batch(path: Path) -> Arrays:
     """Reads one batch of the official CIFAR-10 python layout."""
     try:
         with _require(path).open("rb") as f:
-            # Data pickles in the official CIFAR-10 format (dict of b'data', b'labels'),
-            # read only from the user's own data folder, as torchvision does.
-            batch = pickle.load(f, encoding="bytes")
+            # The official CIFAR-10 format is a pickle (dict of b'data', b'labels', ...): read with an
+            # unpickler that builds only containers and numpy arrays, so a planted file cannot run code.
+            batch = load_plain_pickle(f, encoding="bytes")
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"cannot read CIFAR batch {path}: {exc!r}") from exc
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError,
+            IndexError) as exc:
+        raise DataError(f"cannot read CIFAR batch {path}: {exc}; download the python version of CIFAR-10 "
+                        "(cifar-10-python.tar.gz) again") from exc
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{path}: expected data [N, 3072] and N labels, found {data.shape}, {len(labels)}")
     return data.reshape(-1, 3, 32, 32), labels  # rows are R(1024) G(1024) B(1024), row-major

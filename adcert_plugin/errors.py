@@ -56,6 +56,11 @@ class CheckpointError(AdcertError):
     """A checkpoint that is missing, mismatched or unsafe to load."""
 
 
+class OutputError(AdcertError):
+    """A file or folder that cannot be written or read: a full disk, a read-only place, no permission,
+    a file where a folder should be (``io.output_error`` words it)."""
+
+
 class ExportError(AdcertError):
     """An export that does not match PyTorch, or cannot be written."""
 

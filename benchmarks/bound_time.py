@@ -5,6 +5,12 @@
 Prints a table: method, path (native interval code or auto_LiRPA), seconds (median of
 --repeats round-robin runs after one warm-up), and for reference a plain forward+backward.
 CROWN runs once, on --crown-batch samples: on a CPU it costs far more than the others.
+
+Memory: auto_LiRPA keeps linear bounds per neuron and per sample, so the peak grows with the
+batch. At the defaults (--batch 128, CROWN on 128) it needs 10-12 GB (issue 36). Measured
+peak RSS, MNIST shapes, CROWN skipped: 1.8 GB at --batch 16, 2.5 GB at --batch 32 (CROWN-IBP
+dominates: about 1.1 GB + 43 MB per sample).
+On a smaller machine: --batch 16 --crown-batch 4, or --skip CROWN.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], help="methods to skip, e.g. CROWN")
     args = parser.parse_args()
+    print(f"note: CROWN-IBP on {args.batch} and CROWN on {args.crown_batch or args.batch} samples of CNN7 need "
+          "about 10-12 GB at --batch 128 (less with a smaller --batch / --crown-batch, see the docstring)")
     shape, mean, std, eps = SHAPES[args.shape]
     torch.manual_seed(0)
     model = ibp_init(create_model("cnn7", shape, 10)).train()

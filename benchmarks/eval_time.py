@@ -10,6 +10,10 @@ Part 2 (small trained model): ``evaluate`` end to end (clean → PGD-40 → IBP 
 ``--eval-n`` MNIST test images for a model trained for a few seconds on 2000 images.
 
     python benchmarks/eval_time.py --data-dir ../shared/data --n 32 --costly-n 2
+
+Memory: CROWN and alpha-CROWN on CNN7 keep linear bounds per neuron and per sample; at the
+defaults (--costly-n 32) the run needs 10-12 GB (issue 36). --costly-n 2, as above, or
+--methods IBP,CROWN-IBP needs a few GB (see benchmarks/bound_time.py for measured peaks).
 """
 
 from __future__ import annotations
@@ -103,6 +107,9 @@ def main(data_dir, n, costly_n, methods, eps, eval_n, small_arch, small_eps, thr
     if threads:
         torch.set_num_threads(threads)
     click.echo(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    if not skip_cnn7 and costly_n > 4 and ({"CROWN", "alpha-CROWN"} & set(methods.split(","))):
+        click.echo(f"note: CROWN on {costly_n} samples of CNN7 needs about 10-12 GB at --costly-n 32; "
+                   "--costly-n 2 needs far less (see the docstring)")
     if not skip_cnn7:
         x, y = load_split("mnist", "test", data_dir)
         rows = bench_cnn7(x, y, eps, [m.strip() for m in methods.split(",")], n, costly_n)

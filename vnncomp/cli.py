@@ -14,6 +14,8 @@ import click
 
 from adcert_plugin.cli import OneLineCommand, handle_errors, on_interrupt
 from adcert_plugin.cli.commands import DATA_DIR_HELP
+from adcert_plugin.cli.params import EPS_WHAT, Number
+from adcert_plugin.io import atomic_write_text, check_output_file
 
 _PATH = click.Path(path_type=Path)
 _EXISTING_DIR = click.Path(path_type=Path, exists=True, file_okay=False)
@@ -42,8 +44,8 @@ def _example(line: str) -> str:
 @click.option("--out-dir", type=_PATH, required=True, help="Benchmark folder to write.")
 @click.option("--dataset", default=None, help="Data-set name (default: the checkpoint's).")
 @click.option("--data-dir", type=_PATH, envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Pixel-space L-inf radius in (0, 1] (default: the checkpoint config's eps).")
+@click.option("--eps", type=Number(min=0, min_open=True, what=EPS_WHAT), default=None,
+              help="Pixel-space L-inf radius in (0, 1], e.g. 0.1 or 2/255 (default: the checkpoint config's eps).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of instances.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing test samples.")
 @click.option("--start", type=click.IntRange(min=0), default=None,
@@ -51,7 +53,7 @@ def _example(line: str) -> str:
 @click.option("--end", type=click.IntRange(min=1), default=None,
               help="Draw only from test indices < END (as adcert-eval --end), so that adcert-report can "
                    "cross-check the benchmark with that eval [default: the whole split].")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+@click.option("--timeout", type=Number(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds per instance (n x timeout <= 6 h).")
 @click.option("--filter-pgd", is_flag=True, help="Keep only samples that PGD does not break.")
 @click.option("--skip-certified", metavar="[IBP|CROWN-IBP|CROWN]", default=None,
@@ -102,7 +104,7 @@ def _write_native(info, data_dir) -> None:
 @click.argument("bench_dir", type=_EXISTING_DIR)
 @click.option("--verifier", type=click.Choice(["neuralsat", "abcrown", "marabou"]), default="neuralsat",
               show_default=True, help="Complete verifier to run (marabou: wrong unsat answers on padded CNNs).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", type=Number(min=0, min_open=True), default=None,
               help="Seconds per instance (default: instances.csv); a verifier still running 5 s later is "
                    "killed and its answer is timeout (started afresh, not forked: plus its imports).")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
@@ -139,6 +141,8 @@ def verify_cmd(bench_dir, verifier, timeout, device, jobs, force, python, abcrow
     from .verifiers.common import reporting
 
     _setup_logging(verbose)
+    if out is not None:  # before the verifier runs for hours, not after
+        check_output_file(out, "--out")
     folder = bench_dir / "results" / verifier
     on_interrupt(lambda: f"The verifiers still running were stopped; answers already given are kept in {folder}/ "
                          "and the same command reuses them (continue with it; --force reruns all).")
@@ -197,10 +201,12 @@ def report_cmd(eval_file, bench_dir, sources, out, verbose):
     from .results import report_benchmark
 
     _setup_logging(verbose)
+    if out is not None:
+        check_output_file(out, "--out")
     check = report_benchmark(eval_file, bench_dir, list(sources) or None, raise_on_contradiction=False)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"summary": check.summary(), "rows": check.rows}, indent=1, default=str) + "\n")
+        atomic_write_text(out, json.dumps({"summary": check.summary(), "rows": check.rows}, indent=1,
+                                          default=str) + "\n")
     _say(f"certified accuracy {100 * check.certified_accuracy:.2f} % ({check.certified_merged}/{check.total}; "
          f"incomplete methods alone {check.certified_incomplete}), falsified {check.falsified}")
     for line in check.coverage_lines():

@@ -4,6 +4,10 @@
     errors.py    handle_errors: AdcertError -> one line and the class's exit code
 """
 
+from .startup import quiet_interrupt_while_starting
+
+quiet_interrupt_while_starting()  # Ctrl-C during the imports below (torch: seconds) is not a traceback
+
 from .commands import eval_cmd, losses_cmd, merge_cmd, train_cmd
 from .errors import OneLineCommand, command_args, handle_errors, on_interrupt, rerun_command
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .errors import OneLineCommand, command_args, handle_errors, on_interrupt, rerun_command
+from .params import EPS_WHAT, Number
 
 DATA_DIR_HELP = ("Folder holding the data sets (MNIST/, FashionMNIST/, ...) [default: $ADCERT_DATA, else "
                  "../shared/data beside the source checkout when it exists, else ./data].")
@@ -50,8 +51,8 @@ Example:
 @click.option("--teacher", type=click.Path(path_type=Path), default=None, help="Teacher checkpoint (model.pt).")
 @click.option("--dataset", default=None, help="Data set name (mnist, cifar10, ...).")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=click.FloatRange(min=0.0), default=None,
-              help="Target (eval) eps, pixel space, in [0, 1]; the training eps is this × schedule.train_eps_mul.")
+@click.option("--eps", type=Number(min=0.0, what=EPS_WHAT), default=None,
+              help="Target (eval) eps, pixel space, in [0, 1], e.g. 0.1 or 2/255; the training eps is this × schedule.train_eps_mul.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Number of epochs.")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None, help="Run directory.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
@@ -64,6 +65,7 @@ Example:
 def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_dir, eps, epochs, out_dir, seed,
               device, sets, resume, force):
     """Train a (certifiably) robust model; writes config.yaml, metrics.jsonl, checkpoints, summary.json."""
+    on_interrupt(lambda: "It was still starting: nothing was written.")  # until the run folder is known
     from ..training import build_config, list_presets as preset_names
     from ..training.presets import preset_source
 
@@ -76,7 +78,8 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
     flags = {"loss.name": loss, "teacher": teacher, "data.dataset": dataset, "data.data_dir": data_dir,
              "schedule.eps": eps, "schedule.epochs": epochs, "out_dir": out_dir, "seed": seed, "device": device}
     cfg = build_config(preset=preset, config_file=config_file, flags=flags, sets=sets, resume=resume)
-    on_interrupt(lambda: _train_resume_hint(Path(cfg.out_dir)))
+    before = _file_id(Path(cfg.out_dir) / "last.pt")
+    on_interrupt(lambda: _train_resume_hint(Path(cfg.out_dir), before))
 
     from ..training import train
 
@@ -85,7 +88,18 @@ def train_cmd(config_file, preset, list_presets, loss, teacher, dataset, data_di
         click.echo(result.describe(), err=True)
 
 
-def _train_resume_hint(out_dir: Path) -> str:
+def _file_id(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _train_resume_hint(out_dir: Path, before: tuple | None) -> str:
+    if before is not None and _file_id(out_dir / "last.pt") == before:  # no new epoch: the old run is back
+        return (f"No epoch of the new run had finished, so the run that was in {out_dir} is kept as it was; "
+                "run the same command again to start over.")
     if (out_dir / "last.pt").is_file():
         again = rerun_command("adcert-train", command_args(), add=["--resume"], drop=["--force"])
         return f"{out_dir}/last.pt holds the last finished epoch; to continue from it: {again}"
@@ -111,8 +125,8 @@ PROTOCOLS = {"papers": {"methods": ("IBP", "CROWN"), "pgd_steps": 100, "pgd_rest
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--dataset", default=None, help="Data set name; default the checkpoint's.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--eps", type=float, default=None,
-              help="Pixel-space eps in (0, 1]; default the checkpoint's target (eval) eps.")
+@click.option("--eps", type=Number(what=EPS_WHAT), default=None,
+              help="Pixel-space eps in (0, 1], e.g. 0.1 or 2/255; default the checkpoint's target (eval) eps.")
 @click.option("--methods", multiple=True, default=("IBP", "CROWN"),
               help="Bound methods, comma list or repeated; run cheap to costly: IBP, CROWN-IBP, CROWN, alpha-CROWN.")
 @click.option("--start", type=click.IntRange(min=0), default=None, help="First test index (default 0).")
@@ -121,7 +135,7 @@ PROTOCOLS = {"papers": {"methods": ("IBP", "CROWN"), "pgd_steps": 100, "pgd_rest
 @click.option("--seed", type=int, default=0, help="Seed for --n and the attack's random starts.")
 @click.option("--pgd-steps", type=click.IntRange(min=1), default=40, help="PGD steps.")
 @click.option("--pgd-restarts", type=click.IntRange(min=1), default=1, help="PGD random restarts.")
-@click.option("--pgd-step-size", type=click.FloatRange(min=0, min_open=True), default=0.035,
+@click.option("--pgd-step-size", type=Number(min=0, min_open=True), default=0.035,
               help="PGD step, relative to the box half-width.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Samples per block.")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None,
@@ -169,6 +183,7 @@ def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, p
              ray_address, complete_chunk, shard, complete_device, neuralsat_python, abcrown, abcrown_python,
              abcrown_mode, protocol, as_json):
     """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier; writes samples.jsonl, summary.json."""
+    on_interrupt(lambda: "It was still starting: nothing was written.")  # until the report folder is known
     from ..attacks import AttackConfig
     from ..evaluation import CompleteConfig, evaluate, parse_shard
     from ..parallel import session

@@ -3,8 +3,9 @@
 ``@handle_errors`` (placed right above the function, below ``@click.command`` and the
 options) turns an :class:`AdcertError` into click's ``Error: <Class>: <message>`` on
 stderr and exits with the class's ``exit_code``. It also adds a ``--debug`` flag (or set
-``ADCERT_DEBUG=1``) that re-raises with the full traceback. Any other exception is a bug
-and keeps its traceback.
+``ADCERT_DEBUG=1``) that re-raises with the full traceback. An OSError the user can fix (a
+full disk, a read-only folder, no permission, a file where a folder should be) is one line too
+(``io.output_error``). Any other exception is a bug and keeps its traceback.
 
 Ctrl-C prints ``Interrupted.`` and what to do next (a command registers that with
 :func:`on_interrupt`, e.g. the exact command with ``--resume``) and exits 130. SIGTERM (what a
@@ -27,6 +28,8 @@ from typing import Callable, Sequence
 import click
 
 from ..errors import AdcertError, quiet_library_warnings
+from ..io import output_error
+from .startup import command_started
 
 INTERRUPTED_EXIT = 130  # the shell's code for SIGINT
 _ARGS_KEY, _HINT_KEY = "adcert.args", "adcert.on_interrupt"
@@ -91,6 +94,7 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, debug: bool = False, **kwargs):
         sigterm_as_interrupt()
+        command_started()
         debug = debug or bool(os.environ.get("ADCERT_DEBUG"))
         with warnings.catch_warnings():
             if not debug:
@@ -101,6 +105,11 @@ def handle_errors(fn):
                 if debug:
                     raise
                 raise AdcertClickError(err) from err
+            except OSError as err:  # a full disk, a read-only folder, a file in the path: the user's to fix
+                mapped = output_error(err)
+                if debug or mapped is None:
+                    raise
+                raise AdcertClickError(mapped) from err
             except KeyboardInterrupt:
                 hint = click.get_current_context().meta.get(_HINT_KEY)
                 click.echo("Interrupted." + (f" {hint()}" if hint else ""), err=True)

@@ -33,8 +33,8 @@ import torch
 from ..attacks import AttackConfig, attack_objective
 from ..bounds import InputBox, margins, wrap_model
 from ..data import get_data_spec
-from ..errors import ConfigError, DataError
-from ..io import read_json, sha256_file, write_json
+from ..errors import ConfigError, DataError, OutputError
+from ..io import FolderLock, read_json, sha256_file, write_json
 from ..training import pick_device
 from . import report as R
 from .complete import CompleteConfig, CompleteInputs, run_complete, shard_dir_name
@@ -114,6 +114,7 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     x_all, y_all = _load_eval_split(dataset, split, data_dir, record, checkpoint)
     _check_data(x_all, y_all, record, dataset)
     indices = select_indices(len(y_all), start, end, n, seed)
+    out_arg = out_dir
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f"eval-{eps:g}"
     if complete is not None and complete.shard is not None:
         out_dir = out_dir / shard_dir_name(complete.shard)
@@ -124,39 +125,58 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
                   "complete": complete.record() if complete else None}
     if split != "test":  # absent for test, so reports written before splits existed still resume
         run_config["split"] = split
-    done = R.prepare_out_dir(out_dir, run_config, RESUME_KEYS, resume, overwrite)
-    earlier_wall, earlier_complete_wall = _earlier_walls(out_dir, complete)
+    lock = _lock_report_dir(out_dir, defaulted=out_arg is None)
+    try:
+        done = R.prepare_out_dir(out_dir, run_config, RESUME_KEYS, resume, overwrite)
+        earlier_wall, earlier_complete_wall = _earlier_walls(out_dir, complete)
 
-    model = model.to(device).eval().requires_grad_(False)
-    context = _Context(model, wrap_model(model, tuple(record["arch"]["in_shape"])), spec, eps, methods, attack,
-                       seed, device)
-    samples_path = out_dir / R.SAMPLES_FILE
-    log.info("evaluating %d samples of %s at eps=%g with %s (%d already done) -> %s",
-             len(indices), dataset, eps, ", ".join(methods), len(done), out_dir)
-    wall = time.perf_counter()
-    blocks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
-    with R.Progress(len(indices), len(done), progress) as bar:
-        for block in blocks:
-            missing = [i for i in block if i not in done]
-            if missing:
-                rows = _evaluate_block(context, x_all[block], y_all[block], block)
-                R.append_samples(samples_path, [r for r in rows if r["index"] not in done])
-                done.update((r["index"], r) for r in rows if r["index"] not in done)
-            bar.update(len(missing))
-    wall = earlier_wall + time.perf_counter() - wall
+        model = model.to(device).eval().requires_grad_(False)
+        context = _Context(model, wrap_model(model, tuple(record["arch"]["in_shape"])), spec, eps, methods, attack,
+                           seed, device)
+        samples_path = out_dir / R.SAMPLES_FILE
+        log.info("evaluating %d samples of %s at eps=%g with %s (%d already done) -> %s",
+                 len(indices), dataset, eps, ", ".join(methods), len(done), out_dir)
+        wall = time.perf_counter()
+        blocks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+        with R.Progress(len(indices), len(done), progress) as bar:
+            for block in blocks:
+                missing = [i for i in block if i not in done]
+                if missing:
+                    rows = _evaluate_block(context, x_all[block], y_all[block], block)
+                    R.append_samples(samples_path, [r for r in rows if r["index"] not in done])
+                    done.update((r["index"], r) for r in rows if r["index"] not in done)
+                bar.update(len(missing))
+        wall = earlier_wall + time.perf_counter() - wall
 
-    rows = [{k: v for k, v in done[i].items() if k != "complete"} for i in indices]
-    meta = dict(R.summary_meta(run_config), wall_seconds=wall, device=str(device), split=split)
-    if complete is not None:
-        network = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}_{record['arch']['name']}")
-        data = CompleteInputs(model, x_all[indices], y_all[indices], indices, eps, tuple(spec.mean), tuple(spec.std),
-                              run_config["checkpoint_sha256"], network)
-        rows, seconds = run_complete(rows, data, complete, verifier, out_dir)
-        meta["complete"] = dict(complete.record(), wall_seconds=earlier_complete_wall + seconds)
-    R.write_samples(samples_path, rows)  # canonical order, whatever the resume history
-    summary = R.summarize(rows, methods, meta)
-    write_json(out_dir / R.SUMMARY_FILE, summary)
-    return R.raise_on_soundness(EvalReport(out_dir, summary, rows))
+        rows = [{k: v for k, v in done[i].items() if k != "complete"} for i in indices]
+        meta = dict(R.summary_meta(run_config), wall_seconds=wall, device=str(device), split=split)
+        if complete is not None:
+            network = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}_{record['arch']['name']}")
+            data = CompleteInputs(model, x_all[indices], y_all[indices], indices, eps, tuple(spec.mean), tuple(spec.std),
+                                  run_config["checkpoint_sha256"], network)
+            rows, seconds = run_complete(rows, data, complete, verifier, out_dir)
+            meta["complete"] = dict(complete.record(), wall_seconds=earlier_complete_wall + seconds)
+        R.write_samples(samples_path, rows)  # canonical order, whatever the resume history
+        summary = R.summarize(rows, methods, meta)
+        write_json(out_dir / R.SUMMARY_FILE, summary)
+        return R.raise_on_soundness(EvalReport(out_dir, summary, rows))
+    finally:
+        lock.release()
+
+
+def _lock_report_dir(out_dir: Path, defaulted: bool) -> FolderLock:
+    """Hold the report folder for this process alone (a second writer gets a one-line error).
+
+    The default folder lies beside the checkpoint, which may sit in a read-only shared folder:
+    then the error says to pass --out-dir.
+    """
+    try:
+        return FolderLock(out_dir, "--out-dir").acquire()
+    except OutputError as err:
+        if not defaulted:
+            raise
+        raise OutputError(f"cannot write the report folder {out_dir}, the default beside the checkpoint ({err}); "
+                          "pass --out-dir DIR to write the report somewhere writable") from err
 
 
 def _earlier_walls(out_dir: Path, complete: CompleteConfig | None) -> tuple[float, float]:

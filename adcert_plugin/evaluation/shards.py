@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..io import atomic_write_text, read_json, write_json
+from ..io import FolderLock, atomic_write_text, read_json, write_json
 from . import report as R
 from .complete import CompleteConfig, answer_key, attach_answers, load_answers, owned, undecided_indices
 from .report import EvalReport
@@ -119,7 +119,8 @@ def merge_shards(out_dir: str | Path, overwrite: bool = False) -> EvalReport:
                               "samples; rerun it with --resume, then merge again")
         answers.update((i, got[i]) for i in mine)
     merged = attach_answers(base, answers, cfg)
-    return _write(out_dir, first, merged, answers, shards, cfg)
+    with FolderLock(out_dir, "OUT_DIR"):  # two merges (or a merge and an eval) never write one report at once
+        return _write(out_dir, first, merged, answers, shards, cfg)
 
 
 def _refuse_unmerged(out_dir: Path, overwrite: bool) -> None:

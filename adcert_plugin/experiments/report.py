@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .plots import place_labels
+
 
 def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
@@ -113,6 +115,7 @@ def plot_results(results: dict, path: Path) -> Path:
     others = [r for r in results["runs"] if r not in students and r["alpha"] is not None]
     fig, axes = plt.subplots(1, len(methods), figsize=(5.2 * len(methods), 4.6), dpi=120, squeeze=False)
     for ax, bound in zip(axes[0], methods):
+        labels = []
         for method in results["config"]["methods"]:
             points = sorted((r for r in students if r["method"] == method), key=lambda r: r["alpha"])
             xs = [100 * r["standard_acc"] for r in points]
@@ -120,8 +123,7 @@ def plot_results(results: dict, path: Path) -> Path:
             teacher = " (with teacher)" if points and points[0]["uses_teacher"] else ""
             line, = ax.plot(xs, ys, "-", marker=".", color=colors.get(method), alpha=0.8, label=method + teacher)
             for r, x, y in zip(points, xs, ys):
-                ax.annotate(f"{r['alpha']:g}", (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7,
-                            color=line.get_color())
+                labels.append((f"α={r['alpha']:g}", x, y, line.get_color()))
                 if r["main"]:
                     ax.plot(x, y, marker="o", markersize=9, color=line.get_color(), markeredgecolor="black",
                             linestyle="none")
@@ -144,6 +146,7 @@ def plot_results(results: dict, path: Path) -> Path:
                     ax.set_ylim(bottom=floor - 1.0)
                     ax.plot(x, floor - 0.5, marker="v", markersize=9, color="grey", linestyle="none",
                             label=f"pgd teacher (below: {y:.1f} %)")
+        place_labels(ax, labels)  # after the limits are set: no two α labels on top of each other
         ax.set_xlabel("standard accuracy (%)")
         ax.set_ylabel(f"certified accuracy, {bound} (%)")
         ax.set_title(f"certified by {' → '.join(methods[:methods.index(bound) + 1])}", fontsize=10)

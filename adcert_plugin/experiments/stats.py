@@ -3,7 +3,9 @@
 Runs of one seed share the data order, the initialisation and the teacher, so comparing two
 methods seed by seed (a paired design) removes that shared noise; the interval is Student's t
 on the per-seed differences: mean ± t_{0.975, n−1} · sd / √n. With 3 seeds t = 4.30, so an
-interval excludes 0 only when the differences are consistent, which is the point.
+interval excludes 0 only when the differences are consistent, which is the point. When every
+seed gives the same difference the sd is 0 and the interval has no width: it cannot be
+estimated (``estimable`` False), and no difference is claimed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ def paired_difference(first: Sequence[float], second: Sequence[float]) -> dict:
         raise ValueError("a paired interval needs at least 2 seeds")
     summary = mean_sd(diffs)
     half = t_quantile_975(len(diffs) - 1) * summary["sd"] / math.sqrt(len(diffs))
+    # Equal differences on every seed (2 seeds, both +2 points) give sd 0 and a zero-width interval:
+    # that is no evidence of certainty, only too few seeds to see the spread. Say so; claim nothing.
+    estimable = summary["sd"] > 0
     return {**summary, "ci95": [summary["mean"] - half, summary["mean"] + half],
-            "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
-            "excludes_zero": summary["mean"] - half > 0 or summary["mean"] + half < 0}
+            "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs), "estimable": estimable,
+            "excludes_zero": estimable and (summary["mean"] - half > 0 or summary["mean"] + half < 0)}
+
+
+def excludes_zero_words(difference: dict) -> str:
+    """The "excludes 0" cell of a report: yes, no, or why it cannot be told."""
+    if not difference.get("estimable", True):
+        return f"cannot be estimated (the {difference['n']} per-seed differences are equal: sd 0)"
+    return "yes" if difference["excludes_zero"] else "no"

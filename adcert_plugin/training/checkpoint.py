@@ -64,6 +64,8 @@ def read_checkpoint(path: str | Path) -> dict:
     file is instead.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; pass the path of a file in it, e.g. {path / 'model.pt'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a model.pt or last.pt file")
     try:
@@ -77,12 +79,17 @@ def _why_unloadable(path: Path, err: Exception) -> str:
     text = str(err)
     if path.stat().st_size == 0:
         return "the file is empty; pass the path of a model.pt or last.pt file"
-    if "Weights only load failed" in text or "weights_only" in text:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # neither torch's zip nor a pickle
+        return ("it is not a PyTorch checkpoint (no zip or pickle header); pass the path of a model.pt or last.pt "
+                "file written by adcert-train")
+    if "Unsupported global" in text or "Unsupported class" in text:
         return ("it holds pickled Python objects besides tensors and plain values, which adcert never loads "
                 "(that could run code from the file); save only a state_dict of tensors, e.g. "
                 "torch.save(model.state_dict(), path), and pass it with --arch")
-    return ("it is not a PyTorch checkpoint (torch could not read it as one); pass the path of a model.pt or "
-            "last.pt file written by adcert-train")
+    return ("it starts like a PyTorch file but torch cannot read it: it is damaged or cut short (a copy or a "
+            "download that did not finish?); copy it again, or pass another model.pt or last.pt")
 
 
 def check_record(record: dict, path: str | Path) -> dict:
@@ -95,6 +102,10 @@ def check_record(record: dict, path: str | Path) -> dict:
         return CheckpointError(f"{path} looks like an adcert checkpoint but {what}; the file is damaged or was "
                                "not written by adcert: retrain, or export it again from the run that made it")
 
+    version = record.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path} is an adcert checkpoint of format version {version!r}, and this adcert reads "
+                              f"version {VERSION} and older: it was written by a newer adcert; upgrade adcert to read it")
     arch = record.get("arch")
     if not isinstance(arch, dict):
         raise bad("has no 'arch' record")
@@ -110,6 +121,7 @@ def check_record(record: dict, path: str | Path) -> dict:
     model = record.get("model")
     if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
         raise bad("has no weights ('model' must be a state_dict of tensors)")
+    check_finite(model, path)
     for key in ("config", "state"):
         if not isinstance(record.get(key) or {}, dict):
             raise bad(f"its {key!r} is not a mapping")
@@ -117,6 +129,16 @@ def check_record(record: dict, path: str | Path) -> dict:
         raise bad(f"its 'dataset' is not a data-set name ({record.get('dataset')!r})")
     return {**record, "arch": {**arch, "kwargs": arch.get("kwargs", {})}, "dataset": record.get("dataset"),
             "config": record.get("config") or {}, "state": record.get("state") or {}}
+
+
+def check_finite(state: dict, path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity: such a model's logits are NaN and its argmax meaningless."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{path}: weight {name!r} holds {bad} NaN or infinite values, so the model's "
+                                  "outputs are meaningless; use a checkpoint of an epoch before training diverged "
+                                  "(best.pt, or last.pt of an earlier run)")
 
 
 def load_model(path: str | Path, arch: str | None = None, in_shape=None, num_classes: int | None = None,
@@ -133,6 +155,7 @@ def load_model(path: str | Path, arch: str | None = None, in_shape=None, num_cla
         spec = arch_record(arch, in_shape, num_classes, kwargs)
         record = {"format": FORMAT, "version": VERSION, "arch": spec, "dataset": None,
                   "model": record.get("state_dict", record), "config": {}, "state": {}}
+        check_finite(record["model"], path)
     else:
         raise CheckpointError(f"{path} is not an adcert checkpoint; give --arch (and the data set) "
                               "to load it as a plain state_dict")

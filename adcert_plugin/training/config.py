@@ -233,9 +233,14 @@ def config_from_dict(data: dict, source: str = "<dict>") -> TrainConfig:
 def read_config_file(path: str | Path) -> dict:
     """Parse a YAML or JSON file into a dict (no validation)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a YAML/JSON file to --config")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML/JSON file to --config")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); pass a YAML/JSON config to --config") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as err:

@@ -25,15 +25,24 @@ class RunResult:
         s, best = self.summary, self.summary.get("best", {})
         pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
         by = best.get("criterion", "ibp_cert_acc")
+        split = s.get("selected_on", "test")
         lines = [f"run: {self.run_dir}",
                  f"  {s['loss']} on {s['dataset']}, eval eps {s['eps']} (train eps reached "
                  f"{s.get('eps_train_reached', 'n/a')}), {s['epochs']} epochs, {s['train_time_s']:.1f} s",
-                 f"  final, at eval eps on the first {s['n_test']} test images (PGD-{s.get('eval_pgd_steps', '?')}): "
+                 f"  final, at eval eps on the first {s['n_test']} {split} images (PGD-{s.get('eval_pgd_steps', '?')}): "
                  f"clean {pct(s['clean_acc'])}, PGD {pct(s['pgd_acc'])}, IBP-certified {pct(s['ibp_cert_acc'])}",
-                 f"  best epoch {best.get('epoch')} by {CRITERION_NAMES.get(by, by)} (best.pt): "
+                 f"  best epoch {best.get('epoch')} by {CRITERION_NAMES.get(by, by)} (best.pt), on {split} images: "
                  f"{CRITERION_NAMES.get(by, by)} {pct(best.get(by))}, clean {pct(best.get('clean_acc'))}"]
+        if split == "test":
+            lines.append("  note: best.pt was picked on test images, so its test accuracy is optimistic: report "
+                         "model.pt (the final epoch), or hold out data.validation_size images to select on")
         lines += [f"  warning: {w}" for w in s.get("warnings", [])]
         return "\n".join(lines)
+
+
+def selected_on(cfg) -> str:
+    """Which images the per-epoch check (and so best.pt) uses: a validation holdout, or test images."""
+    return "validation" if cfg.data.validation_size else "test"
 
 
 CRITERION_NAMES = {"ibp_cert_acc": "IBP-certified", "pgd_acc": "PGD", "clean_acc": "clean"}

@@ -116,9 +116,12 @@ for _name, (_values, _source) in ctbench_presets().items():
 
 # Small presets: MNIST subsets and small-cnn, minutes on a laptop CPU (set OMP_NUM_THREADS=1 on a
 # busy machine). Students: 20k images, 10 epochs; the teacher: 10k images (a subset of the
-# students' 20k, same seed), 6 epochs of PGD-10.
+# students' 20k, same seed), 6 epochs of PGD-10. 1000 training images are held out first
+# (data.validation_size): the per-epoch check and best.pt use them, never the test images that
+# adcert-eval and the quickstart report.
 _SMALL = {
-    "data": {"dataset": "mnist", "train_subset": 20000, "test_subset": 1000, "batch_size": 100},
+    "data": {"dataset": "mnist", "train_subset": 20000, "test_subset": 1000, "validation_size": 1000,
+             "batch_size": 100},
     "model": {"name": "small-cnn"},
     "schedule": {"epochs": 10, "eps": 0.1, "eps_start_epoch": 1, "eps_length_epochs": 4},
     "optim": {"lr": 1e-3, "milestones": [8], "gamma": 0.2, "grad_clip": 10.0},

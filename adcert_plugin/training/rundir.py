@@ -8,19 +8,24 @@
     <out_dir>/summary.json   final and best metrics, timings
 
 A folder that already holds a run is refused unless ``resume`` (continue from last.pt with a
-compatible config) or ``force`` (its run files are removed, after the new config is checked).
+compatible config) or ``force``. ``force`` removes only the run files above, and only once the
+new run has something to show for it: they are moved to ``<out_dir>/.replaced-run/`` and deleted
+when the new run's first epoch has written ``last.pt``; a start that fails or is interrupted
+before that puts them back. Other files in the folder are never touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .config import TrainConfig, read_config_file, save_config
 
+ASIDE = ".replaced-run"  # an earlier run's files, while a --force run has not finished an epoch
 RUN_FILES = ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "model.pt", "summary.json")
 # Fields a resumed run may change: where it runs and how long it goes on.
 RESUMABLE_CHANGES = ("schedule.epochs", "out_dir", "device", "data.data_dir")
@@ -45,6 +50,7 @@ class RunDir:
         self.best = self.path / "best.pt"
         self.model = self.path / "model.pt"
         self.summary = self.path / "summary.json"
+        self.aside = self.path / ASIDE
 
     def existing_run_files(self) -> list[str]:
         return [name for name in RUN_FILES if (self.path / name).exists()]
@@ -55,6 +61,10 @@ class RunDir:
             raise ConfigError("--resume and --force contradict each other; pass one of them")
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"out_dir {self.path} exists and is not a folder; choose another --out-dir")
+        if self.aside.is_dir():
+            raise ConfigError(f"{self.aside} holds the run that an earlier --force set aside, and that start was "
+                              f"stopped before it could finish an epoch or put it back: move the files in it back "
+                              f"into {self.path} (or delete {self.aside} to drop that run), then run again")
         if resume:
             if not self.last.is_file():
                 found = self.existing_run_files()
@@ -79,23 +89,66 @@ class RunDir:
         changed = [k for k in sorted(set(saved) | set(now))
                    if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
         if changed:
-            shown = "; ".join(f"{k}: {saved.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
-            raise ConfigError(f"cannot resume {self.path} with a different config ({shown}); only "
-                              f"{', '.join(RESUMABLE_CHANGES)} may change on --resume")
+            # The fields that make it another run come first, so a long diff never hides them.
+            first = ("loss.name", "data.dataset", "model.name", "schedule.eps", "seed", "teacher")
+            changed.sort(key=lambda k: (k not in first, first.index(k) if k in first else 0, k))
+            shown = "; ".join(f"{k}: {saved.get(k)!r} → {now.get(k)!r}" for k in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            raise ConfigError(f"cannot resume {self.path} with a different config ({shown}{more}); only "
+                              f"{', '.join(RESUMABLE_CHANGES)} may change on --resume: resume with the run's own "
+                              "config (drop --preset/--config), or start a new run in another --out-dir")
+
+    def resume_config(self, cfg: TrainConfig, finished: int) -> None:
+        """Record a resumed run's config (its epoch count may differ); refuse fewer epochs than finished."""
+        if finished > cfg.schedule.epochs:
+            raise ConfigError(f"{self.last} is after epoch {finished}, past --epochs {cfg.schedule.epochs}: a resume "
+                              f"cannot undo epochs; pass --epochs {finished} or more (or use best.pt / model.pt "
+                              "as they are)")
+        self.write_config(cfg)
 
     def clear(self) -> None:
         """Remove the run files of an earlier run (other files in the folder are kept)."""
         for name in RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
 
+    def set_aside(self) -> None:
+        """Move an earlier run's files to ``.replaced-run/`` (a --force start): kept until ``drop_aside``."""
+        found = self.existing_run_files()
+        if not found:
+            return
+        self.aside.mkdir()
+        for name in found:
+            os.replace(self.path / name, self.aside / name)
+
+    def drop_aside(self) -> None:
+        """The new run finished an epoch: the earlier run it replaces is deleted now."""
+        if self.aside.is_dir():
+            shutil.rmtree(self.aside)
+
+    def restore_aside(self) -> bool:
+        """Put an earlier run back (the --force start failed before an epoch); True when there was one."""
+        if not self.aside.is_dir():
+            return False
+        for name in RUN_FILES:
+            if (self.aside / name).exists():
+                os.replace(self.aside / name, self.path / name)
+            else:
+                (self.path / name).unlink(missing_ok=True)
+        self.aside.rmdir()
+        return True
+
     def write_config(self, cfg: TrainConfig) -> None:
         save_config(cfg, self.config)
 
     def append_metrics(self, row: dict) -> None:
-        with self.metrics.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with self.metrics.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            err.filename = err.filename or str(self.metrics)
+            raise
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.is_file():

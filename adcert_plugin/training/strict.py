@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import fields
@@ -98,12 +99,16 @@ def build(cls, data: Any, source: Source, where: str = ""):
         dotted = f"{where}.{err.name}" if where else err.name
         raise ConfigError(f"{dotted}={err.value!r} in {_source(source, dotted)}: {err.why}") from None
     except ValueError as err:  # a dataclass outside adcert's hierarchy (AttackConfig) checking itself
-        raise ConfigError(f"{where or 'config'} in {_source(source, where)}: {err}") from None
+        raise ConfigError(f"{where or 'config'} from {_sources(source, data, where)}: {err}") from None
     except AdcertError as err:  # e.g. a registry refusing a name: say where the section came from
         if not where:
             raise
-        sources = sorted({_source(source, k) for k in flatten(data, where)} or {_source(source, where)})
-        raise type(err)(f"{err} ({where} from {', '.join(sources)})") from None
+        raise type(err)(f"{err} ({where} from {_sources(source, data, where)})") from None
+
+
+def _sources(source: Source, data: dict, where: str) -> str:
+    """Where a section's values came from (its keys are set one by one: --set attack.steps=0)."""
+    return ", ".join(sorted({_source(source, k) for k in flatten(data, where)} or {_source(source, where)}))
 
 
 def _coerce(tp, value, where: str, source: Source):
@@ -136,7 +141,7 @@ def _coerce(tp, value, where: str, source: Source):
         return plain(value)
     if tp is float and isinstance(value, str):
         try:
-            return float(value)
+            return number_from_text(value)
         except ValueError:
             raise bad from None
     if tp is str and isinstance(value, Path):
@@ -147,6 +152,22 @@ def _coerce(tp, value, where: str, source: Source):
             raise bad
         return float(value) if tp is float else value
     raise bad
+
+
+def number_from_text(text: str) -> float:
+    """A finite number written as the papers write it: ``0.0078``, ``5e-4`` or a fraction ``2/255``.
+
+    Raises:
+        ValueError: not a number, or NaN / infinite (a time or a radius of NaN means nothing).
+    """
+    top, slash, bottom = str(text).strip().partition("/")
+    try:
+        value = float(top) / float(bottom) if slash else float(top)
+    except ZeroDivisionError:
+        raise ValueError(f"{text!r} divides by zero") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 def _name(tp) -> str:

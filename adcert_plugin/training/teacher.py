@@ -30,7 +30,7 @@ def load_teacher(path: str | Path, arch: str | None = None, in_shape=None, num_c
         CheckpointError: the file is missing (the message names the preset that trains it and
             --teacher), unsafe, malformed, or its weights do not fit the architecture.
     """
-    if not Path(path).is_file():
+    if not Path(path).is_file() and not Path(path).is_dir():  # a folder: read_checkpoint says so
         preset = preset_writing(path)
         first = (f"train it first (adcert-train --preset {preset}) or " if preset
                  else "train a pgd or trades teacher, or ")

@@ -21,6 +21,7 @@ summary records the eps it reached.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -38,6 +39,7 @@ from ..attacks import pgd_attack
 from ..bounds import InputBox, normalize, wrap_model
 from ..data import get_data_spec, load_split, make_loader, subset, validation_split
 from ..errors import CheckpointError, TrainingError, UnsupportedModelError
+from ..io import FolderLock
 from ..losses.base import LossContext
 from ..models import create_model, ibp_init
 from . import distributed as D, schedules as S
@@ -45,7 +47,7 @@ from .allocator import reuse_freed_memory
 from .averaging import WeightAverage, population_bn
 from .checkpoint import arch_record, read_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .outcome import RunResult, best_criterion, divergence_cause, ramp_reached
+from .outcome import RunResult, best_criterion, divergence_cause, ramp_reached, selected_on
 from .regularizers import l1_penalty, warmup_terms
 from .rundir import RunDir
 from .teacher import load_teacher
@@ -62,7 +64,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     Args:
         cfg: the validated run config.
         resume: continue from ``<out_dir>/last.pt`` (same config but ``schedule.epochs``).
-        force: start afresh in an ``out_dir`` that holds a run (its run files are removed).
+        force: start afresh in an ``out_dir`` that holds a run (its run files are replaced once the
+            new run's first epoch is saved; a start that fails before that puts them back).
         progress: show a tqdm bar; default only on a TTY with ``CI`` unset (rank 0).
 
     Raises:
@@ -75,7 +78,11 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     if info.device.type == "cpu":
         reuse_freed_memory()  # a step's large temporaries stop page-faulting in anew (allocator.py)
     try:
-        return _Trainer(cfg, info).run(resume, force, progress)
+        if info.is_main:  # a refused start writes nothing, not even a lock file
+            FolderLock(cfg.out_dir).check_free()
+            RunDir(cfg.out_dir).check(cfg, resume, force)
+        with FolderLock(cfg.out_dir) if info.is_main else contextlib.nullcontext():
+            return _Trainer(cfg, info).run(resume, force, progress)
     finally:
         D.shutdown(info)
 
@@ -161,7 +168,7 @@ class _Trainer:
 
         if info.is_main:  # everything is checked: only now touch the folder
             if force and not resume:
-                self.run_dir.clear()
+                self.run_dir.set_aside()  # deleted after the first epoch; put back if none finishes
             if not self.run_dir.path.exists():
                 self.run_dir.path.mkdir(parents=True)
                 self.created.append(self.run_dir.path)
@@ -192,6 +199,8 @@ class _Trainer:
             what = f"field {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:200]
             raise CheckpointError(f"{last} cannot be resumed: its trainer state is incomplete or does not fit "
                                   f"this run ({what}); start afresh with --force") from err
+        if self.info.is_main:
+            self.run_dir.resume_config(self.cfg, epoch)  # config.yaml records the new epoch count
         self.rows = self.run_dir.truncate_metrics(epoch) if self.info.is_main else []
         log.info("resuming %s after epoch %d", self.run_dir.path, epoch)
         return epoch
@@ -217,6 +226,9 @@ class _Trainer:
                 self.end_epoch(epoch, row)
         except BaseException:
             self.discard_unstarted()
+            if self.info.is_main and self.run_dir.restore_aside():
+                log.warning("no epoch of the new run finished: the earlier run in %s is put back as it was",
+                            self.run_dir.path)
             raise
         summary = self.finish(time.time() - started)
         D.barrier(self.info)
@@ -340,8 +352,12 @@ class _Trainer:
                 path.unlink(missing_ok=True)
 
     def diverged(self, epoch: int, i: int, steps: int, what: str) -> TrainingError:
-        kept = f"the last good checkpoint is {self.run_dir.last}" if self.run_dir.last.is_file() else \
-            "no epoch finished, so nothing was kept"
+        if self.run_dir.last.is_file():
+            kept = f"the last good checkpoint is {self.run_dir.last}"
+        elif self.run_dir.aside.is_dir():
+            kept = f"no epoch finished, so the earlier run in {self.run_dir.path} is put back as it was"
+        else:
+            kept = "no epoch finished, so nothing was kept"
         cause = divergence_cause(self.updates, self.params, self.optimizer.param_groups[0]["lr"])
         return TrainingError(f"non-finite {what} at epoch {epoch}, step {i + 1}/{steps}; training stopped and "
                              f"{kept}; {cause}")
@@ -385,9 +401,9 @@ class _Trainer:
         self.rows.append(row)
         if not self.info.is_main:
             return
-        log.info("epoch %d: loss %.4f, train eps %.4g; at eval eps %g on the first %d test images: clean %.4f, "
+        log.info("epoch %d: loss %.4f, train eps %.4g; at eval eps %g on the first %d %s images: clean %.4f, "
                  "PGD %.4f, IBP-cert %.4f (%.1f s)", epoch, row.get("train_loss", math.nan), row["eps_train"],
-                 row["eps_eval"], row["n_test"], row["clean_acc"], row["pgd_acc"], row["ibp_cert_acc"],
+                 row["eps_eval"], row["n_test"], selected_on(self.cfg), row["clean_acc"], row["pgd_acc"], row["ibp_cert_acc"],
                  row["time_s"])
         config = self.cfg.to_dict()
         self.run_dir.append_metrics(row)
@@ -401,6 +417,7 @@ class _Trainer:
                  "world_size": self.info.world_size, "opt_steps": self.opt_steps,
                  "swa": None if self.swa is None else self.swa.state_dict()}
         save_checkpoint(self.run_dir.last, self.model, self.arch, self.spec.name, config, state)
+        self.run_dir.drop_aside()  # the new run has its first checkpoint: the one it replaces can go
 
     def training_batches(self):
         """Normalised training images in batches, in order (population BN statistics)."""
@@ -431,6 +448,7 @@ class _Trainer:
             "warnings": warnings, "eval_pgd_steps": self.cfg.eval.pgd_steps, "epochs": int(final.get("epoch", 0)),
             "clean_acc": final.get("clean_acc"), "pgd_acc": final.get("pgd_acc"),
             "ibp_cert_acc": final.get("ibp_cert_acc"), "n_test": final.get("n_test", 0),
+            "selected_on": selected_on(self.cfg),
             "best": self.best, "train_time_s": round(sum(r.get("time_s", 0.0) for r in self.rows), 3),
             "wall_time_s": round(wall_time, 3), "world_size": self.info.world_size,
             "conventions": self.cfg.recipe.conventions, "swa": averaged,

@@ -34,12 +34,13 @@ from adcert_plugin import __version__
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ConfigError, ExportError
 from adcert_plugin.evaluation import check_eps, check_range
-from adcert_plugin.io import sha256_file
+from adcert_plugin.io import check_output_dir, output_error, sha256_file, writing
 from adcert_plugin.training import load_model, read_checkpoint, save_checkpoint
 
 from .abcrown import write_abcrown_configs
 from .evidence import write_export_evidence
 from .instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
+from .manifest import foreign_files, read_manifest, write_manifest
 from .onnx_export import creation_mode, export_onnx
 from .readme import GENERATE_PROPERTIES, render_readme
 from .selection import PGD, sample_range, select_samples, skip_method
@@ -192,9 +193,19 @@ def _info(root: Path, params: dict, entries: list[dict], selection: dict, diff: 
 
 
 def _prepare_target(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
-        raise ConfigError(f"{out_dir} exists and is not empty; use --force to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    """Refuse an --out-dir that holds anything but an earlier export (that one only with ``force``)."""
+    check_output_dir(out_dir, "--out-dir")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not force:
+            raise ConfigError(f"{out_dir} exists and is not empty; use --force to replace it (only a benchmark "
+                              "adcert-export wrote is replaced), or choose another --out-dir")
+        foreign = foreign_files(out_dir)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ConfigError(f"--force replaces only a benchmark adcert-export wrote, and {out_dir} also holds "
+                              f"what it did not write ({shown}); move that away, or choose another --out-dir")
+    with writing(f"the parent folder of --out-dir {out_dir}"):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _commit(tmp: Path, out_dir: Path) -> None:
@@ -206,6 +217,12 @@ def _commit(tmp: Path, out_dir: Path) -> None:
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _output_error(err: OSError, out_dir: Path) -> Exception:
+    """A full disk or a read-only folder, named by the benchmark (not by its temporary folder)."""
+    mapped = output_error(OSError(err.errno, err.strerror), f"the benchmark {out_dir} (nothing was written)")
+    return mapped if mapped is not None else err
 
 
 def _load(checkpoint, dataset, arch):
@@ -235,7 +252,8 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
 
     Args:
         checkpoint: adcert checkpoint (or a plain state_dict with ``arch`` and ``dataset``).
-        out_dir: Benchmark folder; refused if it exists and is not empty, unless ``force``.
+        out_dir: Benchmark folder; refused if it exists and is not empty, unless ``force`` and it
+            holds only what an earlier export wrote (its ``.adcert-export`` manifest).
         dataset: Data-set name (default: the checkpoint's ``dataset``).
         data_dir: Data root (default: ``$ADCERT_DATA``).
         eps: Pixel-space L∞ radius (default: the ``eps`` of the checkpoint's config).
@@ -243,7 +261,7 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         seed: Seed for drawing samples.
         timeout: Seconds per instance; ``n * timeout`` must be ≤ 6 h.
         filter_pgd: Keep only samples PGD does not break.
-        force: Replace an existing non-empty ``out_dir``.
+        force: Replace an earlier export in ``out_dir`` (never a folder holding anything else).
         arch: Architecture name for a plain state_dict.
         opset: ONNX opset (13..17).
         skip_certified: None, or a bound method of ``SKIP_METHODS`` ("IBP", "CROWN-IBP", "CROWN"):
@@ -280,7 +298,10 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
               "onnx": f"onnx/{net}.onnx", "opset": opset,
               "arch": record["arch"], "mean": list(data_spec.mean), "std": list(data_spec.std),
               "shape": list(data_spec.shape), "num_classes": data_spec.num_classes, "pgd": PGD}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
+    except OSError as err:
+        raise _output_error(err, out_dir) from err
     tmp.chmod(creation_mode(0o777))  # mkdtemp folders are private; the benchmark should not be
     try:
         save_checkpoint(tmp / MODEL_FILE, model, record["arch"], data_spec.name, config=record.get("config"))
@@ -292,9 +313,12 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
                                    start, end)
         entries = _write_properties(tmp, params, images, labels, selection)
         _write_docs(tmp, params, selection, out_dir)
+        write_manifest(tmp)
         _commit(tmp, out_dir)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _output_error(err, out_dir) from err
         raise
     logger.info("wrote %d instances to %s", len(entries), out_dir)
     return _info(out_dir, params, entries, selection, exported.max_abs_diff)
@@ -326,4 +350,5 @@ def regenerate_properties(bench_dir, seed: int, data_dir=None) -> BenchmarkInfo:
                                params["skip_certified"], params.get("start"), params.get("end"))
     entries = _write_properties(bench_dir, params, images, labels, selection)
     _write_docs(bench_dir, params, selection, bench_dir)
+    write_manifest(bench_dir, keep=read_manifest(bench_dir))
     return _info(bench_dir, params, entries, selection, float("nan"))

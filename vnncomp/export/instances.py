@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -71,10 +72,15 @@ def read_instances(bench_dir: str | Path, csv_name: str = INSTANCES_CSV) -> list
                 timeout = float(row[2])
             except ValueError as err:
                 raise ConfigError(f"{path}:{number}: timeout {row[2]!r} is not a number") from err
+            if not (math.isfinite(timeout) and timeout > 0):  # NaN passes every comparison: say it
+                raise ConfigError(f"{path}:{number}: timeout {row[2].strip()!r} must be a positive number of "
+                                  "seconds; fix the row, or export the benchmark again")
             for file in (onnx, vnnlib):
                 if not file.is_file():
                     raise ConfigError(f"{path}:{number}: {file} does not exist")
             instances.append(Instance(vnnlib.stem, onnx, vnnlib, timeout))
+    if not instances:
+        raise ConfigError(f"{path} lists no instances; export the benchmark again (adcert-export ... --force)")
     return instances
 
 

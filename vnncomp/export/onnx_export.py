@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from adcert_plugin.attacks import bn_scale_shift
-from adcert_plugin.errors import ExportError, UnsupportedModelError
+from adcert_plugin.errors import ExportError, OutputError, UnsupportedModelError
+from adcert_plugin.io import creation_mode, output_error
 
 from .onnx_run import onnx_input_shape, run_onnx
 
@@ -170,7 +171,15 @@ def _torch_export(model: nn.Module, in_shape: Sequence[int], path: Path, opset: 
         try:
             torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["output"],
                               opset_version=opset, do_constant_folding=True, dynamo=False)
+        except OSError as err:  # a full disk or a read-only folder is not the opset's fault
+            mapped = output_error(err, f"the ONNX file {path}")
+            if mapped is None:
+                raise
+            raise mapped from err
         except Exception as err:  # the exporter raises many types; wrap at the boundary
+            if "No space left" in str(err) or "write failed" in str(err):  # torch's C++ writer, not an OSError
+                raise OutputError(f"cannot write the ONNX file {path}: the disk is full: free some space (or "
+                                  "choose a folder on another disk) and run it again") from err
             raise ExportError(f"torch.onnx.export failed for opset {opset}: {err}") from err
 
 
@@ -189,13 +198,6 @@ def _check_and_clean(path: Path) -> None:
     inputs, outputs = onnx_model.graph.input, onnx_model.graph.output
     if len(inputs) != 1 or len(outputs) != 1:
         raise ExportError(f"{path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
-
-
-def creation_mode(base: int) -> int:
-    """``base`` (0o666 for files, 0o777 for folders) minus the process umask, as ``open`` would give."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return base & ~mask
 
 
 def export_onnx(model: nn.Module, in_shape: Sequence[int], path: str | Path, opset: int = 13,

@@ -155,6 +155,22 @@ def cross_check(eval_rows: Sequence[dict], results: Sequence[VerifierResult],
     return check
 
 
+def _json_lines(path: Path, text: str) -> list:
+    """One JSON value per line; a bad line is named by its number in the file (not "line 1" of itself)."""
+    rows, lines = [], text.split("\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            last = all(not rest.strip() for rest in lines[number:])
+            why = ("is cut short: the file was truncated (a crash or a full disk); adcert-eval --resume on its "
+                   "folder repairs it" if last else f"is not JSON ({err.msg}, column {err.colno})")
+            raise ConfigError(f"{path} line {number} {why}") from None
+    return rows
+
+
 def read_eval_rows(path: str | Path) -> list[dict]:
     """Read adcert-eval's per-sample report: JSON lines, or a JSON list / ``{"rows": [...]}``.
 
@@ -169,8 +185,8 @@ def read_eval_rows(path: str | Path) -> list[dict]:
             data = json.loads(text)
             rows = data if isinstance(data, list) else data.get("rows", data.get("samples", []))
         else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError, AttributeError) as err:
+            rows = _json_lines(path, text)
+    except (OSError, json.JSONDecodeError, AttributeError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read eval report {path}: {err}") from err
     if not isinstance(rows, list) or not rows:
         raise ConfigError(f"{path} holds no per-sample rows; pass adcert-eval's samples.jsonl "

@@ -175,6 +175,11 @@ def render_progress(progress: dict, command: str = "") -> str:
 
 def _estimate_line(e: dict) -> str:
     hours = lambda s: f"{s / 3600:.1f} h"  # noqa: E731
+    if e["unmeasured"] and e["train_s"] + e["eval_s"] == 0:  # 0.0 h would read as "done"
+        return ("Time left: unknown; nothing has finished yet to measure it by (" + ", ".join(e["unmeasured"])
+                + "). Ask again once a run has finished.")
+    if e["unmeasured"]:
+        hours = lambda s: f"at least {s / 3600:.1f} h"  # noqa: E731
     line = (f"Left, from the medians of the finished runs: {hours(e['train_s'])} of training and {hours(e['eval_s'])} "
             f"of evaluation, about {hours(e['wall_s'])} of wall time at {e['processes']} processes (rough: a test "
             "evaluation's verifier time varies by method).")

@@ -1,8 +1,5 @@
-"""The tuned comparison's report, from results.json alone: markdown tables and two plots.
-
-``plot.png``: standard (x) against complete-certified (y) test accuracy; a point per selected
-setting and seed, the mean circled, and each method's α curve from the validation grid.
-``curves.png``: per-epoch validation accuracies of every selected run (have they flattened?).
+"""The tuned comparison's report, from results.json alone: markdown tables, and the two plots
+(``plot.png``, ``curves.png``) drawn by ``experiments/plots.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from ...io import read_json
-
-COLORS = {"mtl-ibp": "tab:blue", "cc-ibp": "tab:green", "cc-dist": "tab:orange", "ad-cert": "tab:red"}
+from ..stats import excludes_zero_words
+from ..plots import COLORS, plot_curves, plot_study  # noqa: F401 (the plots live in experiments/plots.py)
 
 
 def _pct(value) -> str:
@@ -91,7 +88,7 @@ def _paired_table(results: dict) -> list[str]:
     for pair, metrics in results["paired"].items():
         for name, d in metrics.items():
             lines.append(f"| {pair} | {name} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
-                         f"{d['wins']}/{d['n']} | {'yes' if d['excludes_zero'] else 'no'} |")
+                         f"{d['wins']}/{d['n']} | {excludes_zero_words(d)} |")
     return lines + [""]
 
 
@@ -114,77 +111,6 @@ def _grid_tables(results: dict) -> list[str]:
                          f"{'**yes**' if r['params'] == chosen else ''} |")
         lines.append("")
     return lines
-
-
-def plot_study(results: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 5), dpi=120)
-    for method in results["chosen"]:
-        color = COLORS.get(method)
-        points = [(100 * e["standard"], 100 * e["complete"]) for e in results["final"][method].values()]
-        ax.plot(*zip(*points), "o", color=color, alpha=0.45, linestyle="none")
-        mean = [sum(p[i] for p in points) / len(points) for i in (0, 1)]
-        ax.plot(*mean, "o", markersize=10, color=color, markeredgecolor="black", label=f"{method} (test, selected)")
-        curve = sorted((r for r in results["grid"] if r["method"] == method and _alpha_only(r, results, method)),
-                       key=lambda r: r["params"].get("alpha", 0))
-        if len(curve) > 1:
-            ax.plot([100 * r["validation"]["standard"] for r in curve],
-                    [100 * r["validation"]["complete"] for r in curve], "--", color=color, alpha=0.6, linewidth=1)
-    ax.set_xlabel("standard accuracy %")
-    ax.set_ylabel("complete-certified accuracy %")
-    ax.set_title(f"{results['dataset']} ε={results['eps']:g}: dots test (per seed), dashes validation α curve")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    plot_curves(results, Path(path).with_name("curves.png"))
-    return Path(path)
-
-
-def _alpha_only(row: dict, results: dict, method: str) -> bool:
-    """Grid points that differ from the chosen one in α only: the method's α curve."""
-    chosen = results["chosen"][method]["params"]
-    return all(row["params"].get(k) == v for k, v in chosen.items() if k != "alpha")
-
-
-def plot_curves(results: dict, path: Path) -> list[str]:
-    """Per-epoch validation clean / IBP-certified accuracy of each selected run (first seed).
-
-    `path` lies in the study folder, which the runs' `run_dir` are relative to. Returns the
-    methods drawn; one whose metrics are missing is named in the plot, not silently left out.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    drawn, missing = [], []
-    for method, chosen in results["chosen"].items():
-        row = next(r for r in results["grid"] if r["method"] == method and r["params"] == chosen["params"])
-        metrics = Path(path).parent / row["run_dir"] / "metrics.jsonl"
-        if not metrics.is_file():
-            missing.append(method)
-            continue
-        drawn.append(method)
-        epochs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        for ax, key in zip(axes, ("clean_acc", "ibp_cert_acc")):
-            ax.plot([e["epoch"] for e in epochs], [100 * (e.get(key) or 0) for e in epochs], color=COLORS.get(method),
-                    label=method)
-    for ax, title in zip(axes, ("clean (validation subset) %", "IBP-certified (validation subset) %")):
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    if missing:
-        fig.suptitle(f"no per-epoch metrics for: {', '.join(missing)}", fontsize=9, color="red")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return drawn
 
 
 def rerender(out_dir: Path) -> str:

@@ -49,6 +49,8 @@ def verdict(pair: str, difference: dict) -> str:
     low, high = difference["ci95"]
     if difference["n"] < 2:
         return "one seed: no interval"
+    if not difference.get("estimable", True):
+        return "cannot be estimated (equal differences on every seed)"
     if low > 0:
         return f"{first} better"
     if high < 0:
@@ -152,7 +154,8 @@ def plot_pairs(benchmarks: list[Benchmark], path: Path) -> list[tuple[str, str]]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4), dpi=120)
     for i, (pair, b, d) in enumerate(rows):
         low, high = d["ci95"]
-        color = "tab:green" if low > 0 else "tab:red" if high < 0 else "tab:gray"
+        color = {f"{pair.split(' - ')[0].strip()} better": "tab:green", f"{pair.split(' - ')[-1].strip()} better":
+                 "tab:red"}.get(verdict(pair, d), "tab:gray")
         ax.plot([low, high], [i, i], color=color, linewidth=2)
         ax.plot(d["mean"], i, "o", color=color)
     ax.axvline(0.0, color="black", linewidth=0.8)

@@ -148,8 +148,9 @@ def test_export_refuses_to_clobber_without_force(tmp_path, checkpoint):
     with pytest.raises(ConfigError, match="use --force"):
         _export(checkpoint, out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    _export(checkpoint, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "instances.csv").is_file()
+    with pytest.raises(ConfigError, match="keep.txt"):  # --force replaces only an earlier export
+        _export(checkpoint, out, force=True)
+    assert (out / "keep.txt").read_text() == "precious"
 
 
 def test_failed_export_leaves_nothing(tmp_path, checkpoint, monkeypatch):
