@@ -29,6 +29,8 @@ setup(
         "verify": ["maraboupy"],
         "plot": ["matplotlib"],
         "dev": ["pytest", "hypothesis", "matplotlib"],
+        # the documentation site (make docs): mkdocs build --strict over docs/
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.27"],
     },
     entry_points={
         "console_scripts": [
