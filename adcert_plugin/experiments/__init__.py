@@ -10,7 +10,8 @@ The tuned comparison (issue 14), imported by module (``examples/study.py``):
     study_presets.py    mnist-0.1, mnist-0.3, fmnist-0.1 (CPU scale) and smoke (CI)
     study.py            run_study(cfg, out_dir): teachers, grid, selection, finals, results.json
     study_selection.py  select, and the grid's extension past an edge its choice sits on
-    study_state.py      the committed state folder a fresh clone resumes from
+    study_state.py      the state folder a fresh clone resumes from
+    state_archive.py    that folder packed as the one archive that is committed (<state>.tar.gz)
     study_guard.py      one study per folder (flock); pool workers that end with their study
     study_progress.py   progress.md: every planned run's state, trains nothing
     study_report.py / study_timing.py / stats.py   tables and plots; paused epochs; mean ± sd, paired t intervals

@@ -30,6 +30,7 @@ from ..errors import ConfigError, SoundnessError, quiet_library_warnings
 from ..io import atomic_write_text, read_json, write_json
 from ..training import RunDir, TrainConfig, train
 from ..training.config import config_from_dict
+from .state_archive import pack
 from .study_config import StudyConfig, StudyEval, final_dir, point_name
 from .study_guard import stop_with_parent, study_lock
 from .study_selection import edge_points, select
@@ -189,6 +190,7 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
         for (m, i), (_, c) in grid.items():
             if i != chosen[m]["index"]:
                 drop_model(Path(state_dir) / os.path.relpath(c.out_dir, out_dir))
+        pack(state_dir)
     finals = []
     for m in cfg.methods:
         i = chosen[m]["index"]

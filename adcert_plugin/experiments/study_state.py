@@ -16,6 +16,8 @@ ones until their test evaluation is done. Never ``last.pt`` or ``best.pt``: trai
 times the size, needed only to continue an interrupted run, which starts over instead.
 
 A file is written before the ``summary.json`` beside it, so a copy cut short never looks finished.
+What is committed is the folder packed as one archive, ``<state_dir>.tar.gz`` (state_archive.py):
+``restore`` unpacks it into a folder that lacks the state, ``save_run`` packs the folder again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 from ..io import atomic_file, atomic_write_text, sha256_file, write_json
+from .state_archive import pack, unpack
 from .unified import machine_info
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool, tr
     else:
         drop_model(target)
     _copy(run_dir / SUMMARY, target / SUMMARY)
+    pack(state_dir)  # the archive is what is committed (state_archive.py)
     return target
 
 
@@ -94,6 +98,7 @@ def restore(state_dir: Path, out_dir: Path) -> int:
     same model (same hash) that it lacks; a run only partly trained there is replaced.
     """
     state_dir, out_dir = Path(state_dir), Path(out_dir)
+    unpack(state_dir)  # a fresh clone has only the committed archive (state_archive.py)
     if not state_dir.is_dir():
         return 0
     restored = 0
