@@ -1,6 +1,7 @@
 # adcert: the two commands a newcomer needs.
 #   make quickstart   set up, then train a teacher and an AD-CERT student on MNIST, certify, export, verify
 #   make test         set up, then run the test suite
+#   make lint         ruff check, ruff format --check and mypy (configured in pyproject.toml)
 #   make docs         the documentation site (docs/, mkdocs) into site/, failing on any warning
 #   make neuralsat    NeuralSAT (the default complete verifier) in its own venv, .venv-neuralsat
 # Data: ADCERT_DATA (default ../shared/data when present, else ./data).
@@ -14,7 +15,7 @@ export ADCERT_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data) $(CURDIR)
 # Override with OMP_NUM_THREADS=N for bigger models.
 SMALL_RUN := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
 
-.PHONY: venv neuralsat test test-lirpa quickstart experiment bench docs clean
+.PHONY: venv neuralsat test test-lirpa quickstart experiment bench docs lint clean
 
 $(BIN)/.installed: setup.py Makefile
 	$(PY) -m venv $(VENV)
@@ -70,6 +71,17 @@ experiment: venv
 
 bench: venv
 	$(BIN)/python benchmarks/train_step_cost.py
+
+# Lint and types: ruff (the rules and their reasons are in pyproject.toml), the formatter's check,
+# and mypy over the package code (adcert_plugin/, vnncomp/).
+$(BIN)/.lint-installed: $(BIN)/.installed setup.py
+	$(BIN)/pip install -q -e '.[lint]'
+	touch $@
+
+lint: $(BIN)/.lint-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The docs site: mkdocs with the material theme and mkdocstrings (the `docs` extra). Broken links,
 # missing pages and commands that fail fail the build (--strict); the CLI reference is generated.

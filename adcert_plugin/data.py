@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
-from .splits import (VALIDATION_SEED, Batch, augment_batch, check_augmentation, make_loader, subset,  # noqa: F401
-                     validation_split)
+from .splits import VALIDATION_SEED, Batch, augment_batch, check_augmentation, make_loader, subset, validation_split  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

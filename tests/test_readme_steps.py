@@ -44,8 +44,8 @@ def _shown_commands() -> list[tuple[str, list[str]]]:
         for block in re.findall(r"^ *```bash\n(.*?)^ *```", page.read_text(), re.S | re.M):
             for line in block.replace("\\\n", " ").splitlines():
                 words = shlex.split(line, comments=True)
-                if words and (words[0] in COMMANDS or words[:2] and words[0] == "python"
-                              and words[1].startswith("examples/")):
+                if words and (words[0] in COMMANDS or (words[:2] and words[0] == "python"
+                              and words[1].startswith("examples/"))):
                     shown.append((page.relative_to(REPO).as_posix(), words))
     return shown
 
@@ -73,7 +73,9 @@ def test_the_pages_show_commands():
     assert {"README.md", "docs/getting-started.md", "docs/cli.md", "docs/verifiers.md", "docs/studies.md"} <= pages
 
 
-@pytest.mark.parametrize("page, words", _shown_commands(), ids=lambda v: v if isinstance(v, str) else shlex.join(v)[:60])
+@pytest.mark.parametrize(
+    "page, words", _shown_commands(), ids=lambda v: v if isinstance(v, str) else shlex.join(v)[:60]
+)
 def test_every_shown_command_parses_with_its_command(page, words):
     _parse(words)
 

@@ -107,7 +107,9 @@ Example:
               help="Bound methods, comma list or repeated; run cheap to costly: IBP, CROWN-IBP, CROWN, alpha-CROWN.")
 @click.option("--start", type=click.IntRange(min=0), default=None, help="First test index (default 0).")
 @click.option("--end", type=click.IntRange(min=1), default=None, help="End test index, exclusive (default: all).")
-@click.option("--n", type=click.IntRange(min=1), default=None, help="Seeded random subset of N samples of [start, end).")
+@click.option(
+    "--n", type=click.IntRange(min=1), default=None, help="Seeded random subset of N samples of [start, end)."
+)
 @click.option("--seed", type=int, default=0, help="Seed for --n and the attack's random starts.")
 @click.option("--pgd-steps", type=click.IntRange(min=1), default=40, help="PGD steps.")
 @click.option("--pgd-restarts", type=click.IntRange(min=1), default=1, help="PGD random restarts.")
@@ -144,7 +146,9 @@ Example:
 def eval_cmd(checkpoint, dataset, data_dir, eps, methods, start, end, n, seed, pgd_steps, pgd_restarts,
              pgd_step_size, batch_size, out_dir, resume, overwrite, arch, device, complete, complete_timeout, jobs,
              shard, complete_device, neuralsat_python, abcrown, abcrown_python, abcrown_mode, as_json):
-    """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier; writes samples.jsonl, summary.json."""
+    """Certified accuracy: clean, PGD, bounds, then optionally a complete verifier.
+
+    Writes samples.jsonl and summary.json."""
     from ..attacks import AttackConfig
     from ..evaluation import CompleteConfig, evaluate, parse_shard
 

@@ -14,6 +14,7 @@ from ..attacks import AttackConfig
 from ..errors import ConfigError
 from ..evaluation import DEFAULT_ATTACK, resolve_methods
 from ..training import DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, ScheduleConfig, TrainConfig
+from ..training.config import Device
 from ..training.strict import plain
 
 STUDENTS = ("mtl-ibp", "cc-ibp", "cc-dist", "ad-cert")
@@ -60,7 +61,7 @@ class ExperimentConfig:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     seed: int = 100
     extra_seeds: tuple[int, ...] = ()               # retrain teacher + shared-α students with each
-    device: str = "cpu"
+    device: Device = "cpu"
 
     def __post_init__(self):
         if self.seed in self.extra_seeds or len(set(self.extra_seeds)) != len(self.extra_seeds):

@@ -51,7 +51,9 @@ def _files(state_dir: Path) -> list[Path]:
 
 
 def _fingerprint(files: list[Path], state_dir: Path) -> str:
-    listing = "\n".join(f"{p.relative_to(state_dir).as_posix()} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files)
+    listing = "\n".join(
+        f"{p.relative_to(state_dir).as_posix()} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files
+    )
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -118,7 +120,9 @@ def unpack(state_dir: str | Path) -> int:
                         target.mkdir(parents=True, exist_ok=True)
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(m) as src, open(target, "wb") as dst:
+                    src = tar.extractfile(m)
+                    assert src is not None  # a regular file (_members refused the rest)
+                    with src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst)
                 if state_dir.is_dir():
                     shutil.rmtree(state_dir)  # holds no finished run (checked above): nothing is lost

@@ -38,7 +38,7 @@ def study_lock(*folders):
         unique = {Path(f).resolve(): Path(f) for f in reversed(folders) if f is not None}  # one lock per folder
         for folder in reversed(unique.values()):
             folder.mkdir(parents=True, exist_ok=True)
-            handle = open(folder / LOCK_NAME, "a+")
+            handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 - held for the study's life, closed below
             handles.append(handle)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -58,7 +58,10 @@ def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool, tr
     if not (run_dir / SUMMARY).is_file():
         raise ValueError(f"{run_dir} is not a finished run (no {SUMMARY})")
     target.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / MODEL_HASH, model_hash(run_dir) + "\n")
+    digest = model_hash(run_dir)
+    if digest is None:
+        raise ValueError(f"{run_dir} has neither model.pt nor model.sha256")
+    atomic_write_text(run_dir / MODEL_HASH, digest + "\n")
     if trained_here:
         record_machine(run_dir)
     for name in RUN_FILES:

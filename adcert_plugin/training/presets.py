@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import fnmatch
+from typing import Any
 
 from ..errors import ConfigError
 from .config import TrainConfig
@@ -104,7 +105,7 @@ for _bench, _row in _BENCHMARKS.items():
 # Small presets: MNIST subsets and small-cnn, minutes on a laptop CPU (set OMP_NUM_THREADS=1 on a
 # busy machine). Students: 20k images, 10 epochs; the teacher: 10k images (a subset of the
 # students' 20k, same seed), 6 epochs of PGD-10.
-_SMALL = {
+_SMALL: dict[str, Any] = {
     "data": {"dataset": "mnist", "train_subset": 20000, "test_subset": 1000, "batch_size": 100},
     "model": {"name": "small-cnn"},
     "schedule": {"epochs": 10, "eps": 0.1, "eps_start_epoch": 1, "eps_length_epochs": 4},
@@ -114,7 +115,7 @@ _SMALL = {
 
 
 def _small(loss: dict, **sections) -> dict:
-    preset = {k: dict(v) for k, v in _SMALL.items()}
+    preset: dict[str, Any] = {k: dict(v) for k, v in _SMALL.items()}
     preset["loss"] = loss
     for key, value in sections.items():
         if isinstance(value, dict):
@@ -125,10 +126,18 @@ def _small(loss: dict, **sections) -> dict:
     return preset
 
 
-register_preset("mnist-small-teacher", _small(
-    {"name": "pgd", "params": {}}, data={"train_subset": 10000}, model={"ibp_init": False},
-    attack=dict(TEACHER_ATTACK), schedule={"epochs": 6, "eps_length_epochs": 3, "train_eps_mul": 1.0, "reg_lambda": 0.0},
-    optim={"milestones": [5]}, out_dir="runs/mnist-small-teacher"))
+register_preset(
+    "mnist-small-teacher",
+    _small(
+        {"name": "pgd", "params": {}},
+        data={"train_subset": 10000},
+        model={"ibp_init": False},
+        attack=dict(TEACHER_ATTACK),
+        schedule={"epochs": 6, "eps_length_epochs": 3, "train_eps_mul": 1.0, "reg_lambda": 0.0},
+        optim={"milestones": [5]},
+        out_dir="runs/mnist-small-teacher",
+    ),
+)
 _STUDENT = dict(attack=dict(_ONE_STEP), schedule={"train_eps_mul": 2.0, "reg_lambda": 0.5}, optim={"l1": 1e-5})
 register_preset("mnist-small-adcert", _small(
     {"name": "ad-cert", "params": {"alpha": 0.5}}, teacher="runs/mnist-small-teacher/model.pt",

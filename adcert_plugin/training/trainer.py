@@ -113,6 +113,7 @@ class _Trainer:
         self.loss = cfg.loss.create()
         self.teacher = None
         if "teacher" in self.loss.needs:
+            assert cfg.teacher is not None  # TrainConfig's check: a loss that needs a teacher has one
             self.teacher = load_teacher(cfg.teacher, expect_shape=spec.shape, expect_classes=spec.num_classes,
                                         expect_dataset=spec.name)
             self.teacher.to(self.device)
@@ -236,7 +237,7 @@ class _Trainer:
             x, y = x.to(self.device), y.to(self.device)
             last_micro = (i + 1) % acc_steps == 0 or i == steps - 1
             with D.no_sync(self.step_module, skip=not last_micro):
-                loss, parts = self.step_module(lambda: self.loss_terms(x, y, eps, reg_weight))
+                loss, parts = self.step_module(lambda: self.loss_terms(x, y, eps, reg_weight))  # noqa: B023 - called now
                 if D.any_rank(info, not bool(torch.isfinite(loss.detach()))):
                     raise self.diverged(epoch, i, steps, f"loss {loss.item()}")
                 (loss * (weight / acc_steps)).backward()
@@ -286,7 +287,7 @@ class _Trainer:
     def warmup_regulariser(self, x: torch.Tensor, y: torch.Tensor, eps: float, ctx: LossContext | None):
         """Shi et al. warm-up terms, from the loss's own ε-box IBP pass when it made one."""
         relu_inputs = ctx.relu_input_bounds() if ctx is not None else None
-        if relu_inputs is not None:
+        if ctx is not None and relu_inputs is not None:
             box = ctx.box
         else:  # natural phase, tiny eps, or a loss without a native IBP pass: bound once more
             box = InputBox.from_pixels(x, max(eps, S.MIN_EPS_REG), self.spec.mean, self.spec.std)

@@ -17,8 +17,9 @@ import pytest
 @pytest.fixture(scope="module")
 def states(tmp_path_factory):
     """Each committed study's state folder, unpacked from its archive as a fresh clone would."""
-    from adcert_plugin.experiments.state_archive import unpack
     from conftest import REPO
+
+    from adcert_plugin.experiments.state_archive import unpack
 
     folders = []
     for archive in sorted((REPO / "examples" / "results").glob("study-*/state.tar.gz")):

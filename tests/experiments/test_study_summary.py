@@ -7,10 +7,10 @@ import json
 import shutil
 
 import pytest
+from conftest import REPO
 
 from adcert_plugin.errors import ConfigError
 from adcert_plugin.experiments.study_summary import load_benchmark, plot_pairs, render_summary, summary_json, verdict
-from conftest import REPO
 
 RESULTS = REPO / "examples" / "results"
 PAGE = RESULTS / "tuned-comparison.md"

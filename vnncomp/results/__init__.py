@@ -10,11 +10,37 @@
 
 from .counterexamples import CexCheck, check_counterexample, validate_counterexamples
 from .evidence import Checked, Coverage, check_answers
-from .readers import (RESULTS, VerifierResult, load_pickle_restricted, read_abcrown_pickle, read_result_file,
-                      read_results, read_results_table, write_result_file, write_results_table)
+from .readers import (
+                      RESULTS,
+                      VerifierResult,
+                      load_pickle_restricted,
+                      read_abcrown_pickle,
+                      read_result_file,
+                      read_results,
+                      read_results_table,
+                      write_result_file,
+                      write_results_table,
+)
 from .report import CrossCheck, cross_check, read_eval_rows, report_benchmark
 
-__all__ = ["RESULTS", "CexCheck", "Checked", "Coverage", "CrossCheck", "check_answers", "VerifierResult", "check_counterexample", "cross_check",
-           "load_pickle_restricted", "read_abcrown_pickle", "read_eval_rows", "read_result_file", "read_results",
-           "read_results_table", "report_benchmark", "validate_counterexamples", "write_result_file",
-           "write_results_table"]
+__all__ = [
+                      "RESULTS",
+                      "CexCheck",
+                      "Checked",
+                      "Coverage",
+                      "CrossCheck",
+                      "VerifierResult",
+                      "check_answers",
+                      "check_counterexample",
+                      "cross_check",
+                      "load_pickle_restricted",
+                      "read_abcrown_pickle",
+                      "read_eval_rows",
+                      "read_result_file",
+                      "read_results",
+                      "read_results_table",
+                      "report_benchmark",
+                      "validate_counterexamples",
+                      "write_result_file",
+                      "write_results_table",
+]

@@ -18,18 +18,30 @@ parsed property as ``<vnnlib>.compiled`` beside the vnnlib file; that one cannot
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from adcert_plugin.errors import VerifierError
 
 from ..export.abcrown import single_instance_args
 from ..export.instances import Instance
 from ..results import VerifierResult, read_abcrown_pickle, write_result_file
-from .common import (STARTUP_GRACE, Command, RunPlan, log_tail, plan, python_env, record, reused, run_benchmark,
-                     run_process, share_cores)
+from .common import (
+    STARTUP_GRACE,
+    Command,
+    RunPlan,
+    log_tail,
+    plan,
+    python_env,
+    record,
+    reused,
+    run_benchmark,
+    run_process,
+    share_cores,
+)
 
 ENV_CHECKOUT = "ADCERT_ABCROWN"
 ENV_PYTHON = "ADCERT_ABCROWN_PYTHON"
@@ -120,7 +132,7 @@ def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], t
     csv_path.write_text("".join(f"{i.onnx},{i.vnnlib},{run.seconds[i.name]:g}\n" for i in chunk))
     limit = sum(run.seconds[i.name] + _CSV_OVERHEAD for i in chunk) + STARTUP_GRACE[runner.name]
     command = share_cores(runner.csv_command(csv_path, pickle_path), run.jobs)
-    status, wall = run_process(command, log_file, limit, runner.name, run.results_dir)
+    status, _wall = run_process(command, log_file, limit, runner.name, run.results_dir)
     names = [i.name for i in chunk]
     answered = read_abcrown_pickle(pickle_path, names) if pickle_path.is_file() else []
     if status is None:
@@ -157,7 +169,7 @@ def run_csv(runner: ABCrownRunner, run: RunPlan) -> list[VerifierResult]:
 
 
 def run_abcrown(abcrown_path=None, bench_dir=None, timeout: float | None = None, device: str = "cpu",
-                instances: Sequence[str] | None = None, python: str | None = None, mode: str = "single",
+                instances: Sequence[str] | None = None, python: str | Path | None = None, mode: str = "single",
                 jobs: int = 1, force: bool = False) -> list[VerifierResult]:
     """Run alpha-beta-CROWN on a benchmark under the interpreter of its own environment.
 

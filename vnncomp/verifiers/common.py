@@ -21,10 +21,11 @@ import logging
 import math
 import os
 import signal
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from adcert_plugin.errors import VerifierError
 
@@ -44,7 +45,8 @@ _META_VERSION = 1
 class Runner(Protocol):
     """One verifier: its name and the command for one instance."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def command(self, instance: Instance, results_file: Path, seconds: float) -> Command: ...
 
@@ -210,10 +212,11 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance, warm: WarmPool | N
     seconds = run.seconds[instance.name]
     command = share_cores(runner.command(instance, results_file, seconds), run.jobs)
     forked = warm is not None and warm.forked(command)
-    launch = warm.run if forked else run_process
+    launch = warm.run if forked and warm is not None else run_process
     status, wall = launch(command, log_file, seconds + STARTUP_GRACE[runner.name], runner.name, run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)
-    if forked and warm.active:  # a pool that fell back to a fresh process during this run is off now
+    # a pool that fell back to a fresh process during this run is off now
+    if forked and warm is not None and warm.active:
         result = replace(result, note=f"{result.note}; forked warm" if result.note else "forked warm")
     record(run, instance, result)
     return result

@@ -32,8 +32,8 @@ import numpy as np
 
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ExportError
-from adcert_plugin.io import sha256_file
 from adcert_plugin.evaluation.verifiers import CompleteAnswer, CompleteRequest
+from adcert_plugin.io import sha256_file
 
 from ..export.instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
 from ..export.onnx_export import export_onnx
