@@ -1,6 +1,8 @@
 # adcert: the two commands a newcomer needs.
 #   make quickstart   set up, then train a teacher and an AD-CERT student on MNIST, certify, export, verify
 #   make test         set up, then run the test suite
+#   make lint         ruff check, ruff format --check and mypy (configured in pyproject.toml)
+#   make docs         the documentation site (docs/, mkdocs) into site/, failing on any warning
 #   make neuralsat    NeuralSAT (the default complete verifier) in its own venv, .venv-neuralsat
 #   make abcrown      alpha-beta-CROWN (the verifier of record) in its own venv, .venv-abcrown
 # Data: ADCERT_DATA (default ../shared/data when present, else ./data).
@@ -14,7 +16,7 @@ export ADCERT_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data) $(CURDIR)
 # Override with OMP_NUM_THREADS=N for bigger models.
 SMALL_RUN := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
 
-.PHONY: venv neuralsat abcrown test test-lirpa quickstart experiment bench clean
+.PHONY: venv neuralsat abcrown test test-lirpa quickstart experiment bench docs lint clean
 
 $(BIN)/.installed: setup.py Makefile
 	$(PY) -m venv $(VENV)
@@ -115,5 +117,25 @@ experiment: venv
 bench: venv
 	$(BIN)/python benchmarks/train_step_cost.py
 
+# Lint and types: ruff (the rules and their reasons are in pyproject.toml), the formatter's check,
+# and mypy over the package code (adcert_plugin/, vnncomp/).
+$(BIN)/.lint-installed: $(BIN)/.installed setup.py
+	$(BIN)/pip install -q -e '.[lint]'
+	touch $@
+
+lint: $(BIN)/.lint-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The docs site: mkdocs with the material theme and mkdocstrings (the `docs` extra). Broken links,
+# missing pages and commands that fail fail the build (--strict); the CLI reference is generated.
+$(BIN)/.docs-installed: $(BIN)/.installed setup.py
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(BIN)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 OMP_NUM_THREADS=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) $(NS_VENV) $(AB_VENV) runs
+	rm -rf $(VENV) $(NS_VENV) $(AB_VENV) runs site

@@ -30,6 +30,10 @@ setup(
         "verify": ["maraboupy"],
         "plot": ["matplotlib"],
         "dev": ["pytest", "hypothesis", "matplotlib"],
+        # the documentation site (make docs): mkdocs build --strict over docs/
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.27"],
+        # make lint: ruff (lint + format) and mypy, configured in pyproject.toml
+        "lint": ["ruff>=0.8", "mypy>=1.13", "types-PyYAML", "types-tqdm"],
     },
     entry_points={
         "console_scripts": [

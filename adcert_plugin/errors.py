@@ -8,6 +8,7 @@ A message says what failed, the offending value, and what to do about it.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 
 class AdcertError(Exception):
@@ -79,6 +80,7 @@ class SoundnessError(AdcertError):
     """A certified point that an attack breaks, or a verifier contradicting a certificate."""
 
     exit_code = 3
+    report: Any = None  # the EvalReport that holds the contradictions, when an evaluation raised it
 
 
 class TrainingError(AdcertError):

@@ -8,9 +8,10 @@ Models consume *normalised* inputs; normalisation lives outside the network (for
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -140,7 +141,7 @@ def mlp(in_shape, num_classes, hidden: tuple[int, ...] = (100, 100)) -> nn.Seque
     """Fully connected ReLU network on the flattened input."""
     sizes = [math.prod(in_shape), *hidden]
     layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], num_classes))
     return nn.Sequential(*layers)

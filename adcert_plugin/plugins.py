@@ -7,7 +7,8 @@ that name is asked for, so one broken package never breaks the others.
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Any, Callable, Container
+from collections.abc import Callable, Container
+from typing import Any
 
 
 def load_entry_points(group: str, known: Container[str], use: Callable[[str, Any], None]) -> dict[str, str]:

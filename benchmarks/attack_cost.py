@@ -63,12 +63,17 @@ def _variants(model, box, y, steps=1):
             model.train()
         return run
 
-    return {"plain step": plain, "attack: module": attack(lambda: model),
-            "attack: folded": attack(lambda: folded_eval_forward(model, channels_last=False)),
-            "attack: folded+channels-last": attack(lambda: folded_eval_forward(model, True, fuse_relu=False)),
-            "attack: folded+channels-last+fused": attack(lambda: folded_eval_forward(model, True, fuse_relu=True)),
-            "attack: pgd_attack's, input gradient by convolution": _by_convolution(attack(lambda: folded_eval_forward(model))),
-            "attack: pgd_attack's": attack(lambda: folded_eval_forward(model))}
+    return {
+        "plain step": plain,
+        "attack: module": attack(lambda: model),
+        "attack: folded": attack(lambda: folded_eval_forward(model, channels_last=False)),
+        "attack: folded+channels-last": attack(lambda: folded_eval_forward(model, True, fuse_relu=False)),
+        "attack: folded+channels-last+fused": attack(lambda: folded_eval_forward(model, True, fuse_relu=True)),
+        "attack: pgd_attack's, input gradient by convolution": _by_convolution(
+            attack(lambda: folded_eval_forward(model))
+        ),
+        "attack: pgd_attack's": attack(lambda: folded_eval_forward(model)),
+    }
 
 
 def _by_convolution(run):
@@ -95,7 +100,8 @@ def main() -> None:
     parser.add_argument("--model", default="cnn7", choices=["cnn7", "small-cnn"])
     parser.add_argument("--steps", type=int, default=1, help="PGD steps of the attack")
     args = parser.parse_args()
-    print(f"{args.model}, batch {args.batch}, PGD-{args.steps}, {torch.get_num_threads()} threads, {args.repeats} rounds")
+    threads = torch.get_num_threads()
+    print(f"{args.model}, batch {args.batch}, PGD-{args.steps}, {threads} threads, {args.repeats} rounds")
     print("| shape | variant | s | × plain step (25th–75th percentile) | × the variant above |")
     print("|---|---|---|---|---|")
     for shape in args.shapes:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import medians, paired_ratio, round_robin  # noqa: E402
+from timing import medians, paired_ratio, round_robin
 
 LAYERS = {  # CNN7's convolutions: (in, out, input side, stride)
     "mnist": [(64, 64, 28, 1), (64, 128, 28, 2), (128, 128, 14, 1)],

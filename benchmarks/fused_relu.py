@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import medians, paired_ratio, round_robin  # noqa: E402
+from timing import medians, paired_ratio, round_robin
 
-from adcert_plugin.bounds import fused, interval  # noqa: E402
+from adcert_plugin.bounds import fused, interval
 
 RELU_SHAPES = {"mnist": [(64, 28), (128, 14)], "cifar": [(64, 32), (128, 16)]}  # (channels, side)
 

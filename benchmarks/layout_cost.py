@@ -19,14 +19,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loss_step_time import SHAPES, make_step  # noqa: E402
-from timing import paired_ratio, round_robin  # noqa: E402
+from loss_step_time import SHAPES, make_step
+from timing import paired_ratio, round_robin
 
-from adcert_plugin.attacks import folding  # noqa: E402
-from adcert_plugin.bounds import interval  # noqa: E402
-from adcert_plugin.losses.teacher import Teacher  # noqa: E402
-from adcert_plugin.models import create_model  # noqa: E402
-from adcert_plugin.training.allocator import reuse_freed_memory  # noqa: E402
+from adcert_plugin.attacks import folding
+from adcert_plugin.bounds import interval
+from adcert_plugin.losses.teacher import Teacher
+from adcert_plugin.models import create_model
+from adcert_plugin.training.allocator import reuse_freed_memory
 
 
 def in_layout(step, channels_last: bool):

@@ -22,8 +22,8 @@ from adcert_plugin.bounds import wrap_model
 from adcert_plugin.data import DataSpec
 from adcert_plugin.losses import create_loss, list_losses
 from adcert_plugin.losses.base import LossContext
-from adcert_plugin.models import create_model, ibp_init
 from adcert_plugin.losses.teacher import Teacher
+from adcert_plugin.models import create_model, ibp_init
 
 SHAPES = {"mnist": (DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,)), 0.1),
           "cifar": (DataSpec("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),

@@ -88,8 +88,8 @@ def _steps(shape: str, names: list[str], batch: int, device: str) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from loss_step_time import SHAPES, make_step
 
-    from adcert_plugin.models import create_model
     from adcert_plugin.losses.teacher import Teacher
+    from adcert_plugin.models import create_model
 
     spec, eps = SHAPES[shape]
     torch.manual_seed(1)
@@ -139,7 +139,8 @@ def table(rows: list[dict], shape: str) -> str:
     for name, r in by_loss.items():
         fmt = lambda v: "–" if v is None else f"{v:.2f}"
         memory = f"{r['peak_bytes'] / plain['peak_bytes']:.2f}" if plain else "–"
-        lines.append(f"| {name} | {r['seconds']:.3f} | {r['x_plain']:.2f} ({r['x_plain_q1']:.2f}–{r['x_plain_q3']:.2f}) "
+        spread = f"{r['x_plain_q1']:.2f}–{r['x_plain_q3']:.2f}"
+        lines.append(f"| {name} | {r['seconds']:.3f} | {r['x_plain']:.2f} ({spread}) "
                      f"| {fmt(r['x_ibp'])} | {fmt(r['x_mtl_ibp'])} | {r['peak_bytes'] / 2**20:.0f} | {memory} | "
                      f"{REFERENCE[shape].get(name, '')} |")
     return "\n".join(lines)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +51,7 @@ def main() -> None:
         names = [line.split(",")[1].rsplit("/", 1)[-1].removesuffix(".vnnlib")
                  for line in (args.bench / "instances.csv").read_text().splitlines() if line.strip()]
         names = names[: args.instances] if args.instances else names
-        rows, totals = {way: [] for way in WAYS}, {way: 0.0 for way in WAYS}
+        rows, totals = {way: [] for way in WAYS}, dict.fromkeys(WAYS, 0.0)
         for round_ in range(args.rounds):
             for way in (list(WAYS) if round_ % 2 == 0 else list(WAYS)[::-1]):
                 seconds, done = _run(copies[way], way, names, args.timeout)

@@ -17,7 +17,6 @@ runs are reused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shlex
 import sys

@@ -62,7 +62,7 @@ def verify(student: Path, out_dir: Path, data_dir: str | None, n: int, timeout: 
     from vnncomp.verifiers import verify_benchmark
 
     say("verify with NeuralSAT", f"adcert-verify {bench} --timeout {timeout:g} --jobs 2")
-    results, table = verify_benchmark(bench, "neuralsat", timeout=timeout, jobs=2)
+    results, _table = verify_benchmark(bench, "neuralsat", timeout=timeout, jobs=2)
     return bench, results
 
 

@@ -44,8 +44,9 @@ from adcert_plugin.io import atomic_write_text
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="Training processes at once, one torch thread each [default: the preset's].")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder to commit: its finished runs are restored into --out-dir first, and every run that "
-                   "finishes is saved to it (small files; model.pt only while the study still needs it).")
+              help="Folder of the study's state, committed as <folder>.tar.gz (unpacked when the folder holds no "
+                   "finished run): its finished runs are restored into --out-dir first, and every run that "
+                   "finishes is saved to it and packed (small files; model.pt only while the study needs it).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
               help="Run on this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) instead of a local Ray instance "
                    "of --processes CPUs [env: RAY_ADDRESS]; --out-dir must be on storage every node sees.")

@@ -64,7 +64,8 @@ def main(teacher, students, split, n, eps, data_dir, seed, json_out, force):
     x, y = load_split(dataset, split, data_dir)
     x, y = x[:n], y[:n].long()
     rows = []
-    print("| student | ε | attack | student acc. % | teacher acc. % | mean p_T(y) | agree % |\n|---|---|---|---|---|---|---|")
+    print("| student | ε | attack | student acc. % | teacher acc. % | mean p_T(y) | agree % |")
+    print("|---|---|---|---|---|---|---|")
     for path in students:
         model, record = load_model(path)
         train_eps, attack = training_attack(record, path)

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from train_fixtures import write_fake_mnist
 
 from adcert_plugin.bounds import InputBox
 from adcert_plugin.data import load_split
 from adcert_plugin.evaluation import CompleteAnswer
 from adcert_plugin.models import create_model
 from adcert_plugin.training import arch_record, save_checkpoint
-
-from train_fixtures import write_fake_mnist
 
 EPS = 0.03  # on the fixture: about 36 IBP-certified, 2 PGD-broken, 26 undecided of 64
 WORDS = ("unsat", "timeout", "sat", "error", "unknown", "unsat")

@@ -46,8 +46,9 @@ def test_conv_fusion_prints_a_row_per_layer():
 
 
 def test_layout_cost_prints_a_paired_row_per_loss():
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layout_cost.py"), "--batch", "4", "--repeats", "2",
-                           "--losses", "ibp", "pgd"], capture_output=True, text=True, check=False, cwd=REPO)
+    script = str(REPO / "benchmarks" / "layout_cost.py")
+    done = subprocess.run([sys.executable, script, "--batch", "4", "--repeats", "2", "--losses", "ibp", "pgd"],
+                          capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("| ibp |") == 1 and done.stdout.count("| pgd |") == 1
 

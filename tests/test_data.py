@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 from pathlib import Path
@@ -9,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from adcert_plugin import data as D
-from adcert_plugin import splits
 from conftest import shared_data_dir
-from adcert_plugin.errors import ConfigError, DataError
 
+from adcert_plugin import data as D, splits
+from adcert_plugin.errors import ConfigError, DataError
 
 REAL = shared_data_dir()  # the README's data rule, as the CLI applies it
 needs_real = pytest.mark.skipif(REAL is None, reason="real data folder absent (set ADCERT_DATA or ../shared/data)")
@@ -45,8 +44,8 @@ def test_registry_constants():
     tin = D.get_data_spec("tinyimagenet")
     assert tin.shape == (3, 64, 64) and tin.num_classes == 200
     assert D.get_data_spec("mnist") == D.DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,))
-    with pytest.raises(Exception):
-        spec.name = "x"  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "x"
 
 
 def test_unknown_name_lists_known():
@@ -108,8 +107,8 @@ def test_cifar10_partial_real(loaded):
     xt, yt = loaded("cifar10-partial", "test")
     assert x.shape == (5085, 3, 32, 32) and xt.shape == (1017, 3, 32, 32)
     assert len(y) == 5085 and len(yt) == 1017
-    assert 0 <= int(y.min()) and int(y.max()) <= 9 and 0 <= int(yt.min()) and int(yt.max()) <= 9
-    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert int(y.min()) >= 0 and int(y.max()) <= 9 and int(yt.min()) >= 0 and int(yt.max()) <= 9
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
     assert abs(float(x[:, 0].mean()) - 0.4914) < 0.02  # CIFAR red-channel mean
 
 
@@ -183,7 +182,7 @@ def test_cifar10_full_synthetic(tmp_path):
         _write_cifar(folder, f"data_batch_{i + 1}", batches[i], [i, i, i, 9])
     _write_cifar(folder, "test_batch", batches[5], [0, 1, 2, 3])
     x, y = D.load_split("cifar10", "train", tmp_path)
-    assert x.shape == (20, 3, 32, 32) and y.tolist() == sum(([i, i, i, 9] for i in range(5)), [])
+    assert x.shape == (20, 3, 32, 32) and y.tolist() == [v for i in range(5) for v in (i, i, i, 9)]
     row = batches[1][2]  # third image of batch 2 -> index 6
     assert torch.equal(x[6, 0], torch.from_numpy(row[:1024].reshape(32, 32)).float() / 255)  # R first
     assert torch.equal(x[6, 2], torch.from_numpy(row[2048:].reshape(32, 32)).float() / 255)

@@ -24,8 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..bounds.layout import (WIDE_CONV, in_layout as _in_layout,  # noqa: F401
-                             prefers_channels_last as _prefers_channels_last, wide_convolutions)
+from ..bounds.layout import (  # noqa: F401
+    WIDE_CONV,
+    in_layout as _in_layout,
+    prefers_channels_last as _prefers_channels_last,
+    wide_convolutions,
+)
 from ..errors import UnsupportedModelError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]

@@ -58,7 +58,7 @@ def _compiled():
             torch.compile(relu_backward_1d, dynamic=True, fullgraph=True))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available(dtype: torch.dtype = torch.float32) -> bool:
     """The kernels compile here for ``dtype`` and match their eager form bit for bit on a probe."""
     if os.environ.get(ENV_SWITCH, "1") == "0" or dtype not in (torch.float32, torch.float64):

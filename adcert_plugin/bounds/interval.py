@@ -151,7 +151,8 @@ def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm, stats: torch.Tensor | N
         if fused_batch_stats_available():
             normed, mean, invstd = _BatchStats.apply(stats, bn.weight, bn.bias, *running, momentum, bn.eps)
         else:
-            normed, mean, invstd = _batch_stats_autograd(stats, bn.weight, bn.bias, *running, momentum, bn.eps)
+            normed, mean, invstd = _batch_stats_autograd(stats, bn.weight, bn.bias, *running, momentum,  # type: ignore[call-arg]
+                                                         bn.eps)
     else:
         mean, invstd = bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
         normed = None if stats is None else F.batch_norm(stats, bn.running_mean, bn.running_var, bn.weight,
@@ -218,7 +219,7 @@ def _probe_batch_stats(shape, layout) -> bool:
     for fn in (_BatchStats.apply, _batch_stats_autograd):
         leaves = [t.detach().clone().requires_grad_(True) for t in (x, *params)]
         running = [torch.zeros(channels), torch.ones(channels)]
-        normed, mean, invstd = fn(*leaves, *running, 0.1, 1e-5)
+        normed, mean, invstd = fn(*leaves, *running, 0.1, 1e-5)  # type: ignore[call-arg]  # lists: 3 + 2
         objective = (normed * weights[0]).sum() + (mean * weights[1][0, :, ...].flatten()[:channels]).sum() \
             + (invstd * weights[2][0, :, ...].flatten()[:channels]).sum()
         results.append([normed, mean, invstd, *running, *torch.autograd.grad(objective, leaves)])
@@ -308,7 +309,7 @@ def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
     layout = _layout(model, lower, channels_last)
     centre, radius = _to_layout((upper + lower) / 2, layout), _to_layout((upper - lower) / 2, layout)
     stats = _to_layout(stats_input, layout)
-    relu_inputs = []
+    relu_inputs: list = []
     layers = list(model)
     last, index = len(layers) - 1, 0
     while index <= last:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ def _skip_reload(*args, **kwargs):
 
 
 @contextlib.contextmanager
-def _no_state_reload(model: nn.Module, bounded_module_cls: type):
+def _no_state_reload(model: nn.Module, bounded_module_cls: Any):  # auto_LiRPA's class: untyped
     """Skip the state-dict reload that ends BoundedModule construction.
 
     BoundedModule copies the state dict, traces, then loads the copy back into the model and

@@ -21,6 +21,7 @@ import importlib
 import importlib.metadata
 import sys
 import types
+from typing import Any
 
 FIRST_FIXED = (0, 4)
 DEFAULT_BOUND_OPTS_03 = {"sparse_features_alpha": False, "sparse_spec_alpha": False}
@@ -71,7 +72,7 @@ def _shim_numpy_arraysetops() -> list[str]:
         return []
     except ImportError:
         shim = types.ModuleType("numpy.lib.arraysetops")
-        shim.isin = numpy.isin
+        shim.isin = numpy.isin  # type: ignore[attr-defined]  # a stand-in module, built here
         sys.modules["numpy.lib.arraysetops"] = shim
         return ["numpy.lib.arraysetops"]
 
@@ -112,7 +113,7 @@ def _shim_node_getitem() -> list[str]:
     return ["torch._C.Node.__getitem__"]
 
 
-def patch_bounded_module(bounded_module_cls: type, version: tuple[int, ...] | None) -> list[str]:
+def patch_bounded_module(bounded_module_cls: Any, version: tuple[int, ...] | None) -> list[str]:
     """Post-import fix: let ``BoundedModule._named_members`` take ``remove_duplicate``."""
     if not needs_compat(version) or getattr(bounded_module_cls, "_adcert_compat", False):
         return []

@@ -6,8 +6,8 @@ normalises per channel (ε/σ_c), so nothing downstream ever converts ε again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -21,7 +21,7 @@ class InputBox:
     upper_norm: torch.Tensor
 
     @staticmethod
-    def from_pixels(x: torch.Tensor, eps: float, mean: Sequence[float], std: Sequence[float]) -> "InputBox":
+    def from_pixels(x: torch.Tensor, eps: float, mean: Sequence[float], std: Sequence[float]) -> InputBox:
         """Box [x − ε, x + ε] ∩ [0, 1] in pixel space, then normalised per channel."""
         lower = (x - eps).clamp(0.0, 1.0)
         upper = (x + eps).clamp(0.0, 1.0)
@@ -36,13 +36,13 @@ class InputBox:
         inside = (x_norm >= self.lower_norm - tol) & (x_norm <= self.upper_norm + tol)
         return inside.flatten(1).all(dim=1)
 
-    def shrink_around(self, centre: torch.Tensor, radius_norm: torch.Tensor) -> "InputBox":
+    def shrink_around(self, centre: torch.Tensor, radius_norm: torch.Tensor) -> InputBox:
         """Sub-box of half-width ``radius_norm`` around ``centre``, re-centred to stay inside (SABR)."""
         radius = torch.minimum(radius_norm, self.half_width)
         centre = torch.maximum(torch.minimum(centre, self.upper_norm - radius), self.lower_norm + radius)
         return InputBox(centre, centre - radius, centre + radius)
 
-    def detach(self) -> "InputBox":
+    def detach(self) -> InputBox:
         return InputBox(self.x_norm.detach(), self.lower_norm.detach(), self.upper_norm.detach())
 
 

@@ -131,7 +131,9 @@ PROTOCOLS = {"papers": {"methods": ("IBP", "CROWN"), "pgd_steps": 100, "pgd_rest
               help="Bound methods, comma list or repeated; run cheap to costly: IBP, CROWN-IBP, CROWN, alpha-CROWN.")
 @click.option("--start", type=click.IntRange(min=0), default=None, help="First test index (default 0).")
 @click.option("--end", type=click.IntRange(min=1), default=None, help="End test index, exclusive (default: all).")
-@click.option("--n", type=click.IntRange(min=1), default=None, help="Seeded random subset of N samples of [start, end).")
+@click.option(
+    "--n", type=click.IntRange(min=1), default=None, help="Seeded random subset of N samples of [start, end)."
+)
 @click.option("--seed", type=int, default=0, help="Seed for --n and the attack's random starts.")
 @click.option("--pgd-steps", type=click.IntRange(min=1), default=40, help="PGD steps.")
 @click.option("--pgd-restarts", type=click.IntRange(min=1), default=1, help="PGD random restarts.")

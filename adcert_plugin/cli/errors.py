@@ -23,7 +23,7 @@ import shlex
 import signal
 import threading
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import click
 
@@ -41,7 +41,7 @@ class AdcertClickError(click.ClickException):
     def __init__(self, err: AdcertError):
         message = " ".join(str(err).split()) or "(no message)"
         super().__init__(f"{type(err).__name__}: {message}")
-        self.exit_code = err.exit_code
+        self.exit_code = err.exit_code  # type: ignore[misc]  # click reads it per instance
 
 
 class OneLineCommand(click.Command):

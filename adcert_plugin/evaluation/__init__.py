@@ -13,11 +13,39 @@ from .complete import CompleteConfig, parse_shard
 from .report import SAMPLE_KEYS, EvalReport, format_table, read_samples, summarize
 from .shards import merge_shards
 from .teacher_agreement import TeacherAgreement, teacher_at_attack_points
-from .verifiers import (CompleteAnswer, CompleteRequest, CompleteVerifier, create_verifier, list_verifiers,
-                        register_verifier, unregister_verifier)
+from .verifiers import (
+                        CompleteAnswer,
+                        CompleteRequest,
+                        CompleteVerifier,
+                        create_verifier,
+                        list_verifiers,
+                        register_verifier,
+                        unregister_verifier,
+)
 
-__all__ = ["DEFAULT_ATTACK", "SAMPLE_KEYS", "CompleteAnswer", "CompleteConfig", "CompleteRequest",
-           "CompleteVerifier", "EvalReport", "check_eps", "check_range", "create_verifier", "evaluate", "format_table",
-           "list_verifiers", "merge_shards", "parse_shard", "pgd_margins", "read_samples", "register_verifier",
-           "resolve_methods", "select_indices", "summarize", "teacher_at_attack_points", "unregister_verifier",
-           "TeacherAgreement"]
+__all__ = [
+                        "DEFAULT_ATTACK",
+                        "SAMPLE_KEYS",
+                        "CompleteAnswer",
+                        "CompleteConfig",
+                        "CompleteRequest",
+                        "CompleteVerifier",
+                        "EvalReport",
+                        "TeacherAgreement",
+                        "check_eps",
+                        "check_range",
+                        "create_verifier",
+                        "evaluate",
+                        "format_table",
+                        "list_verifiers",
+                        "merge_shards",
+                        "parse_shard",
+                        "pgd_margins",
+                        "read_samples",
+                        "register_verifier",
+                        "resolve_methods",
+                        "select_indices",
+                        "summarize",
+                        "teacher_at_attack_points",
+                        "unregister_verifier",
+]

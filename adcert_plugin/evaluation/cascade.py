@@ -24,8 +24,9 @@ import dataclasses
 import logging
 import re
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +39,24 @@ from ..io import FolderLock, read_json, sha256_file, write_json
 from ..training import pick_device
 from . import report as R
 from .complete import CompleteConfig, CompleteInputs, run_complete, shard_dir_name
+from .inputs import (
+    _check_data,
+    _check_fit,
+    _check_numbers,
+    _load,
+    _load_eval_split,
+    _ranges,
+    check_eps,
+    check_range,
+    resolve_methods,
+    select_indices,
+    training_eps,
+)
 from .report import EvalReport
 from .verifiers import create_verifier
 
 log = logging.getLogger(__name__)
 
-from .inputs import (_check_data, _check_fit, _check_numbers, _load, _load_eval_split, _ranges,  # noqa: F401
-                     check_eps, check_range, resolve_methods, select_indices, training_eps)
 
 DEFAULT_ATTACK = AttackConfig(steps=40, step_size=0.035, restarts=1, objective="ce")
 RESUME_KEYS = ("checkpoint_sha256", "dataset", "eps", "methods", "indices", "seed", "attack", "arch", "split")
@@ -95,8 +107,9 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     check_range(start, end)
     device = pick_device(device)
     verifier = create_verifier(complete.verifier) if complete else None  # a bad name fails before any work
-    if verifier is not None and callable(getattr(verifier, "check", None)):
-        verifier.check(dict(complete.options))
+    check = getattr(verifier, "check", None)  # an optional up-front check of the verifier's options
+    if complete is not None and callable(check):
+        check(dict(complete.options))
     checkpoint = Path(checkpoint)
     model, record = _load(checkpoint, arch, dataset)
     trained_on = record.get("dataset")
@@ -200,8 +213,8 @@ def _earlier_walls(out_dir: Path, complete: CompleteConfig | None) -> tuple[floa
 @dataclasses.dataclass
 class _Context:
     model: torch.nn.Module
-    bounded: object
-    spec: object
+    bounded: Any  # BoundedNet, or the native IBP path
+    spec: DataSpec
     eps: float
     methods: tuple[str, ...]
     attack: AttackConfig
@@ -214,7 +227,7 @@ def _evaluate_block(ctx: _Context, x: torch.Tensor, y: torch.Tensor, indices: li
     x, y = x.to(ctx.device), y.to(ctx.device)
     box = InputBox.from_pixels(x, ctx.eps, ctx.spec.mean, ctx.spec.std)
     size = len(indices)
-    stage = {i: {} for i in range(size)}
+    stage: dict[int, dict] = {i: {} for i in range(size)}
     errors: dict[int, list[dict]] = {i: [] for i in range(size)}
 
     tic = _now(ctx.device)
@@ -240,7 +253,7 @@ def _evaluate_block(ctx: _Context, x: torch.Tensor, y: torch.Tensor, indices: li
     worst = attack_margin.amin(1)
     robust = correct & (worst > 0)
 
-    undecided, certified_by = robust.clone(), [None] * size
+    undecided, certified_by = robust.clone(), list[str | None]([None] * size)
     lower_min: list[dict] = [{} for _ in range(size)]
     # every method's bound is sound, so on each margin the best of them so far is too: a sample is
     # certified once the elementwise best proves every margin (as the reference verification's max of

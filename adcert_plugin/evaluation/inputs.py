@@ -6,8 +6,8 @@ Every check here runs before any sample is evaluated, so bad input is a one-line
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -34,7 +34,8 @@ def resolve_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
 def training_eps(record: dict, checkpoint: Path) -> float:
     """The eps the checkpoint was trained for: ``config.schedule.eps``, else ``config.eps``."""
     config = record.get("config") or {}
-    schedule = config.get("schedule") if isinstance(config.get("schedule"), dict) else {}
+    schedule = config.get("schedule")
+    schedule = schedule if isinstance(schedule, dict) else {}
     value = schedule.get("eps", config.get("eps"))
     if value is None:
         raise ConfigError(f"{checkpoint} records no training eps; pass --eps")
@@ -112,7 +113,7 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, record: dict, dataset: str) ->
     in_shape, classes = tuple(record["arch"]["in_shape"]), int(record["arch"]["num_classes"])
     if tuple(x.shape[1:]) != in_shape:
         raise DataError(f"{dataset} test images have shape {tuple(x.shape[1:])}, the model expects {in_shape}")
-    if len(y) and not (0 <= int(y.min()) and int(y.max()) < classes):
+    if len(y) and not (int(y.min()) >= 0 and int(y.max()) < classes):
         raise DataError(f"{dataset} labels span {int(y.min())}..{int(y.max())}, the model has {classes} classes")
 
 

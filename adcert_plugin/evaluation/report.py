@@ -24,9 +24,9 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..errors import ConfigError, SoundnessError
 from ..io import atomic_write_text, read_json, write_json
@@ -136,7 +136,7 @@ def summarize(rows: Sequence[dict], methods: Sequence[str], meta: dict | None = 
     errors = [dict(e, index=r["index"]) for r in rows for e in r["soundness_errors"]]
     ratio = (lambda k: k / n if n else 0.0)
     extra = {}
-    if (meta or {}).get("complete"):
+    if meta and meta.get("complete"):
         extra["complete"] = summarize_complete(rows, meta["complete"], running)
     return {**(meta or {}), **extra, "n": n,
             "counts": {"clean_correct": correct, "pgd_robust": robust, "certified": certified,

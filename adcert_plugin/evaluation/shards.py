@@ -108,7 +108,7 @@ def merge_shards(out_dir: str | Path, overwrite: bool = False) -> EvalReport:
                          jobs=first["complete"].get("jobs", 1))
     key = answer_key(first["checkpoint_sha256"], first["eps"], cfg.verifier, cfg.timeout)
     base = [rows[0][i] for i in wanted]
-    undecided, answers = undecided_indices(base), {}
+    undecided, answers = undecided_indices(base), dict[int, dict]()
     size = len(shards)
     for k, folder in shards.items():
         got = load_answers(folder / R.COMPLETE_FILE, key)
@@ -144,8 +144,8 @@ def _write(out_dir: Path, first: dict, rows: list[dict], answers: dict, shards: 
     meta = dict(R.summary_meta(config), merged_from=config["merged_from"])
     meta["complete"] = dict(cfg.record(), shard=None, wall_seconds=max(walls, default=0.0),
                             shard_wall_seconds=walls)
-    summary = R.summarize(rows, first["methods"], meta)
+    merged = R.summarize(rows, first["methods"], meta)
     write_json(out_dir / R.CONFIG_FILE, config)
-    write_json(out_dir / R.SUMMARY_FILE, summary)
+    write_json(out_dir / R.SUMMARY_FILE, merged)
     log.info("merged %d shards into %s", len(shards), out_dir)
-    return R.raise_on_soundness(EvalReport(out_dir, summary, rows))
+    return R.raise_on_soundness(EvalReport(out_dir, merged, rows))

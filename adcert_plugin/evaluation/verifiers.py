@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from ..errors import DuplicateNameError, PluginLoadError, RegistryError
 from ..plugins import load_entry_points
-from .report import ANSWER_WORDS as ANSWERS  # the VNN-COMP words; unsat = robust
+from .report import ANSWER_WORDS as ANSWERS  # noqa: F401 - the VNN-COMP words (unsat = robust); complete.py imports them
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ class ExperimentConfig:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     seed: int = 100
     extra_seeds: tuple[int, ...] = ()               # retrain teacher + shared-α students with each
-    device: str = "cpu"
+    device: Device = "cpu"
 
     def __post_init__(self):
         if self.seed in self.extra_seeds or len(set(self.extra_seeds)) != len(self.extra_seeds):

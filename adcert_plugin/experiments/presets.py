@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from typing import Any
 
 from ..attacks import AttackConfig
 from ..errors import ConfigError
 from ..training import DataConfig, EvalConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig
 from .config import EvalSettings, ExperimentConfig, TeacherSettings
 
+
 class PresetRegistry:
     """Named configs of one kind (``what``: "experiment", "study"): register once, look up with a hint."""
 
     def __init__(self, what: str):
-        self.what, self._items = what, {}
+        self.what, self._items = what, dict[str, Any]()
 
     def register(self, cfg):
         if cfg.name in self._items:

@@ -29,8 +29,10 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -83,7 +85,7 @@ class ExperimentResult:
         """The α sweep of ``method`` (main seed), ascending α."""
         seed = self.results["config"]["seed"]
         return sorted((r for r in self.records if r.method == method and r.alpha is not None and r.seed == seed),
-                      key=lambda r: r.alpha)
+                      key=lambda r: r.alpha if r.alpha is not None else 0.0)
 
     def at_shared_alpha(self, method: str) -> list[RunRecord]:
         """``method``'s runs at the shared α (the teacher: its runs), one per seed, main seed first."""
@@ -185,7 +187,7 @@ def check_same_config(run: RunDir, wanted: TrainConfig, advice: str = "pass --fo
 
 def _evaluate(cfg: ExperimentConfig, run: RunDir, overwrite: bool) -> EvalReport:
     ev = cfg.evaluation
-    kwargs = dict(dataset=cfg.data.dataset, data_dir=cfg.data.data_dir, eps=cfg.schedule.eps,
+    kwargs: dict[str, Any] = dict(dataset=cfg.data.dataset, data_dir=cfg.data.data_dir, eps=cfg.schedule.eps,
                   methods=ev.methods, n=ev.n, seed=ev.seed, attack=ev.attack, batch_size=ev.batch_size,
                   out_dir=run.path / "eval", device=None if cfg.device == "auto" else cfg.device, progress=False)
     if not overwrite:
@@ -268,12 +270,16 @@ def _over_seeds(cfg: ExperimentConfig, records: list[RunRecord]) -> dict:
     """
     seeds, bounds = cfg.seeds(), cfg.evaluation.methods
     shared = {(r.method, r.seed): r for r in records if r.alpha in (None, cfg.alpha)}
-    metrics = {"standard": lambda r: r.standard_acc, "pgd": lambda r: r.pgd_acc,
-               **{f"certified {b}": (lambda r, b=b: r.certified_acc[b]) for b in bounds}}
+    def certified(b: str) -> Callable[[RunRecord], float]:
+        return lambda r: r.certified_acc[b]
+
+    metrics: dict[str, Callable[[RunRecord], float]] = {
+        "standard": lambda r: r.standard_acc, "pgd": lambda r: r.pgd_acc,
+        **{f"certified {b}": certified(b) for b in bounds}}
     methods = [TEACHER_LOSS, *cfg.methods]
     summary = {m: {name: _spread([100 * get(shared[m, s]) for s in seeds]) for name, get in metrics.items()}
                for m in methods}
-    gaps = {}
+    gaps: dict = {}
     if "ad-cert" in cfg.methods:
         for other in (m for m in cfg.methods if m != "ad-cert"):
             gaps[other] = {}

@@ -7,12 +7,32 @@
                  one file per loss: its config dataclass and function
 """
 
-from .base import Loss, LossContext, LossOutput, kl_distill, lb_loss
-from .registry import (ENTRY_POINT_GROUP, create_loss, describe_losses, list_losses, loss_config, loss_needs,
-                       register_loss, unregister_loss)
-
 # Built-in losses register themselves on import (order is irrelevant).
-from . import ad_cert, cc_dist, cc_ibp, crown_ibp, exp_ibp, ibp, mtl_ibp, pgd, sabr, trades  # noqa: E402,F401
+from . import ad_cert, cc_dist, cc_ibp, crown_ibp, exp_ibp, ibp, mtl_ibp, pgd, sabr, trades  # noqa: F401
+from .base import Loss, LossContext, LossOutput, kl_distill, lb_loss
+from .registry import (
+                       ENTRY_POINT_GROUP,
+                       create_loss,
+                       describe_losses,
+                       list_losses,
+                       loss_config,
+                       loss_needs,
+                       register_loss,
+                       unregister_loss,
+)
 
-__all__ = ["register_loss", "unregister_loss", "create_loss", "loss_config", "loss_needs", "list_losses",
-           "describe_losses", "Loss", "LossContext", "LossOutput", "lb_loss", "kl_distill", "ENTRY_POINT_GROUP"]
+__all__ = [
+                       "ENTRY_POINT_GROUP",
+                       "Loss",
+                       "LossContext",
+                       "LossOutput",
+                       "create_loss",
+                       "describe_losses",
+                       "kl_distill",
+                       "lb_loss",
+                       "list_losses",
+                       "loss_config",
+                       "loss_needs",
+                       "register_loss",
+                       "unregister_loss",
+]

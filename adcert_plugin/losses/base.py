@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +101,9 @@ def check_config(cfg: Any, **ranges: tuple[float | None, float | None]) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{name}.{f.name}={value!r}: expected a number")
             object.__setattr__(cfg, f.name, float(value))
-        elif kind in (int, bool, str) and not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+        elif kind in (int, bool, str) and not (
+            isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        ):
             raise ConfigError(f"{name}.{f.name}={value!r}: expected {kind.__name__}")
     for key, (low, high) in ranges.items():
         value = getattr(cfg, key)
@@ -178,5 +181,14 @@ class Loss:
 
 from .context import LossContext  # noqa: E402  (re-export; context imports nothing from here)
 
-__all__ = ["LossOutput", "lb_loss", "kl_distill", "accuracy", "check_config", "NoConfig", "Loss",
-           "LossContext", "NEEDS"]
+__all__ = [
+    "NEEDS",
+    "Loss",
+    "LossContext",
+    "LossOutput",
+    "NoConfig",
+    "accuracy",
+    "check_config",
+    "kl_distill",
+    "lb_loss",
+]

@@ -80,7 +80,7 @@ class LossContext:
         self._memo: dict = {}
 
     # -- binding and inputs ---------------------------------------------------------------
-    def bind(self, needs) -> "LossContext":
+    def bind(self, needs) -> LossContext:
         """Record what the loss uses (called by ``Loss.__call__`` before the loss runs)."""
         self.needs = frozenset(needs)
         return self
@@ -145,7 +145,7 @@ class LossContext:
         raise ValueError(f"which must be 'clean' or 'adv', got {which!r}")
 
     # -- attack ---------------------------------------------------------------------------
-    def adversarial(self, objective: str | None = None,
+    def adversarial(self, objective: Objective | None = None,
                     target: Literal["teacher", "student"] | None = None) -> torch.Tensor:
         """x_adv (normalised, detached ``[B, C, H, W]``): one PGD run per step, memoised.
 
@@ -266,7 +266,7 @@ class LossContext:
         """One native IBP pass over ``region`` that also yields logits/features at ``which``."""
         stats_input = self.input(which)
         first = ("logits", which) not in self._memo
-        captured = {}
+        captured: dict = {}
 
         def keep_features(_module, args):
             captured.setdefault("f", args[0])  # the head's input: penultimate features at stats_input

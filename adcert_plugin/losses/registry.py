@@ -31,8 +31,9 @@ import dataclasses
 import difflib
 import fnmatch
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError, DuplicateNameError, PluginLoadError, UnknownLossError
 from ..plugins import load_entry_points

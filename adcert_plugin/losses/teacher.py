@@ -25,6 +25,8 @@ class Teacher(nn.Module):
             in place (eval, requires_grad False).
     """
 
+    model: nn.Module
+
     def __init__(self, model: nn.Module):
         super().__init__()
         if isinstance(model, Teacher):
@@ -34,13 +36,13 @@ class Teacher(nn.Module):
         super().train(False)
         self.model.eval()
 
-    def train(self, mode: bool = True) -> "Teacher":
+    def train(self, mode: bool = True) -> Teacher:
         """No-op: a teacher always stays in eval mode."""
         super().train(False)
         self.model.eval()
         return self
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Teacher":
+    def requires_grad_(self, requires_grad: bool = True) -> Teacher:
         """No-op: teacher parameters never require gradients."""
         self.model.requires_grad_(False)
         return self

@@ -19,10 +19,10 @@ from .config import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfi
                      TrainConfig, config_from_dict, load_config, read_config_file, save_config)
 from .distributed import pick_device
 from .layering import build_config, parse_sets
+from .outcome import RunResult
 from .presets import get_preset, list_presets, register_preset
 from .rundir import RunDir
 from .teacher import load_teacher
-from .outcome import RunResult
 from .trainer import train
 
 __all__ = ["DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig", "RecipeConfig", "RunDir", "RunResult",

@@ -23,7 +23,7 @@ class RunResult:
 
     def describe(self) -> str:
         s, best = self.summary, self.summary.get("best", {})
-        pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"
         by = best.get("criterion", "ibp_cert_acc")
         split = s.get("selected_on", "test")
         lines = [f"run: {self.run_dir}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import fnmatch
+from typing import Any
 
 from ..errors import ConfigError
 from .config import TrainConfig
@@ -130,7 +131,7 @@ _SMALL = {
 
 
 def _small(loss: dict, **sections) -> dict:
-    preset = {k: dict(v) for k, v in _SMALL.items()}
+    preset: dict[str, Any] = {k: dict(v) for k, v in _SMALL.items()}
     preset["loss"] = loss
     for key, value in sections.items():
         if isinstance(value, dict):

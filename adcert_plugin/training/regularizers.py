@@ -8,8 +8,8 @@ sum by λ·(1 − ε_t/ε_max) (``schedules.reg_weight_at``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -32,7 +32,7 @@ RESUMABLE_CHANGES = ("schedule.epochs", "out_dir", "device", "data.data_dir")
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
-    out = {}
+    out: dict = {}
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else key
         out.update(_flatten(value, dotted) if isinstance(value, dict) and value else {dotted: value})

@@ -16,9 +16,10 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from ..errors import AdcertError, ConfigError
 

@@ -123,6 +123,7 @@ class _Trainer:
         self.loss = cfg.loss.create()
         self.teacher = None
         if "teacher" in self.loss.needs:
+            assert cfg.teacher is not None  # TrainConfig's check: a loss that needs a teacher has one
             self.teacher = load_teacher(cfg.teacher, expect_shape=spec.shape, expect_classes=spec.num_classes,
                                         expect_dataset=spec.name)
             self.teacher.to(self.device)
@@ -320,7 +321,7 @@ class _Trainer:
     def warmup_regulariser(self, x: torch.Tensor, y: torch.Tensor, eps: float, ctx: LossContext | None):
         """Shi et al. warm-up terms, from the loss's own ε-box IBP pass when it made one."""
         relu_inputs = ctx.relu_input_bounds() if ctx is not None else None
-        if relu_inputs is not None:
+        if ctx is not None and relu_inputs is not None:
             box = ctx.box
         else:  # natural phase, tiny eps, or a loss without a native IBP pass: bound once more
             box = InputBox.from_pixels(x, max(eps, S.MIN_EPS_REG), self.spec.mean, self.spec.std)

@@ -49,9 +49,16 @@ def test_pgd_beats_random_points(trained_toy):
     with torch.no_grad():
         attacked = attack_objective(model(x_adv), y, "ce")
         gen = torch.Generator().manual_seed(2)
-        random_best = torch.stack([
-            attack_objective(model(box.lower_norm + torch.rand(x.shape, generator=gen) * (box.upper_norm - box.lower_norm)), y, "ce")
-            for _ in range(50)]).amax(0)
+        random_best = torch.stack(
+            [
+                attack_objective(
+                    model(box.lower_norm + torch.rand(x.shape, generator=gen) * (box.upper_norm - box.lower_norm)),
+                    y,
+                    "ce",
+                )
+                for _ in range(50)
+            ]
+        ).amax(0)
     assert (attacked >= random_best - 1e-4).float().mean() > 0.95
     assert attacked.mean() > random_best.mean()
     assert (model(x_adv).argmax(1) != y).sum() > (model(box.x_norm).argmax(1) != y).sum()

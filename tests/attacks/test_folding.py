@@ -9,8 +9,15 @@ import torch.nn.functional as F
 from conftest import tiny_net
 from torch import nn
 
-from adcert_plugin.attacks import AttackConfig, attack_objective, bn_scale_shift, folded_eval_forward, pgd_attack
-from adcert_plugin.attacks import folding, pgd as attacks
+from adcert_plugin.attacks import (
+    AttackConfig,
+    attack_objective,
+    bn_scale_shift,
+    folded_eval_forward,
+    folding,
+    pgd as attacks,
+    pgd_attack,
+)
 from adcert_plugin.bounds import InputBox
 from adcert_plugin.errors import UnsupportedModelError
 from adcert_plugin.models import create_model
@@ -352,7 +359,7 @@ def test_the_one_channel_input_gradient_is_the_transposed_convolution(kernel, st
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = torch.randn(3, 1, side, side + 1, generator=gen, dtype=torch.float64)
     w = torch.randn(5, 1, kh, kw, generator=gen, dtype=torch.float64)
-    pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
+    pair = lambda v: (v, v) if isinstance(v, int) else v
     args = (pair(stride), pair(padding), pair(dilation), 1)
     out = F.conv2d(x, w, None, *args)
     grad = torch.randn(out.shape, generator=gen, dtype=torch.float64).contiguous(memory_format=layout)

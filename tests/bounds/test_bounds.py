@@ -12,10 +12,10 @@ import zlib
 
 import pytest
 import torch
+from conftest import tiny_net
 from torch import nn
 
 from adcert_plugin.bounds import METHODS, InputBox, margins, wrap_model
-from conftest import tiny_net
 
 MEAN, STD = (0.3,), (0.4,)
 TOL = 1e-5

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import REPO
 
 from adcert_plugin import bounds
 from adcert_plugin.bounds import lirpa_compat
-from conftest import REPO
 
 PACKAGES = [REPO / name for name in ("adcert_plugin", "vnncomp")]
 

@@ -8,11 +8,12 @@ and a machine where they do not compile must fall back to the eager path.
 from __future__ import annotations
 
 import pytest
+import test_interval_fast_paths
 import torch
 
 from adcert_plugin.bounds import fused, interval
-from test_interval_fast_paths import relu_path  # noqa: F401 - the fixture, shared
 
+relu_path = test_interval_fast_paths.relu_path  # the fixture, shared
 needs_fused = pytest.mark.skipif(not fused.available(torch.float32), reason="torch.compile cannot build the fused "
                                  "kernels on this machine (no C++ compiler?); the eager path runs")
 

@@ -15,14 +15,12 @@ import copy
 
 import pytest
 import torch
-from torch import nn
-
-from adcert_plugin.bounds import fused, interval
-from adcert_plugin.bounds import wrap_model
-from adcert_plugin.models import create_model
-from adcert_plugin.bounds import InputBox, margin_matrix
 from conftest import tiny_net
 from test_bounds import MEAN, STD, TOL, frozen_stats_clone, sample_box, worst_sampled_margin
+from torch import nn
+
+from adcert_plugin.bounds import InputBox, fused, interval, margin_matrix, wrap_model
+from adcert_plugin.models import create_model
 
 
 def reference_propagate(model, lower, upper, stats):
@@ -205,7 +203,11 @@ def test_interval_linear_matches_autograd_including_zero_weights(with_stats):
     fast_in, ref_in = leaves(), leaves()
     fast = interval._IntervalLinear.apply(*fast_in)
     c, r, s, w, b = ref_in
-    ref = (nn.functional.linear(c, w, b), nn.functional.linear(r, w.abs()), None if s is None else nn.functional.linear(s, w, b))
+    ref = (
+        nn.functional.linear(c, w, b),
+        nn.functional.linear(r, w.abs()),
+        None if s is None else nn.functional.linear(s, w, b),
+    )
     for got, want in zip(fast, ref):
         assert (got is None) == (want is None)
         if want is not None:

@@ -12,12 +12,11 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from train_fixtures import tiny_sets, write_fake_mnist
 
 from adcert_plugin.cli import eval_cmd, losses_cmd, train_cmd
 from adcert_plugin.models import create_model
-from adcert_plugin.training import arch_record, save_checkpoint
-from adcert_plugin.training import trainer as T
-from train_fixtures import tiny_sets, write_fake_mnist
+from adcert_plugin.training import arch_record, save_checkpoint, trainer as T
 from vnncomp.cli import export_cmd
 
 

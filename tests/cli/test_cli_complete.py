@@ -6,11 +6,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from complete_fixtures import Fake, trained_mlp
 
 from adcert_plugin.cli import eval_cmd, merge_cmd
 from adcert_plugin.evaluation import register_verifier, unregister_verifier
-
-from complete_fixtures import Fake, trained_mlp
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from train_fixtures import tiny_sets, write_fake_mnist
 
 from adcert_plugin.cli import train_cmd
 from adcert_plugin.losses import register_loss, unregister_loss
 from adcert_plugin.losses.base import LossOutput
 from adcert_plugin.models import create_model
 from adcert_plugin.training import arch_record, save_checkpoint
-from train_fixtures import tiny_sets, write_fake_mnist
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-
-from adcert_plugin.bounds import InputBox
-from adcert_plugin.data import load_split
-from adcert_plugin.errors import ConfigError, DuplicateNameError, PluginLoadError, RegistryError, SoundnessError
-from adcert_plugin.evaluation import (CompleteAnswer, CompleteConfig, create_verifier, evaluate, merge_shards,
-                                      parse_shard, read_samples, register_verifier, unregister_verifier)
-from adcert_plugin.evaluation import complete as C
-from adcert_plugin.evaluation import verifiers as V
-from adcert_plugin.models import create_model
-from adcert_plugin.training import arch_record, save_checkpoint
-
 from complete_fixtures import EPS, WORDS, Fake, Killed, trained_mlp
+
+from adcert_plugin.errors import ConfigError, DuplicateNameError, PluginLoadError, RegistryError, SoundnessError
+from adcert_plugin.evaluation import (
+    CompleteAnswer,
+    CompleteConfig,
+    complete as C,
+    create_verifier,
+    evaluate,
+    merge_shards,
+    parse_shard,
+    read_samples,
+    register_verifier,
+    unregister_verifier,
+    verifiers as V,
+)
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

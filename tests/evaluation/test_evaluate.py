@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_net
 
 from adcert_plugin import bounds
 from adcert_plugin.attacks import AttackConfig
@@ -17,8 +18,6 @@ from adcert_plugin.data import load_split
 from adcert_plugin.errors import ConfigError, SoundnessError
 from adcert_plugin.evaluation import SAMPLE_KEYS, cascade as E, read_samples
 from adcert_plugin.training import arch_record, save_checkpoint
-
-from conftest import tiny_net
 
 EPS = 0.01
 RANGE = dict(start=0, end=300, batch_size=100)
@@ -166,7 +165,7 @@ def test_evaluate_subset_is_seeded_and_inside_range(trained, data_dir, tmp_path)
     report = E.evaluate(trained, data_dir=data_dir, methods="IBP", start=100, end=400, n=20, seed=3,
                         out_dir=tmp_path)
     idx = [r["index"] for r in report.rows]
-    assert len(idx) == 20 and idx == sorted(idx) and 100 <= idx[0] and idx[-1] < 400
+    assert len(idx) == 20 and idx == sorted(idx) and idx[0] >= 100 and idx[-1] < 400
     assert idx == E.select_indices(10000, 100, 400, 20, 3)
 
 

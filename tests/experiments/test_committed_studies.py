@@ -1,22 +1,48 @@
 """The study results committed under examples/results: whole, tied to their models, and sound.
 
-A fresh clone resumes every study from these folders and the README quotes them, so a state that
+A fresh clone resumes every study from these folders and the docs quote them, so a state that
 lost a file, or an answer that a counterexample contradicts, must fail the suite, not a reader.
+Each study's state is committed as one archive, ``study-*/state.tar.gz`` (archive.py); the
+tests read the folders it unpacks to.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 
-def test_every_committed_study_state_is_whole_and_matches_its_models():
-    """What a fresh clone resumes from: finished runs only, each evaluation tied to its model's hash."""
-    from adcert_plugin.io import read_json, sha256_file
+@pytest.fixture(scope="module")
+def states(tmp_path_factory):
+    """Each committed study's state folder, unpacked from its archive as a fresh clone would."""
     from conftest import REPO
 
-    for state in (REPO / "examples" / "results").glob("study-*/state"):
+    from adcert_plugin.experiments.study.archive import unpack
+
+    folders = []
+    for archive in sorted((REPO / "examples" / "results").glob("study-*/state.tar.gz")):
+        copy = tmp_path_factory.mktemp(archive.parent.name) / archive.name
+        shutil.copy(archive, copy)
+        assert unpack(copy.parent / "state") > 0, archive
+        folders.append(copy.parent / "state")
+    assert len(folders) == 3
+    return folders
+
+
+def test_every_committed_study_is_its_reader_files_and_one_state_archive():
+    from conftest import REPO
+
+    for study in (REPO / "examples" / "results").glob("study-*"):
+        assert (study / "results.md").is_file() and (study / "state.tar.gz").is_file(), study
+
+
+def test_every_committed_study_state_is_whole_and_matches_its_models(states):
+    """What a fresh clone resumes from: finished runs only, each evaluation tied to its model's hash."""
+    from adcert_plugin.io import read_json, sha256_file
+
+    for state in states:
         assert not [p for p in state.rglob("*.pt") if p.name != "model.pt"], "no last.pt/best.pt in a state"
         for summary in state.rglob("summary.json"):
             run = summary.parent
@@ -32,7 +58,7 @@ def test_every_committed_study_state_is_whole_and_matches_its_models():
                 assert read_json(folder / "config.json")["checkpoint_sha256"] == recorded, folder
 
 
-def test_no_committed_study_answer_is_certified_against_a_counterexample():
+def test_no_committed_study_answer_is_certified_against_a_counterexample(states):
     """Every verifier answer behind the committed studies, audited from the per-sample rows.
 
     A ``sat`` must carry the margin of its replayed counterexample (negative: the network really
@@ -40,10 +66,9 @@ def test_no_committed_study_answer_is_certified_against_a_counterexample():
     summary's complete-certified count must be exactly the samples the evidence allows.
     """
     from adcert_plugin.io import read_json
-    from conftest import REPO
 
     audited = 0
-    for samples in (REPO / "examples" / "results").glob("study-*/state/**/eval-*/samples.jsonl"):
+    for samples in (path for state in states for path in state.glob("**/eval-*/samples.jsonl")):
         rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
         for row in rows:
             answer = row.get("complete") or {}

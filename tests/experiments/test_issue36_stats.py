@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from adcert_plugin.experiments.stats import excludes_zero_words, paired_difference
-from adcert_plugin.experiments.study_progress import _estimate_line
-from adcert_plugin.experiments.study_summary import verdict
+from adcert_plugin.experiments.study.progress import _estimate_line
+from adcert_plugin.experiments.study.summary import verdict
 
 
 def test_equal_differences_over_two_seeds_cannot_be_estimated():

@@ -7,7 +7,7 @@ import matplotlib
 import pytest
 
 from adcert_plugin.experiments.report import plot_results
-from adcert_plugin.experiments.study_report import plot_curves, plot_study
+from adcert_plugin.experiments.study.report import plot_curves, plot_study
 from adcert_plugin.io import read_json
 from conftest import REPO
 

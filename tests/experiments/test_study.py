@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 
 import pytest
 import torch
@@ -225,7 +226,9 @@ def test_a_run_records_its_machine_when_training_ends_not_when_it_is_saved(data_
     threads = torch.get_num_threads()
     try:
         with pytest.raises(KeyboardInterrupt):
-            study_module._job(teacher.to_dict(), [{"split": "test", "settings": dataclasses.asdict(cfg.final), "name": "test"}])
+            study_module._job(
+                teacher.to_dict(), [{"split": "test", "settings": dataclasses.asdict(cfg.final), "name": "test"}]
+            )
     finally:
         torch.set_num_threads(threads)
     machine = json.loads((tmp_path / "teacher" / "machine.json").read_text())
@@ -243,7 +246,8 @@ def test_results_name_no_folder_of_the_machine_and_list_contradictions_first(smo
 
 def test_an_eval_that_records_a_contradiction_gives_its_numbers_to_the_study():
     class Report:
-        summary = {"soundness_errors": [{"index": 3, "detail": "fake says unsat, counterexample in hand"}]}
+        errors: typing.ClassVar[list] = [{"index": 3, "detail": "fake says unsat, counterexample in hand"}]
+        summary: typing.ClassVar[dict] = {"soundness_errors": errors}
 
     def contradicted(model, **kwargs):
         err = SoundnessError("1 soundness violations")
@@ -299,7 +303,8 @@ def test_the_work_left_is_estimated_from_the_medians_of_what_finished_and_never_
     left = estimate_left(rows, processes=2)
     assert left["train_s"] == 0.5 * 300.0 + 300.0 and left["eval_s"] == 30.0
     assert left["wall_s"] == (450.0 + 30.0) / 2 and left["unmeasured"] == ["test evaluation"]
-    rows[1]["evals"]["test"] = {"eval_time_s": 60.0}  # a's chosen point evaluated on test: b's and the final owe 60 each
+    # a's chosen point evaluated on test: b's and the final owe 60 each
+    rows[1]["evals"]["test"] = {"eval_time_s": 60.0}
     assert estimate_left(rows, processes=2)["eval_s"] == 30.0 + 60.0 + 60.0
 
 

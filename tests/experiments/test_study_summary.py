@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from conftest import REPO
 
 from adcert_plugin.errors import ConfigError
 from adcert_plugin.experiments.study.summary import load_benchmark, plot_pairs, render_summary, summary_json, verdict

@@ -7,12 +7,12 @@ are checked, to a float tolerance: folding changes the rounding, not the functio
 from __future__ import annotations
 
 import torch
+from conftest import tiny_net
 
 from adcert_plugin.data import DataSpec
 from adcert_plugin.losses.context import LossContext
-from adcert_plugin.models import create_model
 from adcert_plugin.losses.teacher import Teacher
-from conftest import tiny_net
+from adcert_plugin.models import create_model
 
 SPEC = DataSpec("mnist", (1, 8, 8), 4, (0.3,), (0.4,))
 

@@ -15,6 +15,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_net
 from torch import nn
 
 from adcert_plugin.attacks import AttackConfig
@@ -23,8 +24,6 @@ from adcert_plugin.data import DataSpec
 from adcert_plugin.losses import create_loss, kl_distill, lb_loss
 from adcert_plugin.losses.ad_cert import pseudo_logits
 from adcert_plugin.losses.base import LossContext
-from conftest import tiny_net
-
 
 TOY_SPEC = DataSpec("toy", (1, 1, 2), 2, (0.0,), (1.0,))
 W1, B1, W2 = [[2.0, 1.0], [1.0, -1.0]], [1.0, 1.0], [[1.0, -1.0], [-1.0, 2.0]]
@@ -105,7 +104,7 @@ Z_T_ADV, Z_T_CLEAN = [X_ADV[0], 2 * X_ADV[1]], [X[0], 2 * X[1]]
 
 
 def test_toy_hand_values_are_what_the_docstring_says():
-    assert Z_LOWER == pytest.approx(0.8) and D_ADV == pytest.approx(1.4)
+    assert pytest.approx(0.8) == Z_LOWER and pytest.approx(1.4) == D_ADV
     ctx = toy_ctx()
     assert ctx.x_adv.flatten().tolist() == pytest.approx(X_ADV)
     assert ctx.margin_lower("IBP").item() == pytest.approx(Z_LOWER, abs=1e-6)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_net
 
 from adcert_plugin import losses as losses_pkg
 from adcert_plugin.attacks import AttackConfig
@@ -16,10 +17,8 @@ from adcert_plugin.errors import ConfigError
 from adcert_plugin.losses import create_loss, list_losses, loss_needs
 from adcert_plugin.losses.base import LossContext
 from adcert_plugin.losses.sabr import small_box
-from adcert_plugin.models import create_model
 from adcert_plugin.losses.teacher import Teacher
-from conftest import tiny_net
-
+from adcert_plugin.models import create_model
 
 SPEC = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
 PART_NAMES = {"ce_clean", "ce_adv", "lb", "distill", "acc_adv"}

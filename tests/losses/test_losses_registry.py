@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import REPO
 
 from adcert_plugin.errors import ConfigError, DuplicateNameError, PluginLoadError, UnknownLossError
 from adcert_plugin.losses import create_loss, describe_losses, list_losses, register_loss, registry, unregister_loss
 from adcert_plugin.losses.base import Loss, LossOutput
-from conftest import REPO
 
 
 def test_list_losses_fnmatch_sorted():
@@ -154,11 +154,12 @@ def plugin_dist(tmp_path, monkeypatch):
 
 
 def test_entry_point_loss_is_found_by_name(plugin_dist, batch):
+    from conftest import tiny_net
+
     from adcert_plugin.attacks import AttackConfig
     from adcert_plugin.bounds import wrap_model
     from adcert_plugin.data import DataSpec
     from adcert_plugin.losses.base import LossContext
-    from conftest import tiny_net
 
     loss = create_loss("myloss", scale=2.0)
     assert loss.config.scale == 2.0 and loss.needs == {"attack"}

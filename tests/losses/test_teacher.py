@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_net
 from torch import nn
 
 from adcert_plugin.attacks import AttackConfig
@@ -17,8 +18,6 @@ from adcert_plugin.losses.base import LossContext
 from adcert_plugin.losses.teacher import Teacher
 from adcert_plugin.models import create_model, penultimate_features
 from adcert_plugin.training import arch_record, load_teacher, save_checkpoint
-from conftest import tiny_net
-
 
 SPEC = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from adcert_plugin.errors import ConfigError, RegistryError, UnknownLossError
 from adcert_plugin.training import config as C, layering as L, presets as P
-from conftest import REPO
 
 EXAMPLES = REPO / "examples" / "configs"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -38,7 +40,7 @@ def test_eps_shape_zero_before_start_max_at_end_monotone():
     assert all(v == 0.0 for v in values[:11])  # epoch 1 and the first batch of epoch 2 are natural
     assert values[11] > 0.0
     assert values[50] == pytest.approx(0.1) and all(v == pytest.approx(0.1) for v in values[50:])
-    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(values))
 
 
 def test_eps_continuity_and_slope_at_mid():

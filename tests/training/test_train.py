@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 import yaml
+from train_fixtures import tiny_config, weights, write_fake_mnist
 
 from adcert_plugin.errors import ConfigError, TrainingError
 from adcert_plugin.losses import register_loss, unregister_loss
 from adcert_plugin.losses.base import LossOutput
 from adcert_plugin.training import load_config, load_model, train
-from train_fixtures import tiny_config, weights, write_fake_mnist
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_resume_gives_the_uninterrupted_parameters(data_root, tmp_path):
         assert torch.equal(wa[key], wb[key]), key
     rows_a = (straight / "metrics.jsonl").read_text().splitlines()
     rows_b = (resumed / "metrics.jsonl").read_text().splitlines()
-    drop = lambda row: {k: v for k, v in json.loads(row).items() if "time" not in k}  # noqa: E731
+    drop = lambda row: {k: v for k, v in json.loads(row).items() if "time" not in k}
     assert [drop(r) for r in rows_a] == [drop(r) for r in rows_b]
 
 

@@ -11,11 +11,10 @@ import warnings
 
 import pytest
 import torch
-
-from adcert_plugin.training import train
 from conftest import REPO
 from train_fixtures import tiny_config, tiny_sets, weights, write_fake_mnist
 
+from adcert_plugin.training import train
 
 
 def _free_port() -> int:
@@ -46,7 +45,7 @@ def test_two_process_ddp_equals_single_process(tmp_path):
         failures.append(proc.stderr[-4000:])
     assert len(failures) < 2, "\n----\n".join(failures)
     if failures:
-        warnings.warn(f"the first torchrun attempt failed: {failures[0][-800:]}")
+        warnings.warn(f"the first torchrun attempt failed: {failures[0][-800:]}", stacklevel=1)
 
     summary = json.loads((ddp / "summary.json").read_text())
     assert summary["world_size"] == 2

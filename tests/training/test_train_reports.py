@@ -9,13 +9,12 @@ import logging
 
 import pytest
 import torch
+from train_fixtures import tiny_config, write_fake_mnist
 
 from adcert_plugin.errors import CheckpointError, ConfigError, TrainingError
 from adcert_plugin.evaluation import evaluate
 from adcert_plugin.models import create_model
-from adcert_plugin.training import RunDir, arch_record, build_config, save_checkpoint, train
-from adcert_plugin.training import trainer as T
-from train_fixtures import tiny_config, write_fake_mnist
+from adcert_plugin.training import RunDir, arch_record, build_config, save_checkpoint, train, trainer as T
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, shared_data_dir
 from torch import nn
 
 from adcert_plugin.bounds import InputBox
@@ -35,7 +36,6 @@ from vnncomp.export.benchmark import export_benchmark
 from vnncomp.export.instances import read_instances
 from vnncomp.results import check_counterexample, cross_check, read_results_table
 from vnncomp.verifiers import find_neuralsat, verify_benchmark
-from conftest import REPO, shared_data_dir
 
 ARCH = {"width": 4, "linear_size": 16}
 EPS = {"unsat": 0.002, "sat": 0.1}

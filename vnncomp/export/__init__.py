@@ -26,7 +26,7 @@ _EXPORTS = {
     "read_instances": "instances",
     "write_abcrown_configs": "abcrown",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - a list, built from the lazy-export table
 
 
 def __getattr__(name: str):

@@ -7,6 +7,7 @@ not already certify (``skip_certified``), so that a complete verifier has someth
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from adcert_plugin.evaluation import select_indices
 
 logger = logging.getLogger(__name__)
 
-PGD = {"steps": 50, "step_size": 0.1, "restarts": 2}
+PGD: dict[str, Any] = {"steps": 50, "step_size": 0.1, "restarts": 2}
 SKIP_METHODS = ("IBP", "CROWN-IBP", "CROWN")  # the cheap methods of adcert_plugin.bounds.METHODS
 _BATCH = 256
 

@@ -12,8 +12,8 @@ never scientific notation, never a bare integer (``0.0``, not ``0``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -101,7 +101,8 @@ def property_from_sample(x_pixel, label: int, eps: float, mean: Sequence[float],
     from adcert_plugin.bounds.spec import InputBox
 
     x32 = torch.as_tensor(np.asarray(x_pixel, dtype=np.float32)).reshape(-1, *np.shape(x_pixel)[-2:])
-    shape = tuple(int(v) for v in x32.shape)
+    channels, height, width = (int(v) for v in x32.shape)
+    shape = (channels, height, width)
     if not 0 <= label < num_classes or eps < 0:
         raise ExportError(f"bad property: label {label} (K={num_classes}), eps {eps}")
     x64 = x32.numpy().astype(np.float64)

@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 from adcert_plugin.errors import SoundnessError, VerifierError
 from adcert_plugin.io import sha256_file
@@ -201,8 +201,8 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
             detail = (f"{name}: {r.verifier} says unsat but a counterexample is in hand ({cex['source']}, "
                       f"margin {cex['box_margin']:.4g}, re-checked with onnxruntime)")
             problems.append(detail + ": verifier error")
-            r = r if r.result == "error" else reject(replace(r, result="unsat"), f"counterexample in hand ({cex['source']}, "
-                                                        f"margin {cex['box_margin']:.4g})")
+            in_hand = f"counterexample in hand ({cex['source']}, margin {cex['box_margin']:.4g})"
+            r = r if r.result == "error" else reject(replace(r, result="unsat"), in_hand)
             kind = "counterexample"
         elif word == "unsat" and cex is not None:  # an earlier rejection (older rule) is set aside too
             r = r if r.result == "unknown" else set_aside(replace(r, result="unsat"), cex)

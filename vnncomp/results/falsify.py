@@ -28,7 +28,7 @@ from ..export.evidence import CEX_ATOL, point_outcome
 from ..export.onnx_run import onnx_input_shape
 from ..export.vnnlib_reader import parse_v1
 
-__all__ = ["Falsification", "OnnxTorch", "falsify", "STEPS", "RESTARTS"]
+__all__ = ["RESTARTS", "STEPS", "Falsification", "OnnxTorch", "falsify"]
 
 STEPS = 100
 RESTARTS = 10  # random starts per disjunct
@@ -240,7 +240,7 @@ def falsify(onnx_path: str | Path, vnnlib_path: str | Path, steps: int = STEPS, 
         if float(best_v[i]) > CEX_ATOL:
             break
         point = best_x[i].double().flatten().numpy()
-        margin, valid, why = point_outcome(onnx_path, vnnlib_path, point)
+        margin, valid, _why = point_outcome(onnx_path, vnnlib_path, point)
         if valid:
             return Falsification(True, point, margin, margins, method)
     if float(best_v.min()) > 0:

@@ -19,9 +19,9 @@ import io
 import logging
 import pickle
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from adcert_plugin.errors import VerifierError
 from ..export.vnnlib import format_number
 
 __all__ = ["RESULTS", "VerifierResult", "load_pickle_restricted", "read_abcrown_pickle", "read_result_file",
-           "read_results", "read_results_table", "read_table_identity", "reject", "write_result_file", "write_results_table"]
+           "read_results", "read_results_table", "read_table_identity", "reject", "write_result_file",
+           "write_results_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def parse_counterexample(text: str) -> tuple[np.ndarray | None, np.ndarray | Non
             values[kind][int(index)] = float(value)
         except ValueError as err:
             raise VerifierError(f"counterexample value {value!r} for {kind}_{index} is not a number") from err
-    arrays = []
+    arrays: list[np.ndarray | None] = []
     for kind in ("X", "Y"):
         found = values[kind]
         if not found:
@@ -262,12 +263,14 @@ def write_results_table(path: str | Path, results: Iterable[VerifierResult], ide
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = [("" if (identity or {}).get(k) is None else str(identity[k])) for k in _IDENTITY_FIELDS]
+    extra = [("" if (identity or {}).get(k) is None else str((identity or {})[k])) for k in _IDENTITY_FIELDS]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(_TABLE_FIELDS + (_IDENTITY_FIELDS if identity else ()))
         for r in results:
-            writer.writerow([r.instance, r.verifier, r.result, f"{r.seconds:.3f}", r.note] + (extra if identity else []))
+            writer.writerow(
+                [r.instance, r.verifier, r.result, f"{r.seconds:.3f}", r.note] + (extra if identity else [])
+            )
     return path
 
 

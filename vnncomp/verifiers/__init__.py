@@ -17,5 +17,18 @@ from .marabou import run_marabou
 from .neuralsat import find_neuralsat, run_neuralsat
 from .verify import DEFAULT_VERIFIER, RUNNERS, run_and_check, verify_benchmark
 
-__all__ = ["DEFAULT_VERIFIER", "RUNNERS", "STARTUP_GRACE", "Command", "Runner", "find_abcrown", "find_abcrown_python",
-           "find_neuralsat", "run_abcrown", "run_marabou", "run_and_check", "run_neuralsat", "verify_benchmark"]
+__all__ = [
+           "DEFAULT_VERIFIER",
+           "RUNNERS",
+           "STARTUP_GRACE",
+           "Command",
+           "Runner",
+           "find_abcrown",
+           "find_abcrown_python",
+           "find_neuralsat",
+           "run_abcrown",
+           "run_and_check",
+           "run_marabou",
+           "run_neuralsat",
+           "verify_benchmark",
+]

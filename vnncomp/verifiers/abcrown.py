@@ -25,7 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from adcert_plugin.errors import VerifierError
 
@@ -220,7 +220,7 @@ def run_csv(runner: ABCrownRunner, run: RunPlan) -> list[VerifierResult]:
 
 
 def run_abcrown(abcrown_path=None, bench_dir=None, timeout: float | None = None, device: str = "cpu",
-                instances: Sequence[str] | None = None, python: str | None = None, mode: str = "single",
+                instances: Sequence[str] | None = None, python: str | Path | None = None, mode: str = "single",
                 jobs: int = 1, force: bool = False) -> list[VerifierResult]:
     """Run alpha-beta-CROWN on a benchmark under the interpreter of its own environment.
 

@@ -49,7 +49,8 @@ _META_VERSION = 1
 class Runner(Protocol):
     """One verifier: its name and the command for one instance."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def command(self, instance: Instance, results_file: Path, seconds: float) -> Command: ...
 
@@ -258,7 +259,8 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance, warm: WarmPool | N
     grace = FORKED_GRACE if forked else STARTUP_GRACE[runner.name]
     status, wall = launch(command, log_file, seconds + grace, runner.name, run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)
-    if forked and warm.active:  # a pool that fell back to a fresh process during this run is off now
+    # a pool that fell back to a fresh process during this run is off now
+    if forked and warm is not None and warm.active:
         result = replace(result, note=f"{result.note}; forked warm" if result.note else "forked warm")
     record(run, instance, result)
     return announce(run, result)

@@ -37,6 +37,7 @@ from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ExportError
 from adcert_plugin.io import atomic_write_text, sha256_file
 from adcert_plugin.evaluation.verifiers import CompleteAnswer, CompleteRequest
+from adcert_plugin.io import sha256_file
 
 from ..export.abcrown import write_abcrown_configs
 from ..export.instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv

@@ -11,7 +11,8 @@ imports. The server itself never runs the script, so no run sees another's state
 
 Protocol: one JSON object per line, on the server's original stdout (whatever else is printed
 there, by the imports for one, goes to its stderr). Ready: ``{"ready": true, "import_seconds": s}``
-(or ``{"error": "..."}`` and exit). Request on stdin: ``{"args": [...], "cwd": str, "log": str, "env": {...}, "limit": s}``.
+(or ``{"error": "..."}`` and exit). Request on stdin:
+``{"args": [...], "cwd": str, "log": str, "env": {...}, "limit": s}``.
 Replies on stdout: ``{"pid": n}`` when the child starts, then ``{"status": code, "seconds": s}``;
 ``status`` is the exit code, negative for a signal, ``null`` when the child outlived ``limit``
 and was killed (with every process it started). The server exits at the end of stdin.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from adcert_plugin.errors import VerifierError
 

@@ -13,8 +13,9 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TypeGuard
 
 from adcert_plugin.errors import VerifierError
 
@@ -30,7 +31,7 @@ _FIND_SRC = ("import importlib.util as u, sys; s = u.find_spec('src'); "
              "sys.stdout.write(s.origin if s and s.origin else '')")
 
 
-def _is_neuralsat(folder: Path | None) -> bool:
+def _is_neuralsat(folder: Path | None) -> TypeGuard[Path]:
     return folder is not None and (folder / "main.py").is_file() and (folder / "verifier" / "verifier.py").is_file()
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from adcert_plugin.errors import VerifierError
 
@@ -72,7 +73,7 @@ def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | 
         raise VerifierError(f"unknown verifier {verifier!r}; choose one of {sorted(RUNNERS)}")
     bench_dir = Path(bench_dir).resolve()
     gpu = device in ("gpu", "cuda")
-    common = {"timeout": timeout, "instances": instances, "jobs": jobs, "force": force}
+    common: dict[str, Any] = {"timeout": timeout, "instances": instances, "jobs": jobs, "force": force}
     if verifier == "marabou":
         results = run_marabou(bench_dir, **common)
     elif verifier == "abcrown":

@@ -3,10 +3,10 @@
 NeuralSAT spends about 6.5 s of every instance importing torch and its own modules before its
 clock starts, abCROWN's single mode about as much; a benchmark's complete step runs them on tens
 to hundreds of instances. A runner that names the modules its script imports (``preload``) gets
-one fork server per worker thread, and each instance runs as a fork of it: its own process, folder, environment, log and wall limit, as
-before, without the imports. Anything wrong with the server (it cannot import, it dies, it stops
-answering) sends that run, and every later one, back to one fresh process per instance.
-``ADCERT_VERIFIER_FORK=0`` does that from the start.
+one fork server per worker thread, and each instance runs as a fork of it: its own process,
+folder, environment, log and wall limit, as before, without the imports. Anything wrong with the
+server (it cannot import, it dies, it stops answering) sends that run, and every later one, back
+to one fresh process per instance. ``ADCERT_VERIFIER_FORK=0`` does that from the start.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from adcert_plugin.errors import VerifierError
 
@@ -75,8 +75,8 @@ class ForkServer:
         pid = None
         check_not_stopping()
         try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
+            self.stdin.write((json.dumps(request) + "\n").encode())
+            self.stdin.flush()
             pid = self._message(ANSWER_SLACK)["pid"]
             track(pid)  # the fork leads its own process group: Ctrl-C's stop_all kills it
             answer = self._message(limit + ANSWER_SLACK)
@@ -101,12 +101,12 @@ class ForkServer:
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.close()
+                self.stdin.close()
                 self.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.stdin, self.stdout):
             try:
                 stream.close()
             except OSError:
@@ -117,10 +117,10 @@ class ForkServer:
         deadline = time.monotonic() + seconds
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
-            readable = select.select([self.proc.stdout], [], [], max(0.0, left))[0] if left > 0 else []
+            readable = select.select([self.stdout], [], [], max(0.0, left))[0] if left > 0 else []
             if not readable:
                 raise ServerLost(f"no answer within {seconds:.0f} s")
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            chunk = os.read(self.stdout.fileno(), 1 << 16)
             if not chunk:
                 raise ServerLost(f"it exited (status {self.proc.wait()})")
             self._buffer += chunk
@@ -148,7 +148,8 @@ class WarmPool:
         self.modules = tuple(getattr(runner, "preload", ()) or ())
         self.active = bool(self.modules) and enabled()
         self.verifier, self.log_file = runner.name, Path(results_dir) / "fork-server.log"
-        self._local, self._servers, self._lock = threading.local(), [], threading.Lock()
+        self._local, self._lock = threading.local(), threading.Lock()
+        self._servers: list[ForkServer] = []
 
     def __enter__(self) -> WarmPool:
         return self

@@ -45,7 +45,7 @@ class StudyEval:
             raise ConfigError(f"evaluation timeout={self.timeout} must be > 0 seconds")
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StudyEval":
+    def from_dict(cls, data: dict) -> StudyEval:
         """Back from ``dataclasses.asdict`` (how a setting crosses into a worker process)."""
         return cls(**{**data, "methods": tuple(data["methods"]), "attack": AttackConfig(**data["attack"])})
 
@@ -71,7 +71,7 @@ class StudyConfig:
     final: StudyEval = field(default_factory=StudyEval)
     seeds: tuple[int, ...] = (100, 101, 102)     # selection runs on the first; the rest retrain the choice
     processes: int = 2                           # training processes at once (one torch thread each)
-    device: str = "cpu"
+    device: Device = "cpu"
 
     def __post_init__(self):
         if self.data.validation_size < 1:

@@ -69,7 +69,7 @@ def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
     """Every planned run of ``cfg`` under ``out_dir``: role, method, params, seed, state, evaluations."""
     out_dir, first = Path(out_dir), cfg.seeds[0]
     grid_dir = out_dir / f"seed{first}" / "grid"
-    runs = [("teacher", "teacher", {}, s, out_dir / f"seed{s}" / "teacher", cfg.teacher.schedule.epochs)
+    runs: list[tuple] = [("teacher", "teacher", {}, s, out_dir / f"seed{s}" / "teacher", cfg.teacher.schedule.epochs)
             for s in cfg.seeds]
     finals = []
     for m in cfg.methods:
@@ -79,7 +79,7 @@ def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
                   cfg.schedule.epochs) for i, p in enumerate(points)]
         finals += [("final", m, chosen, s, None if chosen is None else final_dir(out_dir, s, m, chosen),
                     cfg.schedule.epochs) for s in cfg.seeds[1:]]
-    rows = []
+    rows: list[dict] = []
     for role, m, p, s, run, epochs in runs + finals:
         if run is None:  # a final whose setting selection has not decided yet
             rows.append({"role": role, "method": m, "params": None, "seed": s, "run_dir": None,
@@ -116,7 +116,7 @@ def estimate_left(rows: list[dict], processes: int) -> dict:
         values = [v for v in values if v is not None]
         return statistics.median(values) if values else None
 
-    kind = lambda r: "teacher" if r["role"] == "teacher" else "student"  # noqa: E731
+    kind = lambda r: "teacher" if r["role"] == "teacher" else "student"
     train_median = {k: median([r["train_s"] for r in rows if kind(r) == k]) for k in ("teacher", "student")}
     students = [r for r in rows if r["role"] != "teacher"]
     eval_median = {split: median([r["evals"][split]["eval_time_s"] for r in students if split in r["evals"]])

@@ -33,11 +33,12 @@ from ...io import atomic_write_text, read_json, write_json
 from ...parallel import Task, run_tasks, session
 from ...training import RunDir, TrainConfig, train
 from ...training.config import config_from_dict
+from ..unified import check_same_config
+from .archive import pack
 from .config import StudyConfig, StudyEval, final_dir, point_name
 from .selection import edge_points, select
 from .state import drop_model, model_hash, record_machine, restore, save_run, study_lock, trained_on
 from .timing import train_cost
-from ..unified import check_same_config
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +165,10 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
 
 
 def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: str | Path | None) -> dict:
-    from .report import render_markdown, plot_study
+    from .report import plot_study, render_markdown
 
     if state_dir is not None:
-        restore(state_dir, out_dir)
+        restore(Path(state_dir), out_dir)
     saved = _saver(out_dir, state_dir)
     started = time.perf_counter()
     first = cfg.seeds[0]
@@ -196,7 +197,8 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
         for (m, i), (_, c) in grid.items():
             if i != chosen[m]["index"]:
                 drop_model(Path(state_dir) / os.path.relpath(c.out_dir, out_dir))
-    finals = []
+        pack(state_dir)
+    finals: list[tuple] = []
     for m in cfg.methods:
         i = chosen[m]["index"]
         finals.append(((m, i, "test"), grid[m, i][1], [val_eval, test_eval]))
@@ -294,7 +296,7 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
     from ..stats import mean_sd, paired_difference
     from ..unified import machine_info
 
-    per_seed = {m: {} for m in cfg.methods}
+    per_seed: dict[str, dict] = {m: {} for m in cfg.methods}
     for key, rec in final_records.items():
         seed = cfg.seeds[0] if key[-1] == "test" else key[1]
         per_seed[key[0]][seed] = rec["evals"]["test"]
@@ -317,7 +319,7 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
                  for m in cfg.methods for _, i in _keys_of(grid, m)]
     every = list(records.values()) + list(final_records.values())
     runs = {r["run_dir"]: r for r in every}  # a selected grid run is in both waves: count it once
-    evals = {d: {} for d in runs}
+    evals: dict[str, dict] = {d: {} for d in runs}
     for r in every:
         evals[r["run_dir"]].update(r["evals"])
     config = cfg.to_dict()
@@ -348,7 +350,8 @@ def _machines(records: list[dict]) -> list[dict]:
     seen: dict[str, dict] = {}
     for run_dir in dict.fromkeys(r["run_dir"] for r in records):
         path = Path(run_dir) / "machine.json"
-        info = read_json(path) if path.is_file() else {"processor": "not recorded (a run trained before adcert wrote machine.json at the end of training)"}
+        unrecorded = "not recorded (a run trained before adcert wrote machine.json at the end of training)"
+        info = read_json(path) if path.is_file() else {"processor": unrecorded}
         cpu = info.get("cpu_model") or info.get("processor")
         key = f"{cpu} | {info.get('platform')} | {info.get('cpu_count')} CPUs"
         seen.setdefault(key, {"machine": key, "runs": 0})["runs"] += 1

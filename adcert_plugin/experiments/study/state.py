@@ -16,6 +16,8 @@ ones until their test evaluation is done. Never ``last.pt`` or ``best.pt``: trai
 times the size, needed only to continue an interrupted run, which starts over instead.
 
 A file is written before the ``summary.json`` beside it, so a copy cut short never looks finished.
+What is committed is the folder packed as one archive, ``<state_dir>.tar.gz`` (archive.py):
+``restore`` unpacks it into a folder that lacks the state, ``save_run`` packs the folder again.
 
 ``study_lock``: one study per folder. A second study on the same output or state folder refuses
 to start while the first runs, or two processes would train into the same run folders. The lock
@@ -36,6 +38,7 @@ from ...errors import ConfigError
 from ...io import atomic_file, atomic_write_text, read_json, sha256_file, write_json
 from ...parallel import node_label
 from ..unified import machine_info
+from .archive import pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,10 @@ def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool, tr
     if not (run_dir / SUMMARY).is_file():
         raise ValueError(f"{run_dir} is not a finished run (no {SUMMARY})")
     target.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / MODEL_HASH, model_hash(run_dir) + "\n")
+    digest = model_hash(run_dir)
+    if digest is None:
+        raise ValueError(f"{run_dir} has neither model.pt nor model.sha256")
+    atomic_write_text(run_dir / MODEL_HASH, digest + "\n")
     if trained_here:
         record_machine(run_dir)
     for name in RUN_FILES:
@@ -77,6 +83,7 @@ def save_run(out_dir: Path, run_dir: Path, state_dir: Path, keep_model: bool, tr
     else:
         drop_model(target)
     _copy(run_dir / SUMMARY, target / SUMMARY)
+    pack(state_dir)  # the archive is what is committed (archive.py)
     return target
 
 
@@ -142,6 +149,7 @@ def restore(state_dir: Path, out_dir: Path) -> int:
     same model (same hash) that it lacks; a run only partly trained there is replaced.
     """
     state_dir, out_dir = Path(state_dir), Path(out_dir)
+    unpack(state_dir)  # a fresh clone has only the committed archive (archive.py)
     if not state_dir.is_dir():
         return 0
     restored = 0

@@ -26,6 +26,13 @@ class Benchmark:
     name: str
     results: dict | None
 
+    @property
+    def finished(self) -> dict:
+        """The results, for the tables (which take finished studies only)."""
+        if self.results is None:
+            raise ConfigError(f"{self.name}: the study has not finished (no results.json)")
+        return self.results
+
 
 def load_benchmark(folder: Path) -> Benchmark:
     """The study in ``folder``; ``results`` is None until its results.json exists."""
@@ -85,7 +92,7 @@ def render_summary(benchmarks: list[Benchmark]) -> str:
 def _methods(done: list[Benchmark]) -> list[str]:
     seen: list[str] = []
     for b in done:
-        seen += [m for m in b.results["summary"] if m not in seen]
+        seen += [m for m in b.finished["summary"] if m not in seen]
     return seen
 
 
@@ -94,24 +101,24 @@ def _accuracy_table(done: list[Benchmark]) -> list[str]:
     lines = ["## Complete-certified test accuracy (%, mean ± sd over seeds; best in bold)", "",
              "| benchmark | images × seeds | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for b in done:
-        summary = b.results["summary"]
+        summary = b.finished["summary"]
         best = max(summary[m][METRIC]["mean"] for m in summary)
         cells = []
         for m in methods:
             stat = summary.get(m, {}).get(METRIC)
             text = "–" if stat is None else _spread(stat)
             cells.append(f"**{text}**" if stat is not None and stat["mean"] == best else text)
-        lines.append(f"| {_title(b)} | {_images(b)} × {len(b.results['seeds'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_title(b)} | {_images(b)} × {len(b.finished['seeds'])} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def _title(b: Benchmark) -> str:
-    r = b.results
+    r = b.finished
     return f"{r['dataset']} ε {r['eps']:g} ({r['model']})"
 
 
 def _images(b: Benchmark) -> str:
-    first_method = next(iter(b.results["final"].values()))
+    first_method = next(iter(b.finished["final"].values()))
     return str(next(iter(first_method.values()))["n"])
 
 
@@ -120,7 +127,7 @@ def _pair_table(done: list[Benchmark]) -> list[str]:
              "| pair | benchmark | mean | 95 % interval | wins | verdict |", "|---|---|---|---|---|---|"]
     for pair in _pairs(done):
         for b in done:
-            d = b.results["paired"].get(pair, {}).get(METRIC)
+            d = b.finished["paired"].get(pair, {}).get(METRIC)
             if d is None:
                 continue
             lines.append(f"| {pair} | {_title(b)} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
@@ -132,10 +139,10 @@ def _settings_table(done: list[Benchmark]) -> list[str]:
     lines = ["## Selected settings and teachers", "", "| benchmark | teacher clean / PGD-40 % (mean) | "
              + " | ".join(_methods(done)) + " |", "|---|---|" + "---|" * len(_methods(done))]
     for b in done:
-        teachers = list(b.results["teacher"].values())
+        teachers = list(b.finished["teacher"].values())
         clean = 100 * sum(t["standard"] for t in teachers) / len(teachers)
         pgd = 100 * sum(t["pgd"] for t in teachers) / len(teachers)
-        chosen = b.results["chosen"]
+        chosen = b.finished["chosen"]
         cells = [_setting(chosen[m]) if m in chosen else "–" for m in _methods(done)]
         lines.append(f"| {_title(b)} | {clean:.2f} / {pgd:.2f} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -149,10 +156,10 @@ def plot_pairs(benchmarks: list[Benchmark], path: Path) -> list[tuple[str, str]]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(pair, b, b.results["paired"][pair][METRIC]) for pair in _pairs(benchmarks) for b in benchmarks
-            if b.results is not None and METRIC in b.results["paired"].get(pair, {})]
+    rows = [(pair, b, b.finished["paired"][pair][METRIC]) for pair in _pairs(benchmarks) for b in benchmarks
+            if b.results is not None and METRIC in b.finished["paired"].get(pair, {})]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4), dpi=120)
-    for i, (pair, b, d) in enumerate(rows):
+    for i, (_, _, d) in enumerate(rows):
         low, high = d["ci95"]
         color = {f"{pair.split(' - ')[0].strip()} better": "tab:green", f"{pair.split(' - ')[-1].strip()} better":
                  "tab:red"}.get(verdict(pair, d), "tab:gray")
@@ -176,18 +183,18 @@ def _pairs(benchmarks: list[Benchmark]) -> list[str]:
     pairs: list[str] = []
     for b in benchmarks:
         if b.results is not None:
-            pairs += [p for p in b.results["paired"] if p not in pairs]
+            pairs += [p for p in b.finished["paired"] if p not in pairs]
     return pairs
 
 
 def summary_json(benchmarks: list[Benchmark]) -> str:
     """The numbers of the page, for scripts: per benchmark, per pair, the difference and its verdict."""
-    out = {}
+    out: dict[str, dict] = {}
     for b in benchmarks:
         if b.results is None:
             out[b.name] = {"finished": False}
             continue
         out[b.name] = {"finished": True, "pairs": {
             pair: dict(metrics[METRIC], verdict=verdict(pair, metrics[METRIC]))
-            for pair, metrics in b.results["paired"].items() if METRIC in metrics}}
+            for pair, metrics in b.finished["paired"].items() if METRIC in metrics}}
     return json.dumps(out, indent=1, sort_keys=True) + "\n"

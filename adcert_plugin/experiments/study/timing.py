@@ -6,8 +6,9 @@ counts for hours, and a training cost in results.json would say more about the p
 the loss. An epoch is taken as paused when it took more than ``PAUSE_FACTOR`` times the median
 of the run's other epochs (a warm-up or the ε ramp costs well under 2×, measured) and more than
 ``PAUSE_MIN_S`` above it (tiny runs, such as CI's, vary by more than 4× in fractions of a second
-under load; the pauses this is for last minutes to hours): its time is replaced by that median, and every replacement is listed, with the recorded time beside it, so
-the correction can be checked and undone.
+under load; the pauses this is for last minutes to hours): its time is replaced by that median,
+and every replacement is listed, with the recorded time beside it, so the correction can be
+checked and undone.
 """
 
 from __future__ import annotations

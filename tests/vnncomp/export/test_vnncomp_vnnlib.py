@@ -7,13 +7,20 @@ import re
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from adcert_plugin.bounds import InputBox
 from adcert_plugin.errors import ExportError
-from vnncomp.export.vnnlib import (check_v2, format_number, parse_v1, property_from_sample, render_v1, render_v2,
-                                   robustness_polytopes, validate_v1)
+from vnncomp.export.vnnlib import (
+    check_v2,
+    format_number,
+    parse_v1,
+    property_from_sample,
+    render_v1,
+    render_v2,
+    robustness_polytopes,
+    validate_v1,
+)
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -62,7 +69,7 @@ def test_texts_use_plain_decimals_only():
     prop = _prop(eps=0.0)  # zero-width clipped pixels give tiny values like 1e-12
     for text in (render_v1(prop), render_v2(prop)):
         body = "\n".join(line for line in text.splitlines() if not line.startswith(";"))
-        numbers = [n for n in NUMBER.findall(body.replace("X_", "X").replace("Y_", "Y"))]
+        numbers = NUMBER.findall(body.replace("X_", "X").replace("Y_", "Y"))
         constants = re.findall(r" (-?[\d.][^\s()]*)\)\)", body)
         assert constants, "expected bound constants"
         for value in constants:

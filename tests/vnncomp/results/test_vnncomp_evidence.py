@@ -13,19 +13,25 @@ import torch
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_benchmarks import corner_value, padded_cnn_benchmark, trap_benchmark  # noqa: E402
+from tiny_benchmarks import corner_value, padded_cnn_benchmark, trap_benchmark
 
-from adcert_plugin.attacks import AttackConfig, pgd_attack  # noqa: E402
-from adcert_plugin.bounds import InputBox  # noqa: E402
-from adcert_plugin.errors import ConfigError, SoundnessError  # noqa: E402
-from adcert_plugin.io import sha256_file  # noqa: E402
-from vnncomp.cli import report_cmd, verify_cmd  # noqa: E402
-from vnncomp.export.evidence import box_margin, read_record  # noqa: E402
-from vnncomp.results import VerifierResult, check_answers, read_results_table, write_results_table  # noqa: E402
-from vnncomp.results import evidence as evidence_module, falsify as falsify_module  # noqa: E402
-from vnncomp.results.evidence import claimed_word  # noqa: E402
-from vnncomp.results.report import report_benchmark  # noqa: E402
-from vnncomp.verifiers import verify as verify_module  # noqa: E402
+from adcert_plugin.attacks import AttackConfig, pgd_attack
+from adcert_plugin.bounds import InputBox
+from adcert_plugin.errors import ConfigError, SoundnessError
+from adcert_plugin.io import sha256_file
+from vnncomp.cli import report_cmd, verify_cmd
+from vnncomp.export.evidence import box_margin, read_record
+from vnncomp.results import (
+    VerifierResult,
+    check_answers,
+    evidence as evidence_module,
+    falsify as falsify_module,
+    read_results_table,
+    write_results_table,
+)
+from vnncomp.results.evidence import claimed_word
+from vnncomp.results.report import report_benchmark
+from vnncomp.verifiers import verify as verify_module
 
 CHECKPOINT_SHA = "c" * 64
 

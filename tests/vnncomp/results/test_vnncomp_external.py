@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_benchmarks import padded_cnn_benchmark  # noqa: E402
+from tiny_benchmarks import padded_cnn_benchmark
 
-from adcert_plugin.errors import ConfigError  # noqa: E402
-from vnncomp.export.instances import read_instances, write_instances_csv  # noqa: E402
-from vnncomp.export.vnnlib import format_number  # noqa: E402
-from vnncomp.results import check_answers, write_results_table  # noqa: E402
-from vnncomp.results.external import detect_format, read_2026_records, read_source, read_vnncomp_csv  # noqa: E402
+from adcert_plugin.errors import ConfigError
+from vnncomp.export.instances import read_instances, write_instances_csv
+from vnncomp.export.vnnlib import format_number
+from vnncomp.results import check_answers, write_results_table
+from vnncomp.results.external import detect_format, read_2026_records, read_source, read_vnncomp_csv
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,20 @@ import torch
 from adcert_plugin.errors import ConfigError, SoundnessError, VerifierError
 from adcert_plugin.models import create_model
 from vnncomp.export.onnx_export import export_onnx, run_onnx
-from vnncomp.results import cross_check
-from vnncomp.results import (VerifierResult, check_counterexample, load_pickle_restricted,
-                             read_abcrown_pickle, read_result_file, read_results, read_results_table,
-                             validate_counterexamples, write_result_file, write_results_table)
 from vnncomp.export.vnnlib import property_from_sample, render_v1
+from vnncomp.results import (
+    VerifierResult,
+    check_counterexample,
+    cross_check,
+    load_pickle_restricted,
+    read_abcrown_pickle,
+    read_result_file,
+    read_results,
+    read_results_table,
+    validate_counterexamples,
+    write_result_file,
+    write_results_table,
+)
 
 # abCROWN single_vnnlib results file with --save_adv_example (formats.md §2.3)
 ABCROWN_SAT = "sat\n((X_0  0.125)\n(X_1  -0.5)\n(X_2  0.75)\n(Y_0  1.5)\n(Y_1  2.25))"

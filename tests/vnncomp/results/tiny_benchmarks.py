@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from adcert_plugin.io import sha256_file
 from vnncomp.export.evidence import add_attack, new_record, write_record
 from vnncomp.export.instances import write_instances_csv
 from vnncomp.export.vnnlib import property_from_sample, render_v1
-from adcert_plugin.io import sha256_file
 
 
 def _export(net: nn.Module, x: torch.Tensor, path: Path) -> None:
@@ -125,4 +125,4 @@ def corner_value(net: nn.Module) -> float:
     return float(z[2] - z[0])
 
 
-__all__ = ["corner_value", "ibp_margin", "padded_cnn_benchmark", "trap_benchmark", "np"]
+__all__ = ["corner_value", "ibp_margin", "np", "padded_cnn_benchmark", "trap_benchmark"]

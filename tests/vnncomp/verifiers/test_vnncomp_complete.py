@@ -12,16 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_net
 
 from adcert_plugin.evaluation import complete as C
 from adcert_plugin.evaluation.verifiers import ANSWERS, CompleteRequest, create_verifier
 from vnncomp.export.instances import read_instances, read_metadata
 from vnncomp.export.onnx_run import run_onnx
 from vnncomp.results import VerifierResult
-from vnncomp.verifiers import complete as VC
-from vnncomp.verifiers import neuralsat as NS
-
-from conftest import tiny_net
+from vnncomp.verifiers import complete as VC, neuralsat as NS
 
 
 def _request(tmp_path, indices=(3, 8), seed=0, sha="abc", eps=0.02, **kw) -> CompleteRequest:
@@ -145,7 +143,7 @@ def test_real_neuralsat_answers_two_tiny_samples(tmp_path):
     answers = create_verifier("neuralsat").verify(request)
     checked = C._checked(answers, request)
     assert set(checked) == {3, 8}
-    for index, answer in checked.items():
+    for answer in checked.values():
         assert answer["result"] in ANSWERS and answer["result"] != "error", answer
         if answer["result"] == "sat":
             assert answer["cex_margin"] <= C.MARGIN_SLACK  # its counterexample re-checked on the PyTorch model

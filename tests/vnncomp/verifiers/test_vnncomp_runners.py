@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,17 @@ from vnncomp.export.instances import write_instances_csv
 from vnncomp.export.onnx_export import export_onnx, run_onnx
 from vnncomp.export.vnnlib import property_from_sample, render_v1
 from vnncomp.results import read_result_file
-from vnncomp.verifiers import (abcrown, common, find_abcrown, find_abcrown_python, neuralsat, run_abcrown,
-                               run_marabou, run_neuralsat, verify_benchmark)
+from vnncomp.verifiers import (
+    abcrown,
+    common,
+    find_abcrown,
+    find_abcrown_python,
+    neuralsat,
+    run_abcrown,
+    run_marabou,
+    run_neuralsat,
+    verify_benchmark,
+)
 
 # A stand-in for abcrown.py: single mode writes the word (and the counterexample: the box's centre,
 # which breaks the wrong-label property); csv mode writes abCROWN's pickle, torch tensors in bab_ret
