@@ -21,17 +21,17 @@ import torch
 
 from .errors import ConfigError, DataError
 from .io import load_plain_pickle
-from .splits import (VALIDATION_SEED, Batch, augment_batch, check_augmentation, make_loader, subset,  # noqa: F401
-                     validation_split)
+from .splits import VALIDATION_SEED, Batch, augment_batch, check_augmentation, make_loader, subset, validation_split  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "ADCERT_DATA"
-_HOW_TO = (f"pass --data-dir DIR or set {ENV_VAR}=DIR (the folder that holds MNIST/, FashionMNIST/, ...), "
-           "or put the data sets in ../shared/data beside the checkout")
+_HOW_TO = (
+    f"pass --data-dir DIR or set {ENV_VAR}=DIR (the folder that holds MNIST/, FashionMNIST/, ...), "
+    "or put the data sets in ../shared/data beside the checkout"
+)
 # The one rule every command, the Makefile and the tests use to find the data (README "Data").
-DATA_RULE = (f"--data-dir, else ${ENV_VAR}, else ../shared/data beside the source checkout when it exists, "
-             "else ./data")
+DATA_RULE = f"--data-dir, else ${ENV_VAR}, else ../shared/data beside the source checkout when it exists, else ./data"
 _SPLITS = ("train", "test")
 _IDX_MAGIC = {2051: 3, 2049: 1}  # idx magic -> number of dims (images, labels)
 Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images [N, C, H, W], labels [N]
@@ -62,13 +62,16 @@ _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2023, 0.1994, 0.2010)
 _TINY_MEAN = (0.4802, 0.4481, 0.3975)
 _TINY_STD = (0.2302, 0.2265, 0.2262)
-_SPECS = {s.name: s for s in (
-    DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,)),
-    DataSpec("fashion-mnist", (1, 28, 28), 10, (0.0,), (1.0,)),
-    DataSpec("cifar10", (3, 32, 32), 10, _CIFAR_MEAN, _CIFAR_STD, "cifar"),
-    DataSpec("cifar10-partial", (3, 32, 32), 10, _CIFAR_MEAN, _CIFAR_STD, "cifar"),
-    DataSpec("tinyimagenet", (3, 64, 64), 200, _TINY_MEAN, _TINY_STD, "tinyimagenet"),
-)}
+_SPECS = {
+    s.name: s
+    for s in (
+        DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,)),
+        DataSpec("fashion-mnist", (1, 28, 28), 10, (0.0,), (1.0,)),
+        DataSpec("cifar10", (3, 32, 32), 10, _CIFAR_MEAN, _CIFAR_STD, "cifar"),
+        DataSpec("cifar10-partial", (3, 32, 32), 10, _CIFAR_MEAN, _CIFAR_STD, "cifar"),
+        DataSpec("tinyimagenet", (3, 64, 64), 200, _TINY_MEAN, _TINY_STD, "tinyimagenet"),
+    )
+}
 
 
 def list_datasets() -> list[str]:
@@ -188,8 +191,7 @@ def _read_bytes(path: Path) -> bytes:
                 return f.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read {path}: expected a complete gzip stream ({exc}); fetch it again") \
-            from exc
+        raise DataError(f"cannot read {path}: expected a complete gzip stream ({exc}); fetch it again") from exc
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -224,8 +226,10 @@ def _mnist_reader(folder: str):
         images = _read_idx(_idx_path(raw, f"{prefix}-images-idx3-ubyte"))
         labels = _read_idx(_idx_path(raw, f"{prefix}-labels-idx1-ubyte"))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{raw}: {len(images)} {prefix} images but {len(labels)} labels "
-                            f"(dims {images.ndim} and {labels.ndim}, expected 3 and 1)")
+            raise DataError(
+                f"{raw}: {len(images)} {prefix} images but {len(labels)} labels "
+                f"(dims {images.ndim} and {labels.ndim}, expected 3 and 1)"
+            )
         return images[:, None], labels
 
     return read
@@ -240,10 +244,20 @@ def _read_cifar_batch(path: Path) -> Arrays:
             batch = load_plain_pickle(f, encoding="bytes")
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError,
-            IndexError) as exc:
-        raise DataError(f"cannot read CIFAR batch {path}: {exc}; download the python version of CIFAR-10 "
-                        "(cifar-10-python.tar.gz) again") from exc
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+    ) as exc:
+        raise DataError(
+            f"cannot read CIFAR batch {path}: {exc}; download the python version of CIFAR-10 "
+            "(cifar-10-python.tar.gz) again"
+        ) from exc
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{path}: expected data [N, 3072] and N labels, found {data.shape}, {len(labels)}")
     return data.reshape(-1, 3, 32, 32), labels  # rows are R(1024) G(1024) B(1024), row-major
@@ -299,8 +313,11 @@ def _decode_jpegs(paths: list[Path]) -> np.ndarray:
 def _tiny_files(base: Path, split: str, wnids: list[str]) -> list[tuple[Path, int]]:
     """Lists (image, class index) pairs: train folders, or val via val_annotations.txt."""
     if split == "train":
-        return [(path, idx) for idx, wnid in enumerate(wnids)
-                for path in sorted(_require(base / "train" / wnid / "images").glob("*.JPEG"))]
+        return [
+            (path, idx)
+            for idx, wnid in enumerate(wnids)
+            for path in sorted(_require(base / "train" / wnid / "images").glob("*.JPEG"))
+        ]
     ann = _require(base / "val" / "val_annotations.txt")
     index = {w: i for i, w in enumerate(wnids)}
     rows = [(n, line.split("\t")) for n, line in enumerate(ann.read_text().splitlines(), 1) if line.strip()]
@@ -336,6 +353,5 @@ def normalize(x: torch.Tensor, spec: DataSpec) -> torch.Tensor:
     channels = len(spec.mean)
     if x.dim() < 3 or x.shape[-3] != channels:
         raise DataError(f"normalize for {spec.name}: expected {channels} channels, found {tuple(x.shape)}")
-    mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(channels, 1, 1)
-                 for v in (spec.mean, spec.std))
+    mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(channels, 1, 1) for v in (spec.mean, spec.std))
     return (x - mean) / std

@@ -45,7 +45,7 @@ def atomic_file(path: str | Path, mode: str = "wb"):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, _target_mode(path))  # mkstemp files are 0600: a collaborator could not read them
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -104,7 +104,7 @@ _OS_ADVICE = {
 def output_error(err: OSError, what: str = "") -> OutputError | None:
     """An OSError the user can fix (full disk, read-only, permissions, a file in the path) as a one-line
     :class:`OutputError` saying what to do; None for any other OSError (a bug: keep its traceback)."""
-    advice = _OS_ADVICE.get(err.errno)
+    advice = _OS_ADVICE.get(err.errno) if err.errno is not None else None
     if advice is None:
         return None
     if err.filename is None:
@@ -173,8 +173,9 @@ class FolderLock:
     def _busy(self, fd: int) -> ConfigError:
         holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
         os.close(fd)
-        return ConfigError(f"{self.folder} is being written by {holder}; wait for it to finish, "
-                           f"or choose another {self.option}")
+        return ConfigError(
+            f"{self.folder} is being written by {holder}; wait for it to finish, or choose another {self.option}"
+        )
 
     def check_free(self) -> None:
         """Refuse now if another process holds the lock, without writing anything (for early checks)."""
@@ -190,7 +191,7 @@ class FolderLock:
             raise self._busy(fd) from None
         os.close(fd)
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         import fcntl
         import socket
         import sys
@@ -227,7 +228,7 @@ class FolderLock:
             with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
                 self.folder.rmdir()
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -239,13 +240,32 @@ class FolderLock:
 # What the official CIFAR python batches (and other plain data pickles) are made of: builtin
 # containers and scalars, and numpy arrays. ``find_class`` is the only way a pickle reaches code
 # (a payload names ``os.system`` or ``builtins.eval`` there); anything not listed is refused.
-PLAIN_PICKLE_GLOBALS = frozenset({
-    ("builtins", name) for name in
-    ("dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool", "complex", "bytes", "bytearray")
-} | {("_codecs", "encode"), ("collections", "OrderedDict")} | {
-    (module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype")})
+PLAIN_PICKLE_GLOBALS = frozenset(
+    {
+        ("builtins", name)
+        for name in (
+            "dict",
+            "list",
+            "tuple",
+            "set",
+            "frozenset",
+            "int",
+            "float",
+            "str",
+            "bool",
+            "complex",
+            "bytes",
+            "bytearray",
+        )
+    }
+    | {("_codecs", "encode"), ("collections", "OrderedDict")}
+    | {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    }
+    | {("numpy", "ndarray"), ("numpy", "dtype")}
+)
 
 
 def load_plain_pickle(file, encoding: str = "ASCII"):
@@ -260,7 +280,8 @@ def load_plain_pickle(file, encoding: str = "ASCII"):
         def find_class(self, module: str, name: str):
             if (module, name) in PLAIN_PICKLE_GLOBALS:
                 return super().find_class(module, name)
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which a data file never holds (refused: "
-                                         "unpickling it could run code)")
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which a data file never holds (refused: unpickling it could run code)"
+            )
 
     return _Plain(file, encoding=encoding).load()

@@ -28,8 +28,9 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from .errors import AdcertError, ConfigError
 
@@ -101,8 +102,10 @@ def session(address: str | None = None, num_cpus: int | None = None):
             log.info("starting a local Ray instance with %s CPUs", num_cpus or "all")
             ray.init(address="local", num_cpus=num_cpus, **options)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ConfigError(f"cannot start or join Ray at {address or 'a local instance'}: {err}; check "
-                          "--ray-address / $RAY_ADDRESS (`ray status` on the head node shows its address)") from err
+        raise ConfigError(
+            f"cannot start or join Ray at {address or 'a local instance'}: {err}; check "
+            "--ray-address / $RAY_ADDRESS (`ray status` on the head node shows its address)"
+        ) from err
     if on_term not in (None, signal.SIG_DFL):
         signal.signal(signal.SIGTERM, on_term)  # ray.init replaced the caller's handler (the CLI's) with its own
     _OWN.append(True)
@@ -155,8 +158,13 @@ def run_tasks(tasks: Iterable[Task], window: int | None = None) -> Iterator[tupl
                 task = next(todo, None)
                 if task is None:
                     break
-                ref = remote.options(name=task.name, num_cpus=task.num_cpus, num_gpus=task.num_gpus,
-                                     max_retries=RETRIES, retry_exceptions=False).remote(task.fn, *task.args)
+                ref = remote.options(
+                    name=task.name,
+                    num_cpus=task.num_cpus,
+                    num_gpus=task.num_gpus,
+                    max_retries=RETRIES,
+                    retry_exceptions=False,
+                ).remote(task.fn, *task.args)
                 pending[ref] = task
             if not pending:
                 return
@@ -179,9 +187,12 @@ def _result(ray, ref, task: Task) -> tuple[Any, str]:
             raise cause from None  # as the task raised it: the CLI's one-line errors hold
         raise
     except ray.exceptions.RaySystemError as err:  # the worker could not even unpickle the task
-        raise ConfigError(f"{task.name}: a Ray worker could not load the task ({err.args[0] if err.args else err}); "
-                          "every node needs adcert installed at the same path (and the same PYTHONPATH)") from err
-    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-            ray.exceptions.ObjectLostError) as err:
-        raise TaskLost(f"{task.name}: its Ray worker died {RETRIES + 1} times ({type(err).__name__}); "
-                       "see the worker logs in Ray's session folder (/tmp/ray/session_latest/logs)") from err
+        raise ConfigError(
+            f"{task.name}: a Ray worker could not load the task ({err.args[0] if err.args else err}); "
+            "every node needs adcert installed at the same path (and the same PYTHONPATH)"
+        ) from err
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as err:
+        raise TaskLost(
+            f"{task.name}: its Ray worker died {RETRIES + 1} times ({type(err).__name__}); "
+            "see the worker logs in Ray's session folder (/tmp/ray/session_latest/logs)"
+        ) from err

@@ -53,8 +53,15 @@ def _random_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None) -
     return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
 
 
-def make_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
-                augmentation: str = "none", drop_last: bool = False) -> DataLoader:
+def make_loader(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    augmentation: str = "none",
+    drop_last: bool = False,
+) -> DataLoader:
     """Builds a repeatable, single-process loader over in-memory tensors.
 
     Batches are sliced whole (a batch sampler feeds index lists to the TensorDataset) and
@@ -66,8 +73,9 @@ def make_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, shu
     check_augmentation(augmentation)
     dataset = TensorDataset(images, labels)
     aug_gen = torch.Generator().manual_seed(seed + 1)  # its own stream, apart from the sampler's
-    base = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else \
-        SequentialSampler(dataset)
+    base = (
+        RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(dataset)
+    )
 
     def collate(batch: Batch) -> Batch:
         x, y = batch

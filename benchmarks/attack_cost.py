@@ -61,6 +61,7 @@ def _variants(model, box, y, steps=1):
             for p in params:
                 p.requires_grad_(True)
             model.train()
+
         return run
 
     return {
@@ -78,6 +79,7 @@ def _variants(model, box, y, steps=1):
 
 def _by_convolution(run):
     """``run`` with the one-channel input gradient taken by convolution_backward, as before col2im."""
+
     def patched():
         chosen = folding._folds_input_grad
         folding._folds_input_grad = lambda weight, groups: False
@@ -85,6 +87,7 @@ def _by_convolution(run):
             run()
         finally:
             folding._folds_input_grad = chosen
+
     return patched
 
 
@@ -111,8 +114,11 @@ def main() -> None:
             above = names[i - 1] if i >= 2 else None  # the first attack has no attack above it
             ratio, q1, q3 = paired_ratio(times, name, "plain step")
             step = "–" if above is None else "{:.3f} ({:.3f}–{:.3f})".format(*paired_ratio(times, name, above))
-            print(f"| {shape} | {name} | {statistics.median(times[name]):.3f} | {ratio:.2f} ({q1:.2f}–{q3:.2f}) "
-                  f"| {step} |", flush=True)
+            print(
+                f"| {shape} | {name} | {statistics.median(times[name]):.3f} | {ratio:.2f} ({q1:.2f}–{q3:.2f}) "
+                f"| {step} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

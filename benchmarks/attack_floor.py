@@ -72,7 +72,7 @@ def _input_shapes(model: nn.Sequential, in_shape, batch) -> list[torch.Size]:
 
 
 def _next_non_bn(children, i):
-    after = children[i + 1:]
+    after = children[i + 1 :]
     while after and isinstance(after[0], nn.modules.batchnorm._BatchNorm):
         after = after[1:]
     return after[0] if after else None
@@ -86,21 +86,28 @@ def _conv_kernels(name: str, conv: nn.Conv2d, shape, layout, relu: bool) -> dict
     y = F.conv2d(x, weight, bias, *args)
     grad = torch.randn_like(y)
     gflop = 2 * y.numel() * weight[0].numel() / 1e9
-    forward = ((lambda: folding._fused_conv_relu(x, weight, bias, *args)) if relu
-               else (lambda: F.conv2d(x, weight, bias, *args)))
-    return {f"{name} forward{' + ReLU' if relu else ''}": (forward, gflop),
-            f"{name} input gradient": (lambda: folding._conv_input_grad(grad, x, weight, *args), gflop)}
+    forward = (
+        (lambda: folding._fused_conv_relu(x, weight, bias, *args))
+        if relu
+        else (lambda: F.conv2d(x, weight, bias, *args))
+    )
+    return {
+        f"{name} forward{' + ReLU' if relu else ''}": (forward, gflop),
+        f"{name} input gradient": (lambda: folding._conv_input_grad(grad, x, weight, *args), gflop),
+    }
 
 
 def _linear_kernels(name: str, linear: nn.Linear, shape) -> dict[str, Kernel]:
     x, weight = torch.randn(shape), linear.weight.detach()
     grad = torch.randn(shape[0], linear.out_features)
     gflop = 2 * shape[0] * weight.numel() / 1e9
-    return {f"{name} forward": (lambda: F.linear(x, weight, linear.bias.detach()), gflop),
-            f"{name} input gradient": (lambda: grad @ weight, gflop)}
+    return {
+        f"{name} forward": (lambda: F.linear(x, weight, linear.bias.detach()), gflop),
+        f"{name} input gradient": (lambda: grad @ weight, gflop),
+    }
 
 
-PEAK_GFLOP = 2 * 2048 ** 3 / 1e9  # one 2048² matmul
+PEAK_GFLOP = 2 * 2048**3 / 1e9  # one 2048² matmul
 
 
 def _peak() -> Callable[[], object]:
@@ -116,10 +123,12 @@ def measure(shape: str, batch: int, repeats: int) -> tuple[dict[str, list[float]
     model = ibp_init(create_model("cnn7", spec.shape, spec.num_classes))
     box = InputBox.from_pixels(x, eps, spec.mean, spec.std)
     found = kernels(model, spec.shape, batch)
-    steps = {"plain step": make_step(None, spec, eps, x, y, teacher),
-             "PGD-1 step": make_step("pgd", spec, eps, x, y, teacher),
-             "attack (pgd_attack)": lambda: pgd_attack(model, box, y, AttackConfig()),
-             "2048² matmul": _peak()}
+    steps = {
+        "plain step": make_step(None, spec, eps, x, y, teacher),
+        "PGD-1 step": make_step("pgd", spec, eps, x, y, teacher),
+        "attack (pgd_attack)": lambda: pgd_attack(model, box, y, AttackConfig()),
+        "2048² matmul": _peak(),
+    }
     times = round_robin({**steps, **{name: fn for name, (fn, _) in found.items()}}, repeats)
     return times, found
 
@@ -130,16 +139,29 @@ def table(shape: str, times: dict[str, list[float]], found: dict[str, Kernel]) -
     lines = [f"| {shape} | 2048² float32 matmul | {ms['2048² matmul']:.2f} | {peak:.0f} | 1.00 |"]
     for name, (_, gflop) in found.items():
         rate = gflop / ms[name] * 1e3
-        lines.append(f"| {shape} | {name} | {ms[name]:.2f} | {rate:.0f} | {rate / peak:.2f} |" if gflop else
-                     f"| {shape} | {name} | {ms[name]:.2f} | – | – |")
+        lines.append(
+            f"| {shape} | {name} | {ms[name]:.2f} | {rate:.0f} | {rate / peak:.2f} |"
+            if gflop
+            else f"| {shape} | {name} | {ms[name]:.2f} | – | – |"
+        )
     rounds = len(times["plain step"])
     times = {**times, "kernels alone, sum": [sum(times[name][r] for name in found) for r in range(rounds)]}
-    lines += [f"| {shape} | {label} | {ms_of(times, name):.1f} | | |" for label, name in (
-        ("**kernels alone, sum**", "kernels alone, sum"), ("attack as run (pgd_attack)", "attack (pgd_attack)"),
-        ("plain step", "plain step"), ("PGD-1 step", "PGD-1 step"))]
-    lines += [f"| {shape} | {label} | {_ratio(times, name)} | | |" for label, name in (
-        ("**PGD-1 floor: 1 + kernels alone / plain step**", "kernels alone, sum"),
-        ("PGD-1 with the attack as run: 1 + attack / plain step", "attack (pgd_attack)"))]
+    lines += [
+        f"| {shape} | {label} | {ms_of(times, name):.1f} | | |"
+        for label, name in (
+            ("**kernels alone, sum**", "kernels alone, sum"),
+            ("attack as run (pgd_attack)", "attack (pgd_attack)"),
+            ("plain step", "plain step"),
+            ("PGD-1 step", "PGD-1 step"),
+        )
+    ]
+    lines += [
+        f"| {shape} | {label} | {_ratio(times, name)} | | |"
+        for label, name in (
+            ("**PGD-1 floor: 1 + kernels alone / plain step**", "kernels alone, sum"),
+            ("PGD-1 with the attack as run: 1 + attack / plain step", "attack (pgd_attack)"),
+        )
+    ]
     median, q1, q3 = paired_ratio(times, "PGD-1 step", "plain step")
     lines.append(f"| {shape} | PGD-1 step as run ÷ plain step | {median:.3f} ({q1:.3f}–{q3:.3f}) × | | |")
     return "\n".join(lines)
@@ -164,8 +186,10 @@ def main() -> None:
     from adcert_plugin.training.allocator import reuse_freed_memory
 
     malloc = "reused" if reuse_freed_memory() else "system"  # as train() does on the CPU
-    print(f"CNN7, batch {args.batch}, {torch.get_num_threads()} threads, {args.repeats} rounds, "
-          f"freed memory {malloc}; medians in ms")
+    print(
+        f"CNN7, batch {args.batch}, {torch.get_num_threads()} threads, {args.repeats} rounds, "
+        f"freed memory {malloc}; medians in ms"
+    )
     print("| shape | kernel | ms | GFLOP/s | × matmul rate |")
     print("|---|---|---|---|---|")
     for shape in args.shapes:

@@ -42,9 +42,9 @@ class Case:
     command: str
     name: str
     args: list[str]
-    expect: str = "error"            # error | ok | interrupted | ok-or-error
+    expect: str = "error"  # error | ok | interrupted | ok-or-error
     protect: list[Path] = field(default_factory=list)
-    setup: object = None             # callable run before (may return a context manager)
+    setup: object = None  # callable run before (may return a context manager)
     interrupt_after: float | None = None
     concurrent: bool = False
 
@@ -68,12 +68,11 @@ def _classify(rc: int | None, err: str) -> tuple[str, str]:
         return "ok", ""
     if rc == 130:
         return "interrupted", last[:140]
-    if last.startswith("Error: Invalid value") or last.startswith("Error: No such option") \
-            or last.startswith("Error: Missing"):
+    if last.startswith(("Error: Invalid value", "Error: No such option", "Error: Missing")):
         return "usage error", last[7:140]
     if last.startswith("Error: "):
         kind = last[7:].split(":", 1)[0]
-        return f"error: {kind}", last[7 + len(kind) + 2:][:140]
+        return f"error: {kind}", last[7 + len(kind) + 2 :][:140]
     return f"exit {rc}", last[:140]
 
 
@@ -92,6 +91,7 @@ def _run(cmd: list[str], env: dict, interrupt_after: float | None = None, timeou
 
 
 # ------------------------------------------------------------------ mounts (root only)
+
 
 def _can_mount() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
@@ -128,6 +128,7 @@ def full_disk(folder: Path, size: str = "48k", fill: bool = True):
 
 # ------------------------------------------------------------------ fixtures
 
+
 class _Payload:
     def __init__(self, marker: str):
         self.marker = marker
@@ -149,12 +150,40 @@ def build_world(root: Path, env: dict) -> dict:
     rc, err = _run([str(BIN / "adcert-train"), *w["sets"](run)], env)
     assert rc == 0, err
     w["run"], w["model"] = run, run / "model.pt"
-    rc, err = _run([str(BIN / "adcert-eval"), str(run / "model.pt"), "--end", "16", "--methods", "IBP",
-                    "--out-dir", str(root / "ev"), "--data-dir", str(data)], env)
+    rc, err = _run(
+        [
+            str(BIN / "adcert-eval"),
+            str(run / "model.pt"),
+            "--end",
+            "16",
+            "--methods",
+            "IBP",
+            "--out-dir",
+            str(root / "ev"),
+            "--data-dir",
+            str(data),
+        ],
+        env,
+    )
     assert rc == 0, err
     w["ev"] = root / "ev"
-    rc, err = _run([str(BIN / "adcert-export"), str(run / "model.pt"), "--out-dir", str(root / "bench"), "--n", "2",
-                    "--end", "16", "--data-dir", str(data), "--timeout", "5"], env)
+    rc, err = _run(
+        [
+            str(BIN / "adcert-export"),
+            str(run / "model.pt"),
+            "--out-dir",
+            str(root / "bench"),
+            "--n",
+            "2",
+            "--end",
+            "16",
+            "--data-dir",
+            str(data),
+            "--timeout",
+            "5",
+        ],
+        env,
+    )
     assert rc == 0, err
     w["bench"] = root / "bench"
     bad = root / "bad"
@@ -178,7 +207,7 @@ def build_world(root: Path, env: dict) -> dict:
 
 def cases(w: dict) -> list[Case]:
     root, data, bad, model = w["root"], str(w["data"]), w["bad"], str(w["model"])
-    out = lambda name: str(root / "out" / name)  # noqa: E731
+    out = lambda name: str(root / "out" / name)
     (root / "out").mkdir(exist_ok=True)
     afile = root / "afile"
     afile.write_text("precious\n")
@@ -188,7 +217,7 @@ def cases(w: dict) -> list[Case]:
     protect = [w["run"], w["ev"], w["bench"], afile, foreign]
     ckpts = ["empty", "truncated", "corrupted", "text", "folder", "nan", "future", "module"]
     result: list[Case] = []
-    add = lambda *a, **k: result.append(Case(*a, protect=protect, **k))  # noqa: E731
+    add = lambda *a, **k: result.append(Case(*a, protect=protect, **k))
     sets = w["sets"]
 
     # adcert-train
@@ -205,14 +234,20 @@ def cases(w: dict) -> list[Case]:
     (cfgs / "eps.yaml").write_text("schedule:\n  eps: 2/255\n")
     for name in ("truncated", "binary", "list"):
         add("train", f"config file {name}", ["--config", str(cfgs / f"{name}.yaml"), "--out-dir", out("t2")])
-    add("train", "config file empty (all defaults, no data)", ["--config", str(cfgs / "empty.yaml"), "--data-dir",
-                                                                str(root / "nodata"), "--out-dir", out("t3")])
+    add(
+        "train",
+        "config file empty (all defaults, no data)",
+        ["--config", str(cfgs / "empty.yaml"), "--data-dir", str(root / "nodata"), "--out-dir", out("t3")],
+    )
     add("train", "config eps: 2/255", [*sets(out("t4")), "--config", str(cfgs / "eps.yaml")], expect="ok")
     add("train", "--eps 2/255", [*sets(out("t5")), "--eps", "2/255"], expect="ok")
     add("train", "--eps nan", [*sets(out("t6")), "--eps", "nan"])
     for kind in ckpts:
-        add("train", f"teacher {kind}", [*sets(out(f"t-{kind}")), "--set", "loss.name=ad-cert", "--teacher",
-                                         str(bad / f"{kind}.pt")])
+        add(
+            "train",
+            f"teacher {kind}",
+            [*sets(out(f"t-{kind}")), "--set", "loss.name=ad-cert", "--teacher", str(bad / f"{kind}.pt")],
+        )
     add("train", "data dir missing", [*sets(out("t7")), "--set", f"data.data_dir={root / 'nodata'}"])
     empty_data = root / "emptydata"
     (empty_data / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
@@ -226,19 +261,30 @@ def cases(w: dict) -> list[Case]:
     cifar.mkdir(parents=True, exist_ok=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (cifar / name).write_bytes(pickle.dumps({b"data": _Payload(str(w["marker"])), b"labels": []}))
-    add("train", "CIFAR batch with a pickle payload", [*sets(out("t10")), "--set", "data.dataset=cifar10", "--set",
-                                                       f"data.data_dir={root / 'cifar'}"])
+    add(
+        "train",
+        "CIFAR batch with a pickle payload",
+        [*sets(out("t10")), "--set", "data.dataset=cifar10", "--set", f"data.data_dir={root / 'cifar'}"],
+    )
     again = root / "again"
     shutil.copytree(w["run"], again, dirs_exist_ok=True)
     add("train", "--resume of a finished run, --epochs 2", [*sets(again, epochs=2), "--resume"], expect="ok")
-    add("train", "--resume with another preset", ["--preset", "mnist-small-ibp", "--out-dir", str(w["run"]),
-                                                   "--resume", "--data-dir", data])
+    add(
+        "train",
+        "--resume with another preset",
+        ["--preset", "mnist-small-ibp", "--out-dir", str(w["run"]), "--resume", "--data-dir", data],
+    )
     add("train", "two at once into one folder", [*sets(out("t11"), epochs=3)], expect="ok-or-error", concurrent=True)
     add("train", "Ctrl-C in training", [*sets(out("t12"), epochs=200)], expect="interrupted", interrupt_after=8.0)
     forced = root / "forced"
     shutil.copytree(w["run"], forced, dirs_exist_ok=True)
-    add("train", "Ctrl-C under --force (old run must stay)", [*sets(forced, epochs=200), "--force"],
-        expect="interrupted", interrupt_after=6.0)
+    add(
+        "train",
+        "Ctrl-C under --force (old run must stay)",
+        [*sets(forced, epochs=200), "--force"],
+        expect="interrupted",
+        interrupt_after=6.0,
+    )
     result[-1].protect = protect + [forced]
     ro = root / "ro"
     ro.mkdir(exist_ok=True)
@@ -260,19 +306,36 @@ def cases(w: dict) -> list[Case]:
     shutil.copytree(w["ev"], torn, dirs_exist_ok=True)
     text = (torn / "samples.jsonl").read_text()
     (torn / "samples.jsonl").write_text(text[: len(text) * 2 // 3])
-    add("eval", "--resume on a truncated samples.jsonl", [model, "--data-dir", data, "--end", "16", "--methods", "IBP",
-                                                           "--out-dir", str(torn), "--resume"], expect="ok")
+    add(
+        "eval",
+        "--resume on a truncated samples.jsonl",
+        [model, "--data-dir", data, "--end", "16", "--methods", "IBP", "--out-dir", str(torn), "--resume"],
+        expect="ok",
+    )
     ro_ck = root / "roshared"
     ro_ck.mkdir(exist_ok=True)
     shutil.copy(w["model"], ro_ck / "model.pt")
-    add("eval", "default report folder beside a read-only checkpoint", [str(ro_ck / "model.pt"), *base],
-        setup=lambda: read_only(ro_ck))
+    add(
+        "eval",
+        "default report folder beside a read-only checkpoint",
+        [str(ro_ck / "model.pt"), *base],
+        setup=lambda: read_only(ro_ck),
+    )
     add("eval", "out-dir on a full disk", [model, *base, "--out-dir", str(full / "ev")], setup=lambda: full_disk(full))
-    add("eval", "two --overwrite at once", [model, "--data-dir", data, "--end", "64", "--methods", "IBP,CROWN",
-                                            "--out-dir", out("e3"), "--overwrite"], expect="ok-or-error",
-        concurrent=True)
-    add("eval", "Ctrl-C", [model, "--data-dir", data, "--methods", "IBP,CROWN", "--batch-size", "1", "--out-dir",
-                           out("e4")], expect="interrupted", interrupt_after=7.0)
+    add(
+        "eval",
+        "two --overwrite at once",
+        [model, "--data-dir", data, "--end", "64", "--methods", "IBP,CROWN", "--out-dir", out("e3"), "--overwrite"],
+        expect="ok-or-error",
+        concurrent=True,
+    )
+    add(
+        "eval",
+        "Ctrl-C",
+        [model, "--data-dir", data, "--methods", "IBP,CROWN", "--batch-size", "1", "--out-dir", out("e4")],
+        expect="interrupted",
+        interrupt_after=7.0,
+    )
 
     # adcert-eval-merge
     add("eval-merge", "folder missing", [str(root / "nowhere")])
@@ -288,25 +351,42 @@ def cases(w: dict) -> list[Case]:
     add("export", "--force on the parent of benchmarks", [model, *ebase, "--out-dir", str(root), "--force"])
     again_bench = root / "again-bench"
     shutil.copytree(w["bench"], again_bench, dirs_exist_ok=True)
-    add("export", "--force on an earlier export", [model, *ebase, "--out-dir", str(again_bench), "--force"],
-        expect="ok")
+    add(
+        "export", "--force on an earlier export", [model, *ebase, "--out-dir", str(again_bench), "--force"], expect="ok"
+    )
     add("export", "--timeout nan", [model, *ebase, "--timeout", "nan", "--out-dir", out("x2")])
     add("export", "--eps 2/255", [model, *ebase, "--eps", "2/255", "--out-dir", out("x3")], expect="ok")
-    add("export", "out-dir in a read-only folder", [model, *ebase, "--out-dir", str(ro / "b")],
-        setup=lambda: read_only(ro))
-    add("export", "out-dir on a full disk", [model, *ebase, "--out-dir", str(full / "b")],
-        setup=lambda: full_disk(full, size="512k"))
+    add(
+        "export",
+        "out-dir in a read-only folder",
+        [model, *ebase, "--out-dir", str(ro / "b")],
+        setup=lambda: read_only(ro),
+    )
+    add(
+        "export",
+        "out-dir on a full disk",
+        [model, *ebase, "--out-dir", str(full / "b")],
+        setup=lambda: full_disk(full, size="512k"),
+    )
 
     # adcert-verify (cases that must fail before any verifier runs, plus one real run)
     benches = root / "benches"
-    for name, content in (("empty", ""), ("truncated", None), ("corrupted", "\x00\x01garbage,,\n"),
-                          ("nan", None), ("negative", None)):
+    for name, content in (
+        ("empty", ""),
+        ("truncated", None),
+        ("corrupted", "\x00\x01garbage,,\n"),
+        ("nan", None),
+        ("negative", None),
+    ):
         b = benches / name
         shutil.copytree(w["bench"], b, dirs_exist_ok=True)
         row = (b / "instances.csv").read_text().splitlines()[0]
         onnx, vnnlib, _ = row.split(",")
-        text = {"truncated": row[: len(row) // 2] + "\n", "nan": f"{onnx},{vnnlib},nan\n",
-                "negative": f"{onnx},{vnnlib},-5\n"}.get(name, content)
+        text = {
+            "truncated": row[: len(row) // 2] + "\n",
+            "nan": f"{onnx},{vnnlib},nan\n",
+            "negative": f"{onnx},{vnnlib},-5\n",
+        }.get(name, content)
         (b / "instances.csv").write_text(text)
         add("verify", f"instances.csv {name}", [str(b)])
     add("verify", "benchmark folder missing", [str(root / "nowhere")])
@@ -330,13 +410,24 @@ def cases(w: dict) -> list[Case]:
     add("report", "no verifier results", [samples, str(w["bench"]), "--out", out("r.json")], expect="ok-or-error")
     add("report", "--out is a folder", [samples, str(w["bench"]), "--out", str(root)])
     add("report", "--out parent is a file", [samples, str(w["bench"]), "--out", str(afile / "r.json")])
-    add("report", "--out on a full disk", [samples, str(w["bench"]), "--out", str(full / "r.json")],
-        setup=lambda: full_disk(full, size="4k"), expect="ok-or-error")
+    add(
+        "report",
+        "--out on a full disk",
+        [samples, str(w["bench"]), "--out", str(full / "r.json")],
+        setup=lambda: full_disk(full, size="4k"),
+        expect="ok-or-error",
+    )
     return result
 
 
-SCRIPTS = {"train": "adcert-train", "eval": "adcert-eval", "eval-merge": "adcert-eval-merge",
-           "export": "adcert-export", "verify": "adcert-verify", "report": "adcert-report"}
+SCRIPTS = {
+    "train": "adcert-train",
+    "eval": "adcert-eval",
+    "eval-merge": "adcert-eval-merge",
+    "export": "adcert-export",
+    "verify": "adcert-verify",
+    "report": "adcert-report",
+}
 
 
 def run_case(case: Case, env: dict, marker: Path) -> dict:
@@ -347,8 +438,10 @@ def run_case(case: Case, env: dict, marker: Path) -> dict:
     cmd = [str(BIN / SCRIPTS[case.command]), *case.args]
     with case.setup() if case.setup else contextlib.nullcontext():
         if case.concurrent:
-            procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                     for _ in range(2)]
+            procs = [
+                subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                for _ in range(2)
+            ]
             outs = [p.communicate(timeout=600) for p in procs]
             results = [_classify(p.returncode, o[1]) for p, o in zip(procs, outs)]
             outcome = " + ".join(r[0] for r in results)
@@ -360,8 +453,12 @@ def run_case(case: Case, env: dict, marker: Path) -> dict:
     outcome, detail = _classify(rc, err)
     flags = []
     kind = outcome.split(":")[0]
-    expected = {"error": ("error", "usage error"), "ok": ("ok",), "interrupted": ("interrupted",),
-                "ok-or-error": ("ok", "error", "usage error")}[case.expect]
+    expected = {
+        "error": ("error", "usage error"),
+        "ok": ("ok",),
+        "interrupted": ("interrupted",),
+        "ok-or-error": ("ok", "error", "usage error"),
+    }[case.expect]
     if kind not in expected:
         flags.append("UNEXPECTED")
     return {"outcome": outcome, "detail": detail, "flags": flags + _damage(before, case, marker)}
@@ -396,11 +493,14 @@ def main() -> int:
             r = run_case(case, env, world["marker"])
             bad += bool(r["flags"]) or r["outcome"].startswith("TRACEBACK")
             detail = r["detail"].replace("|", "\\|").replace(str(root), "…")
-            rows.append(f"| {SCRIPTS[case.command]} | {case.name} | {r['outcome']} | {' '.join(r['flags'])} | "
-                        f"{detail} |")
+            rows.append(
+                f"| {SCRIPTS[case.command]} | {case.name} | {r['outcome']} | {' '.join(r['flags'])} | {detail} |"
+            )
             print(rows[-1], flush=True)
-        rows.append(f"\n{len(todo)} cases, {bad} with a traceback, a lost file, an executed payload or an "
-                    f"unexpected outcome; {time.time() - started:.0f} s")
+        rows.append(
+            f"\n{len(todo)} cases, {bad} with a traceback, a lost file, an executed payload or an "
+            f"unexpected outcome; {time.time() - started:.0f} s"
+        )
         print(rows[-1])
         if args.out:
             args.out.write_text("\n".join(rows) + "\n")

@@ -24,8 +24,10 @@ from timing import medians, round_robin
 from adcert_plugin.bounds import InputBox, wrap_model
 from adcert_plugin.models import create_model, ibp_init
 
-SHAPES = {"mnist": ((1, 28, 28), (0.0,), (1.0,), 0.1),
-          "cifar": ((3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 8 / 255)}
+SHAPES = {
+    "mnist": ((1, 28, 28), (0.0,), (1.0,), 0.1),
+    "cifar": ((3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), 8 / 255),
+}
 
 
 def main() -> None:
@@ -36,8 +38,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], help="methods to skip, e.g. CROWN")
     args = parser.parse_args()
-    print(f"note: CROWN-IBP on {args.batch} and CROWN on {args.crown_batch or args.batch} samples of CNN7 need "
-          "about 10-12 GB at --batch 128 (less with a smaller --batch / --crown-batch, see the docstring)")
+    print(
+        f"note: CROWN-IBP on {args.batch} and CROWN on {args.crown_batch or args.batch} samples of CNN7 need "
+        "about 10-12 GB at --batch 128 (less with a smaller --batch / --crown-batch, see the docstring)"
+    )
     shape, mean, std, eps = SHAPES[args.shape]
     torch.manual_seed(0)
     model = ibp_init(create_model("cnn7", shape, 10)).train()
@@ -50,15 +54,18 @@ def main() -> None:
             model.zero_grad(set_to_none=True)
             lower = bounded.margin_lower(b, yy, method)
             torch.logsumexp(torch.cat([torch.zeros(len(yy), 1), -lower], 1), 1).mean().backward()
+
         return run
 
     def plain():
         model.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(box.x_norm), y).backward()
 
-    fns = {("plain CE forward+backward", "torch", args.batch): plain,
-           ("IBP forward+backward", "native", args.batch): backward_of(native, "IBP"),
-           ("IBP forward+backward", "auto_LiRPA", args.batch): backward_of(lirpa, "IBP")}
+    fns = {
+        ("plain CE forward+backward", "torch", args.batch): plain,
+        ("IBP forward+backward", "native", args.batch): backward_of(native, "IBP"),
+        ("IBP forward+backward", "auto_LiRPA", args.batch): backward_of(lirpa, "IBP"),
+    }
     if "CROWN-IBP" not in args.skip:
         fns[("CROWN-IBP forward+backward", "auto_LiRPA", args.batch)] = backward_of(lirpa, "CROWN-IBP")
     seconds = medians(round_robin(fns, args.repeats))

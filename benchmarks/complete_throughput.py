@@ -28,42 +28,78 @@ BIN = Path(sys.executable).parent
 def run(checkpoint: Path, out: Path, verifier: str, args) -> dict:
     if out.exists():
         shutil.rmtree(out)
-    command = [str(BIN / "adcert-eval"), str(checkpoint), "--end", str(args.end), "--eps", str(args.eps),
-               "--methods", "IBP,CROWN", "--complete", verifier, "--complete-timeout", str(args.timeout),
-               "--jobs", str(args.jobs), "--out-dir", str(out)]
+    command = [
+        str(BIN / "adcert-eval"),
+        str(checkpoint),
+        "--end",
+        str(args.end),
+        "--eps",
+        str(args.eps),
+        "--methods",
+        "IBP,CROWN",
+        "--complete",
+        verifier,
+        "--complete-timeout",
+        str(args.timeout),
+        "--jobs",
+        str(args.jobs),
+        "--out-dir",
+        str(out),
+    ]
     if verifier == "abcrown":
         command += ["--abcrown-mode", "csv", "--complete-chunk", str(args.abcrown_chunk)]
     load = os.getloadavg()[0]
     start = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))
+    proc = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")),
+    )
     wall = time.monotonic() - start
     (out.parent / f"{verifier}.stderr.txt").write_text(proc.stderr)
     summary = json.loads((out / "summary.json").read_text())
     c = summary.get("complete") or {}
     cascade = summary["seconds"]["total"]
-    return {"verifier": verifier, "exit": proc.returncode, "wall": wall, "cascade": cascade,
-            "complete_wall": c.get("wall_seconds"), "undecided": c.get("undecided"), "counts": c.get("counts", {}),
-            "certified": 100 * c.get("certified_acc", 0.0), "upper": 100 * c.get("upper_acc", 0.0),
-            "load_before": load, "load_after": os.getloadavg()[0], "command": " ".join(command[1:])}
+    return {
+        "verifier": verifier,
+        "exit": proc.returncode,
+        "wall": wall,
+        "cascade": cascade,
+        "complete_wall": c.get("wall_seconds"),
+        "undecided": c.get("undecided"),
+        "counts": c.get("counts", {}),
+        "certified": 100 * c.get("certified_acc", 0.0),
+        "upper": 100 * c.get("upper_acc", 0.0),
+        "load_before": load,
+        "load_after": os.getloadavg()[0],
+        "command": " ".join(command[1:]),
+    }
 
 
 def table(rows: list[dict], args) -> str:
-    lines = [f"complete certification, test images [0, {args.end}), eps {args.eps}, --complete-timeout "
-             f"{args.timeout:g} s, --jobs {args.jobs}; {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-             f"{'verifier':<10}{'exit':>5}{'wall s':>9}{'cascade s':>11}{'verifier s':>12}{'undecided':>10}"
-             f"{'unsat':>7}{'sat':>6}{'timeout':>8}{'error':>7}{'certified %':>13}{'robust<=%':>11}{'load':>12}"]
+    lines = [
+        f"complete certification, test images [0, {args.end}), eps {args.eps}, --complete-timeout "
+        f"{args.timeout:g} s, --jobs {args.jobs}; {os.cpu_count()} CPUs; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"{'verifier':<10}{'exit':>5}{'wall s':>9}{'cascade s':>11}{'verifier s':>12}{'undecided':>10}"
+        f"{'unsat':>7}{'sat':>6}{'timeout':>8}{'error':>7}{'certified %':>13}{'robust<=%':>11}{'load':>12}",
+    ]
     for r in rows:
         n = r["counts"]
         verifier_s = r["complete_wall"] if r["complete_wall"] is not None else float("nan")
-        lines.append(f"{r['verifier']:<10}{r['exit']:>5}{r['wall']:>9.1f}{r['cascade']:>11.1f}{verifier_s:>12.1f}"
-                     f"{r['undecided'] or 0:>10}{n.get('unsat', 0):>7}{n.get('sat', 0):>6}{n.get('timeout', 0):>8}"
-                     f"{n.get('error', 0):>7}{r['certified']:>13.2f}{r['upper']:>11.2f}"
-                     f"{r['load_before']:>6.1f}/{r['load_after']:<5.1f}")
+        lines.append(
+            f"{r['verifier']:<10}{r['exit']:>5}{r['wall']:>9.1f}{r['cascade']:>11.1f}{verifier_s:>12.1f}"
+            f"{r['undecided'] or 0:>10}{n.get('unsat', 0):>7}{n.get('sat', 0):>6}{n.get('timeout', 0):>8}"
+            f"{n.get('error', 0):>7}{r['certified']:>13.2f}{r['upper']:>11.2f}"
+            f"{r['load_before']:>6.1f}/{r['load_after']:<5.1f}"
+        )
     busiest = max(max(r["load_before"], r["load_after"]) for r in rows)
     if busiest > (os.cpu_count() or 1):
-        lines.append(f"CONTENDED: the load average reached {busiest:.1f} on {os.cpu_count()} CPUs (other work "
-                     "shared the machine); the walls are upper bounds of what an idle machine gives")
+        lines.append(
+            f"CONTENDED: the load average reached {busiest:.1f} on {os.cpu_count()} CPUs (other work "
+            "shared the machine); the walls are upper bounds of what an idle machine gives"
+        )
     lines += [f"  {r['verifier']}: adcert-eval {r['command']}" for r in rows]
     return "\n".join(lines)
 

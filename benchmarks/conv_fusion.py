@@ -67,11 +67,14 @@ def products(batch: int, cin: int, cout: int, side: int, stride: int) -> dict:
 
 def variants(batch: int, cin: int, cout: int, side: int, stride: int) -> dict:
     """Closures for one layer: each is the forward and backward of the three products."""
+
     def step(fn):
         def run():
             outs = fn()
             torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+
         return run
+
     return {name: step(fn) for name, fn in products(batch, cin, cout, side, stride).items()}
 
 
@@ -83,9 +86,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (training runs use 1 on CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU, {args.threads} torch thread(s), batch {args.batch}, channels-last, {args.repeats} rounds; "
-          "ms per forward+backward of the three products (median), × separate (median of per-round ratios, "
-          "25th–75th percentile)")
+    print(
+        f"CPU, {args.threads} torch thread(s), batch {args.batch}, channels-last, {args.repeats} rounds; "
+        "ms per forward+backward of the three products (median), × separate (median of per-round ratios, "
+        "25th–75th percentile)"
+    )
     print("| shape | layer | separate ms | grouped ms | × separate | batched ms | × separate |")
     print("|---|---|---|---|---|---|---|")
     for shape in args.shapes:

@@ -22,11 +22,22 @@ METHODS = ("mtl-ibp", "cc-ibp", "ad-cert", "cc-dist")
 
 
 def _sets(args, out: Path, extra: dict) -> list[str]:
-    base = {"model.name": "small-cnn", "data.train_subset": args.train, "data.test_subset": args.test,
-            "data.batch_size": 100, "schedule.epochs": args.epochs, "schedule.eps_start_epoch": 1,
-            "schedule.eps_length_epochs": max(1, args.epochs // 2), "optim.milestones": f"[{args.epochs}]",
-            "optim.lr": 1e-3, "eval.pgd_steps": 10, "eval.pgd_step_size": 0.25, "device": "cpu",
-            "seed": args.seed, "out_dir": str(out)}
+    base = {
+        "model.name": "small-cnn",
+        "data.train_subset": args.train,
+        "data.test_subset": args.test,
+        "data.batch_size": 100,
+        "schedule.epochs": args.epochs,
+        "schedule.eps_start_epoch": 1,
+        "schedule.eps_length_epochs": max(1, args.epochs // 2),
+        "optim.milestones": f"[{args.epochs}]",
+        "optim.lr": 1e-3,
+        "eval.pgd_steps": 10,
+        "eval.pgd_step_size": 0.25,
+        "device": "cpu",
+        "seed": args.seed,
+        "out_dir": str(out),
+    }
     if args.data_dir:
         base["data.data_dir"] = args.data_dir
     base.update(extra)
@@ -58,13 +69,22 @@ def main() -> None:
         if method in ("ad-cert", "cc-dist"):
             common["teacher"] = str(teacher / "model.pt")
         for conventions, preset, extra in (
-                ("expressive-losses", f"mnist-0.1-{method}", {}),
-                ("ctbench", f"ctbench-mnist-0.1-{method}", {"recipe.swa_start_epoch": args.epochs})):
+            ("expressive-losses", f"mnist-0.1-{method}", {}),
+            ("ctbench", f"ctbench-mnist-0.1-{method}", {"recipe.swa_start_epoch": args.epochs}),
+        ):
             summary = _run(preset, args.out / f"{method}-{conventions}", args, {**common, **extra})
             steps = args.epochs * (args.train // 100)
-            rows.append((method, conventions, summary["clean_acc"], summary["pgd_acc"], summary["ibp_cert_acc"],
-                         summary["train_time_s"] / steps))
-    print(f"| method | conventions | clean | PGD-10 | IBP-cert | s/step |\n|---|---|---|---|---|---|")
+            rows.append(
+                (
+                    method,
+                    conventions,
+                    summary["clean_acc"],
+                    summary["pgd_acc"],
+                    summary["ibp_cert_acc"],
+                    summary["train_time_s"] / steps,
+                )
+            )
+    print("| method | conventions | clean | PGD-10 | IBP-cert | s/step |\n|---|---|---|---|---|---|")
     for method, conventions, clean, pgd, cert, step in rows:
         print(f"| {method} | {conventions} | {clean:.2%} | {pgd:.2%} | {cert:.2%} | {step:.3f} |")
 

@@ -55,8 +55,17 @@ def measure(names: list[str], batch: int, steps: int, device: str) -> list[dict]
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / steps
         peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()
-        rows.append({"loss": name, "steps": steps, "batch": batch, "seconds_per_step": seconds,
-                     "images_per_s": batch / seconds, "peak_bytes": peak, "device": device})
+        rows.append(
+            {
+                "loss": name,
+                "steps": steps,
+                "batch": batch,
+                "seconds_per_step": seconds,
+                "images_per_s": batch / seconds,
+                "peak_bytes": peak,
+                "device": device,
+            }
+        )
         print(f"  {name:10s} {seconds:.4f} s/step  {batch / seconds:8.0f} images/s", file=sys.stderr, flush=True)
         del step
         if cuda:
@@ -74,11 +83,17 @@ def _peak_rss_bytes() -> int:
 
 def table(rows: list[dict], device_name: str) -> str:
     first = rows[0]
-    lines = [f"CNN7, MNIST shapes, batch {first['batch']}, {first['steps']} steps per loss on {device_name}: "
-             "seconds per step, images per second, × a plain CE step, peak memory",
-             "| loss | s/step | images/s | × plain CE | peak MiB |", "|---|---|---|---|---|"]
-    lines += [f"| {r['loss']} | {r['seconds_per_step']:.4f} | {r['images_per_s']:.0f} | {r['x_plain']:.2f} | "
-              f"{r['peak_bytes'] / 2**20:.0f} |" for r in rows]
+    lines = [
+        f"CNN7, MNIST shapes, batch {first['batch']}, {first['steps']} steps per loss on {device_name}: "
+        "seconds per step, images per second, × a plain CE step, peak memory",
+        "| loss | s/step | images/s | × plain CE | peak MiB |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['loss']} | {r['seconds_per_step']:.4f} | {r['images_per_s']:.0f} | {r['x_plain']:.2f} | "
+        f"{r['peak_bytes'] / 2**20:.0f} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 

@@ -84,10 +84,14 @@ def bench_small(data_dir, eps: float, eval_n: int, arch: str) -> tuple[float, fl
     train_s = time.perf_counter() - tic
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
-        save_checkpoint(path, model.eval(), arch_record(arch, (1, 28, 28), 10, kwargs), "mnist",
-                        {"schedule": {"eps": eps}})
-        seconds, report = _timed(lambda: evaluate(path, data_dir=data_dir, methods=("IBP", "CROWN"), end=eval_n,
-                                                  device="cpu", progress=False))
+        save_checkpoint(
+            path, model.eval(), arch_record(arch, (1, 28, 28), 10, kwargs), "mnist", {"schedule": {"eps": eps}}
+        )
+        seconds, report = _timed(
+            lambda: evaluate(
+                path, data_dir=data_dir, methods=("IBP", "CROWN"), end=eval_n, device="cpu", progress=False
+            )
+        )
     return train_s, seconds, report
 
 
@@ -108,8 +112,10 @@ def main(data_dir, n, costly_n, methods, eps, eval_n, small_arch, small_eps, thr
         torch.set_num_threads(threads)
     click.echo(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     if not skip_cnn7 and costly_n > 4 and ({"CROWN", "alpha-CROWN"} & set(methods.split(","))):
-        click.echo(f"note: CROWN on {costly_n} samples of CNN7 needs about 10-12 GB at --costly-n 32; "
-                   "--costly-n 2 needs far less (see the docstring)")
+        click.echo(
+            f"note: CROWN on {costly_n} samples of CNN7 needs about 10-12 GB at --costly-n 32; "
+            "--costly-n 2 needs far less (see the docstring)"
+        )
     if not skip_cnn7:
         x, y = load_split("mnist", "test", data_dir)
         rows = bench_cnn7(x, y, eps, [m.strip() for m in methods.split(",")], n, costly_n)
@@ -119,8 +125,10 @@ def main(data_dir, n, costly_n, methods, eps, eval_n, small_arch, small_eps, thr
             click.echo(f"{stage:<12}{k:>8}{seconds:>10.3f}{seconds / k:>11.4f}")
     if eval_n:
         train_s, seconds, report = bench_small(data_dir, small_eps, eval_n, small_arch)
-        click.echo(f"\nevaluate(): {small_arch} trained {train_s:.1f} s on 2000 images; {eval_n} test samples, "
-                   f"IBP+CROWN: {seconds:.2f} s wall")
+        click.echo(
+            f"\nevaluate(): {small_arch} trained {train_s:.1f} s on 2000 images; {eval_n} test samples, "
+            f"IBP+CROWN: {seconds:.2f} s wall"
+        )
         click.echo(report.table())
 
 

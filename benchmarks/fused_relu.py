@@ -30,6 +30,7 @@ RELU_SHAPES = {"mnist": [(64, 28), (128, 14)], "cifar": [(64, 32), (128, 16)]}  
 
 def _switched(fn, on: bool):
     """``fn`` run with the fused kernels on or off (off: as on a machine whose probe failed)."""
+
     def run():
         original = fused.available
         if not on:
@@ -38,19 +39,23 @@ def _switched(fn, on: bool):
             return fn()
         finally:
             fused.available = original
+
     return run
 
 
 def relu_pair(batch: int, channels: int, side: int):
     gen = torch.Generator().manual_seed(0)
     shape = (batch, channels, side, side)
-    inputs = [t.contiguous(memory_format=torch.channels_last).requires_grad_(True)
-              for t in (torch.randn(shape, generator=gen), torch.rand(shape, generator=gen))]
+    inputs = [
+        t.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        for t in (torch.randn(shape, generator=gen), torch.rand(shape, generator=gen))
+    ]
     grads = [torch.randn(shape, generator=gen).contiguous(memory_format=torch.channels_last) for _ in range(2)]
 
     def step():
         out = interval._IntervalReLU.apply(*inputs)
         torch.autograd.grad(out, inputs, grads)
+
     return {"eager": _switched(step, False), "fused": _switched(step, True)}
 
 
@@ -83,8 +88,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="*", default=["mnist", "cifar"], choices=sorted(RELU_SHAPES))
     parser.add_argument("--losses", nargs="*", default=["ibp", "mtl-ibp"], help="whole steps to time ('' for none)")
-    parser.add_argument("--model", default="cnn7", choices=["cnn7", "small-cnn"],
-                        help="the network of the whole steps (the per-layer rows are CNN7's)")
+    parser.add_argument(
+        "--model",
+        default="cnn7",
+        choices=["cnn7", "small-cnn"],
+        help="the network of the whole steps (the per-layer rows are CNN7's)",
+    )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None)
@@ -96,8 +105,10 @@ def main() -> None:
     reuse_freed_memory()  # as train() does
     if not fused.available():
         raise SystemExit("the fused kernels do not compile here (see bounds/fused.py); nothing to compare")
-    print(f"{args.model}, {torch.get_num_threads()} threads, batch {args.batch}, {args.repeats} round-robin rounds; "
-          "ms are medians, fused ÷ eager the median of per-round ratios (quartiles)")
+    print(
+        f"{args.model}, {torch.get_num_threads()} threads, batch {args.batch}, {args.repeats} round-robin rounds; "
+        "ms are medians, fused ÷ eager the median of per-round ratios (quartiles)"
+    )
     if args.model == "cnn7":
         print("| interval ReLU, forward + backward | eager ms | fused ms | fused ÷ eager |")
         print("|---|---|---|---|")

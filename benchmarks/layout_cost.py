@@ -31,6 +31,7 @@ from adcert_plugin.training.allocator import reuse_freed_memory
 
 def in_layout(step, channels_last: bool):
     """``step`` with the layout rule answering ``channels_last`` for its duration."""
+
     def run():
         saved = interval._prefers_channels_last, folding._prefers_channels_last
         interval._prefers_channels_last = folding._prefers_channels_last = lambda model: channels_last
@@ -38,6 +39,7 @@ def in_layout(step, channels_last: bool):
             step()
         finally:
             interval._prefers_channels_last, folding._prefers_channels_last = saved
+
     return run
 
 
@@ -56,13 +58,17 @@ def main() -> None:
     torch.manual_seed(1)
     x, y = torch.rand(args.batch, *spec.shape), torch.randint(0, spec.num_classes, (args.batch,))
     teacher = Teacher(create_model(args.model, spec.shape, spec.num_classes))
-    print(f"{args.model}, {args.shape} shapes, batch {args.batch}, {args.threads} thread(s), {args.repeats} rounds; "
-          "ms per training step (median), channels-last ÷ NCHW (median of per-round ratios, 25th–75th percentile)")
+    print(
+        f"{args.model}, {args.shape} shapes, batch {args.batch}, {args.threads} thread(s), {args.repeats} rounds; "
+        "ms per training step (median), channels-last ÷ NCHW (median of per-round ratios, 25th–75th percentile)"
+    )
     print("| loss | NCHW ms | channels-last ms | ratio |")
     print("|---|---|---|---|")
     for loss in args.losses:
-        steps = {f"{loss} {name}": in_layout(make_step(loss, spec, eps, x, y, teacher, model=args.model), cl)
-                 for name, cl in (("nchw", False), ("cl", True))}
+        steps = {
+            f"{loss} {name}": in_layout(make_step(loss, spec, eps, x, y, teacher, model=args.model), cl)
+            for name, cl in (("nchw", False), ("cl", True))
+        }
         times = round_robin(steps, args.repeats)
         ratio, q1, q3 = paired_ratio(times, f"{loss} cl", f"{loss} nchw")
         nchw, cl = (1e3 * statistics.median(times[f"{loss} {n}"]) for n in ("nchw", "cl"))

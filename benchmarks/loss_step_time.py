@@ -25,13 +25,23 @@ from adcert_plugin.losses.base import LossContext
 from adcert_plugin.losses.teacher import Teacher
 from adcert_plugin.models import create_model, ibp_init
 
-SHAPES = {"mnist": (DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,)), 0.1),
-          "cifar": (DataSpec("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-                    8 / 255)}
+SHAPES = {
+    "mnist": (DataSpec("mnist", (1, 28, 28), 10, (0.0,), (1.0,)), 0.1),
+    "cifar": (DataSpec("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)), 8 / 255),
+}
 
 
-def make_step(name: str, spec: DataSpec, eps: float, x, y, teacher: Teacher, device: str = "cpu",
-              return_params: bool = False, model: str = "cnn7"):
+def make_step(
+    name: str,
+    spec: DataSpec,
+    eps: float,
+    x,
+    y,
+    teacher: Teacher,
+    device: str = "cpu",
+    return_params: bool = False,
+    model: str = "cnn7",
+):
     """A closure running one optimizer step of loss ``name`` (``None``: plain clean CE)."""
     torch.manual_seed(0)
     x, y = x.to(device), y.to(device)
@@ -52,8 +62,9 @@ def make_step(name: str, spec: DataSpec, eps: float, x, y, teacher: Teacher, dev
             x_norm = (x - mean) / std
             value = F.cross_entropy(student(x_norm), y)
         else:
-            ctx = LossContext(student, bounded, x, y, eps, spec, attack=AttackConfig(), teacher=teacher,
-                              generator=generator)
+            ctx = LossContext(
+                student, bounded, x, y, eps, spec, attack=AttackConfig(), teacher=teacher, generator=generator
+            )
             value = loss(ctx).loss
         value.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -79,8 +90,10 @@ def main() -> None:
     rows = [None, *names]
     steps = {name: make_step(name, spec, eps, x, y, teacher) for name in rows}
     median = medians(round_robin(steps, args.repeats))
-    print(f"CNN7, {args.dataset_shape} shape {spec.shape}, batch {args.batch}, median of {args.repeats}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"CNN7, {args.dataset_shape} shape {spec.shape}, batch {args.batch}, median of {args.repeats}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"{'loss':<12} {'s/step':>8} {'x ibp':>7}")
     for name in rows:
         label = "plain CE" if name is None else name

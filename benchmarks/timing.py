@@ -11,8 +11,12 @@ import time
 from collections.abc import Callable
 
 
-def round_robin(fns: dict[str, Callable[[], object]], repeats: int, steps_per_turn: int = 1,
-                sync: Callable[[], object] = lambda: None) -> dict[str, list[float]]:
+def round_robin(
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    steps_per_turn: int = 1,
+    sync: Callable[[], object] = lambda: None,
+) -> dict[str, list[float]]:
     """Seconds of each closure per round, after one warm-up call of each (tracing, allocator, kernels).
 
     In a round each closure runs ``steps_per_turn`` times in a row and the last run is timed.

@@ -95,12 +95,15 @@ def _steps(shape: str, names: list[str], batch: int, device: str) -> dict:
     torch.manual_seed(1)
     x, y = torch.rand(batch, *spec.shape), torch.randint(0, spec.num_classes, (batch,))
     teacher = Teacher(create_model("cnn7", spec.shape, spec.num_classes))
-    return {name: make_step(None if name == PLAIN else name, spec, eps, x, y, teacher, device=device,
-                            return_params=True) for name in names}
+    return {
+        name: make_step(None if name == PLAIN else name, spec, eps, x, y, teacher, device=device, return_params=True)
+        for name in names
+    }
 
 
-def measure_times(shape: str, names: list[str], batch: int, repeats: int, device: str,
-                  steps_per_turn: int = 2) -> dict[str, list[float]]:
+def measure_times(
+    shape: str, names: list[str], batch: int, repeats: int, device: str, steps_per_turn: int = 2
+) -> dict[str, list[float]]:
     """Seconds per step of each loss, one per round (the last of its turn), stepped round-robin."""
     import torch
 
@@ -130,19 +133,25 @@ def table(rows: list[dict], shape: str) -> str:
     by_loss = {r["loss"]: r for r in rows if r["shape"] == shape}
     plain = by_loss.get(PLAIN)
     rounds = len(plain["round_seconds"]) if plain else 0
-    title = (f"CNN7, {shape} shapes, batch {plain['batch'] if plain else ''}, {rounds} round-robin rounds "
-             f"({plain['steps_per_turn'] if plain else ''} steps per turn, the last timed): "
-             "median s/step; time ratios are medians of per-round ratios (25th–75th percentile)")
-    lines = [title,
-             "| loss | s/step | × plain CE | × ibp | × mtl-ibp | peak MB | mem × plain | reference × plain |",
-             "|---|---|---|---|---|---|---|---|"]
+    title = (
+        f"CNN7, {shape} shapes, batch {plain['batch'] if plain else ''}, {rounds} round-robin rounds "
+        f"({plain['steps_per_turn'] if plain else ''} steps per turn, the last timed): "
+        "median s/step; time ratios are medians of per-round ratios (25th–75th percentile)"
+    )
+    lines = [
+        title,
+        "| loss | s/step | × plain CE | × ibp | × mtl-ibp | peak MB | mem × plain | reference × plain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in by_loss.items():
         fmt = lambda v: "–" if v is None else f"{v:.2f}"
         memory = f"{r['peak_bytes'] / plain['peak_bytes']:.2f}" if plain else "–"
         spread = f"{r['x_plain_q1']:.2f}–{r['x_plain_q3']:.2f}"
-        lines.append(f"| {name} | {r['seconds']:.3f} | {r['x_plain']:.2f} ({spread}) "
-                     f"| {fmt(r['x_ibp'])} | {fmt(r['x_mtl_ibp'])} | {r['peak_bytes'] / 2**20:.0f} | {memory} | "
-                     f"{REFERENCE[shape].get(name, '')} |")
+        lines.append(
+            f"| {name} | {r['seconds']:.3f} | {r['x_plain']:.2f} ({spread}) "
+            f"| {fmt(r['x_ibp'])} | {fmt(r['x_mtl_ibp'])} | {r['peak_bytes'] / 2**20:.0f} | {memory} | "
+            f"{REFERENCE[shape].get(name, '')} |"
+        )
     return "\n".join(lines)
 
 
@@ -152,12 +161,17 @@ def main() -> None:
     parser.add_argument("--losses", nargs="*", default=None, help="default: every registered loss")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5, help="round-robin rounds")
-    parser.add_argument("--steps-per-turn", type=int, default=2, help="consecutive steps of a loss per round; "
-                        "the last is timed")
+    parser.add_argument(
+        "--steps-per-turn", type=int, default=2, help="consecutive steps of a loss per round; the last is timed"
+    )
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
-    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's thresholds as they are "
-                        "(train() raises them on the CPU: adcert_plugin/training/allocator.py), for a before/after")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's thresholds as they are "
+        "(train() raises them on the CPU: adcert_plugin/training/allocator.py), for a before/after",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "LOSS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device == "auto":
@@ -187,15 +201,27 @@ def main() -> None:
     for shape in args.shapes:
         times = measure_times(shape, names, args.batch, args.repeats, args.device, args.steps_per_turn)
         for name in names:
-            row = {**run_memory(shape, name, args), "seconds": statistics.median(times[name]),
-                   "round_seconds": times[name], **time_ratios(times, name), "batch": args.batch,
-                   "steps_per_turn": args.steps_per_turn,
-                   "threads": torch.get_num_threads(), "device": args.device, "malloc": malloc}
+            row = {
+                **run_memory(shape, name, args),
+                "seconds": statistics.median(times[name]),
+                "round_seconds": times[name],
+                **time_ratios(times, name),
+                "batch": args.batch,
+                "steps_per_turn": args.steps_per_turn,
+                "threads": torch.get_num_threads(),
+                "device": args.device,
+                "malloc": malloc,
+            }
             rows.append(row)
-            print(f"  {shape:5s} {name:10s} {row['seconds']:.3f} s  {row['peak_bytes'] / 2**20:.0f} MB",
-                  file=sys.stderr, flush=True)
-    print(f"{platform.processor() or platform.machine()}, device {args.device}, "
-          f"{rows[0]['threads']} threads" + (f", freed memory {malloc} (allocator.py)" if malloc else ""))
+            print(
+                f"  {shape:5s} {name:10s} {row['seconds']:.3f} s  {row['peak_bytes'] / 2**20:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"{platform.processor() or platform.machine()}, device {args.device}, "
+        f"{rows[0]['threads']} threads" + (f", freed memory {malloc} (allocator.py)" if malloc else "")
+    )
     for shape in args.shapes:
         print(table(rows, shape))
         print()

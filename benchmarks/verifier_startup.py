@@ -48,17 +48,22 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         copies = {way: Path(shutil.copytree(args.bench, Path(tmp) / way)) for way in WAYS}
-        names = [line.split(",")[1].rsplit("/", 1)[-1].removesuffix(".vnnlib")
-                 for line in (args.bench / "instances.csv").read_text().splitlines() if line.strip()]
+        names = [
+            line.split(",")[1].rsplit("/", 1)[-1].removesuffix(".vnnlib")
+            for line in (args.bench / "instances.csv").read_text().splitlines()
+            if line.strip()
+        ]
         names = names[: args.instances] if args.instances else names
         rows, totals = {way: [] for way in WAYS}, dict.fromkeys(WAYS, 0.0)
         for round_ in range(args.rounds):
-            for way in (list(WAYS) if round_ % 2 == 0 else list(WAYS)[::-1]):
+            for way in list(WAYS) if round_ % 2 == 0 else list(WAYS)[::-1]:
                 seconds, done = _run(copies[way], way, names, args.timeout)
                 rows[way] += done
                 totals[way] += seconds
-    print(f"NeuralSAT on {len(names)} instances of {args.bench}, timeout {args.timeout:g} s, {args.rounds} round(s), "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(
+        f"NeuralSAT on {len(names)} instances of {args.bench}, timeout {args.timeout:g} s, {args.rounds} round(s), "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
     print("| way | runs | total wall s | median wall s | median own s | median wall − own s | answers |")
     print("|---|---|---|---|---|---|---|")
     for way, done in rows.items():
@@ -68,14 +73,19 @@ def main() -> None:
         answers = {}
         for _, r in done:
             answers[r.result] = answers.get(r.result, 0) + 1
-        print(f"| {way} | {len(done)} | {totals[way]:.1f} | {statistics.median(walls):.2f} | "
-              f"{statistics.median(owns) if owns else float('nan'):.2f} | "
-              f"{statistics.median(gaps) if gaps else float('nan'):.2f} | "
-              f"{', '.join(f'{k} {v}' for k, v in sorted(answers.items()))} |")
-    differ = [(name, a.result, b.result) for (name, a), (_, b) in zip(rows["fresh"], rows["forked"])
-              if a.result != b.result]
-    print("answers that differ (fresh, forked): " + ("none" if not differ else
-                                                      "; ".join(f"{n}: {a}, {b}" for n, a, b in differ)))
+        print(
+            f"| {way} | {len(done)} | {totals[way]:.1f} | {statistics.median(walls):.2f} | "
+            f"{statistics.median(owns) if owns else float('nan'):.2f} | "
+            f"{statistics.median(gaps) if gaps else float('nan'):.2f} | "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(answers.items()))} |"
+        )
+    differ = [
+        (name, a.result, b.result) for (name, a), (_, b) in zip(rows["fresh"], rows["forked"]) if a.result != b.result
+    ]
+    print(
+        "answers that differ (fresh, forked): "
+        + ("none" if not differ else "; ".join(f"{n}: {a}, {b}" for n, a, b in differ))
+    )
 
 
 if __name__ == "__main__":

@@ -39,10 +39,14 @@ VARIANTS = {
     "cc-dist box beta=1": ("cc-dist", {"beta": 1.0}),
     "cc-dist box beta=25": ("cc-dist", {"beta": 25.0}),
     "cc-dist box teacher-at-x_adv (not the paper's)": ("cc-dist", {"teacher_point": "adv"}),
-    "cc-dist point-mse beta=1 teacher-at-x_adv (adcert's earlier default)":
-        ("cc-dist", {"distance": "mse", "beta": 1.0, "teacher_point": "adv"}),
-    "cc-dist point-cosine beta=1 teacher-at-x_adv (adcert variant)":
-        ("cc-dist", {"distance": "cosine", "beta": 1.0, "teacher_point": "adv"}),
+    "cc-dist point-mse beta=1 teacher-at-x_adv (adcert's earlier default)": (
+        "cc-dist",
+        {"distance": "mse", "beta": 1.0, "teacher_point": "adv"},
+    ),
+    "cc-dist point-cosine beta=1 teacher-at-x_adv (adcert variant)": (
+        "cc-dist",
+        {"distance": "cosine", "beta": 1.0, "teacher_point": "adv"},
+    ),
 }
 
 
@@ -57,10 +61,18 @@ def feature_scale(checkpoint: Path, dataset: str, data_dir, n: int = 1000) -> fl
 @click.command()
 @click.option("--out-dir", type=click.Path(path_type=Path), default=Path("runs/ccdist-ablation"), show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None)
-@click.option("--train-subset", type=click.IntRange(min=100), default=None,
-              help="Training images (default: the cpu preset's 20000).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Student epochs, the ramp over the first half (default: the cpu preset's 10; the teacher gets half).")
+@click.option(
+    "--train-subset",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Training images (default: the cpu preset's 20000).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Student epochs, the ramp over the first half (default: the cpu preset's 10; the teacher gets half).",
+)
 @handle_errors
 def main(out_dir, data_dir, train_subset, epochs):
     """Train the variants, evaluate them (IBP, CROWN on 1000 test images), write a table."""
@@ -75,22 +87,38 @@ def main(out_dir, data_dir, train_subset, epochs):
         cfg = _shortened(cfg, epochs)
     teacher_dir = out_dir / "teacher"
     _, teacher = _train_and_evaluate(cfg, cfg.teacher_config(teacher_dir), None, True, False, True, False)
-    rows = [{"variant": "teacher (pgd)", "standard": teacher.standard_acc, "pgd": teacher.pgd_acc,
-             "certified": teacher.certified_acc,
-             "feature_norm": feature_scale(teacher_dir / "model.pt", cfg.data.dataset, cfg.data.data_dir)}]
+    rows = [
+        {
+            "variant": "teacher (pgd)",
+            "standard": teacher.standard_acc,
+            "pgd": teacher.pgd_acc,
+            "certified": teacher.certified_acc,
+            "feature_norm": feature_scale(teacher_dir / "model.pt", cfg.data.dataset, cfg.data.data_dir),
+        }
+    ]
     for name, (method, params) in VARIANTS.items():
         run_dir = out_dir / name.split(" (")[0].replace(" ", "_").replace("=", "")
         variant = dataclasses.replace(cfg, loss_params={method: params})
         train_cfg = variant.student_config(method, cfg.alpha, run_dir, teacher_dir / "model.pt")
         _, rec = _train_and_evaluate(variant, train_cfg, cfg.alpha, True, False, True, False)
-        rows.append({"variant": name, "standard": rec.standard_acc, "pgd": rec.pgd_acc,
-                     "certified": rec.certified_acc,
-                     "feature_norm": feature_scale(run_dir / "model.pt", cfg.data.dataset, cfg.data.data_dir)})
-    results = {"command": shlex.join(["python", "examples/ccdist_ablation.py", *sys.argv[1:]]),
-               "setup": f"unified `cpu` preset ({cfg.data.train_subset} training images, {cfg.schedule.epochs} "
-                        "epochs), seed 100, alpha 0.1, 1000 test images", "rows": rows,
-               "variants": {name: {"loss": m, "params": p} for name, (m, p) in VARIANTS.items()},
-               "machine": machine_info(), "config": _recorded(cfg)}
+        rows.append(
+            {
+                "variant": name,
+                "standard": rec.standard_acc,
+                "pgd": rec.pgd_acc,
+                "certified": rec.certified_acc,
+                "feature_norm": feature_scale(run_dir / "model.pt", cfg.data.dataset, cfg.data.data_dir),
+            }
+        )
+    results = {
+        "command": shlex.join(["python", "examples/ccdist_ablation.py", *sys.argv[1:]]),
+        "setup": f"unified `cpu` preset ({cfg.data.train_subset} training images, {cfg.schedule.epochs} "
+        "epochs), seed 100, alpha 0.1, 1000 test images",
+        "rows": rows,
+        "variants": {name: {"loss": m, "params": p} for name, (m, p) in VARIANTS.items()},
+        "machine": machine_info(),
+        "config": _recorded(cfg),
+    }
     write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "results.md", render(results))
     click.echo(render(results))
@@ -101,9 +129,13 @@ def _shortened(cfg, epochs: int):
     teacher_epochs = max(1, epochs // 2)
     schedule = dataclasses.replace(cfg.schedule, epochs=epochs, eps_length_epochs=max(1, epochs // 2))
     optim = dataclasses.replace(cfg.optim, milestones=(epochs,))
-    teacher = dataclasses.replace(cfg.teacher, schedule=dataclasses.replace(
-        cfg.teacher.schedule, epochs=teacher_epochs, eps_length_epochs=max(1, teacher_epochs // 2)),
-        optim=dataclasses.replace(cfg.teacher.optim, milestones=(teacher_epochs,)))
+    teacher = dataclasses.replace(
+        cfg.teacher,
+        schedule=dataclasses.replace(
+            cfg.teacher.schedule, epochs=teacher_epochs, eps_length_epochs=max(1, teacher_epochs // 2)
+        ),
+        optim=dataclasses.replace(cfg.teacher.optim, milestones=(teacher_epochs,)),
+    )
     return dataclasses.replace(cfg, schedule=schedule, optim=optim, teacher=teacher)
 
 
@@ -118,8 +150,10 @@ def render(results: dict) -> str:
     lines = ["| variant | standard % | PGD % | IBP % | IBP → CROWN % | feature norm |", "|---|---|---|---|---|---|"]
     for r in results["rows"]:
         c = r["certified"]
-        lines.append(f"| {r['variant']} | {100 * r['standard']:.1f} | {100 * r['pgd']:.1f} | {100 * c['IBP']:.1f} | "
-                     f"{100 * c['CROWN']:.1f} | {r['feature_norm']:.2f} |")
+        lines.append(
+            f"| {r['variant']} | {100 * r['standard']:.1f} | {100 * r['pgd']:.1f} | {100 * c['IBP']:.1f} | "
+            f"{100 * c['CROWN']:.1f} | {r['feature_norm']:.2f} |"
+        )
     return "\n".join([f"Command: `{results['command']}`; {results['setup']}", "", *lines]) + "\n"
 
 

@@ -29,8 +29,12 @@ def say(step: str, command: str) -> None:
 
 
 def train_run(preset: str, out_dir: Path, data_dir: str | None, teacher: Path | None, epochs: int | None):
-    flags = {"out_dir": str(out_dir), "data.data_dir": data_dir, "teacher": str(teacher) if teacher else None,
-             "schedule.epochs": epochs}
+    flags = {
+        "out_dir": str(out_dir),
+        "data.data_dir": data_dir,
+        "teacher": str(teacher) if teacher else None,
+        "schedule.epochs": epochs,
+    }
     cmd = f"adcert-train --preset {preset} --out-dir {out_dir}" + (f" --teacher {teacher}" if teacher else "")
     say(f"train {preset}", cmd)
     if (out_dir / "model.pt").is_file():
@@ -50,15 +54,29 @@ def verify(student: Path, out_dir: Path, data_dir: str | None, n: int, timeout: 
     bench = out_dir / "benchmark"
     # Only samples PGD does not break and CROWN does not already certify: what is left for a complete
     # verifier to decide (a benchmark of certified samples would ask it nothing).
-    say("export a VNN-COMP benchmark", f"adcert-export {student} --out-dir {bench} --n {n} --end {end} "
-        "--filter-pgd --skip-certified CROWN --force")
+    say(
+        "export a VNN-COMP benchmark",
+        f"adcert-export {student} --out-dir {bench} --n {n} --end {end} --filter-pgd --skip-certified CROWN --force",
+    )
     if _same_export(bench, student, n, end, timeout):
         print(f"   (reusing the benchmark in {bench}: same student and settings)", file=sys.stderr)
     else:
-        info = export_benchmark(student, bench, data_dir=data_dir, n=n, timeout=timeout, force=True, end=end,
-                                filter_pgd=True, skip_certified="CROWN")
-        print(f"   {len(info.instances)} properties, ONNX max |diff| {info.onnx_max_abs_diff:.1e}; "
-              f"abCROWN configs: {bench / 'abcrown_gpu.yaml'}", file=sys.stderr)
+        info = export_benchmark(
+            student,
+            bench,
+            data_dir=data_dir,
+            n=n,
+            timeout=timeout,
+            force=True,
+            end=end,
+            filter_pgd=True,
+            skip_certified="CROWN",
+        )
+        print(
+            f"   {len(info.instances)} properties, ONNX max |diff| {info.onnx_max_abs_diff:.1e}; "
+            f"abCROWN configs: {bench / 'abcrown_gpu.yaml'}",
+            file=sys.stderr,
+        )
     from vnncomp.verifiers import verify_benchmark
 
     say("verify with NeuralSAT", f"adcert-verify {bench} --timeout {timeout:g} --jobs 2")
@@ -76,8 +94,14 @@ def _same_export(bench: Path, student: Path, n: int, end: int, timeout: float) -
         params = json.loads((bench / "benchmark.json").read_text())
     except (OSError, ValueError):
         return False
-    wanted = {"checkpoint_sha256": sha256_file(student), "n": n, "end": end, "timeout": float(timeout),
-              "filter_pgd": True, "skip_certified": "CROWN"}
+    wanted = {
+        "checkpoint_sha256": sha256_file(student),
+        "n": n,
+        "end": end,
+        "timeout": float(timeout),
+        "filter_pgd": True,
+        "skip_certified": "CROWN",
+    }
     return all(params.get(k) == v for k, v in wanted.items())
 
 
@@ -95,9 +119,11 @@ def cross_check(eval_dir: Path, bench: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=Path("runs/quickstart"))
-    parser.add_argument("--data-dir", default=os.environ.get("ADCERT_DATA"),
-                        help="data folder [default: $ADCERT_DATA, else ../shared/data beside the checkout, "
-                             "else ./data]")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("ADCERT_DATA"),
+        help="data folder [default: $ADCERT_DATA, else ../shared/data beside the checkout, else ./data]",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override the presets' epochs (shorter runs)")
     parser.add_argument("--n-eval", type=int, default=1000, help="test samples to certify")
     parser.add_argument("--n-verify", type=int, default=8, help="properties to export and verify")
@@ -112,8 +138,15 @@ def main() -> int:
         student = train_run("mnist-small-adcert", args.out_dir / "student", args.data_dir, teacher, args.epochs)
         eval_dir = args.out_dir / "eval"
         say("certify", f"adcert-eval {student} --methods IBP,CROWN --end {args.n_eval} --out-dir {eval_dir}")
-        report = evaluate(student, data_dir=args.data_dir, methods=("IBP", "CROWN"), start=0, end=args.n_eval,
-                          out_dir=eval_dir, overwrite=True)
+        report = evaluate(
+            student,
+            data_dir=args.data_dir,
+            methods=("IBP", "CROWN"),
+            start=0,
+            end=args.n_eval,
+            out_dir=eval_dir,
+            overwrite=True,
+        )
         bench, results = verify(student, args.out_dir, args.data_dir, args.n_verify, args.timeout, args.n_eval)
         if results:
             cross_check(eval_dir, bench)
@@ -127,15 +160,22 @@ def main() -> int:
 def print_table(report, results, seconds: float) -> None:
     cert = report.certified_acc
     counts = {word: sum(r.result == word for r in results) for word in ("unsat", "sat", "timeout", "error")}
-    lines = ["", f"AD-CERT student, MNIST, eps {report.summary.get('eps')}, first {report.summary['n']} test images",
-             "| metric | value |", "|---|---|",
-             f"| standard accuracy | {100 * report.standard_acc:.1f}% |",
-             f"| PGD-40 accuracy | {100 * report.pgd_acc:.1f}% |",
-             f"| certified accuracy (IBP) | {100 * cert.get('IBP', float('nan')):.1f}% |",
-             f"| certified accuracy (IBP → CROWN) | {100 * cert.get('CROWN', float('nan')):.1f}% |"]
+    lines = [
+        "",
+        f"AD-CERT student, MNIST, eps {report.summary.get('eps')}, first {report.summary['n']} test images",
+        "| metric | value |",
+        "|---|---|",
+        f"| standard accuracy | {100 * report.standard_acc:.1f}% |",
+        f"| PGD-40 accuracy | {100 * report.pgd_acc:.1f}% |",
+        f"| certified accuracy (IBP) | {100 * cert.get('IBP', float('nan')):.1f}% |",
+        f"| certified accuracy (IBP → CROWN) | {100 * cert.get('CROWN', float('nan')):.1f}% |",
+    ]
     if results:
-        lines.append(f"| NeuralSAT on {len(results)} exported properties | " +
-                     ", ".join(f"{v} {k}" for k, v in counts.items() if v) + " |")
+        lines.append(
+            f"| NeuralSAT on {len(results)} exported properties | "
+            + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+            + " |"
+        )
     lines.append(f"\ntotal time {seconds:.0f} s")
     print("\n".join(lines))
 

@@ -29,29 +29,62 @@ from pathlib import Path
 import click
 
 from adcert_plugin.cli import handle_errors
-from adcert_plugin.experiments.study import (get_study, list_studies, render_markdown, render_progress, restore,
-                                             run_study, study_progress)
+from adcert_plugin.experiments.study import (
+    get_study,
+    list_studies,
+    render_markdown,
+    render_progress,
+    restore,
+    run_study,
+    study_progress,
+)
 from adcert_plugin.io import atomic_write_text
 
 
-@click.command(context_settings={"show_default": True, "max_content_width": 100},
-               epilog="\b\nExample:\n  python examples/study.py --preset mnist-0.1 --out-dir runs/study-mnist-0.1")
+@click.command(
+    context_settings={"show_default": True, "max_content_width": 100},
+    epilog="\b\nExample:\n  python examples/study.py --preset mnist-0.1 --out-dir runs/study-mnist-0.1",
+)
 @click.option("--preset", type=click.Choice(list_studies()), required=True, help="Benchmark preset.")
-@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for the runs and results [default: runs/study-<preset>].")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None,
-              help="Folder holding the data sets [env: ADCERT_DATA].")
-@click.option("--processes", type=click.IntRange(min=1), default=None,
-              help="Training processes at once, one torch thread each [default: the preset's].")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of the study's state, committed as <folder>.tar.gz (unpacked when the folder holds no "
-                   "finished run): its finished runs are restored into --out-dir first, and every run that "
-                   "finishes is saved to it and packed (small files; model.pt only while the study needs it).")
-@click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
-              help="Run on this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) instead of a local Ray instance "
-                   "of --processes CPUs [env: RAY_ADDRESS]; --out-dir must be on storage every node sees.")
-@click.option("--progress", is_flag=True,
-              help="Train nothing: write <out-dir>/progress.md (every run's state and finished numbers) and print it.")
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the runs and results [default: runs/study-<preset>].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="ADCERT_DATA",
+    default=None,
+    help="Folder holding the data sets [env: ADCERT_DATA].",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training processes at once, one torch thread each [default: the preset's].",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of the study's state, committed as <folder>.tar.gz (unpacked when the folder holds no "
+    "finished run): its finished runs are restored into --out-dir first, and every run that "
+    "finishes is saved to it and packed (small files; model.pt only while the study needs it).",
+)
+@click.option(
+    "--ray-address",
+    envvar="RAY_ADDRESS",
+    default=None,
+    help="Run on this Ray cluster (auto, HOST:PORT or ray://HOST:PORT) instead of a local Ray instance "
+    "of --processes CPUs [env: RAY_ADDRESS]; --out-dir must be on storage every node sees.",
+)
+@click.option(
+    "--progress",
+    is_flag=True,
+    help="Train nothing: write <out-dir>/progress.md (every run's state and finished numbers) and print it.",
+)
 @handle_errors
 def main(preset, out_dir, data_dir, processes, state_dir, ray_address, progress):
     """Select, retrain and evaluate every method of one benchmark; write tables and plots."""

@@ -22,8 +22,12 @@ from adcert_plugin.io import atomic_write_text
 
 @click.command(context_settings={"show_default": True, "max_content_width": 100})
 @click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Write the page here (and its numbers to the same name with .json); default: print it.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the page here (and its numbers to the same name with .json); default: print it.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing --out page whose content differs.")
 @handle_errors
 def main(folders, out, force):

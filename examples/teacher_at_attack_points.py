@@ -39,16 +39,27 @@ def training_attack(record: dict, path: Path) -> tuple[float, AttackConfig]:
 
 @click.command()
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--student", "students", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              required=True, help="a student checkpoint; repeat for several")
+@click.option(
+    "--student",
+    "students",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    required=True,
+    help="a student checkpoint; repeat for several",
+)
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True, help="first N images of the split")
-@click.option("--eps", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help="attack radius in pixels (default: each student's training ε)")
+@click.option(
+    "--eps",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="attack radius in pixels (default: each student's training ε)",
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="also write the rows here")
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write the rows here"
+)
 @click.option("--force", is_flag=True, help="replace an existing --json file")
 @handle_errors
 def main(teacher, students, split, n, eps, data_dir, seed, json_out, force):
@@ -73,9 +84,11 @@ def main(teacher, students, split, n, eps, data_dir, seed, json_out, force):
         box = InputBox.from_pixels(x, radius, spec.mean, spec.std)
         found = teacher_at_attack_points(teacher_model, model, box, y, attack, torch.Generator().manual_seed(seed))
         rows.append({"student": str(path), "eps": radius, "attack": dataclasses.asdict(attack), **vars(found)})
-        print(f"| {path.parent.name} | {radius:g} | {attack.steps} step(s) | {100 * found.student_accuracy:.1f} | "
-              f"{100 * found.teacher_accuracy:.1f} | {found.teacher_true_class_probability:.3f} | "
-              f"{100 * found.agreement:.1f} |")
+        print(
+            f"| {path.parent.name} | {radius:g} | {attack.steps} step(s) | {100 * found.student_accuracy:.1f} | "
+            f"{100 * found.teacher_accuracy:.1f} | {found.teacher_true_class_probability:.3f} | "
+            f"{100 * found.agreement:.1f} |"
+        )
     if json_out is not None:
         write_json(json_out, rows)  # atomic
 

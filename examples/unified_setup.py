@@ -39,24 +39,47 @@ def _numbers(text: str | None, kind: type, option: str, example: str) -> tuple |
         raise ConfigError(f"{option} {text!r}: expected comma-separated {kind.__name__}s, e.g. {example}") from None
 
 
-@click.command(context_settings={"show_default": True, "max_content_width": 100},
-               epilog="\b\nExample:\n  python examples/unified_setup.py --preset cpu --data-dir ../shared/data")
+@click.command(
+    context_settings={"show_default": True, "max_content_width": 100},
+    epilog="\b\nExample:\n  python examples/unified_setup.py --preset cpu --data-dir ../shared/data",
+)
 @click.option("--preset", type=click.Choice(list_experiments()), default="cpu", help="Experiment preset.")
-@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for the runs and results [default: runs/unified-<preset>].")
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the runs and results [default: runs/unified-<preset>].",
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="ADCERT_DATA", default=None, help=DATA_DIR_HELP)
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=None,
-              help="The shared α of the main comparison [default: the preset's].")
-@click.option("--alphas", default=None, metavar="A,B,...",
-              help="Extra α values of the sweep, for every method ('none': no sweep) [default: the preset's].")
-@click.option("--extra-seeds", default=None, metavar="S,T,...",
-              help="Train the teacher and the shared-α students again with each seed and report mean ± sd "
-                   "('none': only the preset's seed) [default: the preset's].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
-              help="Device [default: the preset's].")
-@click.option("--threads", type=click.IntRange(min=1), default=1,
-              help="torch CPU threads. 1 suits the small CPU models, and more threads than free cores "
-                   "slow torch down many-fold on a busy machine.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="The shared α of the main comparison [default: the preset's].",
+)
+@click.option(
+    "--alphas",
+    default=None,
+    metavar="A,B,...",
+    help="Extra α values of the sweep, for every method ('none': no sweep) [default: the preset's].",
+)
+@click.option(
+    "--extra-seeds",
+    default=None,
+    metavar="S,T,...",
+    help="Train the teacher and the shared-α students again with each seed and report mean ± sd "
+    "('none': only the preset's seed) [default: the preset's].",
+)
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None, help="Device [default: the preset's]."
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    help="torch CPU threads. 1 suits the small CPU models, and more threads than free cores "
+    "slow torch down many-fold on a busy machine.",
+)
 @click.option("--force", is_flag=True, help="Retrain and re-evaluate every run, even finished ones.")
 @handle_errors
 def main(preset, out_dir, data_dir, alpha, alphas, extra_seeds, device, threads, force):
@@ -64,8 +87,12 @@ def main(preset, out_dir, data_dir, alpha, alphas, extra_seeds, device, threads,
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", force=True)
     torch.set_num_threads(threads)
     cfg = get_experiment(preset)
-    changes = {"alpha": alpha, "sweep": _numbers(alphas, float, "--alphas", "0.01,0.5"),
-               "extra_seeds": _numbers(extra_seeds, int, "--extra-seeds", "101,102"), "device": device}
+    changes = {
+        "alpha": alpha,
+        "sweep": _numbers(alphas, float, "--alphas", "0.01,0.5"),
+        "extra_seeds": _numbers(extra_seeds, int, "--extra-seeds", "101,102"),
+        "device": device,
+    }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     if data_dir is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))

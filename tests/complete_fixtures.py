@@ -38,7 +38,7 @@ class Fake:
         answers = []
         for position, index in enumerate(request.indices):
             word = self.words[index % len(self.words)]
-            box = InputBox.from_pixels(request.x[position:position + 1], request.eps, request.mean, request.std)
+            box = InputBox.from_pixels(request.x[position : position + 1], request.eps, request.mean, request.std)
             point = box.x_norm.flatten().numpy() if word == "sat" else None
             answers.append(CompleteAnswer(index, word, 1.5, point, note=f"fake {word}"))
         return answers
@@ -58,6 +58,7 @@ def trained_mlp(folder: Path) -> tuple[Path, Path]:
             loss.backward()
             opt.step()
     path = folder / "run" / "model.pt"
-    save_checkpoint(path, model.eval(), arch_record("mlp", (1, 28, 28), 10, {"hidden": [32]}), "mnist",
-                    {"schedule": {"eps": EPS}})
+    save_checkpoint(
+        path, model.eval(), arch_record("mlp", (1, 28, 28), 10, {"hidden": [32]}), "mnist", {"schedule": {"eps": EPS}}
+    )
     return path, root

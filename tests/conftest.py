@@ -58,8 +58,9 @@ def shared_data_dir() -> Path | None:
 def data_dir() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("real data not found by the README's rule: set ADCERT_DATA or put ../shared/data "
-                    "beside the checkout")
+        pytest.skip(
+            "real data not found by the README's rule: set ADCERT_DATA or put ../shared/data beside the checkout"
+        )
     return path
 
 

@@ -22,8 +22,12 @@ def _write_batches(root, make):
 
 def _real_batch(name, n=4, protocol=2):
     rng = np.random.default_rng(len(name))
-    batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in rng.integers(0, 10, n)],
-             b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
     return pickle.dumps(batch, protocol=protocol)
 
 

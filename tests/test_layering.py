@@ -61,7 +61,7 @@ def _imports(name: str, tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = name.split(".") if _is_package(name) else name.split(".")[:-1]
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
@@ -91,7 +91,7 @@ def test_every_module_has_a_room_and_lazy_imports_count():
     for module in MODULES:
         _room(module)
     assert "adcert_plugin.training" in GRAPH["adcert_plugin.cli.commands"]  # imported inside train_cmd
-    assert "adcert_plugin.bounds" in GRAPH["vnncomp.export.selection"]      # imported inside _certifier
+    assert "adcert_plugin.bounds" in GRAPH["vnncomp.export.selection"]  # imported inside _certifier
 
 
 def test_no_import_cycle():
@@ -126,8 +126,12 @@ def test_no_import_cycle():
 
 
 def test_imports_go_down_the_pipeline():
-    upward = [f"{src} imports {dst}" for src, targets in sorted(GRAPH.items()) for dst in sorted(targets)
-              if _room(src) != _room(dst) and LEVEL[_room(dst)] >= LEVEL[_room(src)]]
+    upward = [
+        f"{src} imports {dst}"
+        for src, targets in sorted(GRAPH.items())
+        for dst in sorted(targets)
+        if _room(src) != _room(dst) and LEVEL[_room(dst)] >= LEVEL[_room(src)]
+    ]
     assert upward == [], "imports that go up (or sideways) the pipeline:\n" + "\n".join(upward)
 
 

@@ -13,8 +13,10 @@ from adcert_plugin.models import create_model, feature_width, ibp_init, list_mod
 from adcert_plugin.training import arch_record, load_model, save_checkpoint
 
 
-@pytest.mark.parametrize("name,shape,flat", [("cnn7", (1, 28, 28), 128 * 14 * 14), ("cnn7", (3, 32, 32), 32768),
-                                             ("cnn7", (3, 64, 64), 32768)])
+@pytest.mark.parametrize(
+    "name,shape,flat",
+    [("cnn7", (1, 28, 28), 128 * 14 * 14), ("cnn7", (3, 32, 32), 32768), ("cnn7", (3, 64, 64), 32768)],
+)
 def test_cnn7_layout(name, shape, flat):
     model = create_model(name, shape, 10, width=64)
     linears = [m for m in model if isinstance(m, nn.Linear)]
@@ -53,8 +55,13 @@ def test_unknown_model_lists_known_names():
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path):
     model = create_model("small-cnn", (1, 28, 28), 10, bn=True)
-    path = save_checkpoint(tmp_path / "m.pt", model, arch_record("small-cnn", (1, 28, 28), 10, {"bn": True}),
-                           dataset="mnist", config={"eps": 0.1})
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        arch_record("small-cnn", (1, 28, 28), 10, {"bn": True}),
+        dataset="mnist",
+        config={"eps": 0.1},
+    )
     loaded, record = load_model(path)
     assert record["dataset"] == "mnist" and record["config"]["eps"] == 0.1
     for key, value in model.state_dict().items():

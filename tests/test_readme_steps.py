@@ -21,13 +21,21 @@ from adcert_plugin.cli import eval_cmd, losses_cmd, merge_cmd, train_cmd
 from adcert_plugin.training import get_preset
 from vnncomp.cli import export_cmd, report_cmd, verify_cmd
 
-COMMANDS = {"adcert-train": train_cmd, "adcert-eval": eval_cmd, "adcert-losses": losses_cmd,
-            "adcert-eval-merge": merge_cmd, "adcert-export": export_cmd, "adcert-verify": verify_cmd,
-            "adcert-report": report_cmd}
+COMMANDS = {
+    "adcert-train": train_cmd,
+    "adcert-eval": eval_cmd,
+    "adcert-losses": losses_cmd,
+    "adcert-eval-merge": merge_cmd,
+    "adcert-export": export_cmd,
+    "adcert-verify": verify_cmd,
+    "adcert-report": report_cmd,
+}
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # where the pipeline is shown step by step: (page, the heading its bash block follows)
-PIPELINES = [(REPO / "README.md", "## The pipeline in ten lines"),
-             (REPO / "docs" / "getting-started.md", "## The pipeline, step by step")]
+PIPELINES = [
+    (REPO / "README.md", "## The pipeline in ten lines"),
+    (REPO / "docs" / "getting-started.md", "## The pipeline, step by step"),
+]
 
 
 def _pipeline(page, heading) -> list[list[str]]:
@@ -44,8 +52,9 @@ def _shown_commands() -> list[tuple[str, list[str]]]:
         for block in re.findall(r"^ *```bash\n(.*?)^ *```", page.read_text(), re.S | re.M):
             for line in block.replace("\\\n", " ").splitlines():
                 words = shlex.split(line, comments=True)
-                if words and (words[0] in COMMANDS or (words[:2] and words[0] == "python"
-                              and words[1].startswith("examples/"))):
+                if words and (
+                    words[0] in COMMANDS or (words[:2] and words[0] == "python" and words[1].startswith("examples/"))
+                ):
                     shown.append((page.relative_to(REPO).as_posix(), words))
     return shown
 
@@ -87,8 +96,15 @@ def _option(words: list[str], name: str) -> str | None:
 @pytest.mark.parametrize("page, heading", PIPELINES, ids=lambda v: getattr(v, "name", v))
 def test_every_step_parses_with_its_command(page, heading):
     steps = _pipeline(page, heading)
-    assert [w[0] for w in steps] == ["adcert-train", "adcert-train", "adcert-eval", "adcert-eval", "adcert-export",
-                                     "adcert-verify", "adcert-report"]
+    assert [w[0] for w in steps] == [
+        "adcert-train",
+        "adcert-train",
+        "adcert-eval",
+        "adcert-eval",
+        "adcert-export",
+        "adcert-verify",
+        "adcert-report",
+    ]
     for words in steps:
         _parse(words)
 
@@ -113,9 +129,18 @@ def test_the_export_draws_from_the_samples_the_eval_covers_and_the_report_reads_
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="not a git checkout")
-@pytest.mark.parametrize("path", ["bench/adcert/instances.csv", "runs/adcert/model.pt", ".venv-neuralsat/bin/python",
-                                  "bench/adcert/vnnlib/x.vnnlib.compiled", "failedMarabouQuery.ipq", "test_cex.txt",
-                                  "vnncomp/failedMarabouQuery.ipq"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "bench/adcert/instances.csv",
+        "runs/adcert/model.pt",
+        ".venv-neuralsat/bin/python",
+        "bench/adcert/vnnlib/x.vnnlib.compiled",
+        "failedMarabouQuery.ipq",
+        "test_cex.txt",
+        "vnncomp/failedMarabouQuery.ipq",
+    ],
+)
 def test_what_the_steps_and_verifiers_leave_is_ignored_by_git(path):
     result = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO)
     assert result.returncode == 0, f"{path} would show as untracked"

@@ -30,15 +30,28 @@ def write_fake_mnist(root: Path, n_train: int = 256, n_test: int = 64, seed: int
     return root
 
 
-def tiny_sets(data_dir: Path, out_dir: Path, loss: str = "mtl-ibp", epochs: int = 2,
-              extra: dict | None = None) -> list[str]:
+def tiny_sets(
+    data_dir: Path, out_dir: Path, loss: str = "mtl-ibp", epochs: int = 2, extra: dict | None = None
+) -> list[str]:
     """``--set`` strings for a seconds-long CPU run on the fake data (an MLP without BN)."""
     sets = {
-        "data.dataset": "mnist", "data.data_dir": str(data_dir), "data.test_subset": 32, "data.batch_size": 64,
-        "model.name": "mlp", "model.kwargs": "{hidden: [16]}", "loss.name": loss,
-        "schedule.epochs": epochs, "schedule.eps": 0.05, "schedule.eps_start_epoch": 1,
-        "schedule.eps_length_epochs": 1, "optim.milestones": "[1]", "optim.l1": 1e-5,
-        "eval.pgd_steps": 2, "eval.pgd_step_size": 0.5, "out_dir": str(out_dir), "seed": 3,
+        "data.dataset": "mnist",
+        "data.data_dir": str(data_dir),
+        "data.test_subset": 32,
+        "data.batch_size": 64,
+        "model.name": "mlp",
+        "model.kwargs": "{hidden: [16]}",
+        "loss.name": loss,
+        "schedule.epochs": epochs,
+        "schedule.eps": 0.05,
+        "schedule.eps_start_epoch": 1,
+        "schedule.eps_length_epochs": 1,
+        "optim.milestones": "[1]",
+        "optim.l1": 1e-5,
+        "eval.pgd_steps": 2,
+        "eval.pgd_step_size": 0.5,
+        "out_dir": str(out_dir),
+        "seed": 3,
     }
     sets.update(extra or {})
     return [f"{k}={v}" for k, v in sets.items()]

@@ -1,7 +1,7 @@
 """Attacks: PGD inside an InputBox, run on the BN-folded eval network.
 
-    pgd.py      AttackConfig, pgd_attack, attack_objective
-    folding.py  eval-mode BN as an affine map; folded_eval_forward (what PGD runs)
+pgd.py      AttackConfig, pgd_attack, attack_objective
+folding.py  eval-mode BN as an affine map; folded_eval_forward (what PGD runs)
 """
 
 from .folding import bn_scale_shift, folded_eval_forward

@@ -40,9 +40,17 @@ def step_scale(step: int, steps: int) -> float:
     return gamma ** sum(step >= m for m in milestones)
 
 
-def ctbench_pgd(forward: Forward, box: InputBox, y: torch.Tensor, steps: int, step_size: float, restarts: int,
-                objective: Objective = "ce", target_logits: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def ctbench_pgd(
+    forward: Forward,
+    box: InputBox,
+    y: torch.Tensor,
+    steps: int,
+    step_size: float,
+    restarts: int,
+    objective: Objective = "ce",
+    target_logits: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The best point found in ``box`` per sample ``[B, C, H, W]`` (normalised, detached)."""
     lower, upper = box.lower_norm.detach(), box.upper_norm.detach()
     centre = box.x_norm.detach()

@@ -35,15 +35,18 @@ from ..errors import UnsupportedModelError
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
-def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm,
-                   dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def bn_scale_shift(
+    bn: nn.modules.batchnorm._BatchNorm, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (scale, shift) of an eval-mode BN, y = scale·x + shift (detached).
 
     ``dtype``: compute in this precision (export folds in float64); default the BN's own.
     """
     if bn.running_mean is None or bn.running_var is None:
-        raise UnsupportedModelError(f"{bn} has no running statistics (track_running_stats=False); "
-                                    "its eval mode is not an affine map and cannot be folded")
+        raise UnsupportedModelError(
+            f"{bn} has no running statistics (track_running_stats=False); "
+            "its eval mode is not an affine map and cannot be folded"
+        )
     cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
     scale = torch.rsqrt(cast(bn.running_var) + bn.eps)
     shift = -cast(bn.running_mean) * scale
@@ -53,8 +56,7 @@ def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm,
     return scale, shift
 
 
-def folded_eval_forward(model: nn.Module, channels_last: bool | None = None,
-                        fuse_relu: bool | None = None) -> Forward:
+def folded_eval_forward(model: nn.Module, channels_last: bool | None = None, fuse_relu: bool | None = None) -> Forward:
     """A function computing ``model.eval()(x)`` with every BN folded, on detached weights.
 
     The weights are read now: build it again after the model changes. Gradients flow to the
@@ -103,9 +105,15 @@ def _folds_into(layer: nn.Module) -> bool:
 
 def _fuses_relu(layer: nn.Module, after: nn.Module | None) -> bool:
     """A zero-padded CPU float32 conv (with its folded BN) followed by a ReLU can run fused."""
-    return (isinstance(after, nn.ReLU) and isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros"
-            and layer.groups == 1 and layer.weight.device.type == "cpu" and layer.weight.dtype == torch.float32
-            and fused_conv_relu_available())
+    return (
+        isinstance(after, nn.ReLU)
+        and isinstance(layer, nn.Conv2d)
+        and layer.padding_mode == "zeros"
+        and layer.groups == 1
+        and layer.weight.device.type == "cpu"
+        and layer.weight.dtype == torch.float32
+        and fused_conv_relu_available()
+    )
 
 
 def _folded_op(layer: nn.Module, bn, layout, relu: bool = False) -> Forward:
@@ -140,6 +148,7 @@ def _conv_op(conv: nn.Conv2d, bn, layout, relu: bool = False) -> Forward:
 # (small-cnn's 1→16 conv: 8.3 ms against a 3.4 ms forward, batch 100, one thread; CNN7's 1→64:
 # 48 ms against 12 ms). As one matmul and a col2im (``F.fold``) it takes 3.4 ms and 15 ms.
 
+
 def _folds_input_grad(weight: torch.Tensor, groups: int) -> bool:
     return weight.shape[1] == 1 and groups == 1 and weight.device.type == "cpu"
 
@@ -151,8 +160,18 @@ def _conv_input_grad(grad_out, x, weight, stride, padding, dilation, groups):
         columns = torch.matmul(weight.reshape(channels, -1).t(), grad_out.reshape(batch, channels, -1))
         return F.fold(columns, x.shape[-2:], weight.shape[-2:], dilation=dilation, padding=padding, stride=stride)
     (grad_x, _, _) = torch.ops.aten.convolution_backward(
-        grad_out, x, weight, None, list(stride), list(padding), list(dilation), False, [0, 0], groups,
-        [True, False, False])
+        grad_out,
+        x,
+        weight,
+        None,
+        list(stride),
+        list(padding),
+        list(dilation),
+        False,
+        [0, 0],
+        groups,
+        [True, False, False],
+    )
     return grad_x
 
 
@@ -186,6 +205,7 @@ def _affine_op(scale: torch.Tensor, shift: torch.Tensor) -> Forward:
     def affine(x):
         view = [1, -1] + [1] * (x.dim() - 2)
         return torch.addcmul(shift.view(view), x, scale.view(view))
+
     return affine
 
 
@@ -196,6 +216,7 @@ def _chain(ops: list[Forward], layout) -> Forward:
         for op in ops:
             x = op(x)
         return x
+
     return forward
 
 
@@ -204,9 +225,11 @@ def _chain(ops: list[Forward], layout) -> Forward:
 # the conv's post-op (torch's own CPU compiler does the same). Its op is private to torch, so
 # it is used only after a one-time check that it exists and computes relu(conv2d(x)).
 
+
 def _fused_conv_relu(x, weight, bias, stride, padding, dilation, groups):
-    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, list(padding), list(stride), list(dilation),
-                                                   groups, "relu", [], "")
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, list(padding), list(stride), list(dilation), groups, "relu", [], ""
+    )
 
 
 class _ConvReLU(torch.autograd.Function):
@@ -250,8 +273,10 @@ def _probe_fused_conv_relu() -> bool:
             xl = x.detach().contiguous(memory_format=layout).requires_grad_(True)
             got = _ConvReLU.apply(xl, w.contiguous(memory_format=layout), b, *args)
             (got_grad,) = torch.autograd.grad(got.sum(), xl)
-            if not (torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
-                    and torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)):
+            if not (
+                torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
+                and torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
+            ):
                 return False
     except (RuntimeError, TypeError):  # the private op's signature changed in this build
         return False

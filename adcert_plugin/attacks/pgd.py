@@ -38,8 +38,9 @@ class AttackConfig:
             raise ValueError(f"PGD needs steps ≥ 1, restarts ≥ 1 and step_size > 0; got {self}")
 
 
-def attack_objective(logits: torch.Tensor, y: torch.Tensor, objective: Objective,
-                     target_logits: torch.Tensor | None = None) -> torch.Tensor:
+def attack_objective(
+    logits: torch.Tensor, y: torch.Tensor, objective: Objective, target_logits: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-sample quantity the attack maximises ``[B]``.
 
     ``ce``: cross-entropy; ``margin``: max_{j≠y} z_j − z_y (positive = misclassified);
@@ -59,8 +60,14 @@ def attack_objective(logits: torch.Tensor, y: torch.Tensor, objective: Objective
     raise ValueError(f"unknown attack objective {objective!r}; choose ce, margin or kl")
 
 
-def pgd_attack(model: nn.Module, box: InputBox, y: torch.Tensor, cfg: AttackConfig = AttackConfig(),
-               target_logits: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd_attack(
+    model: nn.Module,
+    box: InputBox,
+    y: torch.Tensor,
+    cfg: AttackConfig = AttackConfig(),
+    target_logits: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Strongest point found in ``box`` for each sample: ``[B, C, H, W]`` (normalised, detached).
 
     The model runs in eval mode (BN with running statistics, folded) and is switched back

@@ -15,6 +15,7 @@ statistics by taking the clean batch as its ``stats_input``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ class BatchStatistics:
 
     moments: tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
-    def detach(self) -> "BatchStatistics":
+    def detach(self) -> BatchStatistics:
         return BatchStatistics(tuple((m.detach(), v.detach()) for m, v in self.moments))
 
 
@@ -36,7 +37,7 @@ def _reduce_dims(x: torch.Tensor) -> list[int]:
     return [0] + list(range(2, x.dim()))
 
 
-def _normalise(bn: _BN, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+def _normalise(bn: Any, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     shape = [1, -1] + [1] * (x.dim() - 2)
     out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
     if bn.affine:
@@ -63,8 +64,9 @@ def batch_statistics(model: nn.Module, x: torch.Tensor) -> BatchStatistics:
     return BatchStatistics(tuple(moments))
 
 
-def forward_with_statistics(model: nn.Module, x: torch.Tensor,
-                            stats: BatchStatistics) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_with_statistics(
+    model: nn.Module, x: torch.Tensor, stats: BatchStatistics
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(penultimate features, logits) of ``x``, every BN normalising with ``stats`` (frozen)."""
     layers = _layers(model)
     moments = iter(stats.moments)

@@ -54,8 +54,10 @@ def relu_backward_1d(code: torch.Tensor, grad_centre: torch.Tensor, grad_radius:
 
 @functools.lru_cache(maxsize=1)
 def _compiled():
-    return (torch.compile(relu_forward_1d, dynamic=True, fullgraph=True),
-            torch.compile(relu_backward_1d, dynamic=True, fullgraph=True))
+    return (
+        torch.compile(relu_forward_1d, dynamic=True, fullgraph=True),
+        torch.compile(relu_backward_1d, dynamic=True, fullgraph=True),
+    )
 
 
 @functools.cache
@@ -66,8 +68,12 @@ def available(dtype: torch.dtype = torch.float32) -> bool:
     try:
         return _probe(dtype)
     except Exception as error:  # noqa: BLE001 - no compiler, an Inductor bug: the eager path runs
-        log.warning("the fused interval kernels do not build here (%s: %s); the eager ops run instead "
-                    "(same results, slower; ADCERT_FUSED_KERNELS=0 skips this probe)", type(error).__name__, error)
+        log.warning(
+            "the fused interval kernels do not build here (%s: %s); the eager ops run instead "
+            "(same results, slower; ADCERT_FUSED_KERNELS=0 skips this probe)",
+            type(error).__name__,
+            error,
+        )
         return False
 
 
@@ -75,8 +81,10 @@ def _probe(dtype: torch.dtype) -> bool:
     gen = torch.Generator().manual_seed(0)
     special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0], dtype=dtype)
     for length in (4099, 70001):  # odd lengths: the vector loops' tails; two sizes: one compilation
-        centre, radius = (torch.randn(length, generator=gen, dtype=dtype),
-                          torch.rand(length, generator=gen, dtype=dtype) * 2)
+        centre, radius = (
+            torch.randn(length, generator=gen, dtype=dtype),
+            torch.rand(length, generator=gen, dtype=dtype) * 2,
+        )
         radius[:5] = centre[:5].abs()  # ties: c = r and c = -r
         centre[5:10], radius[15:20] = special, special.abs()  # NaN and inf pass as the eager ops pass them
         grads = torch.randn(length, generator=gen, dtype=dtype), torch.randn(length, generator=gen, dtype=dtype)
@@ -102,10 +110,13 @@ def _dense(t: torch.Tensor) -> bool:
 def applies(*tensors: torch.Tensor) -> bool:
     """The fused kernels run on these tensors (one dense layout, CPU float, large enough)."""
     first = tensors[0]
-    return (first.device.type == "cpu" and first.numel() >= MIN_NUMEL
-            and all(t.dtype == first.dtype and t.shape == first.shape and t.stride() == first.stride()
-                    for t in tensors[1:])
-            and _dense(first) and available(first.dtype))
+    return (
+        first.device.type == "cpu"
+        and first.numel() >= MIN_NUMEL
+        and all(t.dtype == first.dtype and t.shape == first.shape and t.stride() == first.stride() for t in tensors[1:])
+        and _dense(first)
+        and available(first.dtype)
+    )
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:

@@ -101,24 +101,33 @@ class _IntervalLinear(torch.autograd.Function):
         need = ctx.needs_input_grad
         grad_w = grad_b = None
         if need[3]:
-            grad_w = (grad_radius.t().matmul(radius).mul_(weight.sgn()) if grad_radius is not None
-                      else torch.zeros_like(weight))
+            grad_w = (
+                grad_radius.t().matmul(radius).mul_(weight.sgn())
+                if grad_radius is not None
+                else torch.zeros_like(weight)
+            )
             for g, x in grads:
                 grad_w.addmm_(g.t(), x)
         if ctx.has_bias and need[4]:
             grad_b = sum(g.sum(0) for g, _ in grads) if grads else None
-        return (grad_centre.matmul(weight) if need[0] and grad_centre is not None else None,
-                grad_radius.matmul(abs_weight) if need[1] and grad_radius is not None else None,
-                grad_stats.matmul(weight) if ctx.has_stats and need[2] and grad_stats is not None else None,
-                grad_w, grad_b)
+        return (
+            grad_centre.matmul(weight) if need[0] and grad_centre is not None else None,
+            grad_radius.matmul(abs_weight) if need[1] and grad_radius is not None else None,
+            grad_stats.matmul(weight) if ctx.has_stats and need[2] and grad_stats is not None else None,
+            grad_w,
+            grad_b,
+        )
 
 
 def _folds_bn(layer: nn.Module, after: nn.Module | None) -> bool:
     """A zero-padded conv followed by a BN: the BN's per-channel affine map goes into the conv's
     weights, which are far smaller than its output (CNN7: 147k against 3.2M values), so the
     centre and radius skip two elementwise passes each way and the tensors they would save."""
-    return (isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros"
-            and isinstance(after, nn.modules.batchnorm._BatchNorm))
+    return (
+        isinstance(layer, nn.Conv2d)
+        and layer.padding_mode == "zeros"
+        and isinstance(after, nn.modules.batchnorm._BatchNorm)
+    )
 
 
 def _conv_bn(conv: nn.Conv2d, bn, centre, radius, stats, track: bool):
@@ -151,12 +160,21 @@ def _bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm, stats: torch.Tensor | N
         if fused_batch_stats_available():
             normed, mean, invstd = _BatchStats.apply(stats, bn.weight, bn.bias, *running, momentum, bn.eps)
         else:
-            normed, mean, invstd = _batch_stats_autograd(stats, bn.weight, bn.bias, *running, momentum,  # type: ignore[call-arg]
-                                                         bn.eps)
+            normed, mean, invstd = _batch_stats_autograd(
+                stats,
+                bn.weight,
+                bn.bias,
+                *running,
+                momentum,  # type: ignore[call-arg]
+                bn.eps,
+            )
     else:
         mean, invstd = bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
-        normed = None if stats is None else F.batch_norm(stats, bn.running_mean, bn.running_var, bn.weight,
-                                                         bn.bias, False, 0.0, bn.eps)
+        normed = (
+            None
+            if stats is None
+            else F.batch_norm(stats, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        )
     scale = invstd if bn.weight is None else invstd * bn.weight
     shift = -mean * scale + (bn.bias if bn.bias is not None else 0.0)
     return scale, shift, normed
@@ -177,8 +195,7 @@ class _BatchStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
-        normed, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True,
-                                                       momentum, eps)
+        normed, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.eps, ctx.has_weight, ctx.has_bias = eps, weight is not None, bias is not None
         return normed, mean, invstd
@@ -188,7 +205,8 @@ class _BatchStats(torch.autograd.Function):
     def backward(ctx, grad_normed, grad_mean, grad_invstd):
         x, weight, mean, invstd = ctx.saved_tensors
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad_normed, x, weight, None, None, mean, invstd, True, ctx.eps, [True, ctx.has_weight, ctx.has_bias])
+            grad_normed, x, weight, None, None, mean, invstd, True, ctx.eps, [True, ctx.has_weight, ctx.has_bias]
+        )
         n = x.numel() // x.shape[1]
         per_x = -grad_invstd * invstd.pow(3) / n  # the 1/std term is per_x·(x − mean)
         constant = grad_mean / n - mean * per_x
@@ -202,8 +220,14 @@ def fused_batch_stats_available() -> bool:
     the gradients of x, weight and bias; NCHW, channels-last and 2-d); else the reference form runs."""
     try:
         with torch.enable_grad():
-            return all(_probe_batch_stats(shape, layout) for shape, layout in (
-                ((5, 3, 4, 3), torch.contiguous_format), ((5, 3, 4, 3), torch.channels_last), ((6, 4), None)))
+            return all(
+                _probe_batch_stats(shape, layout)
+                for shape, layout in (
+                    ((5, 3, 4, 3), torch.contiguous_format),
+                    ((5, 3, 4, 3), torch.channels_last),
+                    ((6, 4), None),
+                )
+            )
     except (RuntimeError, TypeError):  # an aten signature changed in this build
         return False
 
@@ -220,8 +244,11 @@ def _probe_batch_stats(shape, layout) -> bool:
         leaves = [t.detach().clone().requires_grad_(True) for t in (x, *params)]
         running = [torch.zeros(channels), torch.ones(channels)]
         normed, mean, invstd = fn(*leaves, *running, 0.1, 1e-5)  # type: ignore[call-arg]  # lists: 3 + 2
-        objective = (normed * weights[0]).sum() + (mean * weights[1][0, :, ...].flatten()[:channels]).sum() \
+        objective = (
+            (normed * weights[0]).sum()
+            + (mean * weights[1][0, :, ...].flatten()[:channels]).sum()
             + (invstd * weights[2][0, :, ...].flatten()[:channels]).sum()
+        )
         results.append([normed, mean, invstd, *running, *torch.autograd.grad(objective, leaves)])
     return all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(*results))
 
@@ -287,10 +314,17 @@ def _to_layout(t: torch.Tensor | None, layout):
     return t if t is None or layout is None else _in_layout(t, layout)
 
 
-def propagate(model: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor,
-              stats_input: torch.Tensor | None = None, spec: torch.Tensor | None = None,
-              keep_relu_inputs: bool = False, track_running_stats: bool = False,
-              channels_last: bool | None = None, keep_head_input: bool = False) -> IntervalTrace:
+def propagate(
+    model: nn.Sequential,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    stats_input: torch.Tensor | None = None,
+    spec: torch.Tensor | None = None,
+    keep_relu_inputs: bool = False,
+    track_running_stats: bool = False,
+    channels_last: bool | None = None,
+    keep_head_input: bool = False,
+) -> IntervalTrace:
     """Interval bounds of ``model`` over the box [lower, upper] (normalised input space).
 
     Args:

@@ -41,8 +41,9 @@ def _auto_lirpa():
     global _lirpa
     if _lirpa is None:
         if _VERSION is None:
-            raise UnsupportedModelError("auto_LiRPA is not installed; run `pip install --no-deps auto_LiRPA` "
-                                        "(see the README's set-up command)")
+            raise UnsupportedModelError(
+                "auto_LiRPA is not installed; run `pip install --no-deps auto_LiRPA` (see the README's set-up command)"
+            )
         applied = lirpa_compat.prepare_import(_VERSION)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -50,8 +51,9 @@ def _auto_lirpa():
                 import auto_LiRPA
             except ImportError as err:  # e.g. 0.7 imports graphviz at import time
                 missing = f"pip install {err.name}" if getattr(err, "name", None) else "reinstall it"
-                raise UnsupportedModelError(f"auto_LiRPA {'.'.join(map(str, _VERSION))} cannot be imported ({err}); "
-                                            f"{missing}") from err
+                raise UnsupportedModelError(
+                    f"auto_LiRPA {'.'.join(map(str, _VERSION))} cannot be imported ({err}); {missing}"
+                ) from err
         applied += lirpa_compat.patch_bounded_module(auto_LiRPA.BoundedModule, _VERSION)
         if applied:
             log.debug("auto_LiRPA %s compatibility patches: %s", _VERSION, ", ".join(applied))
@@ -107,11 +109,13 @@ class BoundedNet:
                 with _no_state_reload(self.model, lirpa.BoundedModule), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     self._lirpa_module = lirpa.BoundedModule(
-                        self.model.eval(), example, bound_opts=lirpa_compat.default_bound_opts(_VERSION),
-                        device=device)
+                        self.model.eval(), example, bound_opts=lirpa_compat.default_bound_opts(_VERSION), device=device
+                    )
             except Exception as err:  # auto_LiRPA raises bare errors on unsupported graphs
-                raise UnsupportedModelError(f"auto_LiRPA cannot bound {type(self.model).__name__}: "
-                                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+                raise UnsupportedModelError(
+                    f"auto_LiRPA cannot bound {type(self.model).__name__}: "
+                    f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                ) from err
             finally:
                 self.model.train(was_training)
             self._buffer_pairs = self._match_buffers()
@@ -120,8 +124,11 @@ class BoundedNet:
     def _match_buffers(self):
         """(node, model buffer) pairs: auto_LiRPA 0.3 holds a *copy* of each buffer in a node."""
         ours = dict(self.model.named_buffers())
-        nodes = [node for node in self._lirpa_module.modules()
-                 if "buffer" in getattr(node, "_buffers", {}) and getattr(node, "ori_name", None) in ours]
+        nodes = [
+            node
+            for node in self._lirpa_module.modules()
+            if "buffer" in getattr(node, "_buffers", {}) and getattr(node, "ori_name", None) in ours
+        ]
         params = {id(p) for p in self.model.parameters()}
         if not all(id(p) in params for p in self._lirpa_module.parameters()):
             raise UnsupportedModelError("auto_LiRPA copied the model's parameters; bounds would go stale")
@@ -153,6 +160,7 @@ class BoundedNet:
                 dims = [0] + list(range(2, h.dim()))
                 stats[f"{name}.running_mean"] = h.mean(dims)
                 stats[f"{name}.running_var"] = h.var(dims, unbiased=False)  # what train-mode BN divides by
+
             return hook
 
         for name, m in self.model.named_modules():
@@ -185,8 +193,9 @@ class BoundedNet:
                 node.buffer = frozen.detach().clone()
         module.eval()
 
-    def _lirpa_margin_lower(self, box: InputBox, spec: torch.Tensor, method: str,
-                            stats_input: torch.Tensor | None) -> torch.Tensor:
+    def _lirpa_margin_lower(
+        self, box: InputBox, spec: torch.Tensor, method: str, stats_input: torch.Tensor | None
+    ) -> torch.Tensor:
         lirpa = _auto_lirpa()
         module = self._sync()
         value = box.x_norm if stats_input is None else stats_input
@@ -211,12 +220,14 @@ class BoundedNet:
                     f"auto_LiRPA {'.'.join(map(str, _VERSION or ()))} failed to compute {method} bounds for "
                     f"{type(self.model).__name__} in {'train' if self.model.training else 'eval'} mode "
                     f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                    "bound it in eval mode or with another method") from err
+                    "bound it in eval mode or with another method"
+                ) from err
         return lower
 
     # -- public API --------------------------------------------------------------------
-    def margin_lower(self, box: InputBox, y: torch.Tensor, method: str = "IBP",
-                     stats_input: torch.Tensor | None = None) -> torch.Tensor:
+    def margin_lower(
+        self, box: InputBox, y: torch.Tensor, method: str = "IBP", stats_input: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Lower bounds of the margins z_y − z_j (j ≠ y) over ``box``: ``[B, K-1]``.
 
         Args:
@@ -234,9 +245,15 @@ class BoundedNet:
             return self.ibp_trace(box, y, stats_input).lower
         return self._lirpa_margin_lower(box, spec, method, stats_input)
 
-    def ibp_trace(self, box: InputBox, y: torch.Tensor, stats_input: torch.Tensor | None = None,
-                  keep_relu_inputs: bool = False, track_running_stats: bool = False,
-                  keep_head_input: bool = False) -> interval.IntervalTrace:
+    def ibp_trace(
+        self,
+        box: InputBox,
+        y: torch.Tensor,
+        stats_input: torch.Tensor | None = None,
+        keep_relu_inputs: bool = False,
+        track_running_stats: bool = False,
+        keep_head_input: bool = False,
+    ) -> interval.IntervalTrace:
         """IBP margin bounds plus the logits at ``stats_input`` and the ReLU-input bounds.
 
         One pass gives all three on the native path; this is what the training losses and
@@ -246,15 +263,24 @@ class BoundedNet:
         With ``keep_head_input`` the trace also holds the IBP box of the penultimate features.
         """
         if not self.native_ibp:
-            raise UnsupportedModelError(f"{type(self.model).__name__} is not a plain Conv/Linear/BN/ReLU chain; "
-                                        "use margin_lower() (auto_LiRPA) instead")
+            raise UnsupportedModelError(
+                f"{type(self.model).__name__} is not a plain Conv/Linear/BN/ReLU chain; "
+                "use margin_lower() (auto_LiRPA) instead"
+            )
         num_classes = self.model[-1].out_features
         spec = margin_matrix(y, num_classes)
         needs_stats = self.model.training or stats_input is not None
         stats = (box.x_norm if stats_input is None else stats_input) if needs_stats else None
-        return interval.propagate(self.model, box.lower_norm, box.upper_norm, stats, spec=spec,
-                                  keep_relu_inputs=keep_relu_inputs, track_running_stats=track_running_stats,
-                                  keep_head_input=keep_head_input)
+        return interval.propagate(
+            self.model,
+            box.lower_norm,
+            box.upper_norm,
+            stats,
+            spec=spec,
+            keep_relu_inputs=keep_relu_inputs,
+            track_running_stats=track_running_stats,
+            keep_head_input=keep_head_input,
+        )
 
     def _num_outputs(self, box: InputBox) -> int:
         was_training = self.model.training

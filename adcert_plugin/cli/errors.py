@@ -83,8 +83,10 @@ def _terminated(signum, frame) -> None:
 
 def sigterm_as_interrupt() -> None:
     """SIGTERM raises KeyboardInterrupt in the main thread (when nobody else handles it)."""
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
         signal.signal(signal.SIGTERM, _terminated)
 
 
@@ -115,5 +117,9 @@ def handle_errors(fn):
                 click.echo("Interrupted." + (f" {hint()}" if hint else ""), err=True)
                 raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
 
-    return click.option("--debug", is_flag=True, default=False,
-                        help="Show the full traceback (and library warnings) instead of a one-line error.")(wrapper)
+    return click.option(
+        "--debug",
+        is_flag=True,
+        default=False,
+        help="Show the full traceback (and library warnings) instead of a one-line error.",
+    )(wrapper)

@@ -11,7 +11,6 @@ import click
 
 from ..training.strict import number_from_text
 
-
 EPS_WHAT = "eps is a radius in pixel space, in (0, 1] (e.g. 0.1, or 2/255)"
 
 
@@ -20,21 +19,29 @@ class Number(click.ParamType):
 
     name = "number"
 
-    def __init__(self, min: float | None = None, max: float | None = None, min_open: bool = False,
-                 max_open: bool = False, what: str = ""):
+    def __init__(
+        self,
+        min: float | None = None,
+        max: float | None = None,
+        min_open: bool = False,
+        max_open: bool = False,
+        what: str = "",
+    ):
         self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
         self.what = what  # appended to a refusal, e.g. "pixel space, in (0, 1]"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            text = repr(float(value))
-        else:
-            text = str(value)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        text = repr(float(value)) if number else str(value)
         try:
             number = number_from_text(text)
         except ValueError:
-            self.fail(f"{value!r} is not a finite number (write e.g. 0.5, 5e-4 or 2/255)"
-                      + (f"; {self.what}" if self.what else ""), param, ctx)
+            self.fail(
+                f"{value!r} is not a finite number (write e.g. 0.5, 5e-4 or 2/255)"
+                + (f"; {self.what}" if self.what else ""),
+                param,
+                ctx,
+            )
         low_bad = self.min is not None and (number <= self.min if self.min_open else number < self.min)
         high_bad = self.max is not None and (number >= self.max if self.max_open else number > self.max)
         if low_bad or high_bad:

@@ -22,8 +22,10 @@ def _starting(signum, frame):
 
 def quiet_interrupt_while_starting() -> None:
     """Install the quiet handler, only in a console script, and only over Python's default."""
-    if os.path.basename(sys.argv[0] if sys.argv else "").startswith("adcert-") \
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if (
+        os.path.basename(sys.argv[0] if sys.argv else "").startswith("adcert-")
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
         signal.signal(signal.SIGINT, _starting)
 
 

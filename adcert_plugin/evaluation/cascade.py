@@ -33,8 +33,8 @@ import torch
 
 from ..attacks import AttackConfig, attack_objective
 from ..bounds import InputBox, margins, wrap_model
-from ..data import get_data_spec
-from ..errors import ConfigError, DataError, OutputError
+from ..data import DataSpec, get_data_spec
+from ..errors import ConfigError, OutputError
 from ..io import FolderLock, read_json, sha256_file, write_json
 from ..training import pick_device
 from . import report as R
@@ -63,13 +63,27 @@ RESUME_KEYS = ("checkpoint_sha256", "dataset", "eps", "methods", "indices", "see
 _TOL = 1e-4  # bound ≤ margin + _TOL·(1 + |margin|): float32 slack between two computations
 
 
-def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str | Path | None = None,
-             eps: float | None = None, methods: Sequence[str] | str = ("IBP", "CROWN"),
-             start: int | None = None, end: int | None = None, n: int | None = None, seed: int = 0,
-             attack: AttackConfig = DEFAULT_ATTACK, batch_size: int = 256, out_dir: str | Path | None = None,
-             resume: bool = False, overwrite: bool = False, arch: str | None = None,
-             device: str | None = None, progress: bool | None = None,
-             complete: CompleteConfig | None = None, split: str = "test") -> EvalReport:
+def evaluate(
+    checkpoint: str | Path,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    eps: float | None = None,
+    methods: Sequence[str] | str = ("IBP", "CROWN"),
+    start: int | None = None,
+    end: int | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    attack: AttackConfig = DEFAULT_ATTACK,
+    batch_size: int = 256,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    arch: str | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
+    complete: CompleteConfig | None = None,
+    split: str = "test",
+) -> EvalReport:
     """Evaluate a checkpoint: standard, PGD and certified accuracy per method, per-sample rows.
 
     Args:
@@ -119,8 +133,10 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     spec = get_data_spec(dataset)
     _check_fit(record, spec, checkpoint)
     if trained_on and dataset != trained_on:  # same shape and classes (Fashion-MNIST vs MNIST): still wrong
-        raise ConfigError(f"{checkpoint} was trained on {trained_on}, not {dataset}; drop --dataset "
-                          "(the checkpoint's is used) or pass a model trained on it")
+        raise ConfigError(
+            f"{checkpoint} was trained on {trained_on}, not {dataset}; drop --dataset "
+            "(the checkpoint's is used) or pass a model trained on it"
+        )
     eps = training_eps(record, checkpoint) if eps is None else float(eps)
     if not check_eps(eps):
         raise ConfigError(f"eps={eps} from the checkpoint's config: must be in (0, 1] (pixel space); pass --eps")
@@ -131,11 +147,22 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f"eval-{eps:g}"
     if complete is not None and complete.shard is not None:
         out_dir = out_dir / shard_dir_name(complete.shard)
-    run_config = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_file(checkpoint),
-                  "dataset": dataset, "eps": eps, "methods": list(methods), "start": start, "end": end, "n": n,
-                  "indices": _ranges(indices), "seed": seed, "attack": dataclasses.asdict(attack),
-                  "arch": record["arch"]["name"], "batch_size": batch_size,
-                  "complete": complete.record() if complete else None}
+    run_config = {
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "dataset": dataset,
+        "eps": eps,
+        "methods": list(methods),
+        "start": start,
+        "end": end,
+        "n": n,
+        "indices": _ranges(indices),
+        "seed": seed,
+        "attack": dataclasses.asdict(attack),
+        "arch": record["arch"]["name"],
+        "batch_size": batch_size,
+        "complete": complete.record() if complete else None,
+    }
     if split != "test":  # absent for test, so reports written before splits existed still resume
         run_config["split"] = split
     lock = _lock_report_dir(out_dir, defaulted=out_arg is None)
@@ -144,13 +171,21 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
         earlier_wall, earlier_complete_wall = _earlier_walls(out_dir, complete)
 
         model = model.to(device).eval().requires_grad_(False)
-        context = _Context(model, wrap_model(model, tuple(record["arch"]["in_shape"])), spec, eps, methods, attack,
-                           seed, device)
+        context = _Context(
+            model, wrap_model(model, tuple(record["arch"]["in_shape"])), spec, eps, methods, attack, seed, device
+        )
         samples_path = out_dir / R.SAMPLES_FILE
-        log.info("evaluating %d samples of %s at eps=%g with %s (%d already done) -> %s",
-                 len(indices), dataset, eps, ", ".join(methods), len(done), out_dir)
+        log.info(
+            "evaluating %d samples of %s at eps=%g with %s (%d already done) -> %s",
+            len(indices),
+            dataset,
+            eps,
+            ", ".join(methods),
+            len(done),
+            out_dir,
+        )
         wall = time.perf_counter()
-        blocks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+        blocks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
         with R.Progress(len(indices), len(done), progress) as bar:
             for block in blocks:
                 missing = [i for i in block if i not in done]
@@ -165,8 +200,18 @@ def evaluate(checkpoint: str | Path, dataset: str | None = None, data_dir: str |
         meta = dict(R.summary_meta(run_config), wall_seconds=wall, device=str(device), split=split)
         if complete is not None:
             network = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}_{record['arch']['name']}")
-            data = CompleteInputs(model, x_all[indices], y_all[indices], indices, eps, tuple(spec.mean), tuple(spec.std),
-                                  run_config["checkpoint_sha256"], network)
+            data = CompleteInputs(
+                model,
+                x_all[indices],
+                y_all[indices],
+                indices,
+                eps,
+                tuple(spec.mean),
+                tuple(spec.std),
+                run_config["checkpoint_sha256"],
+                network,
+            )
+            assert verifier is not None  # created above from complete.verifier
             rows, seconds = run_complete(rows, data, complete, verifier, out_dir)
             meta["complete"] = dict(complete.record(), wall_seconds=earlier_complete_wall + seconds)
         R.write_samples(samples_path, rows)  # canonical order, whatever the resume history
@@ -188,8 +233,10 @@ def _lock_report_dir(out_dir: Path, defaulted: bool) -> FolderLock:
     except OutputError as err:
         if not defaulted:
             raise
-        raise OutputError(f"cannot write the report folder {out_dir}, the default beside the checkpoint ({err}); "
-                          "pass --out-dir DIR to write the report somewhere writable") from err
+        raise OutputError(
+            f"cannot write the report folder {out_dir}, the default beside the checkpoint ({err}); "
+            "pass --out-dir DIR to write the report somewhere writable"
+        ) from err
 
 
 def _earlier_walls(out_dir: Path, complete: CompleteConfig | None) -> tuple[float, float]:
@@ -243,13 +290,19 @@ def _evaluate_block(ctx: _Context, x: torch.Tensor, y: torch.Tensor, indices: li
     if len(attacked):
         tic = _now(ctx.device)
         sub = _take(box, attacked)
-        x_adv, adv_margin = pgd_margins(ctx.model, sub, y[attacked], ctx.attack,
-                                        [_sample_seed(ctx.seed, indices[int(i)]) for i in attacked])
+        x_adv, adv_margin = pgd_margins(
+            ctx.model, sub, y[attacked], ctx.attack, [_sample_seed(ctx.seed, indices[int(i)]) for i in attacked]
+        )
         _share(stage, attacked.tolist(), "pgd", _now(ctx.device) - tic)
         attack_margin[attacked] = adv_margin
         for j in (~sub.contains(x_adv)).nonzero().flatten().tolist():
-            errors[int(attacked[j])].append({"kind": "adversarial-outside-box", "method": None,
-                                             "detail": "the attack's point lies outside the eps box"})
+            errors[int(attacked[j])].append(
+                {
+                    "kind": "adversarial-outside-box",
+                    "method": None,
+                    "detail": "the attack's point lies outside the eps box",
+                }
+            )
     worst = attack_margin.amin(1)
     robust = correct & (worst > 0)
 
@@ -279,17 +332,39 @@ def _evaluate_block(ctx: _Context, x: torch.Tensor, y: torch.Tensor, indices: li
     rows = []
     y, prediction, correct, robust, worst = (t.tolist() for t in (y, prediction, correct, robust, worst))
     for i, index in enumerate(indices):
-        status = ("misclassified" if not correct[i] else "pgd-broken" if not robust[i]
-                  else "certified" if certified_by[i] else "unknown")
+        status = (
+            "misclassified"
+            if not correct[i]
+            else "pgd-broken"
+            if not robust[i]
+            else "certified"
+            if certified_by[i]
+            else "unknown"
+        )
         if certified_by[i] and not robust[i]:  # cannot happen by construction; checked, not assumed
-            errors[i].append({"kind": "certified-but-broken", "method": certified_by[i],
-                              "detail": f"certified by {certified_by[i]} but the attack broke it"})
-        rows.append({"index": int(index), "label": y[i], "prediction": prediction[i],
-                     "clean_correct": correct[i], "pgd_robust": robust[i],
-                     "attack_margin": worst[i], "margin_lower": lower_min[i],
-                     "certified_by": certified_by[i], "status": status,
-                     "seconds": sum(stage[i].values()), "stage_seconds": stage[i],
-                     "soundness_errors": errors[i]})
+            errors[i].append(
+                {
+                    "kind": "certified-but-broken",
+                    "method": certified_by[i],
+                    "detail": f"certified by {certified_by[i]} but the attack broke it",
+                }
+            )
+        rows.append(
+            {
+                "index": int(index),
+                "label": y[i],
+                "prediction": prediction[i],
+                "clean_correct": correct[i],
+                "pgd_robust": robust[i],
+                "attack_margin": worst[i],
+                "margin_lower": lower_min[i],
+                "certified_by": certified_by[i],
+                "status": status,
+                "seconds": sum(stage[i].values()),
+                "stage_seconds": stage[i],
+                "soundness_errors": errors[i],
+            }
+        )
     return rows
 
 
@@ -299,10 +374,14 @@ def _check_bounds(lower, clean_margin, attack_margin, todo, method, errors) -> N
         excess = lower - observed - _TOL * (1 + observed.abs())
         for j in (excess > 0).any(1).nonzero().flatten().tolist():
             k = int(excess[j].argmax())
-            errors[int(todo[j])].append({
-                "kind": "bound-above-margin", "method": method,
-                "detail": f"{method} lower bound {float(lower[j, k]):.6g} exceeds the margin "
-                          f"{float(observed[j, k]):.6g} at the {name} point (margin {k})"})
+            errors[int(todo[j])].append(
+                {
+                    "kind": "bound-above-margin",
+                    "method": method,
+                    "detail": f"{method} lower bound {float(lower[j, k]):.6g} exceeds the margin "
+                    f"{float(observed[j, k]):.6g} at the {name} point (margin {k})",
+                }
+            )
 
 
 def _now(device: torch.device) -> float:
@@ -326,8 +405,9 @@ def _sample_seed(seed: int, index: int) -> int:
 
 
 # -- the evaluation attack -----------------------------------------------------------------
-def pgd_margins(model: torch.nn.Module, box: InputBox, y: torch.Tensor, cfg: AttackConfig,
-                seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def pgd_margins(
+    model: torch.nn.Module, box: InputBox, y: torch.Tensor, cfg: AttackConfig, seeds: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PGD with per-sample random starts; returns the lowest-margin point found and its margins.
 
     The steps are those of ``attacks.pgd_attack`` (uniform start in the box, ascent on the

@@ -52,7 +52,7 @@ from .verifiers import ANSWERS, CompleteAnswer, CompleteRequest, CompleteVerifie
 
 log = logging.getLogger(__name__)
 
-BOX_SLACK = 1e-4    # normalised-space slack for a counterexample's coordinates (VNN-COMP's atol)
+BOX_SLACK = 1e-4  # normalised-space slack for a counterexample's coordinates (VNN-COMP's atol)
 MARGIN_SLACK = 1e-4  # a counterexample may have margin up to this (float32 vs onnxruntime)
 CONTRADICTION = "complete-contradiction"
 
@@ -132,8 +132,8 @@ class CompleteInputs:
     """What the stage needs from the evaluation: the model, the images and the box."""
 
     model: torch.nn.Module
-    x: torch.Tensor          # pixel space [N, C, H, W], rows of ``indices``
-    y: torch.Tensor          # [N]
+    x: torch.Tensor  # pixel space [N, C, H, W], rows of ``indices``
+    y: torch.Tensor  # [N]
     indices: Sequence[int]
     eps: float
     mean: tuple[float, ...]
@@ -142,8 +142,9 @@ class CompleteInputs:
     network: str = "network"  # file-name-safe, e.g. mnist_small-cnn
 
 
-def run_complete(rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, verifier: CompleteVerifier,
-                 out_dir: Path) -> tuple[list[dict], float]:
+def run_complete(
+    rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, verifier: CompleteVerifier, out_dir: Path
+) -> tuple[list[dict], float]:
     """Send this process's undecided samples to ``verifier``; return the rows with answers, and the wall time.
 
     Raises:
@@ -157,23 +158,42 @@ def run_complete(rows: list[dict], data: CompleteInputs, cfg: CompleteConfig, ve
     model = data.model.cpu().eval()
     classes = model_classes(model, data.x)
     size = cfg.chunk or max(8, 4 * cfg.jobs)
-    log.info("complete verification with %s: %d undecided samples to send (%d answered before; the verifier reuses "
-             "the answers it kept in %s), timeout %g s, %d jobs", cfg.verifier, len(todo), len(answers),
-             out_dir / WORK_DIR / cfg.verifier, cfg.timeout, cfg.jobs)
+    log.info(
+        "complete verification with %s: %d undecided samples to send (%d answered before; the verifier reuses "
+        "the answers it kept in %s), timeout %g s, %d jobs",
+        cfg.verifier,
+        len(todo),
+        len(answers),
+        out_dir / WORK_DIR / cfg.verifier,
+        cfg.timeout,
+        cfg.jobs,
+    )
     wall = time.perf_counter()
 
     def requests():
         for start in range(0, len(todo), size):
-            chunk = todo[start:start + size]
+            chunk = todo[start : start + size]
             pick = torch.tensor([position[i] for i in chunk])
-            yield CompleteRequest(model, data.x[pick].cpu(), data.y[pick].cpu(), tuple(chunk), data.eps, data.mean,
-                                  data.std, classes, cfg.timeout, cfg.jobs,
-                                  out_dir / WORK_DIR / cfg.verifier, data.checkpoint_sha256, data.network,
-                                  dict(cfg.options))
+            yield CompleteRequest(
+                model,
+                data.x[pick].cpu(),
+                data.y[pick].cpu(),
+                tuple(chunk),
+                data.eps,
+                data.mean,
+                data.std,
+                classes,
+                cfg.timeout,
+                cfg.jobs,
+                out_dir / WORK_DIR / cfg.verifier,
+                data.checkpoint_sha256,
+                data.network,
+                dict(cfg.options),
+            )
 
     sent = 0
-    for request, got in verify_requests(verifier, requests(), window=cfg.jobs):  # on Ray: one sample at a time
-        got = _checked(got, request)
+    for request, returned in verify_requests(verifier, requests(), window=cfg.jobs):  # on Ray: one sample at a time
+        got = _checked(returned, request)
         entries = {i: dict(key, index=i, **got[i]) for i in request.indices}
         append_answers(out_dir / COMPLETE_FILE, list(entries.values()))
         answers.update(entries)
@@ -189,8 +209,9 @@ def model_classes(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 def _log_progress(name: str, answers: dict, sent: int, total: int) -> None:
     counts = {w: sum(a["result"] == w for a in answers.values()) for w in ANSWERS}
-    log.info("%s: %d/%d sent; answers so far: %s", name, sent, total,
-             ", ".join(f"{w} {c}" for w, c in counts.items() if c))
+    log.info(
+        "%s: %d/%d sent; answers so far: %s", name, sent, total, ", ".join(f"{w} {c}" for w, c in counts.items() if c)
+    )
 
 
 def _checked(answers: Sequence[CompleteAnswer], request: CompleteRequest) -> dict[int, dict]:
@@ -200,8 +221,12 @@ def _checked(answers: Sequence[CompleteAnswer], request: CompleteRequest) -> dic
     for answer in answers:
         index = int(answer.index)
         if index not in wanted or index in out:
-            log.warning("ignoring a %s answer for sample %d: %s", request.work_dir.name, index,
-                        "answered twice" if index in out else "not in the request")
+            log.warning(
+                "ignoring a %s answer for sample %d: %s",
+                request.work_dir.name,
+                index,
+                "answered twice" if index in out else "not in the request",
+            )
             continue
         result, note, margin = str(answer.result), answer.note or "", None
         if result not in ANSWERS:
@@ -216,13 +241,13 @@ def _checked(answers: Sequence[CompleteAnswer], request: CompleteRequest) -> dic
             falsified, margin, _ = recheck_counterexample(request, wanted[index], answer.counterexample)
             margin = margin if falsified else None
         seconds = float(answer.seconds) if math.isfinite(float(answer.seconds)) else 0.0  # NaN: not measured
-        out[index] = {"result": result, "seconds": seconds, "note": note, "cex_margin": margin,
-                      "falsified": falsified}
+        out[index] = {"result": result, "seconds": seconds, "note": note, "cex_margin": margin, "falsified": falsified}
         if answer.contradiction:
             out[index]["contradiction"] = str(answer.contradiction)
     for index in wanted:
-        out.setdefault(index, {"result": "error", "seconds": 0.0, "note": "the verifier gave no answer",
-                               "cex_margin": None})
+        out.setdefault(
+            index, {"result": "error", "seconds": 0.0, "note": "the verifier gave no answer", "cex_margin": None}
+        )
     return out
 
 
@@ -230,7 +255,7 @@ def recheck_counterexample(request: CompleteRequest, position: int, point) -> tu
     """Is ``point`` (normalised, flat) in the sample's box, with margin ≤ MARGIN_SLACK on the model?"""
     if point is None:
         return False, None, "no counterexample given"
-    box = InputBox.from_pixels(request.x[position:position + 1], request.eps, request.mean, request.std)
+    box = InputBox.from_pixels(request.x[position : position + 1], request.eps, request.mean, request.std)
     flat = np.asarray(point, dtype=np.float64).ravel()
     if flat.size != box.x_norm.numel():
         return False, None, f"counterexample has {flat.size} inputs, the network {box.x_norm.numel()}"
@@ -240,7 +265,7 @@ def recheck_counterexample(request: CompleteRequest, position: int, point) -> tu
         return False, None, f"counterexample has {int(outside.sum())} inputs outside the eps box"
     x = torch.maximum(torch.minimum(x, box.upper_norm), box.lower_norm)
     with torch.no_grad():
-        margin = float(margins(request.model(x), request.y[position:position + 1]).amin())
+        margin = float(margins(request.model(x), request.y[position : position + 1]).amin())
     if margin > MARGIN_SLACK:
         return False, margin, f"the model's margin at the counterexample is {margin:.4g} > 0"
     return True, margin, ""
@@ -252,10 +277,19 @@ def attach_answers(rows: list[dict], answers: Mapping[int, dict], cfg: CompleteC
     for row in rows:
         row = dict(row, soundness_errors=[e for e in row["soundness_errors"] if e.get("kind") != CONTRADICTION])
         answer = answers.get(row["index"])
-        row["complete"] = None if answer is None else {
-            "verifier": cfg.verifier, "timeout": cfg.timeout, "result": answer["result"],
-            "seconds": answer["seconds"], "note": answer.get("note", ""), "cex_margin": answer.get("cex_margin"),
-            "falsified": bool(answer.get("falsified", answer["result"] == "sat"))}
+        row["complete"] = (
+            None
+            if answer is None
+            else {
+                "verifier": cfg.verifier,
+                "timeout": cfg.timeout,
+                "result": answer["result"],
+                "seconds": answer["seconds"],
+                "note": answer.get("note", ""),
+                "cex_margin": answer.get("cex_margin"),
+                "falsified": bool(answer.get("falsified", answer["result"] == "sat")),
+            }
+        )
         problem = contradiction(row) or (answer or {}).get("contradiction", "")
         if problem:
             row["soundness_errors"].append({"kind": CONTRADICTION, "method": cfg.verifier, "detail": problem})

@@ -12,14 +12,15 @@ it (complete.jsonl) before the next one finishes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .. import parallel
 from .verifiers import CompleteAnswer, CompleteRequest, CompleteVerifier
 
 
-def verify_requests(verifier: CompleteVerifier, requests: Iterable[CompleteRequest], window: int = 1
-                    ) -> Iterator[tuple[CompleteRequest, list[CompleteAnswer]]]:
+def verify_requests(
+    verifier: CompleteVerifier, requests: Iterable[CompleteRequest], window: int = 1
+) -> Iterator[tuple[CompleteRequest, list[CompleteAnswer]]]:
     """Yield ``(request, answers)``: each request whole, or on Ray each sample as its own request.
 
     ``window``: samples in flight on Ray (``--jobs``).
@@ -33,8 +34,9 @@ def verify_requests(verifier: CompleteVerifier, requests: Iterable[CompleteReque
         yield sent.pop(index), answers
 
 
-def _tasks(verifier: CompleteVerifier, requests: Iterable[CompleteRequest],
-           sent: dict[int, CompleteRequest]) -> Iterator[parallel.Task]:
+def _tasks(
+    verifier: CompleteVerifier, requests: Iterable[CompleteRequest], sent: dict[int, CompleteRequest]
+) -> Iterator[parallel.Task]:
     """One task per sample; ``sent[index]`` keeps its request (with the network) for the caller's checks."""
     shared = None
     for request in requests:
@@ -42,11 +44,17 @@ def _tasks(verifier: CompleteVerifier, requests: Iterable[CompleteRequest],
             shared = parallel.put(request.model)  # once: every sample's task reads the same network
         gpus = 1.0 if str(request.options.get("device", "cpu")) in ("gpu", "cuda") else 0.0
         for p, index in enumerate(request.indices):
-            single = dataclasses.replace(request, x=request.x[p:p + 1], y=request.y[p:p + 1], indices=(index,),
-                                         jobs=1)
+            single = dataclasses.replace(
+                request, x=request.x[p : p + 1], y=request.y[p : p + 1], indices=(index,), jobs=1
+            )
             sent[int(index)] = single
-            yield parallel.Task(int(index), _verify_one, (verifier, shared, dataclasses.replace(single, model=None)),
-                                name=f"adcert-verify sample {index}", num_gpus=gpus)
+            yield parallel.Task(
+                int(index),
+                _verify_one,
+                (verifier, shared, dataclasses.replace(single, model=None)),
+                name=f"adcert-verify sample {index}",
+                num_gpus=gpus,
+            )
 
 
 def _verify_one(verifier: CompleteVerifier, model, request: CompleteRequest) -> list[CompleteAnswer]:

@@ -25,8 +25,9 @@ def resolve_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
     by_lower = {m.lower(): m for m in METHODS}
     unknown = [m for m in names if m.lower() not in by_lower]
     if unknown or not names:
-        raise ConfigError(f"unknown bound method {', '.join(unknown) or '(none given)'}; "
-                          f"choose from {', '.join(METHODS)}")
+        raise ConfigError(
+            f"unknown bound method {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}"
+        )
     chosen = {by_lower[m.lower()] for m in names}
     return tuple(m for m in METHODS if m in chosen)
 
@@ -47,8 +48,10 @@ def select_indices(total: int, start: int | None, end: int | None, n: int | None
     check_range(start, end)
     lo, hi = (0 if start is None else start), (total if end is None else end)
     if not 0 <= lo < hi <= total:
-        raise ConfigError(f"sample range start={start}, end={end} is not inside the test split of {total} "
-                          f"images; pick indices in [0, {total})")
+        raise ConfigError(
+            f"sample range start={start}, end={end} is not inside the test split of {total} "
+            f"images; pick indices in [0, {total})"
+        )
     if n is None:
         return list(range(lo, hi))
     if not 1 <= n <= hi - lo:
@@ -60,8 +63,10 @@ def select_indices(total: int, start: int | None, end: int | None, n: int | None
 def check_range(start: int | None, end: int | None) -> None:
     """Refuse a reversed or empty ``[start, end)`` before any data is read."""
     if start is not None and end is not None and start >= end:
-        raise ConfigError(f"sample range start={start}, end={end} is reversed or empty: it selects "
-                          f"[{start}, {end}); pass --start below --end")
+        raise ConfigError(
+            f"sample range start={start}, end={end} is reversed or empty: it selects "
+            f"[{start}, {end}); pass --start below --end"
+        )
 
 
 def check_eps(eps: float) -> bool:
@@ -71,8 +76,9 @@ def check_eps(eps: float) -> bool:
 
 def _check_numbers(eps, batch_size, attack: AttackConfig) -> None:
     if eps is not None and not check_eps(float(eps)):
-        raise ConfigError(f"eps={eps}: must be > 0 and at most 1 (pixel space, where images lie in [0, 1]; "
-                          "e.g. 0.1 for MNIST)")
+        raise ConfigError(
+            f"eps={eps}: must be > 0 and at most 1 (pixel space, where images lie in [0, 1]; e.g. 0.1 for MNIST)"
+        )
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: must be ≥ 1")
     if attack.objective not in ("ce", "margin"):
@@ -88,8 +94,10 @@ def _load_eval_split(dataset: str, split: str, data_dir, record: dict, checkpoin
         raise ConfigError(f"unknown split {split!r}; use test or validation")
     size = int(record.get("config", {}).get("data", {}).get("validation_size") or 0)
     if size <= 0:
-        raise ConfigError(f"{checkpoint} was trained without a validation holdout (data.validation_size: 0); "
-                          "evaluate it on the test split")
+        raise ConfigError(
+            f"{checkpoint} was trained without a validation holdout (data.validation_size: 0); "
+            "evaluate it on the test split"
+        )
     return validation_split(*load_split(dataset, "train", data_dir), size)[1]
 
 
@@ -105,8 +113,10 @@ def _load(checkpoint: Path, arch: str | None, dataset: str | None):
 def _check_fit(record: dict, spec, checkpoint: Path) -> None:
     in_shape, classes = tuple(record["arch"]["in_shape"]), int(record["arch"]["num_classes"])
     if in_shape != tuple(spec.shape) or classes != spec.num_classes:
-        raise DataError(f"data set {spec.name} has images {tuple(spec.shape)} and {spec.num_classes} classes, but "
-                        f"{checkpoint} expects {in_shape} and {classes}; pass the data set the model was trained on")
+        raise DataError(
+            f"data set {spec.name} has images {tuple(spec.shape)} and {spec.num_classes} classes, but "
+            f"{checkpoint} expects {in_shape} and {classes}; pass the data set the model was trained on"
+        )
 
 
 def _check_data(x: torch.Tensor, y: torch.Tensor, record: dict, dataset: str) -> None:
@@ -126,5 +136,3 @@ def _ranges(indices: list[int]) -> list[list[int]]:
         else:
             runs.append([i, i])
     return runs
-
-

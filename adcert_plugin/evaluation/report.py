@@ -33,8 +33,20 @@ from ..io import atomic_write_text, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_KEYS = ("index", "label", "prediction", "clean_correct", "pgd_robust", "attack_margin", "margin_lower",
-               "certified_by", "status", "seconds", "stage_seconds", "soundness_errors")
+SAMPLE_KEYS = (
+    "index",
+    "label",
+    "prediction",
+    "clean_correct",
+    "pgd_robust",
+    "attack_margin",
+    "margin_lower",
+    "certified_by",
+    "status",
+    "seconds",
+    "stage_seconds",
+    "soundness_errors",
+)
 STATUSES = ("misclassified", "pgd-broken", "certified", "unknown")
 SAMPLES_FILE, SUMMARY_FILE, CONFIG_FILE = "samples.jsonl", "summary.json", "config.json"
 SET_ASIDE = "set aside unsat:"  # the note of an unsat the evidence check set aside (vnncomp.results.evidence)
@@ -98,8 +110,10 @@ def raise_on_soundness(report: EvalReport) -> EvalReport:
     """Return ``report``, or raise SoundnessError (carrying it) when it records violations."""
     errors = report.summary["soundness_errors"]
     if errors:
-        err = SoundnessError(f"{len(errors)} soundness violations (first: sample {errors[0]['index']}: "
-                             f"{errors[0]['detail']}); see {report.summary_path}")
+        err = SoundnessError(
+            f"{len(errors)} soundness violations (first: sample {errors[0]['index']}: "
+            f"{errors[0]['detail']}); see {report.summary_path}"
+        )
         err.report = report
         raise err
     return report
@@ -134,18 +148,28 @@ def summarize(rows: Sequence[dict], methods: Sequence[str], meta: dict | None = 
     per_sample = {s: (seconds[s] / handled[s] if handled[s] else 0.0) for s in stages}
     per_sample["total"] = seconds["total"] / n if n else 0.0
     errors = [dict(e, index=r["index"]) for r in rows for e in r["soundness_errors"]]
-    ratio = (lambda k: k / n if n else 0.0)
+    ratio = lambda k: k / n if n else 0.0
     extra = {}
     if meta and meta.get("complete"):
         extra["complete"] = summarize_complete(rows, meta["complete"], running)
-    return {**(meta or {}), **extra, "n": n,
-            "counts": {"clean_correct": correct, "pgd_robust": robust, "certified": certified,
-                       "status": {s: sum(r["status"] == s for r in rows) for s in STATUSES}},
-            "standard_acc": ratio(correct), "pgd_acc": ratio(robust),
-            "certified_acc": {m: ratio(k) for m, k in certified.items()},
-            "samples_bounded": {m: handled[m] for m in methods},
-            "seconds": seconds, "seconds_per_sample": per_sample,
-            "soundness_errors": errors}
+    return {
+        **(meta or {}),
+        **extra,
+        "n": n,
+        "counts": {
+            "clean_correct": correct,
+            "pgd_robust": robust,
+            "certified": certified,
+            "status": {s: sum(r["status"] == s for r in rows) for s in STATUSES},
+        },
+        "standard_acc": ratio(correct),
+        "pgd_acc": ratio(robust),
+        "certified_acc": {m: ratio(k) for m, k in certified.items()},
+        "samples_bounded": {m: handled[m] for m in methods},
+        "seconds": seconds,
+        "seconds_per_sample": per_sample,
+        "soundness_errors": errors,
+    }
 
 
 def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int) -> dict:
@@ -153,9 +177,10 @@ def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int)
 
     ``certified`` = certified by a bound + ``unsat``, over all n samples; timeouts, errors and
     unknowns count as not certified; ``set_aside`` counts the unknowns that were an ``unsat`` facing
-    a counterexample within VNN-COMP's 1e-4 tolerance (vnncomp.results.evidence). ``upper_acc`` = (PGD-robust − falsified) / n: no more
-    samples than that can be robust; falsified = ``sat`` answers plus answers carrying a re-checked
-    counterexample (``falsified`` in the answer: a verify-time attack's point behind a rejected ``unsat``). ``pending``: undecided samples without an answer here
+    a counterexample within VNN-COMP's 1e-4 tolerance (vnncomp.results.evidence). ``upper_acc`` =
+    (PGD-robust − falsified) / n: no more samples than that can be robust; falsified = ``sat`` answers
+    plus answers carrying a re-checked counterexample (``falsified`` in the answer: a verify-time
+    attack's point behind a rejected ``unsat``). ``pending``: undecided samples without an answer here
     (another shard's, or not yet sent). ``seconds`` sums the verifier's per-sample times.
     """
     n = len(rows)
@@ -168,20 +193,31 @@ def summarize_complete(rows: Sequence[dict], config: dict, bound_certified: int)
     # a sat, or any answer with a re-checked counterexample (a verify-time attack's): not robust
     falsified = sum(bool(a.get("falsified", a["result"] == "sat")) for a in answered)
     set_aside = sum(a["result"] == "unknown" and (a.get("note") or "").startswith(SET_ASIDE) for a in answered)
-    return {**{k: config[k] for k in ("verifier", "timeout", "jobs", "shard") if k in config},
-            "undecided": undecided, "answered": len(answered), "pending": undecided - len(answered),
-            "counts": counts, "certified": certified, "certified_acc": certified / n if n else 0.0,
-            "falsified": falsified, "upper_acc": (robust - falsified) / n if n else 0.0,
-            "not_certified": {w: counts[w] for w in ("timeout", "error", "unknown")}, "set_aside": set_aside,
-            "seconds": seconds, "seconds_per_sample": seconds / len(answered) if answered else 0.0,
-            "wall_seconds": config.get("wall_seconds")}
+    return {
+        **{k: config[k] for k in ("verifier", "timeout", "jobs", "shard") if k in config},
+        "undecided": undecided,
+        "answered": len(answered),
+        "pending": undecided - len(answered),
+        "counts": counts,
+        "certified": certified,
+        "certified_acc": certified / n if n else 0.0,
+        "falsified": falsified,
+        "upper_acc": (robust - falsified) / n if n else 0.0,
+        "not_certified": {w: counts[w] for w in ("timeout", "error", "unknown")},
+        "set_aside": set_aside,
+        "seconds": seconds,
+        "seconds_per_sample": seconds / len(answered) if answered else 0.0,
+        "wall_seconds": config.get("wall_seconds"),
+    }
 
 
 def format_table(summary: dict) -> str:
     """A fixed-width table of accuracy and time per stage (certified rows are cumulative)."""
     attack = summary.get("attack", {})
-    head = (f"{summary.get('dataset', '?')}  eps={summary.get('eps', '?')}  n={summary['n']}  "
-            f"checkpoint={summary.get('checkpoint', '?')}")
+    head = (
+        f"{summary.get('dataset', '?')}  eps={summary.get('eps', '?')}  n={summary['n']}  "
+        f"checkpoint={summary.get('checkpoint', '?')}"
+    )
     lines = [head, f"{'stage':<22}{'accuracy':>10}{'count':>8}{'handled':>9}{'seconds':>10}{'s/sample':>11}"]
     per, secs, counts = summary["seconds_per_sample"], summary["seconds"], summary["counts"]
 
@@ -202,14 +238,20 @@ def format_table(summary: dict) -> str:
 
 
 def _complete_lines(c: dict) -> list[str]:
-    lines = [f"{'certified (complete)':<22}{100 * c['certified_acc']:>9.2f}%{c['certified']:>8}{c['answered']:>9}"
-             f"{c['seconds']:>10.2f}{c['seconds_per_sample']:>11.5f}  (timeout {c.get('timeout', float('nan')):g} s)"]
+    lines = [
+        f"{'certified (complete)':<22}{100 * c['certified_acc']:>9.2f}%{c['certified']:>8}{c['answered']:>9}"
+        f"{c['seconds']:>10.2f}{c['seconds_per_sample']:>11.5f}  (timeout {c.get('timeout', float('nan')):g} s)"
+    ]
     counts = ", ".join(f"{w} {k}" for w, k in c["counts"].items() if k) or "no answers"
-    lines.append(f"  {c['verifier']} (timeout {c['timeout']:g} s) on {c['answered']} undecided samples: {counts}; "
-                 f"timeouts count as not certified; robust at most {100 * c['upper_acc']:.2f}%")
+    lines.append(
+        f"  {c['verifier']} (timeout {c['timeout']:g} s) on {c['answered']} undecided samples: {counts}; "
+        f"timeouts count as not certified; robust at most {100 * c['upper_acc']:.2f}%"
+    )
     if c.get("set_aside"):
-        lines.append(f"  {c['set_aside']} unsat answers set aside (not certified): a point within 1e-4 of "
-                     "violating the property was in hand")
+        lines.append(
+            f"  {c['set_aside']} unsat answers set aside (not certified): a point within 1e-4 of "
+            "violating the property was in hand"
+        )
     if c["pending"]:
         where = f" (shard {c['shard'][0]}/{c['shard'][1]}: merge the shards)" if c.get("shard") else ""
         lines.append(f"  {c['pending']} undecided samples not answered here{where}")
@@ -249,8 +291,10 @@ def read_samples(path: Path) -> list[dict]:
         except ValueError as err:
             if number == len(lines):
                 break
-            raise ConfigError(f"{path} line {number} is not a sample row ({err}); "
-                              "delete the file or pass --overwrite instead of --resume") from None
+            raise ConfigError(
+                f"{path} line {number} is not a sample row ({err}); "
+                "delete the file or pass --overwrite instead of --resume"
+            ) from None
         rows.append(row)
         good_bytes += len(line.encode("utf-8"))
     if good_bytes != len(text.encode("utf-8")):
@@ -259,8 +303,9 @@ def read_samples(path: Path) -> list[dict]:
     return rows
 
 
-def prepare_out_dir(out_dir: Path, run_config: dict, resume_keys: Sequence[str], resume: bool,
-                    overwrite: bool) -> dict[int, dict]:
+def prepare_out_dir(
+    out_dir: Path, run_config: dict, resume_keys: Sequence[str], resume: bool, overwrite: bool
+) -> dict[int, dict]:
     """Create or check the report folder; return the rows already done (resume), by index.
 
     A folder holding a report is refused unless ``resume`` (then ``config.json`` must agree
@@ -280,8 +325,10 @@ def prepare_out_dir(out_dir: Path, run_config: dict, resume_keys: Sequence[str],
             raise ConfigError(f"cannot resume in {out_dir}: {CONFIG_FILE} is missing; pass --overwrite")
         changed = [k for k in resume_keys if old.get(k) != run_config.get(k)]
         if changed:
-            raise ConfigError(f"cannot resume in {out_dir}: {', '.join(changed)} differ from the earlier run; "
-                              "use the same arguments, another --out-dir, or --overwrite")
+            raise ConfigError(
+                f"cannot resume in {out_dir}: {', '.join(changed)} differ from the earlier run; "
+                "use the same arguments, another --out-dir, or --overwrite"
+            )
         wanted = {i for a, b in run_config["indices"] for i in range(a, b + 1)}
         for row in read_samples(out_dir / SAMPLES_FILE):
             if row["index"] not in wanted:
@@ -289,8 +336,10 @@ def prepare_out_dir(out_dir: Path, run_config: dict, resume_keys: Sequence[str],
             done[row["index"]] = row
         logger.info("resuming in %s: %d samples already evaluated", out_dir, len(done))
     elif existing and not overwrite:
-        raise ConfigError(f"{out_dir} already holds a report ({existing[0].name}); pass --resume to continue it, "
-                          "--overwrite to replace it, or another --out-dir")
+        raise ConfigError(
+            f"{out_dir} already holds a report ({existing[0].name}); pass --resume to continue it, "
+            "--overwrite to replace it, or another --out-dir"
+        )
     else:
         for f in existing:
             f.unlink()

@@ -43,8 +43,14 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         model.train(was_training)
 
 
-def teacher_at_attack_points(teacher: nn.Module, student: nn.Module, box: InputBox, y: torch.Tensor,
-                             attack: AttackConfig, generator: torch.Generator | None = None) -> TeacherAgreement:
+def teacher_at_attack_points(
+    teacher: nn.Module,
+    student: nn.Module,
+    box: InputBox,
+    y: torch.Tensor,
+    attack: AttackConfig,
+    generator: torch.Generator | None = None,
+) -> TeacherAgreement:
     """Attack ``student`` in ``box`` with ``attack`` and compare both networks at the points found."""
     if len(y) == 0:
         raise ValueError("no samples to attack; pass at least one image")

@@ -157,8 +157,10 @@ def create_verifier(name: str) -> CompleteVerifier:
     if name not in _REGISTRY:
         _load_entry_points()
     if name in _BROKEN and name not in _REGISTRY:
-        raise PluginLoadError(f"complete verifier {name!r} failed to load ({_BROKEN[name]}); "
-                              "fix or reinstall the package that provides it")
+        raise PluginLoadError(
+            f"complete verifier {name!r} failed to load ({_BROKEN[name]}); "
+            "fix or reinstall the package that provides it"
+        )
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -166,6 +168,8 @@ def create_verifier(name: str) -> CompleteVerifier:
         raise RegistryError(f"unknown complete verifier {name!r}{hint}; known: {known}")
     verifier = _REGISTRY[name]()
     if not isinstance(verifier, CompleteVerifier):
-        raise PluginLoadError(f"complete verifier {name!r}: its factory returned {type(verifier).__name__}, "
-                              "which has no name and verify(request)")
+        raise PluginLoadError(
+            f"complete verifier {name!r}: its factory returned {type(verifier).__name__}, "
+            "which has no name and verify(request)"
+        )
     return verifier

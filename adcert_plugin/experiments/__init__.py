@@ -18,6 +18,18 @@ from .presets import get_experiment, list_experiments, register_experiment
 from .report import markdown_report, markdown_tables, plot_results
 from .unified import ExperimentResult, RunRecord, run_unified
 
-__all__ = ["STUDENTS", "EvalSettings", "ExperimentConfig", "ExperimentResult", "RunRecord", "TeacherSettings",
-           "get_experiment", "list_experiments", "markdown_report", "markdown_tables", "plot_results",
-           "register_experiment", "run_unified"]
+__all__ = [
+    "STUDENTS",
+    "EvalSettings",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "RunRecord",
+    "TeacherSettings",
+    "get_experiment",
+    "list_experiments",
+    "markdown_report",
+    "markdown_tables",
+    "plot_results",
+    "register_experiment",
+    "run_unified",
+]

@@ -13,8 +13,17 @@ from pathlib import Path
 from ..attacks import AttackConfig
 from ..errors import ConfigError
 from ..evaluation import DEFAULT_ATTACK, resolve_methods
-from ..training import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig,
-                        TrainConfig)
+from ..training import (
+    DataConfig,
+    EvalConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RecipeConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+from ..training.config import Device
 from ..training.strict import plain
 
 STUDENTS = ("mtl-ibp", "cc-ibp", "cc-dist", "ad-cert")
@@ -25,11 +34,11 @@ TEACHER_LOSS = "pgd"
 class EvalSettings:
     """How every model is evaluated (``evaluate``): the same subset, attack and bound cascade."""
 
-    n: int | None = 1000                        # seeded random test subset; None: the whole split
+    n: int | None = 1000  # seeded random test subset; None: the whole split
     methods: tuple[str, ...] = ("IBP", "CROWN")  # bound cascade (certified accuracy is cumulative)
     attack: AttackConfig = field(default_factory=lambda: DEFAULT_ATTACK)  # PGD-40, η = 0.035 (B.4.3)
     batch_size: int = 256
-    seed: int = 0                                # picks the subset and the PGD starts
+    seed: int = 0  # picks the subset and the PGD starts
 
 
 @dataclass(frozen=True)
@@ -56,18 +65,20 @@ class ExperimentConfig:
     recipe: RecipeConfig = field(default_factory=RecipeConfig)  # the training conventions (expressive-losses/ctbench)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     methods: tuple[str, ...] = STUDENTS
-    alpha: float = 0.1                              # the one α of the main comparison
-    sweep: tuple[float, ...] = ()                   # extra α values, for every method
+    alpha: float = 0.1  # the one α of the main comparison
+    sweep: tuple[float, ...] = ()  # extra α values, for every method
     loss_params: dict = field(default_factory=dict)  # method -> other loss params (beta, tau, ...)
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     seed: int = 100
-    extra_seeds: tuple[int, ...] = ()               # retrain teacher + shared-α students with each
+    extra_seeds: tuple[int, ...] = ()  # retrain teacher + shared-α students with each
     device: Device = "cpu"
 
     def __post_init__(self):
         if self.seed in self.extra_seeds or len(set(self.extra_seeds)) != len(self.extra_seeds):
-            raise ConfigError(f"experiment {self.name!r}: extra_seeds {list(self.extra_seeds)} must be distinct "
-                              f"and differ from seed={self.seed}")
+            raise ConfigError(
+                f"experiment {self.name!r}: extra_seeds {list(self.extra_seeds)} must be distinct "
+                f"and differ from seed={self.seed}"
+            )
         for a in (self.alpha, *self.sweep):
             if not 0.0 <= a <= 1.0:
                 raise ConfigError(f"experiment {self.name!r}: alpha={a} must be in [0, 1]")
@@ -90,17 +101,36 @@ class ExperimentConfig:
     def student_config(self, method: str, alpha: float, out_dir: Path, teacher: Path) -> TrainConfig:
         loss = LossConfig(method, {**self.loss_params.get(method, {}), "alpha": alpha})
         needs_teacher = "teacher" in loss.create().needs
-        return TrainConfig(data=self.data, model=self.model, loss=loss, attack=self.attack, schedule=self.schedule,
-                           optim=self.optim, eval=self.monitor, recipe=self.recipe,
-                           teacher=str(teacher) if needs_teacher else None, seed=self.seed, out_dir=str(out_dir),
-                           device=self.device)
+        return TrainConfig(
+            data=self.data,
+            model=self.model,
+            loss=loss,
+            attack=self.attack,
+            schedule=self.schedule,
+            optim=self.optim,
+            eval=self.monitor,
+            recipe=self.recipe,
+            teacher=str(teacher) if needs_teacher else None,
+            seed=self.seed,
+            out_dir=str(out_dir),
+            device=self.device,
+        )
 
     def teacher_config(self, out_dir: Path) -> TrainConfig:
         t = self.teacher
-        return TrainConfig(data=self.data, model=dataclasses.replace(self.model, ibp_init=False),
-                           loss=LossConfig(TEACHER_LOSS, {}), attack=t.attack, schedule=t.schedule, optim=t.optim,
-                           eval=self.monitor, recipe=RecipeConfig(conventions=self.recipe.conventions),
-                           seed=self.seed, out_dir=str(out_dir), device=self.device)
+        return TrainConfig(
+            data=self.data,
+            model=dataclasses.replace(self.model, ibp_init=False),
+            loss=LossConfig(TEACHER_LOSS, {}),
+            attack=t.attack,
+            schedule=t.schedule,
+            optim=t.optim,
+            eval=self.monitor,
+            recipe=RecipeConfig(conventions=self.recipe.conventions),
+            seed=self.seed,
+            out_dir=str(out_dir),
+            device=self.device,
+        )
 
     def to_dict(self) -> dict:
         return plain(dataclasses.asdict(self))

@@ -53,8 +53,15 @@ def place_labels(ax, labels: list[tuple[str, float, float, str]], fontsize: floa
         else:
             left = px + choice[0] * scale
             placed.append((left, py + choice[1] * scale, left + width, py + choice[1] * scale + height))
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=choice, fontsize=fontsize, color=color,
-                    ha="right" if choice[0] < 0 else "left")
+        ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=choice,
+            fontsize=fontsize,
+            color=color,
+            ha="right" if choice[0] < 0 else "left",
+        )
 
 
 def _alpha_only(row: dict, results: dict, method: str) -> bool:
@@ -69,17 +76,26 @@ def _test_panel(ax, results: dict) -> None:
         points = [(100 * e["standard"], 100 * e["complete"]) for e in results["final"][method].values()]
         ax.plot(*zip(*points), "o", color=color, alpha=0.45, linestyle="none")
         mean = [sum(p[i] for p in points) / len(points) for i in (0, 1)]
-        ax.plot(*mean, "o", markersize=10, color=color, markeredgecolor="black", linestyle="none",
-                label=f"{method}: mean of {len(points)} seeds (small: each seed)")
+        ax.plot(
+            *mean,
+            "o",
+            markersize=10,
+            color=color,
+            markeredgecolor="black",
+            linestyle="none",
+            label=f"{method}: mean of {len(points)} seeds (small: each seed)",
+        )
     ax.set_title("test images: the selected settings", fontsize=10)
 
 
 def _validation_panel(ax, results: dict) -> None:
-    labels = []
+    labels: list[tuple[str, float, float, str]] = []
     for method in results["chosen"]:
-        color = COLORS.get(method)
-        curve = sorted((r for r in results["grid"] if r["method"] == method and _alpha_only(r, results, method)),
-                       key=lambda r: r["params"].get("alpha", 0))
+        color = COLORS.get(method, "tab:gray")
+        curve = sorted(
+            (r for r in results["grid"] if r["method"] == method and _alpha_only(r, results, method)),
+            key=lambda r: r["params"].get("alpha", 0),
+        )
         xs = [100 * r["validation"]["standard"] for r in curve]
         ys = [100 * r["validation"]["complete"] for r in curve]
         ax.plot(xs, ys, "--", marker=".", color=color, linewidth=1, label=f"{method}: α curve (dashed)")
@@ -89,8 +105,16 @@ def _validation_panel(ax, results: dict) -> None:
             alpha = r["params"].get("alpha")
             labels.append((f"α={alpha:g}" if isinstance(alpha, (int, float)) else "α=?", x, y, color))
     place_labels(ax, labels)
-    ax.plot([], [], "o", markersize=10, markerfacecolor="none", markeredgecolor="black", linestyle="none",
-            label="chosen on validation")
+    ax.plot(
+        [],
+        [],
+        "o",
+        markersize=10,
+        markerfacecolor="none",
+        markeredgecolor="black",
+        linestyle="none",
+        label="chosen on validation",
+    )
     ax.set_title("validation holdout: the selection grid", fontsize=10)
 
 
@@ -103,8 +127,11 @@ def plot_study(results: dict, path: Path) -> Path:
         ax.set_xlabel("standard accuracy %")
         ax.set_ylabel("complete-certified accuracy %")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{results['dataset']} ε={results['eps']:g}: test (left) and validation (right) are different "
-                 "images, so their axes are not shared", fontsize=10)
+    fig.suptitle(
+        f"{results['dataset']} ε={results['eps']:g}: test (left) and validation (right) are different "
+        "images, so their axes are not shared",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -132,8 +159,12 @@ def plot_curves(results: dict, path: Path) -> list[str]:
         drawn.append(method)
         epochs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         for ax, key in zip(axes, ("clean_acc", "ibp_cert_acc")):
-            ax.plot([e["epoch"] for e in epochs], [100 * (e.get(key) or 0) for e in epochs], color=COLORS.get(method),
-                    label=method)
+            ax.plot(
+                [e["epoch"] for e in epochs],
+                [100 * (e.get(key) or 0) for e in epochs],
+                color=COLORS.get(method),
+                label=method,
+            )
     seed = (results.get("seeds") or ["?"])[0]
     for ax, what in zip(axes, ("clean accuracy %", "IBP-certified accuracy %")):
         ax.set_xlabel("epoch")

@@ -15,9 +15,38 @@ import statistics
 from collections.abc import Sequence
 
 # Two-sided 95 % quantiles of Student's t, t_{0.975, df}, df = 1..30 (standard tables).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def t_quantile_975(df: int) -> float:
@@ -50,9 +79,14 @@ def paired_difference(first: Sequence[float], second: Sequence[float]) -> dict:
     # Equal differences on every seed (2 seeds, both +2 points) give sd 0 and a zero-width interval:
     # that is no evidence of certainty, only too few seeds to see the spread. Say so; claim nothing.
     estimable = summary["sd"] > 0
-    return {**summary, "ci95": [summary["mean"] - half, summary["mean"] + half],
-            "wins": sum(d > 0 for d in diffs), "losses": sum(d < 0 for d in diffs), "estimable": estimable,
-            "excludes_zero": estimable and (summary["mean"] - half > 0 or summary["mean"] + half < 0)}
+    return {
+        **summary,
+        "ci95": [summary["mean"] - half, summary["mean"] + half],
+        "wins": sum(d > 0 for d in diffs),
+        "losses": sum(d < 0 for d in diffs),
+        "estimable": estimable,
+        "excludes_zero": estimable and (summary["mean"] - half > 0 or summary["mean"] + half < 0),
+    }
 
 
 def excludes_zero_words(difference: dict) -> str:

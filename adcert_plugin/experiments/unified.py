@@ -56,18 +56,18 @@ class RunRecord:
     """One trained and evaluated model of the experiment."""
 
     method: str
-    alpha: float | None            # None for the teacher
+    alpha: float | None  # None for the teacher
     uses_teacher: bool
-    main: bool                     # the shared-α point of the main seed (the teacher counts as main)
+    main: bool  # the shared-α point of the main seed (the teacher counts as main)
     run_dir: str
     eval_dir: str
     standard_acc: float
     pgd_acc: float
-    certified_acc: dict            # bound method -> cumulative certified accuracy
-    train_time_s: float            # training loop time (summary.json: epochs incl. per-epoch checks)
-    eval_time_s: float             # Σ per-sample evaluation seconds (kept across a resumed evaluation)
-    reused: bool                   # True when this call trained nothing for it
-    seed: int = 0                  # the training seed of this run
+    certified_acc: dict  # bound method -> cumulative certified accuracy
+    train_time_s: float  # training loop time (summary.json: epochs incl. per-epoch checks)
+    eval_time_s: float  # Σ per-sample evaluation seconds (kept across a resumed evaluation)
+    reused: bool  # True when this call trained nothing for it
+    seed: int = 0  # the training seed of this run
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,10 @@ class ExperimentResult:
     def curve(self, method: str) -> list[RunRecord]:
         """The α sweep of ``method`` (main seed), ascending α."""
         seed = self.results["config"]["seed"]
-        return sorted((r for r in self.records if r.method == method and r.alpha is not None and r.seed == seed),
-                      key=lambda r: r.alpha if r.alpha is not None else 0.0)
+        return sorted(
+            (r for r in self.records if r.method == method and r.alpha is not None and r.seed == seed),
+            key=lambda r: r.alpha if r.alpha is not None else 0.0,
+        )
 
     def at_shared_alpha(self, method: str) -> list[RunRecord]:
         """``method``'s runs at the shared α (the teacher: its runs), one per seed, main seed first."""
@@ -100,8 +102,9 @@ def run_dir_name(method: str, alpha: float) -> str:
     return f"{method}-alpha{alpha:g}"
 
 
-def run_unified(cfg: ExperimentConfig, out_dir: str | Path, force: bool = False, resume: bool = True,
-                command: str | None = None) -> ExperimentResult:
+def run_unified(
+    cfg: ExperimentConfig, out_dir: str | Path, force: bool = False, resume: bool = True, command: str | None = None
+) -> ExperimentResult:
     """Train the teacher and every student × α, evaluate them all, write results and plot.
 
     Extra seeds (``cfg.extra_seeds``) each train their own teacher and the shared-α students
@@ -135,11 +138,13 @@ def run_unified(cfg: ExperimentConfig, out_dir: str | Path, force: bool = False,
     return ExperimentResult(out_dir, tuple(records), results)
 
 
-def _seed_runs(cfg: ExperimentConfig, root: Path, alphas: tuple[float, ...], main_seed: bool, force: bool,
-               resume: bool) -> list[RunRecord]:
+def _seed_runs(
+    cfg: ExperimentConfig, root: Path, alphas: tuple[float, ...], main_seed: bool, force: bool, resume: bool
+) -> list[RunRecord]:
     """The teacher, then every student at each of ``alphas``, all with ``cfg.seed``, under ``root``."""
-    teacher_trained, teacher_rec = _train_and_evaluate(cfg, cfg.teacher_config(root / "teacher"), None, main_seed,
-                                                       force, resume, False)
+    teacher_trained, teacher_rec = _train_and_evaluate(
+        cfg, cfg.teacher_config(root / "teacher"), None, main_seed, force, resume, False
+    )
     records = [teacher_rec]
     for alpha in alphas:
         for method in cfg.methods:
@@ -152,8 +157,15 @@ def _seed_runs(cfg: ExperimentConfig, root: Path, alphas: tuple[float, ...], mai
     return records
 
 
-def _train_and_evaluate(cfg: ExperimentConfig, train_cfg: TrainConfig, alpha: float | None, main: bool,
-                        force: bool, resume: bool, stale: bool) -> tuple[bool, RunRecord]:
+def _train_and_evaluate(
+    cfg: ExperimentConfig,
+    train_cfg: TrainConfig,
+    alpha: float | None,
+    main: bool,
+    force: bool,
+    resume: bool,
+    stale: bool,
+) -> tuple[bool, RunRecord]:
     run = RunDir(train_cfg.out_dir)
     label = f"{train_cfg.loss.name}" + ("" if alpha is None else f" alpha={alpha:g}")
     retrain = force or stale or not run.summary.is_file()
@@ -167,11 +179,20 @@ def _train_and_evaluate(cfg: ExperimentConfig, train_cfg: TrainConfig, alpha: fl
         summary = train(train_cfg, resume=go_on, force=not go_on, progress=False).summary
     report = _evaluate(cfg, run, overwrite=retrain)
     return retrain, RunRecord(
-        method=train_cfg.loss.name, alpha=alpha, uses_teacher=train_cfg.teacher is not None, main=main,
-        run_dir=str(run.path), eval_dir=str(report.out_dir), standard_acc=report.standard_acc,
-        pgd_acc=report.pgd_acc, certified_acc=dict(report.certified_acc),
-        train_time_s=float(summary["train_time_s"]), eval_time_s=float(report.summary["seconds"]["total"]),
-        reused=not retrain, seed=train_cfg.seed)
+        method=train_cfg.loss.name,
+        alpha=alpha,
+        uses_teacher=train_cfg.teacher is not None,
+        main=main,
+        run_dir=str(run.path),
+        eval_dir=str(report.out_dir),
+        standard_acc=report.standard_acc,
+        pgd_acc=report.pgd_acc,
+        certified_acc=dict(report.certified_acc),
+        train_time_s=float(summary["train_time_s"]),
+        eval_time_s=float(report.summary["seconds"]["total"]),
+        reused=not retrain,
+        seed=train_cfg.seed,
+    )
 
 
 def check_same_config(run: RunDir, wanted: TrainConfig, advice: str = "pass --force to retrain") -> None:
@@ -181,15 +202,27 @@ def check_same_config(run: RunDir, wanted: TrainConfig, advice: str = "pass --fo
     changed = [k for k in sorted(set(saved) | set(now)) if k not in _IGNORED_ON_REUSE and saved.get(k) != now.get(k)]
     if changed:
         k = changed[0]
-        raise ConfigError(f"{run.path} holds a finished run with another config ({k}: {saved.get(k)!r} → "
-                          f"{now.get(k)!r}); {advice}, or choose another --out-dir")
+        raise ConfigError(
+            f"{run.path} holds a finished run with another config ({k}: {saved.get(k)!r} → "
+            f"{now.get(k)!r}); {advice}, or choose another --out-dir"
+        )
 
 
 def _evaluate(cfg: ExperimentConfig, run: RunDir, overwrite: bool) -> EvalReport:
     ev = cfg.evaluation
-    kwargs: dict[str, Any] = dict(dataset=cfg.data.dataset, data_dir=cfg.data.data_dir, eps=cfg.schedule.eps,
-                  methods=ev.methods, n=ev.n, seed=ev.seed, attack=ev.attack, batch_size=ev.batch_size,
-                  out_dir=run.path / "eval", device=None if cfg.device == "auto" else cfg.device, progress=False)
+    kwargs: dict[str, Any] = dict(
+        dataset=cfg.data.dataset,
+        data_dir=cfg.data.data_dir,
+        eps=cfg.schedule.eps,
+        methods=ev.methods,
+        n=ev.n,
+        seed=ev.seed,
+        attack=ev.attack,
+        batch_size=ev.batch_size,
+        out_dir=run.path / "eval",
+        device=None if cfg.device == "auto" else cfg.device,
+        progress=False,
+    )
     if not overwrite:
         try:  # a finished report is re-read (no bounds recomputed), a partial one completed
             return evaluate(run.model, resume=True, **kwargs)
@@ -210,11 +243,17 @@ def _cpu_model() -> str | None:
 
 def machine_info() -> dict:
     """Where the experiment ran: platform, CPU count, threads, versions, accelerator."""
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "adcert": __version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "cpu_model": _cpu_model()}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "adcert": __version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_model": _cpu_model(),
+    }
     try:
         from importlib.metadata import version
 
@@ -226,19 +265,32 @@ def machine_info() -> dict:
 
 def _results(cfg: ExperimentConfig, records: list[RunRecord], calls: list[dict], command: str | None) -> dict:
     main = {r.method: r for r in records if r.main and r.alpha is not None}
-    gaps = {m: {b: round(100 * (main["ad-cert"].certified_acc[b] - main[m].certified_acc[b]), 2)
-                for b in cfg.evaluation.methods} for m in main if "ad-cert" in main and m != "ad-cert"}
+    gaps = {
+        m: {
+            b: round(100 * (main["ad-cert"].certified_acc[b] - main[m].certified_acc[b]), 2)
+            for b in cfg.evaluation.methods
+        }
+        for m in main
+        if "ad-cert" in main and m != "ad-cert"
+    }
     return {
-        "experiment": "unified-setup", "preset": cfg.name, "description": cfg.description,
+        "experiment": "unified-setup",
+        "preset": cfg.name,
+        "description": cfg.description,
         "command": command or f"python examples/unified_setup.py --preset {cfg.name}",
-        "dataset": cfg.data.dataset, "eps": cfg.schedule.eps, "model": cfg.model.name, "alpha": cfg.alpha,
+        "dataset": cfg.data.dataset,
+        "eps": cfg.schedule.eps,
+        "model": cfg.model.name,
+        "alpha": cfg.alpha,
         "alphas": list(cfg.alphas()),
         "certified_method": cfg.evaluation.methods[-1],  # cumulative: the last method counts every certificate
         "ad_cert_minus": gaps,  # certified-accuracy points at the shared α, per other method and bound method
         "seeds": list(cfg.seeds()),
         "over_seeds": _over_seeds(cfg, records) if cfg.extra_seeds else None,
         "run_time_s": round(sum(r.train_time_s + r.eval_time_s for r in records), 1),
-        "calls": calls, "machine": machine_info(), "config": portable_config(cfg.to_dict()),
+        "calls": calls,
+        "machine": machine_info(),
+        "config": portable_config(cfg.to_dict()),
         "runs": [dataclasses.asdict(r) for r in records],
     }
 
@@ -257,8 +309,11 @@ def portable_config(config: dict) -> dict:
 
 def _spread(values: list[float]) -> dict:
     """Mean and sample standard deviation (points), with the values in seed order."""
-    return {"mean": round(statistics.mean(values), 2), "sd": round(statistics.stdev(values), 2),
-            "values": [round(v, 2) for v in values]}
+    return {
+        "mean": round(statistics.mean(values), 2),
+        "sd": round(statistics.stdev(values), 2),
+        "values": [round(v, 2) for v in values],
+    }
 
 
 def _over_seeds(cfg: ExperimentConfig, records: list[RunRecord]) -> dict:
@@ -270,22 +325,27 @@ def _over_seeds(cfg: ExperimentConfig, records: list[RunRecord]) -> dict:
     """
     seeds, bounds = cfg.seeds(), cfg.evaluation.methods
     shared = {(r.method, r.seed): r for r in records if r.alpha in (None, cfg.alpha)}
+
     def certified(b: str) -> Callable[[RunRecord], float]:
         return lambda r: r.certified_acc[b]
 
     metrics: dict[str, Callable[[RunRecord], float]] = {
-        "standard": lambda r: r.standard_acc, "pgd": lambda r: r.pgd_acc,
-        **{f"certified {b}": certified(b) for b in bounds}}
+        "standard": lambda r: r.standard_acc,
+        "pgd": lambda r: r.pgd_acc,
+        **{f"certified {b}": certified(b) for b in bounds},
+    }
     methods = [TEACHER_LOSS, *cfg.methods]
-    summary = {m: {name: _spread([100 * get(shared[m, s]) for s in seeds]) for name, get in metrics.items()}
-               for m in methods}
+    summary = {
+        m: {name: _spread([100 * get(shared[m, s]) for s in seeds]) for name, get in metrics.items()} for m in methods
+    }
     gaps: dict = {}
     if "ad-cert" in cfg.methods:
         for other in (m for m in cfg.methods if m != "ad-cert"):
             gaps[other] = {}
             for b in bounds:
-                diffs = [100 * (shared["ad-cert", s].certified_acc[b] - shared[other, s].certified_acc[b])
-                         for s in seeds]
+                diffs = [
+                    100 * (shared["ad-cert", s].certified_acc[b] - shared[other, s].certified_acc[b]) for s in seeds
+                ]
                 gaps[other][b] = {**_spread(diffs), "wins": sum(d > 0 for d in diffs)}
     return {"seeds": list(seeds), "methods": summary, "ad_cert_minus": gaps}
 
@@ -301,5 +361,11 @@ def _calls(out_dir: Path, force: bool, wall: float, records: list[RunRecord]) ->
         except ConfigError:
             pass
     trained = sum(not r.reused for r in records)
-    return calls + [{"finished_at": time.strftime("%Y-%m-%d %H:%M:%S %z"), "wall_time_s": round(wall, 1),
-                     "runs_trained": trained, "runs_reused": len(records) - trained}]
+    return calls + [
+        {
+            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "wall_time_s": round(wall, 1),
+            "runs_trained": trained,
+            "runs_reused": len(records) - trained,
+        }
+    ]

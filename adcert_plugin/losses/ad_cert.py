@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..attacks.pgd import Objective
 from .base import LossContext, LossOutput, accuracy, check_config, kl_distill, lb_loss
 from .exp_ibp import geometric_mix
 from .registry import register_loss
@@ -50,7 +51,7 @@ class AdCertConfig:
         check_config(self, alpha=(0.0, 1.0), tau=(1e-6, None), hard_label_weight=(0.0, None))
 
     @property
-    def objective(self) -> str:
+    def objective(self) -> Objective:
         """The attack the step runs: the KL attack for ``attack_objective="kl"`` and for rslad-cert."""
         return "kl" if self.attack_objective == "kl" or self.variant == "rslad-cert" else "ce"
 
@@ -74,9 +75,13 @@ def distillation(ctx: LossContext, cfg: AdCertConfig, logits_t: torch.Tensor) ->
     return adv
 
 
-@register_loss("ad-cert", config=AdCertConfig, needs={"attack", "bounds", "teacher"},
-               description="AD-CERT (Melis et al. BMVC 2026): alpha*L_IBP + (1-alpha)*KL(p_T(x) || p_S(x_adv)); "
-                           "variants rslad-cert, nat-kl; tau/gamma/logit/exp are adcert extensions")
+@register_loss(
+    "ad-cert",
+    config=AdCertConfig,
+    needs={"attack", "bounds", "teacher"},
+    description="AD-CERT (Melis et al. BMVC 2026): alpha*L_IBP + (1-alpha)*KL(p_T(x) || p_S(x_adv)); "
+    "variants rslad-cert, nat-kl; tau/gamma/logit/exp are adcert extensions",
+)
 def ad_cert(ctx: LossContext, cfg: AdCertConfig) -> LossOutput:
     """α·L_lb(z̲) + (1−α)·D_variant, D_ad-cert = KL(p_T(x_t) ‖ p_S(x_adv)), batchmean."""
     ctx.adversarial(cfg.objective, target="teacher")  # must come before any x_adv access

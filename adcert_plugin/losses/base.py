@@ -55,8 +55,9 @@ def lb_loss(margin_lower: torch.Tensor, reduction: str = "mean") -> torch.Tensor
     return _reduce(per_sample, reduction)
 
 
-def kl_distill(logits_t: torch.Tensor, logits_s: torch.Tensor, tau: float = 1.0,
-               reduction: str = "batchmean") -> torch.Tensor:
+def kl_distill(
+    logits_t: torch.Tensor, logits_s: torch.Tensor, tau: float = 1.0, reduction: str = "batchmean"
+) -> torch.Tensor:
     """τ²·KL(softmax(z_T/τ) ‖ softmax(z_S/τ)), ``batchmean`` (sum over classes, mean over batch).
 
     ``reduction="none"`` gives the per-sample values ``[B]``.
@@ -81,6 +82,7 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 # -- config checks ------------------------------------------------------------------------
+
 
 def check_config(cfg: Any, **ranges: tuple[float | None, float | None]) -> None:
     """Type-check a frozen config dataclass and its numeric ranges; raise ConfigError.
@@ -138,8 +140,7 @@ class Loss:
     override ``prepare`` and ``compute``, and are registered as classes.
     """
 
-    def __init__(self, name: str, config: Any, needs: frozenset[str], fn: LossFn | None = None,
-                 description: str = ""):
+    def __init__(self, name: str, config: Any, needs: frozenset[str], fn: LossFn | None = None, description: str = ""):
         self.name = name
         self.needs = frozenset(needs)
         self.description = description

@@ -47,8 +47,10 @@ class CcDistConfig:
     def __post_init__(self):
         check_config(self, alpha=(0.0, 1.0), beta=(0.0, None))
         if self.distance == "box" and self.feature_point != "adv":
-            raise ConfigError("CcDistConfig.feature_point: the box distance interpolates around x_adv; "
-                              "feature_point='clean' needs distance 'mse' or 'cosine'")
+            raise ConfigError(
+                "CcDistConfig.feature_point: the box distance interpolates around x_adv; "
+                "feature_point='clean' needs distance 'mse' or 'cosine'"
+            )
 
 
 def feature_distance(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
@@ -58,8 +60,9 @@ def feature_distance(student: torch.Tensor, teacher: torch.Tensor, kind: str) ->
     return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
 
 
-def interpolated_box(adv: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
-                     alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+def interpolated_box(
+    adv: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(φ̲, φ̄) = (1−α)·φ_adv + α·(l_φ, u_φ)."""
     return (1.0 - alpha) * adv + alpha * lower, (1.0 - alpha) * adv + alpha * upper
 
@@ -78,10 +81,14 @@ def project_box(linear: nn.Linear, lower: torch.Tensor, upper: torch.Tensor) -> 
     return mid - rad, mid + rad
 
 
-@register_loss("cc-dist", config=CcDistConfig, needs={"attack", "bounds", "teacher", "features"},
-               description="CC-Dist (De Palma 2026): CC-IBP + beta/F * worst-case squared distance of the "
-                           "alpha-interpolated IBP feature box to the teacher's clean features; mse/cosine "
-                           "point distances are adcert options")
+@register_loss(
+    "cc-dist",
+    config=CcDistConfig,
+    needs={"attack", "bounds", "teacher", "features"},
+    description="CC-Dist (De Palma 2026): CC-IBP + beta/F * worst-case squared distance of the "
+    "alpha-interpolated IBP feature box to the teacher's clean features; mse/cosine "
+    "point distances are adcert options",
+)
 class CcDist(Loss):
     """L_lb(α·z̲ + (1−α)·d(x_adv)) + β·D, D the box distance (default) or a point distance."""
 
@@ -98,8 +105,10 @@ class CcDist(Loss):
 
     def _check_widths(self, student_width: int, teacher_width: int) -> None:
         if "projection" not in self.modules and student_width != teacher_width:
-            raise ConfigError(f"cc-dist: student features are {student_width}-d, teacher's {teacher_width}-d; "
-                              "call loss.prepare(student, teacher) before training")
+            raise ConfigError(
+                f"cc-dist: student features are {student_width}-d, teacher's {teacher_width}-d; "
+                "call loss.prepare(student, teacher) before training"
+            )
 
     def compute(self, ctx) -> LossOutput:
         cfg = self.config
@@ -111,13 +120,19 @@ class CcDist(Loss):
         distill = self._distill(ctx, feature_box, features_t)
         certified = lb_loss(cfg.alpha * bound + (1.0 - cfg.alpha) * ctx.margins("adv"))
         logits_adv = ctx.student_logits("adv")
-        return LossOutput(certified + cfg.beta * distill,
-                          {"lb": lb_loss(bound), "distill": distill, "ce_adv": F.cross_entropy(logits_adv, ctx.y),
-                           "acc_adv": accuracy(logits_adv, ctx.y)})
+        return LossOutput(
+            certified + cfg.beta * distill,
+            {
+                "lb": lb_loss(bound),
+                "distill": distill,
+                "ce_adv": F.cross_entropy(logits_adv, ctx.y),
+                "acc_adv": accuracy(logits_adv, ctx.y),
+            },
+        )
 
     def _distill(self, ctx, feature_box, features_t: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        projection = self.modules["projection"] if "projection" in self.modules else None
+        projection = self.modules["projection"] if "projection" in self.modules else None  # noqa: SIM401 (ModuleDict has no get)
         if cfg.distance != "box":
             features_s = ctx.student_features(cfg.feature_point)
             features_s = projection(features_s) if projection is not None else features_s
@@ -127,7 +142,8 @@ class CcDist(Loss):
         if feature_box is None:  # α = 0: the box is the point φ_S(x_adv)
             lower = upper = adv
         else:
-            lower, upper = interpolated_box(adv, *feature_box, cfg.alpha)
+            box_lower, box_upper = feature_box
+            lower, upper = interpolated_box(adv, box_lower, box_upper, cfg.alpha)
         if projection is not None:
             lower, upper = project_box(projection, lower, upper)
         self._check_widths(lower.shape[1], features_t.shape[1])

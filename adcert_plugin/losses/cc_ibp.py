@@ -24,13 +24,19 @@ class CcIbpConfig:
         check_config(self, alpha=(0.0, 1.0))
 
 
-@register_loss("cc-ibp", config=CcIbpConfig, needs={"attack", "bounds"},
-               description="CC-IBP: L_lb(alpha*z_lower + (1-alpha)*d(x_adv)) (De Palma et al. 2024)")
+@register_loss(
+    "cc-ibp",
+    config=CcIbpConfig,
+    needs={"attack", "bounds"},
+    description="CC-IBP: L_lb(alpha*z_lower + (1-alpha)*d(x_adv)) (De Palma et al. 2024)",
+)
 def cc_ibp(ctx: LossContext, cfg: CcIbpConfig) -> LossOutput:
     """L_lb(α·z̲ + (1−α)·d(x_adv))."""
     bound = ctx.margin_lower("IBP")  # [B, K-1]
     margins_adv = ctx.margins("adv")  # [B, K-1], same order as the bound
     loss = lb_loss(cfg.alpha * bound + (1.0 - cfg.alpha) * margins_adv)
     logits_adv = ctx.student_logits("adv")
-    return LossOutput(loss, {"lb": lb_loss(bound), "ce_adv": F.cross_entropy(logits_adv, ctx.y),
-                             "acc_adv": accuracy(logits_adv, ctx.y)})
+    return LossOutput(
+        loss,
+        {"lb": lb_loss(bound), "ce_adv": F.cross_entropy(logits_adv, ctx.y), "acc_adv": accuracy(logits_adv, ctx.y)},
+    )

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..attacks import AttackConfig, folded_eval_forward, pgd_attack
 from ..attacks.ctbench_pgd import ctbench_pgd
+from ..attacks.pgd import Objective
 from ..bounds import BoundedNet, InputBox, margins as exact_margins, wrap_model
 from ..bounds.batch_stats import batch_statistics, forward_with_statistics, has_batchnorm
 from ..errors import ConfigError
@@ -60,15 +61,27 @@ class LossContext:
         conventions: ``"expressive-losses"`` (default) or ``"ctbench"`` (see the module docstring).
     """
 
-    def __init__(self, student: nn.Module, bounded: BoundedNet | None, x: torch.Tensor, y: torch.Tensor,
-                 eps: float, spec, attack: AttackConfig = AttackConfig(), teacher=None,
-                 generator: torch.Generator | None = None, needs: frozenset[str] = frozenset(),
-                 keep_relu_inputs: bool = False, conventions: Conventions = "expressive-losses"):
+    def __init__(
+        self,
+        student: nn.Module,
+        bounded: BoundedNet | None,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: float,
+        spec,
+        attack: AttackConfig = AttackConfig(),
+        teacher=None,
+        generator: torch.Generator | None = None,
+        needs: frozenset[str] = frozenset(),
+        keep_relu_inputs: bool = False,
+        conventions: Conventions = "expressive-losses",
+    ):
         if conventions not in CONVENTIONS:
             raise ConfigError(f"unknown conventions {conventions!r}; choose one of {', '.join(CONVENTIONS)}")
         if bounded is not None and bounded.model is not student:
-            raise ConfigError("LossContext: `bounded` wraps a different model than `student`; "
-                              "pass wrap_model(student, in_shape)")
+            raise ConfigError(
+                "LossContext: `bounded` wraps a different model than `student`; pass wrap_model(student, in_shape)"
+            )
         if teacher is not None and not isinstance(teacher, Teacher):
             teacher = Teacher(teacher)
         self.student, self._bounded = student, bounded
@@ -110,8 +123,10 @@ class LossContext:
         """The box PGD searches: radius ``eps * attack.eps_factor``, clipped, normalised."""
         if self.attack.eps_factor == 1.0:
             return self.box
-        return self._once("attack_box", lambda: InputBox.from_pixels(
-            self.x, self.eps * self.attack.eps_factor, self.spec.mean, self.spec.std))
+        return self._once(
+            "attack_box",
+            lambda: InputBox.from_pixels(self.x, self.eps * self.attack.eps_factor, self.spec.mean, self.spec.std),
+        )
 
     @property
     def x_norm(self) -> torch.Tensor:
@@ -145,8 +160,9 @@ class LossContext:
         raise ValueError(f"which must be 'clean' or 'adv', got {which!r}")
 
     # -- attack ---------------------------------------------------------------------------
-    def adversarial(self, objective: Objective | None = None,
-                    target: Literal["teacher", "student"] | None = None) -> torch.Tensor:
+    def adversarial(
+        self, objective: Objective | None = None, target: Literal["teacher", "student"] | None = None
+    ) -> torch.Tensor:
         """x_adv (normalised, detached ``[B, C, H, W]``): one PGD run per step, memoised.
 
         ``objective`` defaults to ``attack.objective``. For ``kl`` the attack maximises
@@ -161,18 +177,29 @@ class LossContext:
         request = (objective, target if objective == "kl" else None)
         if "x_adv" in self._memo:
             if self._memo["x_adv_request"] != request:
-                raise RuntimeError(f"x_adv was already computed for {self._memo['x_adv_request']}, "
-                                   f"not {request}: one PGD run per step")
+                raise RuntimeError(
+                    f"x_adv was already computed for {self._memo['x_adv_request']}, not {request}: one PGD run per step"
+                )
             return self._memo["x_adv"]
         target_logits = None
         if objective == "kl":
             target_logits = self.teacher_logits("clean") if target == "teacher" else self._student_eval_logits()
         if self.conventions == "ctbench":
-            x_adv = ctbench_pgd(self._attack_forward(), self.attack_box, self.y, self.attack.steps,
-                                self.attack.step_size, self.attack.restarts, objective, target_logits, self.generator)
+            x_adv = ctbench_pgd(
+                self._attack_forward(),
+                self.attack_box,
+                self.y,
+                self.attack.steps,
+                self.attack.step_size,
+                self.attack.restarts,
+                objective,
+                target_logits,
+                self.generator,
+            )
         else:
-            cfg = AttackConfig(self.attack.steps, self.attack.step_size, self.attack.restarts, objective,
-                               self.attack.eps_factor)
+            cfg = AttackConfig(
+                self.attack.steps, self.attack.step_size, self.attack.restarts, objective, self.attack.eps_factor
+            )
             x_adv = pgd_attack(self.student, self.attack_box, self.y, cfg, target_logits, self.generator)
         self._memo["x_adv_request"], self._memo["x_adv"] = request, x_adv
         return x_adv
@@ -216,8 +243,10 @@ class LossContext:
         key = ("features", which)
         if key not in self._memo:
             if ("logits", which) in self._memo:
-                raise RuntimeError(f"student logits at {which} were computed by a forward that kept no features; "
-                                   "ask for the features first")
+                raise RuntimeError(
+                    f"student logits at {which} were computed by a forward that kept no features; "
+                    "ask for the features first"
+                )
             self.student_logits(which)
         return self._memo[key]
 
@@ -273,9 +302,14 @@ class LossContext:
 
         hook = self.student[-1].register_forward_pre_hook(keep_features)
         try:
-            trace = self.bounded.ibp_trace(region, self.y, stats_input=stats_input, track_running_stats=first,
-                                           keep_relu_inputs=self.keep_relu_inputs and region is self.box,
-                                           keep_head_input=region is self.box)
+            trace = self.bounded.ibp_trace(
+                region,
+                self.y,
+                stats_input=stats_input,
+                track_running_stats=first,
+                keep_relu_inputs=self.keep_relu_inputs and region is self.box,
+                keep_head_input=region is self.box,
+            )
         finally:
             hook.remove()
         if first:
@@ -296,8 +330,10 @@ class LossContext:
         """
         if "feature_box" not in self._memo:
             if not self.bounded.native_ibp:
-                raise ConfigError(f"feature bounds need a plain Conv/Linear/BN/ReLU chain ending in a Linear; "
-                                  f"{type(self.student).__name__} is not one")
+                raise ConfigError(
+                    f"feature bounds need a plain Conv/Linear/BN/ReLU chain ending in a Linear; "
+                    f"{type(self.student).__name__} is not one"
+                )
             self.margin_lower("IBP")
         return self._memo["feature_box"]
 
@@ -340,4 +376,3 @@ class LossContext:
         if isinstance(x, torch.Tensor):
             return self._teacher().features(x)
         return self._once(("teacher_features", x), lambda: self._teacher().features(self.input(x)))
-

@@ -25,8 +25,12 @@ class CrownIbpConfig:
         check_config(self, kappa=(0.0, 1.0))
 
 
-@register_loss("crown-ibp", config=CrownIbpConfig, needs={"bounds"},
-               description="CROWN-IBP: L_lb(kappa*z_IBP + (1-kappa)*z_CROWN-IBP) (Zhang et al. 2020)")
+@register_loss(
+    "crown-ibp",
+    config=CrownIbpConfig,
+    needs={"bounds"},
+    description="CROWN-IBP: L_lb(kappa*z_IBP + (1-kappa)*z_CROWN-IBP) (Zhang et al. 2020)",
+)
 def crown_ibp(ctx: LossContext, cfg: CrownIbpConfig) -> LossOutput:
     """L_lb(κ·z̲_IBP + (1−κ)·z̲_CROWN-IBP)."""
     # CROWN-IBP first (auto_LiRPA's first call must precede the step's other forwards; see context.py).

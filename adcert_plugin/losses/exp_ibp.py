@@ -36,8 +36,12 @@ def geometric_mix(robust, adversarial, alpha: float):
     return robust.clamp_min(FLOOR) ** alpha * adversarial.clamp_min(FLOOR) ** (1.0 - alpha)
 
 
-@register_loss("exp-ibp", config=ExpIbpConfig, needs={"attack", "bounds"},
-               description="Exp-IBP: L_lb(z_lower)^alpha * CE(f(x_adv), y)^(1-alpha) (De Palma et al. 2024)")
+@register_loss(
+    "exp-ibp",
+    config=ExpIbpConfig,
+    needs={"attack", "bounds"},
+    description="Exp-IBP: L_lb(z_lower)^alpha * CE(f(x_adv), y)^(1-alpha) (De Palma et al. 2024)",
+)
 def exp_ibp(ctx: LossContext, cfg: ExpIbpConfig) -> LossOutput:
     """L_lb(z̲)^α · CE(f(x_adv), y)^(1−α)."""
     robust = lb_loss(ctx.margin_lower("IBP"))

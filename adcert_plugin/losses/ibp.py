@@ -14,8 +14,9 @@ from .base import LossContext, LossOutput, NoConfig, lb_loss
 from .registry import register_loss
 
 
-@register_loss("ibp", config=NoConfig, needs={"bounds"},
-               description="IBP loss L_lb(z_lower) (Gowal et al. 2018; Shi et al. 2021)")
+@register_loss(
+    "ibp", config=NoConfig, needs={"bounds"}, description="IBP loss L_lb(z_lower) (Gowal et al. 2018; Shi et al. 2021)"
+)
 def ibp(ctx: LossContext, cfg: NoConfig) -> LossOutput:
     """L_lb(z̲): cross-entropy over [0, −z̲] with label 0."""
     robust = lb_loss(ctx.margin_lower("IBP"))  # [B, K-1] -> scalar

@@ -25,8 +25,12 @@ class MtlIbpConfig:
         check_config(self, alpha=(0.0, 1.0))
 
 
-@register_loss("mtl-ibp", config=MtlIbpConfig, needs={"attack", "bounds"},
-               description="MTL-IBP: alpha*L_lb(z_lower) + (1-alpha)*CE(f(x_adv), y) (De Palma et al. 2024)")
+@register_loss(
+    "mtl-ibp",
+    config=MtlIbpConfig,
+    needs={"attack", "bounds"},
+    description="MTL-IBP: alpha*L_lb(z_lower) + (1-alpha)*CE(f(x_adv), y) (De Palma et al. 2024)",
+)
 def mtl_ibp(ctx: LossContext, cfg: MtlIbpConfig) -> LossOutput:
     """α·L_lb(z̲) + (1−α)·CE(f(x_adv), y)."""
     robust = lb_loss(ctx.margin_lower("IBP"))  # fused with the adversarial forward

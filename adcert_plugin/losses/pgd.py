@@ -13,8 +13,12 @@ from .base import LossContext, LossOutput, NoConfig, accuracy
 from .registry import register_loss
 
 
-@register_loss("pgd", config=NoConfig, needs={"attack"},
-               description="PGD-AT: CE(f(x_adv), y) (Madry et al. 2018), teacher training")
+@register_loss(
+    "pgd",
+    config=NoConfig,
+    needs={"attack"},
+    description="PGD-AT: CE(f(x_adv), y) (Madry et al. 2018), teacher training",
+)
 def pgd(ctx: LossContext, cfg: NoConfig) -> LossOutput:
     """CE(f(x_adv), y)."""
     logits_adv = ctx.student_logits("adv")  # [B, K], train mode

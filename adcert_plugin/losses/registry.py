@@ -82,8 +82,9 @@ def register_loss(name: str, config: type | None = None, needs=frozenset(), desc
 
     def wrap(target):
         if name in _REGISTRY:
-            raise DuplicateNameError(f"loss {name!r} is already registered (by {_origin(_REGISTRY[name].target)}); "
-                                     "pick another name")
+            raise DuplicateNameError(
+                f"loss {name!r} is already registered (by {_origin(_REGISTRY[name].target)}); pick another name"
+            )
         doc = (target.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = LossEntry(name, target, config, needs, description or (doc[0] if doc else ""))
         return target
@@ -107,6 +108,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+
     def register(name, loaded):  # importing the module registers its losses; a function registers when called
         if callable(loaded) and not isinstance(loaded, type):
             loaded()
@@ -129,8 +131,9 @@ def _entry(name: str) -> LossEntry:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name in _BROKEN:
-        raise PluginLoadError(f"loss plugin {name!r} failed to load ({_BROKEN[name]}); "
-                              "fix or uninstall the package that provides it")
+        raise PluginLoadError(
+            f"loss plugin {name!r} failed to load ({_BROKEN[name]}); fix or uninstall the package that provides it"
+        )
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise UnknownLossError(f"unknown loss {name!r}{hint}; known losses: {', '.join(sorted(_REGISTRY))}")
@@ -179,4 +182,3 @@ def describe_losses() -> dict[str, str]:
     """``{name: one-line description}`` for every registered loss, sorted by name."""
     _load_entry_points()
     return {n: _REGISTRY[n].description for n in sorted(_REGISTRY)}
-

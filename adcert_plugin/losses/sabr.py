@@ -38,11 +38,16 @@ def small_box(ctx: LossContext, lam: float):
     return ctx.box.shrink_around(ctx.x_adv, radius_norm)
 
 
-@register_loss("sabr", config=SabrConfig, needs={"attack", "bounds"},
-               description="SABR: L_lb(z_lower over a lambda*eps box around x_adv) (Mueller et al. 2023)")
+@register_loss(
+    "sabr",
+    config=SabrConfig,
+    needs={"attack", "bounds"},
+    description="SABR: L_lb(z_lower over a lambda*eps box around x_adv) (Mueller et al. 2023)",
+)
 def sabr(ctx: LossContext, cfg: SabrConfig) -> LossOutput:
     """L_lb(z̲(B_{λε}(x̂)))."""
     robust = lb_loss(ctx.margin_lower("IBP", box=small_box(ctx, cfg.lam)))  # fused with the adv forward
     logits_adv = ctx.student_logits("adv")
-    return LossOutput(robust, {"lb": robust, "ce_adv": F.cross_entropy(logits_adv, ctx.y),
-                               "acc_adv": accuracy(logits_adv, ctx.y)})
+    return LossOutput(
+        robust, {"lb": robust, "ce_adv": F.cross_entropy(logits_adv, ctx.y), "acc_adv": accuracy(logits_adv, ctx.y)}
+    )

@@ -25,14 +25,23 @@ class TradesConfig:
         check_config(self, beta=(0.0, None))
 
 
-@register_loss("trades", config=TradesConfig, needs={"attack"},
-               description="TRADES: CE(f(x), y) + beta*KL(p(x) || p(x_adv)) (Zhang et al. 2019), teacher training")
+@register_loss(
+    "trades",
+    config=TradesConfig,
+    needs={"attack"},
+    description="TRADES: CE(f(x), y) + beta*KL(p(x) || p(x_adv)) (Zhang et al. 2019), teacher training",
+)
 def trades(ctx: LossContext, cfg: TradesConfig) -> LossOutput:
     """CE(f(x), y) + β·KL(p(x) ‖ p(x_adv))."""
     ctx.adversarial("kl", target="student")  # must come before any x_adv access
     logits_clean, logits_adv = ctx.student_logits("clean"), ctx.student_logits("adv")
     ce_clean = F.cross_entropy(logits_clean, ctx.y)
     robust = kl_distill(logits_clean, logits_adv, tau=1.0)
-    return LossOutput(ce_clean + cfg.beta * robust,
-                      {"ce_clean": ce_clean, "ce_adv": F.cross_entropy(logits_adv, ctx.y).detach(),
-                       "acc_adv": accuracy(logits_adv, ctx.y)})
+    return LossOutput(
+        ce_clean + cfg.beta * robust,
+        {
+            "ce_clean": ce_clean,
+            "ce_adv": F.cross_entropy(logits_adv, ctx.y).detach(),
+            "acc_adv": accuracy(logits_adv, ctx.y),
+        },
+    )

@@ -39,8 +39,10 @@ def reuse_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        done = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and \
-            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        done = (
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        )
     except (OSError, AttributeError):
         return False
     log.debug("malloc thresholds %s", "raised" if done else "left as they were (mallopt refused)")

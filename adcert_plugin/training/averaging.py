@@ -45,8 +45,12 @@ class WeightAverage:
                 param.copy_(avg)
 
     def state_dict(self) -> dict:
-        return {"count": self.count, "average": [a.clone() for a in self.average], "start": self.start,
-                "freq": self.freq}
+        return {
+            "count": self.count,
+            "average": [a.clone() for a in self.average],
+            "start": self.start,
+            "freq": self.freq,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["average"]) != len(self.average):

@@ -27,8 +27,12 @@ VERSION = 1
 
 
 def arch_record(name: str, in_shape, num_classes: int, kwargs: dict | None = None) -> dict:
-    return {"name": name, "in_shape": [int(v) for v in in_shape], "num_classes": int(num_classes),
-            "kwargs": _plain(dict(kwargs or {}))}
+    return {
+        "name": name,
+        "in_shape": [int(v) for v in in_shape],
+        "num_classes": int(num_classes),
+        "kwargs": _plain(dict(kwargs or {})),
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -47,12 +51,24 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return Path(path)
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, arch: dict, dataset: str | None = None,
-                    config: dict | None = None, state: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    arch: dict,
+    dataset: str | None = None,
+    config: dict | None = None,
+    state: dict | None = None,
+) -> Path:
     """Write an adcert checkpoint atomically."""
-    record = {"format": FORMAT, "version": VERSION, "arch": arch, "dataset": dataset,
-              "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-              "config": _plain(config or {}), "state": state or {}}
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch,
+        "dataset": dataset,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": _plain(config or {}),
+        "state": state or {},
+    }
     return atomic_save(record, path)
 
 
@@ -82,14 +98,20 @@ def _why_unloadable(path: Path, err: Exception) -> str:
     with open(path, "rb") as f:
         head = f.read(4)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # neither torch's zip nor a pickle
-        return ("it is not a PyTorch checkpoint (no zip or pickle header); pass the path of a model.pt or last.pt "
-                "file written by adcert-train")
+        return (
+            "it is not a PyTorch checkpoint (no zip or pickle header); pass the path of a model.pt or last.pt "
+            "file written by adcert-train"
+        )
     if "Unsupported global" in text or "Unsupported class" in text:
-        return ("it holds pickled Python objects besides tensors and plain values, which adcert never loads "
-                "(that could run code from the file); save only a state_dict of tensors, e.g. "
-                "torch.save(model.state_dict(), path), and pass it with --arch")
-    return ("it starts like a PyTorch file but torch cannot read it: it is damaged or cut short (a copy or a "
-            "download that did not finish?); copy it again, or pass another model.pt or last.pt")
+        return (
+            "it holds pickled Python objects besides tensors and plain values, which adcert never loads "
+            "(that could run code from the file); save only a state_dict of tensors, e.g. "
+            "torch.save(model.state_dict(), path), and pass it with --arch"
+        )
+    return (
+        "it starts like a PyTorch file but torch cannot read it: it is damaged or cut short (a copy or a "
+        "download that did not finish?); copy it again, or pass another model.pt or last.pt"
+    )
 
 
 def check_record(record: dict, path: str | Path) -> dict:
@@ -98,14 +120,19 @@ def check_record(record: dict, path: str | Path) -> dict:
     Raises:
         CheckpointError: a field is missing or of the wrong type (one line naming the field).
     """
+
     def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{path} looks like an adcert checkpoint but {what}; the file is damaged or was "
-                               "not written by adcert: retrain, or export it again from the run that made it")
+        return CheckpointError(
+            f"{path} looks like an adcert checkpoint but {what}; the file is damaged or was "
+            "not written by adcert: retrain, or export it again from the run that made it"
+        )
 
     version = record.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise CheckpointError(f"{path} is an adcert checkpoint of format version {version!r}, and this adcert reads "
-                              f"version {VERSION} and older: it was written by a newer adcert; upgrade adcert to read it")
+        raise CheckpointError(
+            f"{path} is an adcert checkpoint of format version {version!r}, and this adcert reads "
+            f"version {VERSION} and older: it was written by a newer adcert; upgrade adcert to read it"
+        )
     arch = record.get("arch")
     if not isinstance(arch, dict):
         raise bad("has no 'arch' record")
@@ -127,8 +154,13 @@ def check_record(record: dict, path: str | Path) -> dict:
             raise bad(f"its {key!r} is not a mapping")
     if not isinstance(record.get("dataset"), (str, type(None))):
         raise bad(f"its 'dataset' is not a data-set name ({record.get('dataset')!r})")
-    return {**record, "arch": {**arch, "kwargs": arch.get("kwargs", {})}, "dataset": record.get("dataset"),
-            "config": record.get("config") or {}, "state": record.get("state") or {}}
+    return {
+        **record,
+        "arch": {**arch, "kwargs": arch.get("kwargs", {})},
+        "dataset": record.get("dataset"),
+        "config": record.get("config") or {},
+        "state": record.get("state") or {},
+    }
 
 
 def check_finite(state: dict, path: str | Path) -> None:
@@ -136,13 +168,16 @@ def check_finite(state: dict, path: str | Path) -> None:
     for name, value in state.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(f"{path}: weight {name!r} holds {bad} NaN or infinite values, so the model's "
-                                  "outputs are meaningless; use a checkpoint of an epoch before training diverged "
-                                  "(best.pt, or last.pt of an earlier run)")
+            raise CheckpointError(
+                f"{path}: weight {name!r} holds {bad} NaN or infinite values, so the model's "
+                "outputs are meaningless; use a checkpoint of an epoch before training diverged "
+                "(best.pt, or last.pt of an earlier run)"
+            )
 
 
-def load_model(path: str | Path, arch: str | None = None, in_shape=None, num_classes: int | None = None,
-               **kwargs) -> tuple[nn.Module, dict]:
+def load_model(
+    path: str | Path, arch: str | None = None, in_shape=None, num_classes: int | None = None, **kwargs
+) -> tuple[nn.Module, dict]:
     """Build and load the model of a checkpoint. Returns (model in eval mode, checkpoint record).
 
     A plain state_dict is accepted when ``arch``, ``in_shape`` and ``num_classes`` are given.
@@ -153,20 +188,32 @@ def load_model(path: str | Path, arch: str | None = None, in_shape=None, num_cla
         spec = record["arch"]
     elif isinstance(record, dict) and arch is not None and in_shape is not None and num_classes is not None:
         spec = arch_record(arch, in_shape, num_classes, kwargs)
-        record = {"format": FORMAT, "version": VERSION, "arch": spec, "dataset": None,
-                  "model": record.get("state_dict", record), "config": {}, "state": {}}
+        record = {
+            "format": FORMAT,
+            "version": VERSION,
+            "arch": spec,
+            "dataset": None,
+            "model": record.get("state_dict", record),
+            "config": {},
+            "state": {},
+        }
         check_finite(record["model"], path)
     else:
-        raise CheckpointError(f"{path} is not an adcert checkpoint; give --arch (and the data set) "
-                              "to load it as a plain state_dict")
+        raise CheckpointError(
+            f"{path} is not an adcert checkpoint; give --arch (and the data set) to load it as a plain state_dict"
+        )
     try:
         model = create_model(spec["name"], spec["in_shape"], spec["num_classes"], **spec.get("kwargs", {}))
     except (TypeError, ValueError, UnknownModelError) as err:
-        raise CheckpointError(f"{path}: architecture {spec['name']!r} cannot be built from its record "
-                              f"(kwargs {spec.get('kwargs')}): {' '.join(str(err).split())}") from err
+        raise CheckpointError(
+            f"{path}: architecture {spec['name']!r} cannot be built from its record "
+            f"(kwargs {spec.get('kwargs')}): {' '.join(str(err).split())}"
+        ) from err
     try:
         model.load_state_dict(record["model"])
     except (RuntimeError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{path}: weights do not fit architecture {spec['name']!r}: "
-                              f"{(str(err).splitlines() or [type(err).__name__])[0]}") from err
+        raise CheckpointError(
+            f"{path}: weights do not fit architecture {spec['name']!r}: "
+            f"{(str(err).splitlines() or [type(err).__name__])[0]}"
+        ) from err
     return model.eval(), record

@@ -32,12 +32,12 @@ Augmentation = Literal["none", "cifar", "tinyimagenet"]
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "mnist"
-    data_dir: str | None = None          # None: the data rule (adcert_plugin.data.DATA_RULE)
-    train_subset: int | None = None      # None: the whole training split
-    test_subset: int | None = 1000       # the first N test images, evaluated after each epoch (None: all)
-    validation_size: int = 0             # > 0: hold out this many training images (data.validation_split);
-                                         # training never sees them, and the per-epoch check uses them, not test
-    batch_size: int = 256                # the global batch (split across ranks under torchrun)
+    data_dir: str | None = None  # None: the data rule (adcert_plugin.data.DATA_RULE)
+    train_subset: int | None = None  # None: the whole training split
+    test_subset: int | None = 1000  # the first N test images, evaluated after each epoch (None: all)
+    validation_size: int = 0  # > 0: hold out this many training images (data.validation_split);
+    # training never sees them, and the per-epoch check uses them, not test
+    batch_size: int = 256  # the global batch (split across ranks under torchrun)
     augmentation: Augmentation | None = None  # None: the data set's default
 
     def __post_init__(self):
@@ -84,19 +84,23 @@ class ScheduleConfig:
     """Epochs, the smoothed eps ramp (auto_LiRPA SmoothedScheduler) and the warm-up regulariser."""
 
     epochs: int = 70
-    eps: float = 0.1                 # target eps (pixel space); evaluation always uses it
-    train_eps_mul: float = 1.0       # training eps = ramp value × this (MNIST: 2.0 at 0.1, 1.334 at 0.3)
-    eps_start_epoch: int = 1         # first epoch of the ramp (1-based); earlier epochs are natural
-    eps_length_epochs: int = 20      # ramp length; 0 = full eps from eps_start_epoch on
-    mid: float = 0.25                # polynomial → linear switch, as a fraction of the ramp
-    beta: float = 4.0                # polynomial exponent
-    reg_lambda: float = 0.5          # warm-up regulariser weight λ (decays as λ·(1 − ε_t/ε_max))
-    reg_tolerance: float = 0.5       # τ of the Shi et al. regularisers
+    eps: float = 0.1  # target eps (pixel space); evaluation always uses it
+    train_eps_mul: float = 1.0  # training eps = ramp value × this (MNIST: 2.0 at 0.1, 1.334 at 0.3)
+    eps_start_epoch: int = 1  # first epoch of the ramp (1-based); earlier epochs are natural
+    eps_length_epochs: int = 20  # ramp length; 0 = full eps from eps_start_epoch on
+    mid: float = 0.25  # polynomial → linear switch, as a fraction of the ramp
+    beta: float = 4.0  # polynomial exponent
+    reg_lambda: float = 0.5  # warm-up regulariser weight λ (decays as λ·(1 − ε_t/ε_max))
+    reg_tolerance: float = 0.5  # τ of the Shi et al. regularisers
 
     def __post_init__(self):
         check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
-        check(math.isfinite(self.eps) and 0 <= self.eps <= 1, "eps", self.eps,
-              "must be in [0, 1]: pixel space, where images lie in [0, 1] (e.g. 0.1 for MNIST, 0.0314 for 8/255)")
+        check(
+            math.isfinite(self.eps) and 0 <= self.eps <= 1,
+            "eps",
+            self.eps,
+            "must be in [0, 1]: pixel space, where images lie in [0, 1] (e.g. 0.1 for MNIST, 0.0314 for 8/255)",
+        )
         check(self.train_eps_mul > 0, "train_eps_mul", self.train_eps_mul, "must be > 0")
         check(self.eps_start_epoch >= 1, "eps_start_epoch", self.eps_start_epoch, "must be >= 1 (1-based epoch)")
         check(self.eps_length_epochs >= 0, "eps_length_epochs", self.eps_length_epochs, "must be >= 0")
@@ -123,14 +127,18 @@ class OptimConfig:
     lr: float = 5e-4
     milestones: tuple[int, ...] = (50, 60)
     gamma: float = 0.2
-    grad_clip: float | None = 10.0   # max gradient norm; null disables
-    l1: float = 0.0                  # coefficient of Σ|W| over Conv/Linear weights
+    grad_clip: float | None = 10.0  # max gradient norm; null disables
+    l1: float = 0.0  # coefficient of Σ|W| over Conv/Linear weights
     grad_acc_steps: int = 1
 
     def __post_init__(self):
         check(self.lr > 0, "lr", self.lr, "must be > 0")
-        check(all(m >= 1 for m in self.milestones) and list(self.milestones) == sorted(set(self.milestones)),
-               "milestones", list(self.milestones), "must be strictly increasing epochs >= 1")
+        check(
+            all(m >= 1 for m in self.milestones) and list(self.milestones) == sorted(set(self.milestones)),
+            "milestones",
+            list(self.milestones),
+            "must be strictly increasing epochs >= 1",
+        )
         check(0 < self.gamma <= 1, "gamma", self.gamma, "must be in (0, 1]")
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", self.grad_clip, "must be > 0 or null")
         check(self.l1 >= 0, "l1", self.l1, "must be >= 0")
@@ -142,9 +150,9 @@ class EvalConfig:
     """Per-epoch evaluation on the held-out test subset, at the target eps."""
 
     pgd_steps: int = 40
-    pgd_step_size: float = 0.1       # relative to the box half-width (methods.md B.2.3)
+    pgd_step_size: float = 0.1  # relative to the box half-width (methods.md B.2.3)
     pgd_restarts: int = 1
-    batch_size: int | None = None    # None: data.batch_size
+    batch_size: int | None = None  # None: data.batch_size
 
     def __post_init__(self):
         check(self.pgd_steps >= 1, "pgd_steps", self.pgd_steps, "must be >= 1")
@@ -178,7 +186,7 @@ class RecipeConfig:
     conventions: Conventions = "expressive-losses"
     robust_weight: float = 1.0
     robust_weight_start: float | None = None
-    robust_weight_epochs: tuple[int, ...] = ()   # (first, last) epoch of the linear ramp, 1-based
+    robust_weight_epochs: tuple[int, ...] = ()  # (first, last) epoch of the linear ramp, 1-based
     swa_start_epoch: int | None = None
     swa_freq: int = 10
     pop_bn: bool = False
@@ -186,15 +194,31 @@ class RecipeConfig:
 
     def __post_init__(self):
         check(0.0 <= self.robust_weight <= 1.0, "robust_weight", self.robust_weight, "must be in [0, 1]")
-        check(self.robust_weight_start is None or 0.0 <= self.robust_weight_start <= 1.0, "robust_weight_start",
-              self.robust_weight_start, "must be in [0, 1] or null")
+        check(
+            self.robust_weight_start is None or 0.0 <= self.robust_weight_start <= 1.0,
+            "robust_weight_start",
+            self.robust_weight_start,
+            "must be in [0, 1] or null",
+        )
         ramp = list(self.robust_weight_epochs)
-        check(ramp == [] or (len(ramp) == 2 and 1 <= ramp[0] <= ramp[1]), "robust_weight_epochs", ramp,
-              "must be [] or [first, last] epochs with 1 <= first <= last")
-        check(self.robust_weight_start is None or len(ramp) == 2, "robust_weight_start", self.robust_weight_start,
-              "needs robust_weight_epochs: [first, last]")
-        check(self.swa_start_epoch is None or self.swa_start_epoch >= 1, "swa_start_epoch", self.swa_start_epoch,
-              "must be >= 1 (1-based epoch) or null")
+        check(
+            ramp == [] or (len(ramp) == 2 and 1 <= ramp[0] <= ramp[1]),
+            "robust_weight_epochs",
+            ramp,
+            "must be [] or [first, last] epochs with 1 <= first <= last",
+        )
+        check(
+            self.robust_weight_start is None or len(ramp) == 2,
+            "robust_weight_start",
+            self.robust_weight_start,
+            "needs robust_weight_epochs: [first, last]",
+        )
+        check(
+            self.swa_start_epoch is None or self.swa_start_epoch >= 1,
+            "swa_start_epoch",
+            self.swa_start_epoch,
+            "must be >= 1 (1-based epoch) or null",
+        )
         check(self.swa_freq >= 1, "swa_freq", self.swa_freq, "must be >= 1 (optimizer steps)")
 
 
@@ -208,7 +232,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
-    teacher: str | None = None       # teacher checkpoint, for losses that need one
+    teacher: str | None = None  # teacher checkpoint, for losses that need one
     seed: int = 100
     out_dir: str = "runs/adcert"
     device: Device = "cpu"
@@ -216,8 +240,10 @@ class TrainConfig:
     def __post_init__(self):
         needs = self.loss.create().needs
         if "teacher" in needs and not self.teacher:
-            raise ConfigError(f"loss {self.loss.name!r} needs a teacher; pass --teacher PATH "
-                              "(the model.pt of a pgd or trades run) or set `teacher:` in the config")
+            raise ConfigError(
+                f"loss {self.loss.name!r} needs a teacher; pass --teacher PATH "
+                "(the model.pt of a pgd or trades run) or set `teacher:` in the config"
+            )
 
     def to_dict(self) -> dict:
         return plain(dataclasses.asdict(self))
@@ -229,6 +255,7 @@ def config_from_dict(data: dict, source: str = "<dict>") -> TrainConfig:
 
 
 # -- files ----------------------------------------------------------------------------------
+
 
 def read_config_file(path: str | Path) -> dict:
     """Parse a YAML or JSON file into a dict (no validation)."""

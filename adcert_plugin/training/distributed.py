@@ -48,8 +48,9 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' is not there: CUDA is not available on this machine; "
-                              "use --device cpu or auto")
+            raise ConfigError(
+                "device 'cuda' is not there: CUDA is not available on this machine; use --device cpu or auto"
+            )
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return torch.device("cpu")
 
@@ -100,8 +101,10 @@ def shard(info: DistInfo, *tensors: torch.Tensor) -> tuple[list[torch.Tensor], f
         return list(tensors), 1.0
     total = tensors[0].shape[0]
     if total < info.world_size:
-        raise ConfigError(f"a batch of {total} cannot be split over {info.world_size} ranks; "
-                          "raise data.batch_size or use fewer processes")
+        raise ConfigError(
+            f"a batch of {total} cannot be split over {info.world_size} ranks; "
+            "raise data.batch_size or use fewer processes"
+        )
     local = [torch.tensor_split(t, info.world_size)[info.rank] for t in tensors]
     return local, local[0].shape[0] * info.world_size / total
 

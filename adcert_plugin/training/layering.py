@@ -75,8 +75,13 @@ def _merge(base: dict, layer: dict, provenance: dict, source: str) -> dict:
     return merged
 
 
-def build_config(preset: str | None = None, config_file: str | Path | None = None,
-                 flags: dict[str, Any] | None = None, sets: Iterable[str] = (), resume: bool = False) -> TrainConfig:
+def build_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    resume: bool = False,
+) -> TrainConfig:
     """Layer defaults < preset < config file < flags < --set, strictly, into one TrainConfig.
 
     Args:

@@ -26,16 +26,20 @@ class RunResult:
         pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"
         by = best.get("criterion", "ibp_cert_acc")
         split = s.get("selected_on", "test")
-        lines = [f"run: {self.run_dir}",
-                 f"  {s['loss']} on {s['dataset']}, eval eps {s['eps']} (train eps reached "
-                 f"{s.get('eps_train_reached', 'n/a')}), {s['epochs']} epochs, {s['train_time_s']:.1f} s",
-                 f"  final, at eval eps on the first {s['n_test']} {split} images (PGD-{s.get('eval_pgd_steps', '?')}): "
-                 f"clean {pct(s['clean_acc'])}, PGD {pct(s['pgd_acc'])}, IBP-certified {pct(s['ibp_cert_acc'])}",
-                 f"  best epoch {best.get('epoch')} by {CRITERION_NAMES.get(by, by)} (best.pt), on {split} images: "
-                 f"{CRITERION_NAMES.get(by, by)} {pct(best.get(by))}, clean {pct(best.get('clean_acc'))}"]
+        lines = [
+            f"run: {self.run_dir}",
+            f"  {s['loss']} on {s['dataset']}, eval eps {s['eps']} (train eps reached "
+            f"{s.get('eps_train_reached', 'n/a')}), {s['epochs']} epochs, {s['train_time_s']:.1f} s",
+            f"  final, at eval eps on the first {s['n_test']} {split} images (PGD-{s.get('eval_pgd_steps', '?')}): "
+            f"clean {pct(s['clean_acc'])}, PGD {pct(s['pgd_acc'])}, IBP-certified {pct(s['ibp_cert_acc'])}",
+            f"  best epoch {best.get('epoch')} by {CRITERION_NAMES.get(by, by)} (best.pt), on {split} images: "
+            f"{CRITERION_NAMES.get(by, by)} {pct(best.get(by))}, clean {pct(best.get('clean_acc'))}",
+        ]
         if split == "test":
-            lines.append("  note: best.pt was picked on test images, so its test accuracy is optimistic: report "
-                         "model.pt (the final epoch), or hold out data.validation_size images to select on")
+            lines.append(
+                "  note: best.pt was picked on test images, so its test accuracy is optimistic: report "
+                "model.pt (the final epoch), or hold out data.validation_size images to select on"
+            )
         lines += [f"  warning: {w}" for w in s.get("warnings", [])]
         return "\n".join(lines)
 
@@ -68,10 +72,12 @@ def ramp_reached(final: dict, sched: ScheduleConfig) -> tuple[float | None, list
     reached = float(final["eps_train"]) / sched.train_eps_mul
     if final["epoch"] >= sched.ramp_end_epoch:  # the ramp's last step is the next epoch's first: done
         return reached, []
-    message = (f"the run stopped at epoch {final['epoch']}, before its eps ramp ends (epoch "
-               f"{sched.ramp_end_epoch}): it trained up to eps {reached:.4g} of the target {sched.eps:g} "
-               f"(train eps {final['eps_train']:.4g}); train for at least {sched.ramp_end_epoch} epochs "
-               "(--epochs, then --resume) or shorten schedule.eps_length_epochs")
+    message = (
+        f"the run stopped at epoch {final['epoch']}, before its eps ramp ends (epoch "
+        f"{sched.ramp_end_epoch}): it trained up to eps {reached:.4g} of the target {sched.eps:g} "
+        f"(train eps {final['eps_train']:.4g}); train for at least {sched.ramp_end_epoch} epochs "
+        "(--epochs, then --resume) or shorten schedule.eps_length_epochs"
+    )
     return reached, [message]
 
 
@@ -82,12 +88,18 @@ def divergence_cause(updates: int, params, lr: float) -> str:
     huge mean the updates were too large; ordinary weights mean the loss itself overflowed.
     """
     if updates == 0:
-        return ("no update was made yet, so the learning rate is not the cause: check the loss parameters "
-                "(loss.params), the data and schedule.eps")
+        return (
+            "no update was made yet, so the learning rate is not the cause: check the loss parameters "
+            "(loss.params), the data and schedule.eps"
+        )
     largest = max((float(p.detach().abs().max()) for p in params if p.numel()), default=0.0)
     if not math.isfinite(largest) or largest > HUGE_WEIGHT:
-        return (f"the weights blew up (largest |w| = {largest:.3g}), so the updates were too large: lower "
-                f"optim.lr (now {lr:g}) or optim.grad_clip")
-    return (f"the weights are ordinary (largest |w| = {largest:.3g}), so the loss itself overflowed on this "
-            "batch: check the loss parameters (loss.params) and the data; a longer eps ramp "
-            "(schedule.eps_length_epochs) may help")
+        return (
+            f"the weights blew up (largest |w| = {largest:.3g}), so the updates were too large: lower "
+            f"optim.lr (now {lr:g}) or optim.grad_clip"
+        )
+    return (
+        f"the weights are ordinary (largest |w| = {largest:.3g}), so the loss itself overflowed on this "
+        "batch: check the loss parameters (loss.params) and the data; a longer eps ramp "
+        "(schedule.eps_length_epochs) may help"
+    )

@@ -68,17 +68,71 @@ def preset_writing(checkpoint) -> str | None:
 #               attack, reg_lambda, {loss: (alpha, l1)})
 _ONE_STEP = {"steps": 1, "step_size": 10.0}
 _BENCHMARKS = {
-    "mnist-0.1": ("mnist", 0.1, 256, 70, [50, 60], 1, 20, 2.0, _ONE_STEP, 0.5,
-                  {"cc-ibp": (0.1, 2e-6), "mtl-ibp": (1e-2, 1e-5)}),
-    "mnist-0.3": ("mnist", 0.3, 256, 70, [50, 60], 1, 20, 1.334, _ONE_STEP, 0.5,
-                  {"cc-ibp": (0.3, 3e-6), "mtl-ibp": (8e-2, 1e-6)}),
-    "cifar10-2-255": ("cifar10", 0.00784, 128, 160, [120, 140], 2, 80, 1.0,
-                      {"steps": 8, "step_size": 0.25, "eps_factor": 2.1}, 0.5,
-                      {"cc-ibp": (1e-2, 3e-6), "mtl-ibp": (4e-3, 3e-6), "exp-ibp": (9.5e-2, 4e-6)}),
-    "cifar10-8-255": ("cifar10", 0.03137, 128, 260, [180, 220], 2, 80, 1.0, _ONE_STEP, 0.5,
-                      {"cc-ibp": (0.5, 0.0), "mtl-ibp": (0.5, 1e-7), "exp-ibp": (0.5, 0.0)}),
-    "tinyimagenet-1-255": ("tinyimagenet", 0.00392, 128, 160, [120, 140], 2, 80, 1.0, _ONE_STEP, 0.2,
-                           {"cc-ibp": (1e-2, 5e-5), "mtl-ibp": (1e-2, 5e-5), "exp-ibp": (4e-2, 5e-5)}),
+    "mnist-0.1": (
+        "mnist",
+        0.1,
+        256,
+        70,
+        [50, 60],
+        1,
+        20,
+        2.0,
+        _ONE_STEP,
+        0.5,
+        {"cc-ibp": (0.1, 2e-6), "mtl-ibp": (1e-2, 1e-5)},
+    ),
+    "mnist-0.3": (
+        "mnist",
+        0.3,
+        256,
+        70,
+        [50, 60],
+        1,
+        20,
+        1.334,
+        _ONE_STEP,
+        0.5,
+        {"cc-ibp": (0.3, 3e-6), "mtl-ibp": (8e-2, 1e-6)},
+    ),
+    "cifar10-2-255": (
+        "cifar10",
+        0.00784,
+        128,
+        160,
+        [120, 140],
+        2,
+        80,
+        1.0,
+        {"steps": 8, "step_size": 0.25, "eps_factor": 2.1},
+        0.5,
+        {"cc-ibp": (1e-2, 3e-6), "mtl-ibp": (4e-3, 3e-6), "exp-ibp": (9.5e-2, 4e-6)},
+    ),
+    "cifar10-8-255": (
+        "cifar10",
+        0.03137,
+        128,
+        260,
+        [180, 220],
+        2,
+        80,
+        1.0,
+        _ONE_STEP,
+        0.5,
+        {"cc-ibp": (0.5, 0.0), "mtl-ibp": (0.5, 1e-7), "exp-ibp": (0.5, 0.0)},
+    ),
+    "tinyimagenet-1-255": (
+        "tinyimagenet",
+        0.00392,
+        128,
+        160,
+        [120, 140],
+        2,
+        80,
+        1.0,
+        _ONE_STEP,
+        0.2,
+        {"cc-ibp": (1e-2, 5e-5), "mtl-ibp": (1e-2, 5e-5), "exp-ibp": (4e-2, 5e-5)},
+    ),
 }
 _DISTILLED_FROM = {"ad-cert": "mtl-ibp", "cc-dist": "cc-ibp"}
 TEACHER_ATTACK = {"steps": 10, "step_size": 0.25}  # PGD-10, step ε/4 (relative to the half-width ε)
@@ -94,9 +148,14 @@ def _paper(bench: str, loss: str) -> dict:
         "model": {"name": "cnn7", "ibp_init": not teacher},
         "loss": {"name": loss, "params": {} if alpha is None else {"alpha": alpha}},
         "attack": dict(TEACHER_ATTACK if teacher else attack),
-        "schedule": {"epochs": epochs, "eps": eps, "train_eps_mul": 1.0 if teacher else mul,
-                     "eps_start_epoch": start, "eps_length_epochs": length,
-                     "reg_lambda": 0.0 if teacher else reg},
+        "schedule": {
+            "epochs": epochs,
+            "eps": eps,
+            "train_eps_mul": 1.0 if teacher else mul,
+            "eps_start_epoch": start,
+            "eps_length_epochs": length,
+            "reg_lambda": 0.0 if teacher else reg,
+        },
         "optim": {"lr": 5e-4, "milestones": milestones, "gamma": 0.2, "grad_clip": 10.0, "l1": 0.0 if teacher else l1},
         "out_dir": f"runs/{bench}-{loss}",
         "device": "auto",
@@ -120,9 +179,14 @@ for _name, (_values, _source) in ctbench_presets().items():
 # students' 20k, same seed), 6 epochs of PGD-10. 1000 training images are held out first
 # (data.validation_size): the per-epoch check and best.pt use them, never the test images that
 # adcert-eval and the quickstart report.
-_SMALL = {
-    "data": {"dataset": "mnist", "train_subset": 20000, "test_subset": 1000, "validation_size": 1000,
-             "batch_size": 100},
+_SMALL: dict[str, Any] = {
+    "data": {
+        "dataset": "mnist",
+        "train_subset": 20000,
+        "test_subset": 1000,
+        "validation_size": 1000,
+        "batch_size": 100,
+    },
     "model": {"name": "small-cnn"},
     "schedule": {"epochs": 10, "eps": 0.1, "eps_start_epoch": 1, "eps_length_epochs": 4},
     "optim": {"lr": 1e-3, "milestones": [8], "gamma": 0.2, "grad_clip": 10.0},
@@ -143,15 +207,35 @@ def _small(loss: dict, **sections) -> dict:
 
 
 _SMALL_SOURCE = "adcert CPU preset (small-cnn, MNIST subset; expressive-losses conventions)"
-register_preset("mnist-small-teacher", _small(
-    {"name": "pgd", "params": {}}, data={"train_subset": 10000}, model={"ibp_init": False},
-    attack=dict(TEACHER_ATTACK), schedule={"epochs": 6, "eps_length_epochs": 3, "train_eps_mul": 1.0, "reg_lambda": 0.0},
-    optim={"milestones": [5]}, out_dir="runs/mnist-small-teacher"), _SMALL_SOURCE)
+register_preset(
+    "mnist-small-teacher",
+    _small(
+        {"name": "pgd", "params": {}},
+        data={"train_subset": 10000},
+        model={"ibp_init": False},
+        attack=dict(TEACHER_ATTACK),
+        schedule={"epochs": 6, "eps_length_epochs": 3, "train_eps_mul": 1.0, "reg_lambda": 0.0},
+        optim={"milestones": [5]},
+        out_dir="runs/mnist-small-teacher",
+    ),
+    _SMALL_SOURCE,
+)
 _STUDENT = dict(attack=dict(_ONE_STEP), schedule={"train_eps_mul": 2.0, "reg_lambda": 0.5}, optim={"l1": 1e-5})
-register_preset("mnist-small-adcert", _small(
-    {"name": "ad-cert", "params": {"alpha": 0.5}}, teacher="runs/mnist-small-teacher/model.pt",
-    out_dir="runs/mnist-small-adcert", **_STUDENT), _SMALL_SOURCE)
-register_preset("mnist-small-mtl-ibp", _small(
-    {"name": "mtl-ibp", "params": {"alpha": 0.5}}, out_dir="runs/mnist-small-mtl-ibp", **_STUDENT), _SMALL_SOURCE)
-register_preset("mnist-small-ibp", _small({"name": "ibp", "params": {}}, out_dir="runs/mnist-small-ibp", **_STUDENT),
-                _SMALL_SOURCE)
+register_preset(
+    "mnist-small-adcert",
+    _small(
+        {"name": "ad-cert", "params": {"alpha": 0.5}},
+        teacher="runs/mnist-small-teacher/model.pt",
+        out_dir="runs/mnist-small-adcert",
+        **_STUDENT,
+    ),
+    _SMALL_SOURCE,
+)
+register_preset(
+    "mnist-small-mtl-ibp",
+    _small({"name": "mtl-ibp", "params": {"alpha": 0.5}}, out_dir="runs/mnist-small-mtl-ibp", **_STUDENT),
+    _SMALL_SOURCE,
+)
+register_preset(
+    "mnist-small-ibp", _small({"name": "ibp", "params": {}}, out_dir="runs/mnist-small-ibp", **_STUDENT), _SMALL_SOURCE
+)

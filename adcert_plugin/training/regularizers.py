@@ -36,8 +36,10 @@ def tightness_loss(relu_inputs: Bounds, input_half_width: torch.Tensor, toleranc
     It penalises a layer whose bounds are more than 1/τ times looser than the input box.
     """
     t0 = input_half_width.mean()
-    terms = [F.relu(tolerance - t0 / ((upper - lower) / 2).mean().clamp(min=1e-12)) / tolerance
-             for lower, upper in relu_inputs]
+    terms = [
+        F.relu(tolerance - t0 / ((upper - lower) / 2).mean().clamp(min=1e-12)) / tolerance
+        for lower, upper in relu_inputs
+    ]
     return torch.stack(terms).mean() if terms else t0.new_zeros(())
 
 
@@ -70,8 +72,9 @@ def relu_balance_loss(relu_inputs: Bounds, tolerance: float = 0.5) -> torch.Tens
 
 def warmup_terms(relu_inputs: Bounds, input_half_width: torch.Tensor, tolerance: float = 0.5) -> WarmupTerms:
     """Both warm-up terms from one set of ReLU-input bounds."""
-    return WarmupTerms(tightness_loss(relu_inputs, input_half_width, tolerance),
-                       relu_balance_loss(relu_inputs, tolerance))
+    return WarmupTerms(
+        tightness_loss(relu_inputs, input_half_width, tolerance), relu_balance_loss(relu_inputs, tolerance)
+    )
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:

@@ -62,48 +62,61 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"out_dir {self.path} exists and is not a folder; choose another --out-dir")
         if self.aside.is_dir():
-            raise ConfigError(f"{self.aside} holds the run that an earlier --force set aside, and that start was "
-                              f"stopped before it could finish an epoch or put it back: move the files in it back "
-                              f"into {self.path} (or delete {self.aside} to drop that run), then run again")
+            raise ConfigError(
+                f"{self.aside} holds the run that an earlier --force set aside, and that start was "
+                f"stopped before it could finish an epoch or put it back: move the files in it back "
+                f"into {self.path} (or delete {self.aside} to drop that run), then run again"
+            )
         if resume:
             if not self.last.is_file():
                 found = self.existing_run_files()
                 then = " with --force (it holds " + ", ".join(found) + ")" if found else ""
-                raise ConfigError(f"nothing to resume in {self.path}: it has no last.pt (no epoch finished); "
-                                  f"drop --resume to start the run afresh{then}")
+                raise ConfigError(
+                    f"nothing to resume in {self.path}: it has no last.pt (no epoch finished); "
+                    f"drop --resume to start the run afresh{then}"
+                )
             self.check_resume_config(cfg)
             return
         found = self.existing_run_files()
         if found and not force and not self.last.is_file():
-            raise ConfigError(f"{self.path} holds a run that finished no epoch ({', '.join(found)}; no last.pt), so "
-                              "there is nothing to resume: pass --force to start afresh, or another --out-dir")
+            raise ConfigError(
+                f"{self.path} holds a run that finished no epoch ({', '.join(found)}; no last.pt), so "
+                "there is nothing to resume: pass --force to start afresh, or another --out-dir"
+            )
         if found and not force:
-            raise ConfigError(f"{self.path} already holds a run ({', '.join(found)}); pass --resume to continue it, "
-                              "--force to start afresh, or another --out-dir")
+            raise ConfigError(
+                f"{self.path} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+                "--force to start afresh, or another --out-dir"
+            )
 
     def check_resume_config(self, cfg: TrainConfig) -> None:
         if not self.config.is_file():
             raise ConfigError(f"cannot resume {self.path}: config.yaml is missing; start afresh with --force")
         saved = _flatten(read_config_file(self.config))
         now = _flatten(cfg.to_dict())
-        changed = [k for k in sorted(set(saved) | set(now))
-                   if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+        changed = [
+            k for k in sorted(set(saved) | set(now)) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)
+        ]
         if changed:
             # The fields that make it another run come first, so a long diff never hides them.
             first = ("loss.name", "data.dataset", "model.name", "schedule.eps", "seed", "teacher")
             changed.sort(key=lambda k: (k not in first, first.index(k) if k in first else 0, k))
             shown = "; ".join(f"{k}: {saved.get(k)!r} → {now.get(k)!r}" for k in changed[:4])
             more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-            raise ConfigError(f"cannot resume {self.path} with a different config ({shown}{more}); only "
-                              f"{', '.join(RESUMABLE_CHANGES)} may change on --resume: resume with the run's own "
-                              "config (drop --preset/--config), or start a new run in another --out-dir")
+            raise ConfigError(
+                f"cannot resume {self.path} with a different config ({shown}{more}); only "
+                f"{', '.join(RESUMABLE_CHANGES)} may change on --resume: resume with the run's own "
+                "config (drop --preset/--config), or start a new run in another --out-dir"
+            )
 
     def resume_config(self, cfg: TrainConfig, finished: int) -> None:
         """Record a resumed run's config (its epoch count may differ); refuse fewer epochs than finished."""
         if finished > cfg.schedule.epochs:
-            raise ConfigError(f"{self.last} is after epoch {finished}, past --epochs {cfg.schedule.epochs}: a resume "
-                              f"cannot undo epochs; pass --epochs {finished} or more (or use best.pt / model.pt "
-                              "as they are)")
+            raise ConfigError(
+                f"{self.last} is after epoch {finished}, past --epochs {cfg.schedule.epochs}: a resume "
+                f"cannot undo epochs; pass --epochs {finished} or more (or use best.pt / model.pt "
+                "as they are)"
+            )
         self.write_config(cfg)
 
     def clear(self) -> None:

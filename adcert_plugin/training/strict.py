@@ -86,8 +86,9 @@ def check_keys(cls, data: Any, where: str, source: str) -> None:
 def build(cls, data: Any, source: Source, where: str = ""):
     """Build dataclass ``cls`` from ``data``; missing keys take the dataclass defaults."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'the config'} in {_source(source, where)}: expected a mapping, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{where or 'the config'} in {_source(source, where)}: expected a mapping, got {type(data).__name__}"
+        )
     check_keys(cls, data, where, _source(source, where))
     hints, kwargs = typing.get_type_hints(cls), {}
     for f in fields(cls):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -124,21 +125,23 @@ class _Trainer:
         self.teacher = None
         if "teacher" in self.loss.needs:
             assert cfg.teacher is not None  # TrainConfig's check: a loss that needs a teacher has one
-            self.teacher = load_teacher(cfg.teacher, expect_shape=spec.shape, expect_classes=spec.num_classes,
-                                        expect_dataset=spec.name)
+            self.teacher = load_teacher(
+                cfg.teacher, expect_shape=spec.shape, expect_classes=spec.num_classes, expect_dataset=spec.name
+            )
             self.teacher.to(self.device)
         elif cfg.teacher:
             log.info("loss %s uses no teacher; ignoring teacher %s", self.loss.name, cfg.teacher)
         self.train_x, self.train_y = load_split(spec.name, "train", cfg.data.data_dir)
         if cfg.data.validation_size:  # model selection looks at the holdout, never at the test split
             (self.train_x, self.train_y), (self.test_x, self.test_y) = validation_split(
-                self.train_x, self.train_y, cfg.data.validation_size)
+                self.train_x, self.train_y, cfg.data.validation_size
+            )
         else:
             self.test_x, self.test_y = load_split(spec.name, "test", cfg.data.data_dir)
         if cfg.data.train_subset:
             self.train_x, self.train_y = subset(self.train_x, self.train_y, cfg.data.train_subset, cfg.seed)
         if cfg.data.test_subset:  # the first N: the images adcert-eval --end N evaluates
-            self.test_x, self.test_y = self.test_x[:cfg.data.test_subset], self.test_y[:cfg.data.test_subset]
+            self.test_x, self.test_y = self.test_x[: cfg.data.test_subset], self.test_y[: cfg.data.test_subset]
         self.augmentation = cfg.data.augmentation or spec.augmentation
         self.drop_last = len(self.train_y) >= cfg.data.batch_size
 
@@ -149,20 +152,26 @@ class _Trainer:
         self.arch = arch_record(cfg.model.name, spec.shape, spec.num_classes, cfg.model.kwargs)
         self.bounded = wrap_model(self.model, spec.shape)
         if cfg.schedule.reg_lambda > 0 and not self.bounded.native_ibp:
-            raise UnsupportedModelError(f"the warm-up regulariser needs a plain Conv/Linear/BN/ReLU chain; "
-                                        f"{cfg.model.name} is not one: set schedule.reg_lambda: 0")
+            raise UnsupportedModelError(
+                f"the warm-up regulariser needs a plain Conv/Linear/BN/ReLU chain; "
+                f"{cfg.model.name} is not one: set schedule.reg_lambda: 0"
+            )
         self.loss.prepare(self.model, self.teacher)
         self.loss.modules.to(self.device)
         self.params = list(self.model.parameters()) + list(self.loss.modules.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr)
-        self.lr_sched = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(cfg.optim.milestones),
-                                                             cfg.optim.gamma)
+        self.lr_sched = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, list(cfg.optim.milestones), cfg.optim.gamma
+        )
         self.step_module = D.wrap_ddp(_StepModule(self.model, self.loss.modules), info)
         self.generator = torch.Generator(device=self.device)
         loss_fields = {f.name for f in dataclasses.fields(self.loss.config)}
         self.scheduled = {name: fn for name, fn in SCHEDULED_FIELDS.items() if name in loss_fields}
-        self.steps_per_epoch = len(make_loader(self.train_x, self.train_y, cfg.data.batch_size, shuffle=False, seed=0,
-                                               drop_last=self.drop_last))
+        self.steps_per_epoch = len(
+            make_loader(
+                self.train_x, self.train_y, cfg.data.batch_size, shuffle=False, seed=0, drop_last=self.drop_last
+            )
+        )
         if cfg.recipe.swa_start_epoch is not None:  # optimizer steps before the SWA start epoch's first one
             start = (cfg.recipe.swa_start_epoch - 1) * -(-self.steps_per_epoch // cfg.optim.grad_acc_steps)
             self.swa = WeightAverage(list(self.model.parameters()), start, cfg.recipe.swa_freq)
@@ -198,8 +207,10 @@ class _Trainer:
             epoch = int(state["epoch"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
             what = f"field {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:200]
-            raise CheckpointError(f"{last} cannot be resumed: its trainer state is incomplete or does not fit "
-                                  f"this run ({what}); start afresh with --force") from err
+            raise CheckpointError(
+                f"{last} cannot be resumed: its trainer state is incomplete or does not fit "
+                f"this run ({what}); start afresh with --force"
+            ) from err
         if self.info.is_main:
             self.run_dir.resume_config(self.cfg, epoch)  # config.yaml records the new epoch count
         self.rows = self.run_dir.truncate_metrics(epoch) if self.info.is_main else []
@@ -228,8 +239,9 @@ class _Trainer:
         except BaseException:
             self.discard_unstarted()
             if self.info.is_main and self.run_dir.restore_aside():
-                log.warning("no epoch of the new run finished: the earlier run in %s is put back as it was",
-                            self.run_dir.path)
+                log.warning(
+                    "no epoch of the new run finished: the earlier run in %s is put back as it was", self.run_dir.path
+                )
             raise
         summary = self.finish(time.time() - started)
         D.barrier(self.info)
@@ -237,15 +249,21 @@ class _Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         cfg, info = self.cfg, self.info
-        loader = make_loader(self.train_x, self.train_y, cfg.data.batch_size, shuffle=True,
-                             seed=_seed("data", cfg.seed, epoch), augmentation=self.augmentation,
-                             drop_last=self.drop_last)
+        loader = make_loader(
+            self.train_x,
+            self.train_y,
+            cfg.data.batch_size,
+            shuffle=True,
+            seed=_seed("data", cfg.seed, epoch),
+            augmentation=self.augmentation,
+            drop_last=self.drop_last,
+        )
         steps = len(loader)
         self.generator.manual_seed(_seed("attack", cfg.seed, epoch, info.rank))
         self.model.train()
         acc_steps = cfg.optim.grad_acc_steps
         sums: dict[str, torch.Tensor] = {}  # part -> Σ value·n over the batches that report it
-        counts: dict[str, int] = {}         # part -> Σ n
+        counts: dict[str, int] = {}  # part -> Σ n
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -263,7 +281,7 @@ class _Trainer:
             x, y = x.to(self.device), y.to(self.device)
             last_micro = (i + 1) % acc_steps == 0 or i == steps - 1
             with D.no_sync(self.step_module, skip=not last_micro):
-                loss, parts = self.step_module(lambda: self.loss_terms(x, y, eps, reg_weight, robust_weight))
+                loss, parts = self.step_module(functools.partial(self.loss_terms, x, y, eps, reg_weight, robust_weight))
                 if D.any_rank(info, not bool(torch.isfinite(loss.detach()))):
                     raise self.diverged(epoch, i, steps, f"loss {loss.item()}")
                 (loss * (weight / acc_steps)).backward()
@@ -280,11 +298,24 @@ class _Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.lr_sched.step()
         names = sorted(sums)  # the same on every rank: every rank runs the same phase at each step
-        totals = D.all_reduce_sum(info, torch.stack([
-            torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=self.device) for k in names]),
-            torch.tensor([float(counts[k]) for k in names], dtype=torch.float64, device=self.device)], dim=1))
-        row = {"epoch": epoch, "step": epoch * steps, "lr": lr, "eps_train": eps, "eps_eval": cfg.schedule.eps,
-               "reg_weight": reg_weight}
+        totals = D.all_reduce_sum(
+            info,
+            torch.stack(
+                [
+                    torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=self.device) for k in names]),
+                    torch.tensor([float(counts[k]) for k in names], dtype=torch.float64, device=self.device),
+                ],
+                dim=1,
+            ),
+        )
+        row = {
+            "epoch": epoch,
+            "step": epoch * steps,
+            "lr": lr,
+            "eps_train": eps,
+            "eps_eval": cfg.schedule.eps,
+            "reg_weight": reg_weight,
+        }
         row.update({f"train_{k}": float(totals[j, 0] / totals[j, 1]) for j, k in enumerate(names)})
         return row
 
@@ -297,9 +328,19 @@ class _Trainer:
             loss = F.cross_entropy(self.model(normalize(x, spec.mean, spec.std)), y)
             parts = {"ce_clean": loss.detach()}
         else:
-            ctx = LossContext(self.model, self.bounded, x, y, eps, spec, attack=cfg.attack,
-                              teacher=self.teacher, generator=self.generator,
-                              keep_relu_inputs=reg_weight > 0 and eps >= S.MIN_EPS_REG, conventions=conventions)
+            ctx = LossContext(
+                self.model,
+                self.bounded,
+                x,
+                y,
+                eps,
+                spec,
+                attack=cfg.attack,
+                teacher=self.teacher,
+                generator=self.generator,
+                keep_relu_inputs=reg_weight > 0 and eps >= S.MIN_EPS_REG,
+                conventions=conventions,
+            )
             if conventions == "expressive-losses" and (cfg.recipe.clean_forward or robust_weight < 1.0):
                 ctx.student_logits("clean")  # the clean batch moves the running statistics first
             out = self.loss(ctx)
@@ -360,8 +401,9 @@ class _Trainer:
         else:
             kept = "no epoch finished, so nothing was kept"
         cause = divergence_cause(self.updates, self.params, self.optimizer.param_groups[0]["lr"])
-        return TrainingError(f"non-finite {what} at epoch {epoch}, step {i + 1}/{steps}; training stopped and "
-                             f"{kept}; {cause}")
+        return TrainingError(
+            f"non-finite {what} at epoch {epoch}, step {i + 1}/{steps}; training stopped and {kept}; {cause}"
+        )
 
     # -- evaluation and files -------------------------------------------------------------
     def evaluate(self, epoch: int) -> dict:
@@ -376,7 +418,7 @@ class _Trainer:
         batch = cfg.eval.batch_size or cfg.data.batch_size
         t0 = time.time()
         for start in range(0, len(ys), batch):
-            x, y = xs[start:start + batch].to(self.device), ys[start:start + batch].to(self.device)
+            x, y = xs[start : start + batch].to(self.device), ys[start : start + batch].to(self.device)
             box = InputBox.from_pixels(x, eps, spec.mean, spec.std)
             with torch.no_grad():
                 clean = self.model(box.x_norm).argmax(1) == y
@@ -384,46 +426,82 @@ class _Trainer:
             with torch.no_grad():
                 robust = clean & (self.model(x_adv).argmax(1) == y)
                 cert = self.bounded.margin_lower(box, y, "IBP").min(1).values > 0
-            counts += torch.tensor([len(y), clean.sum().item(), robust.sum().item(), cert.sum().item()],
-                                   dtype=torch.float64)
+            counts += torch.tensor(
+                [len(y), clean.sum().item(), robust.sum().item(), cert.sum().item()], dtype=torch.float64
+            )
         self.model.train()
         n, clean, robust, cert = D.all_reduce_sum(info, counts).tolist()
         div = max(n, 1.0)
-        return {"clean_acc": clean / div, "pgd_acc": robust / div, "ibp_cert_acc": cert / div, "n_test": int(n),
-                "eval_time_s": round(time.time() - t0, 3)}
+        return {
+            "clean_acc": clean / div,
+            "pgd_acc": robust / div,
+            "ibp_cert_acc": cert / div,
+            "n_test": int(n),
+            "eval_time_s": round(time.time() - t0, 3),
+        }
 
     def end_epoch(self, epoch: int, row: dict) -> None:
         by = self.best.get("criterion") or best_criterion(self.loss.needs)
         score = (row[by], row["clean_acc"])
         improved = not self.best or score > (self.best[by], self.best["clean_acc"])
         if improved:
-            self.best = {"epoch": epoch, "criterion": by,
-                         **{k: row[k] for k in ("clean_acc", "pgd_acc", "ibp_cert_acc")}}
+            self.best = {
+                "epoch": epoch,
+                "criterion": by,
+                **{k: row[k] for k in ("clean_acc", "pgd_acc", "ibp_cert_acc")},
+            }
         self.rows.append(row)
         if not self.info.is_main:
             return
-        log.info("epoch %d: loss %.4f, train eps %.4g; at eval eps %g on the first %d %s images: clean %.4f, "
-                 "PGD %.4f, IBP-cert %.4f (%.1f s)", epoch, row.get("train_loss", math.nan), row["eps_train"],
-                 row["eps_eval"], row["n_test"], selected_on(self.cfg), row["clean_acc"], row["pgd_acc"], row["ibp_cert_acc"],
-                 row["time_s"])
+        log.info(
+            "epoch %d: loss %.4f, train eps %.4g; at eval eps %g on the first %d %s images: clean %.4f, "
+            "PGD %.4f, IBP-cert %.4f (%.1f s)",
+            epoch,
+            row.get("train_loss", math.nan),
+            row["eps_train"],
+            row["eps_eval"],
+            row["n_test"],
+            selected_on(self.cfg),
+            row["clean_acc"],
+            row["pgd_acc"],
+            row["ibp_cert_acc"],
+            row["time_s"],
+        )
         config = self.cfg.to_dict()
         self.run_dir.append_metrics(row)
         if improved:
-            save_checkpoint(self.run_dir.best, self.model, self.arch, self.spec.name, config,
-                            {"epoch": epoch, "metrics": row})
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
-        state = {"epoch": epoch, "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_sched.state_dict(),
-                 "loss_modules": self.loss.modules.state_dict(), "rng": rng, "best": self.best,
-                 "world_size": self.info.world_size, "opt_steps": self.opt_steps,
-                 "swa": None if self.swa is None else self.swa.state_dict()}
+            save_checkpoint(
+                self.run_dir.best, self.model, self.arch, self.spec.name, config, {"epoch": epoch, "metrics": row}
+            )
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+        state = {
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_sched.state_dict(),
+            "loss_modules": self.loss.modules.state_dict(),
+            "rng": rng,
+            "best": self.best,
+            "world_size": self.info.world_size,
+            "opt_steps": self.opt_steps,
+            "swa": None if self.swa is None else self.swa.state_dict(),
+        }
         save_checkpoint(self.run_dir.last, self.model, self.arch, self.spec.name, config, state)
         self.run_dir.drop_aside()  # the new run has its first checkpoint: the one it replaces can go
 
     def training_batches(self):
         """Normalised training images in batches, in order (population BN statistics)."""
-        loader = make_loader(self.train_x, self.train_y, self.cfg.data.batch_size, shuffle=False, seed=self.cfg.seed,
-                             augmentation=self.augmentation, drop_last=self.drop_last)
+        loader = make_loader(
+            self.train_x,
+            self.train_y,
+            self.cfg.data.batch_size,
+            shuffle=False,
+            seed=self.cfg.seed,
+            augmentation=self.augmentation,
+            drop_last=self.drop_last,
+        )
         return (normalize(x.to(self.device), self.spec.mean, self.spec.std) for x, _ in loader)
 
     def averaged_model(self) -> dict | None:
@@ -444,20 +522,42 @@ class _Trainer:
             if self.info.is_main:
                 log.warning("warning: %s", message)
         summary = {
-            "run_dir": str(self.run_dir.path), "dataset": self.spec.name, "loss": self.loss.name,
-            "eps": self.cfg.schedule.eps, "eps_reached": reached, "eps_train_reached": final.get("eps_train"),
-            "warnings": warnings, "eval_pgd_steps": self.cfg.eval.pgd_steps, "epochs": int(final.get("epoch", 0)),
-            "clean_acc": final.get("clean_acc"), "pgd_acc": final.get("pgd_acc"),
-            "ibp_cert_acc": final.get("ibp_cert_acc"), "n_test": final.get("n_test", 0),
+            "run_dir": str(self.run_dir.path),
+            "dataset": self.spec.name,
+            "loss": self.loss.name,
+            "eps": self.cfg.schedule.eps,
+            "eps_reached": reached,
+            "eps_train_reached": final.get("eps_train"),
+            "warnings": warnings,
+            "eval_pgd_steps": self.cfg.eval.pgd_steps,
+            "epochs": int(final.get("epoch", 0)),
+            "clean_acc": final.get("clean_acc"),
+            "pgd_acc": final.get("pgd_acc"),
+            "ibp_cert_acc": final.get("ibp_cert_acc"),
+            "n_test": final.get("n_test", 0),
             "selected_on": selected_on(self.cfg),
-            "best": self.best, "train_time_s": round(sum(r.get("time_s", 0.0) for r in self.rows), 3),
-            "wall_time_s": round(wall_time, 3), "world_size": self.info.world_size,
-            "conventions": self.cfg.recipe.conventions, "swa": averaged,
-            "files": {"config": "config.yaml", "metrics": "metrics.jsonl", "model": "model.pt",
-                      "best": "best.pt", "last": "last.pt"},
+            "best": self.best,
+            "train_time_s": round(sum(r.get("time_s", 0.0) for r in self.rows), 3),
+            "wall_time_s": round(wall_time, 3),
+            "world_size": self.info.world_size,
+            "conventions": self.cfg.recipe.conventions,
+            "swa": averaged,
+            "files": {
+                "config": "config.yaml",
+                "metrics": "metrics.jsonl",
+                "model": "model.pt",
+                "best": "best.pt",
+                "last": "last.pt",
+            },
         }
         if self.info.is_main:
-            save_checkpoint(self.run_dir.model, self.model, self.arch, self.spec.name, self.cfg.to_dict(),
-                            {"epoch": summary["epochs"], "metrics": final})
+            save_checkpoint(
+                self.run_dir.model,
+                self.model,
+                self.arch,
+                self.spec.name,
+                self.cfg.to_dict(),
+                {"epoch": summary["epochs"], "metrics": final},
+            )
             self.run_dir.write_summary(summary)
         return summary

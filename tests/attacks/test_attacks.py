@@ -29,8 +29,14 @@ def trained_toy():
     return model.eval(), x[:64], y[:64]
 
 
-@pytest.mark.parametrize("cfg", [AttackConfig(steps=1, step_size=10.0), AttackConfig(steps=10, step_size=0.25),
-                                 AttackConfig(steps=5, step_size=0.5, restarts=3, objective="margin")])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AttackConfig(steps=1, step_size=10.0),
+        AttackConfig(steps=10, step_size=0.25),
+        AttackConfig(steps=5, step_size=0.5, restarts=3, objective="margin"),
+    ],
+)
 def test_pgd_stays_in_clipped_box(trained_toy, cfg):
     model, x, y = trained_toy
     x = x.clone()
@@ -44,8 +50,9 @@ def test_pgd_stays_in_clipped_box(trained_toy, cfg):
 def test_pgd_beats_random_points(trained_toy):
     model, x, y = trained_toy
     box = InputBox.from_pixels(x, 0.1, MEAN, STD)
-    x_adv = pgd_attack(model, box, y, AttackConfig(steps=20, step_size=0.1, restarts=2),
-                       generator=torch.Generator().manual_seed(0))
+    x_adv = pgd_attack(
+        model, box, y, AttackConfig(steps=20, step_size=0.1, restarts=2), generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         attacked = attack_objective(model(x_adv), y, "ce")
         gen = torch.Generator().manual_seed(2)

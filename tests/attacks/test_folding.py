@@ -43,10 +43,21 @@ def _odd_sequential() -> nn.Sequential:
     affine ops; a BN without affine parameters; a BN1d after a Linear."""
     torch.manual_seed(3)
     return nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(4),
-        nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Conv2d(4, 3, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(3, affine=False), nn.ReLU(),
-        nn.Flatten(), nn.Linear(3 * 3 * 3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 5))
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.BatchNorm2d(4),
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 3, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(3, affine=False),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 3 * 3, 8),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Linear(8, 5),
+    )
 
 
 CASES = {
@@ -168,8 +179,10 @@ def assert_single_step_agrees(model, box, y, fast, plain, cfg):
 def assert_same_objective(model, box, y, fast, plain, cfg):
     assert box.contains(fast, tol=0.0).all() and box.contains(plain, tol=0.0).all()
     with torch.no_grad():
-        value = {name: attack_objective(model.eval()(x), y, cfg.objective)
-                 for name, x in (("fast", fast), ("plain", plain), ("clean", box.x_norm))}
+        value = {
+            name: attack_objective(model.eval()(x), y, cfg.objective)
+            for name, x in (("fast", fast), ("plain", plain), ("clean", box.x_norm))
+        }
     gain = (value["plain"] - value["clean"]).mean()
     assert gain > 0
     gap = (value["fast"].mean() - value["plain"].mean()).abs()
@@ -177,8 +190,11 @@ def assert_same_objective(model, box, y, fast, plain, cfg):
 
 
 @pytest.mark.parametrize("channels_last", [None, True])  # cnn7's width 8 keeps NCHW by default; True also fuses
-@pytest.mark.parametrize("cfg, check", [(SINGLE_STEP, assert_single_step_agrees), (MULTI_STEP, assert_same_objective)],
-                         ids=["one-step", "restarts"])
+@pytest.mark.parametrize(
+    "cfg, check",
+    [(SINGLE_STEP, assert_single_step_agrees), (MULTI_STEP, assert_same_objective)],
+    ids=["one-step", "restarts"],
+)
 def test_pgd_on_the_folded_network_finds_the_points_pgd_on_the_model_finds(cfg, check, channels_last, monkeypatch):
     model, box, y = _attack_setup()
     fast = _pgd_with_forward(model, box, y, cfg, lambda m: folded_eval_forward(m, channels_last), monkeypatch)
@@ -206,12 +222,16 @@ def _mutant(kind):
         if kind == "gradient sign":
             return lambda x: folded(_GradientMutant.apply(x))
         return lambda x: folded(x.flip(-1))  # a layout bug: the image is read mirrored
+
     return forward_of
 
 
 @pytest.mark.parametrize("kind", ["gradient sign", "mirrored input"])
-@pytest.mark.parametrize("cfg, check", [(SINGLE_STEP, assert_single_step_agrees), (MULTI_STEP, assert_same_objective)],
-                         ids=["one-step", "restarts"])
+@pytest.mark.parametrize(
+    "cfg, check",
+    [(SINGLE_STEP, assert_single_step_agrees), (MULTI_STEP, assert_same_objective)],
+    ids=["one-step", "restarts"],
+)
 def test_the_attack_checks_fail_on_a_broken_folded_attack(kind, cfg, check, monkeypatch):
     model, box, y = _attack_setup()
     broken = _pgd_with_forward(model, box, y, cfg, _mutant(kind), monkeypatch)
@@ -220,8 +240,11 @@ def test_the_attack_checks_fail_on_a_broken_folded_attack(kind, cfg, check, monk
         check(model, box, y, broken, plain, cfg)
 
 
-@pytest.mark.parametrize("cfg, check, noise", [(SINGLE_STEP, assert_single_step_agrees, 1e-4),
-                                               (MULTI_STEP, assert_same_objective, 1e-3)], ids=["one-step", "restarts"])
+@pytest.mark.parametrize(
+    "cfg, check, noise",
+    [(SINGLE_STEP, assert_single_step_agrees, 1e-4), (MULTI_STEP, assert_same_objective, 1e-3)],
+    ids=["one-step", "restarts"],
+)
 def test_the_attack_checks_hold_when_rounding_differs(cfg, check, noise, monkeypatch):
     """Another CPU, emulated and exaggerated: noise of ``noise`` x the largest |gradient| added to
     every gradient the attack follows (on one step it flips only coordinates within NEAR_ZERO of 0;
@@ -238,7 +261,7 @@ def test_the_attack_checks_hold_when_rounding_differs(cfg, check, noise, monkeyp
             return grad + noise * scale * torch.randn(grad.shape, generator=torch.Generator().manual_seed(7))
 
     model, box, y = _attack_setup()
-    jittered = _pgd_with_forward(model, box, y, cfg, lambda m: (lambda x: m(Jitter.apply(x))), monkeypatch)
+    jittered = _pgd_with_forward(model, box, y, cfg, lambda m: lambda x: m(Jitter.apply(x)), monkeypatch)
     plain = _pgd_with_forward(model, box, y, cfg, lambda m: m, monkeypatch)
     assert (jittered != plain).any()  # the emulation does change the attack
     check(model, box, y, jittered, plain, cfg)
@@ -273,13 +296,15 @@ def test_channels_last_is_chosen_for_cpu_convolutions_and_the_fused_relu_only_fo
 
 # -- conv + ReLU fused (oneDNN post-op) -------------------------------------------------------
 
-needs_fused_kernel = pytest.mark.skipif(not folding.fused_conv_relu_available(),
-                                        reason="this torch build has no usable fused conv+ReLU kernel")
+needs_fused_kernel = pytest.mark.skipif(
+    not folding.fused_conv_relu_available(), reason="this torch build has no usable fused conv+ReLU kernel"
+)
 
 
 @needs_fused_kernel
-@pytest.mark.parametrize("case, conv_relus", [("cnn7-mnist", 5), ("cnn7-cifar", 5),
-                                              ("odd", 2)])  # odd: its reflect-padded conv runs as itself
+@pytest.mark.parametrize(
+    "case, conv_relus", [("cnn7-mnist", 5), ("cnn7-cifar", 5), ("odd", 2)]
+)  # odd: its reflect-padded conv runs as itself
 def test_fused_conv_relu_runs_and_matches_the_unfused_forward_and_gradient(case, conv_relus, monkeypatch):
     model, shape = CASES[case]()
     model = _randomise_bn(model)
@@ -342,16 +367,27 @@ def test_the_fused_kernel_probe_answers_the_same_inside_no_grad():
         folding.fused_conv_relu_available.cache_clear()
 
 
-@pytest.mark.skipif(not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")),
-                    reason="this torch build has no fused conv+ReLU op")
+@pytest.mark.skipif(
+    not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")),
+    reason="this torch build has no fused conv+ReLU op",
+)
 def test_where_torch_has_the_fused_op_our_conv_relu_passes_its_probe():
     # why: a failing probe silently falls back (sound, but slower); here that would be our bug
     assert folding.fused_conv_relu_available()
 
 
-@pytest.mark.parametrize("kernel, stride, padding, dilation, side", [
-    (3, 1, 1, 1, 12), (4, 2, 1, 1, 28), (4, 2, 1, 1, 9), (3, 2, 0, 1, 10), (5, 3, 2, 1, 11), (3, 1, 2, 2, 8),
-    ((3, 2), (2, 1), (1, 0), 1, 7)])
+@pytest.mark.parametrize(
+    "kernel, stride, padding, dilation, side",
+    [
+        (3, 1, 1, 1, 12),
+        (4, 2, 1, 1, 28),
+        (4, 2, 1, 1, 9),
+        (3, 2, 0, 1, 10),
+        (5, 3, 2, 1, 11),
+        (3, 1, 2, 2, 8),
+        ((3, 2), (2, 1), (1, 0), 1, 7),
+    ],
+)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_the_one_channel_input_gradient_is_the_transposed_convolution(kernel, stride, padding, dilation, side, layout):
     """matmul + col2im gives what convolution_backward gives, rows the stride skips included."""
@@ -363,8 +399,9 @@ def test_the_one_channel_input_gradient_is_the_transposed_convolution(kernel, st
     args = (pair(stride), pair(padding), pair(dilation), 1)
     out = F.conv2d(x, w, None, *args)
     grad = torch.randn(out.shape, generator=gen, dtype=torch.float64).contiguous(memory_format=layout)
-    (expected, _, _) = torch.ops.aten.convolution_backward(grad, x, w, None, *map(list, args[:3]), False, [0, 0], 1,
-                                                           [True, False, False])
+    (expected, _, _) = torch.ops.aten.convolution_backward(
+        grad, x, w, None, *map(list, args[:3]), False, [0, 0], 1, [True, False, False]
+    )
     assert folding._folds_input_grad(w, 1)
     torch.testing.assert_close(folding._conv_input_grad(grad, x, w, *args), expected, rtol=1e-12, atol=1e-12)
 

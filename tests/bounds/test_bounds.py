@@ -153,8 +153,9 @@ def test_eps_zero_bounds_equal_exact_margins(batch):
     box = InputBox.from_pixels(x, 0.0, MEAN, STD)
     exact = margins(model(box.x_norm), y)
     for method in METHODS:
-        torch.testing.assert_close(wrap_model(model, x.shape[1:]).margin_lower(box, y, method), exact,
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            wrap_model(model, x.shape[1:]).margin_lower(box, y, method), exact, atol=1e-4, rtol=1e-4
+        )
 
 
 def test_ibp_never_tightens_with_larger_eps(batch):

@@ -13,8 +13,9 @@ from adcert_plugin.bounds import lirpa_compat
 PACKAGES = [REPO / name for name in ("adcert_plugin", "vnncomp")]
 
 
-@pytest.mark.parametrize("text,expected", [("0.3", (0, 3)), ("0.3.1", (0, 3, 1)), ("0.7.1", (0, 7, 1)),
-                                           ("0.6.0.dev0", (0, 6, 0))])
+@pytest.mark.parametrize(
+    "text,expected", [("0.3", (0, 3)), ("0.3.1", (0, 3, 1)), ("0.7.1", (0, 7, 1)), ("0.6.0.dev0", (0, 6, 0))]
+)
 def test_version_parsing(text, expected):
     assert lirpa_compat._parse_version(text) == expected
 
@@ -55,12 +56,20 @@ def test_patched_bounded_module_lists_parameters():
 
 
 def test_only_bounds_module_imports_auto_lirpa():
-    importers = [path for package in PACKAGES for path in package.rglob("*.py")
-                 if re.search(r"^\s*(import|from)\s+auto_LiRPA", path.read_text(), re.M)]
+    importers = [
+        path
+        for package in PACKAGES
+        for path in package.rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+auto_LiRPA", path.read_text(), re.M)
+    ]
     assert [p.relative_to(PACKAGES[0].parent).as_posix() for p in importers] == ["adcert_plugin/bounds/lirpa.py"]
 
 
 def test_library_code_does_not_print():
-    offenders = [path for package in PACKAGES for path in package.rglob("*.py")
-                 if not path.name.startswith("cli") and re.search(r"^\s*print\(", path.read_text(), re.M)]
+    offenders = [
+        path
+        for package in PACKAGES
+        for path in package.rglob("*.py")
+        if not path.name.startswith("cli") and re.search(r"^\s*print\(", path.read_text(), re.M)
+    ]
     assert offenders == []

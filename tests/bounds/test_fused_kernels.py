@@ -14,8 +14,10 @@ import torch
 from adcert_plugin.bounds import fused, interval
 
 relu_path = test_interval_fast_paths.relu_path  # the fixture, shared
-needs_fused = pytest.mark.skipif(not fused.available(torch.float32), reason="torch.compile cannot build the fused "
-                                 "kernels on this machine (no C++ compiler?); the eager path runs")
+needs_fused = pytest.mark.skipif(
+    not fused.available(torch.float32),
+    reason="torch.compile cannot build the fused kernels on this machine (no C++ compiler?); the eager path runs",
+)
 
 
 def _relu_inputs(shape, dtype, layout, seed=0):
@@ -89,4 +91,3 @@ def test_fused_kernels_fail_closed(monkeypatch):
     finally:
         monkeypatch.undo()
         fused.available.cache_clear()
-

@@ -32,8 +32,11 @@ def reference_propagate(model, lower, upper, stats):
             stats = layer(stats)
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm):
             dims = [0] + list(range(2, stats.dim()))
-            mean, var = (stats.mean(dims), stats.var(dims, unbiased=False)) if layer.training else \
-                (layer.running_mean, layer.running_var)
+            mean, var = (
+                (stats.mean(dims), stats.var(dims, unbiased=False))
+                if layer.training
+                else (layer.running_mean, layer.running_var)
+            )
             view = [1, -1] + [1] * (stats.dim() - 2)
             scale = (layer.weight / torch.sqrt(var + layer.eps)).view(view)
             shift = layer.bias.view(view) - mean.view(view) * scale
@@ -88,13 +91,15 @@ def relu_path(request, monkeypatch):
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("keep_relu_inputs", [False, True])
-def test_fast_paths_match_reference_values_and_gradients(mode, channels_last, keep_relu_inputs, batch_stats_path,
-                                                         relu_path):
+def test_fast_paths_match_reference_values_and_gradients(
+    mode, channels_last, keep_relu_inputs, batch_stats_path, relu_path
+):
     model = bn_net().double().train(mode == "train")
     x = torch.rand(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     lower, upper, stats = x - 0.05, x + 0.05, x + 0.01 * torch.randn_like(x)
-    fast = interval.propagate(model, lower, upper, stats, keep_relu_inputs=keep_relu_inputs,
-                              channels_last=channels_last)
+    fast = interval.propagate(
+        model, lower, upper, stats, keep_relu_inputs=keep_relu_inputs, channels_last=channels_last
+    )
     expected = reference_propagate(model, lower, upper, stats)
     for got, want in zip((fast.lower, fast.upper, fast.stats_out), expected):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
@@ -144,8 +149,9 @@ def test_native_agrees_with_auto_lirpa_on_every_path(mode, channels_last, batch_
     model = bn_net().train(mode == "train")
     box = InputBox.from_pixels(x, 0.05, MEAN, STD)
     spec = margin_matrix(y, 4)
-    native = interval.propagate(model, box.lower_norm, box.upper_norm, box.x_norm, spec=spec,
-                                channels_last=channels_last).lower
+    native = interval.propagate(
+        model, box.lower_norm, box.upper_norm, box.x_norm, spec=spec, channels_last=channels_last
+    ).lower
     lirpa = wrap_model(model, x.shape[1:], use_native_ibp=False).margin_lower(box, y, "IBP", stats_input=box.x_norm)
     torch.testing.assert_close(native, lirpa, atol=1e-5, rtol=1e-5)
 
@@ -157,8 +163,9 @@ def test_fast_paths_contain_sampled_margins(kind, mode, channels_last, batch_sta
     x, y = batch
     model = (tiny_net("cnn-bn", seed=5) if kind == "cnn-bn" else bn_net(seed=5)).train(mode == "train")
     box = InputBox.from_pixels(x, 0.1, MEAN, STD)
-    lower = interval.propagate(model, box.lower_norm, box.upper_norm, box.x_norm, spec=margin_matrix(y, 4),
-                               channels_last=channels_last).lower.detach()
+    lower = interval.propagate(
+        model, box.lower_norm, box.upper_norm, box.x_norm, spec=margin_matrix(y, 4), channels_last=channels_last
+    ).lower.detach()
     reference = frozen_stats_clone(model, box.x_norm) if mode == "train" else model
     worst = worst_sampled_margin(reference, sample_box(box, 1200, torch.Generator().manual_seed(0)), y)
     assert (worst >= lower - TOL * (1 + lower.abs())).all(), (worst - lower).min()

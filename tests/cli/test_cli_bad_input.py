@@ -28,8 +28,9 @@ def data_root(tmp_path_factory):
 def _good(path):
     torch.manual_seed(0)
     net = create_model("mlp", (1, 28, 28), 10, hidden=[8])
-    return save_checkpoint(path, net, arch_record("mlp", (1, 28, 28), 10, {"hidden": [8]}), "mnist",
-                           {"schedule": {"eps": 0.05}})
+    return save_checkpoint(
+        path, net, arch_record("mlp", (1, 28, 28), 10, {"hidden": [8]}), "mnist", {"schedule": {"eps": 0.05}}
+    )
 
 
 def _set_args(data_root, out, without=(), **extra):
@@ -42,8 +43,10 @@ def _commands(data_root, tmp_path, checkpoint):
     return {
         "eval": (eval_cmd, [str(checkpoint), "--data-dir", str(data_root), "--out-dir", str(tmp_path / "ev")]),
         "export": (export_cmd, [str(checkpoint), "--data-dir", str(data_root), "--out-dir", str(tmp_path / "bench")]),
-        "teacher": (train_cmd, _set_args(data_root, tmp_path / "run", **{"loss.name": "ad-cert"})
-                    + ["--teacher", str(checkpoint)]),
+        "teacher": (
+            train_cmd,
+            _set_args(data_root, tmp_path / "run", **{"loss.name": "ad-cert"}) + ["--teacher", str(checkpoint)],
+        ),
     }
 
 
@@ -61,8 +64,16 @@ def _drop(record: dict, dotted: str) -> None:
     del record[last]
 
 
-MALFORMED = ["arch", "arch.name", "arch.in_shape", "arch.num_classes", "model", "weights not tensors",
-             "kwargs wrong", "config not a mapping"]
+MALFORMED = [
+    "arch",
+    "arch.name",
+    "arch.in_shape",
+    "arch.num_classes",
+    "model",
+    "weights not tensors",
+    "kwargs wrong",
+    "config not a mapping",
+]
 
 
 @pytest.mark.parametrize("command", ["eval", "export", "teacher"])
@@ -118,8 +129,18 @@ def test_a_device_that_is_not_there_is_one_line_on_every_command(data_root, tmp_
             assert result.exit_code == 2 and len(lines) == 1 and "Invalid value for '--device'" in lines[0]
             return
     else:
-        result = CliRunner().invoke(eval_cmd, [str(_good(tmp_path / "m.pt")), "--data-dir", str(data_root),
-                                               "--device", device, "--out-dir", str(tmp_path / "ev")])
+        result = CliRunner().invoke(
+            eval_cmd,
+            [
+                str(_good(tmp_path / "m.pt")),
+                "--data-dir",
+                str(data_root),
+                "--device",
+                device,
+                "--out-dir",
+                str(tmp_path / "ev"),
+            ],
+        )
     line = _one_line(result, "ConfigError")
     assert device in line and ("not there" in line or "unknown device" in line)
     assert not (tmp_path / "run").exists() and not (tmp_path / "ev").exists()
@@ -130,13 +151,15 @@ def test_a_device_that_is_not_there_is_one_line_on_every_command(data_root, tmp_
 def test_eps_outside_pixel_space_is_refused_everywhere(data_root, tmp_path, command, eps):
     model = str(_good(tmp_path / "m.pt"))
     if command == "train":
-        result = CliRunner().invoke(train_cmd, _set_args(data_root, tmp_path / "run", without=("schedule.eps",))
-                                    + ["--eps", eps])
+        result = CliRunner().invoke(
+            train_cmd, _set_args(data_root, tmp_path / "run", without=("schedule.eps",)) + ["--eps", eps]
+        )
     elif command == "eval":
         result = CliRunner().invoke(eval_cmd, [model, "--data-dir", str(data_root), "--eps", eps])
     else:
-        result = CliRunner().invoke(export_cmd, [model, "--data-dir", str(data_root), "--eps", eps,
-                                                 "--out-dir", str(tmp_path / "bench")])
+        result = CliRunner().invoke(
+            export_cmd, [model, "--data-dir", str(data_root), "--eps", eps, "--out-dir", str(tmp_path / "bench")]
+        )
     if eps in ("inf", "nan"):  # refused while parsing the option (issue 36: never a NaN radius)
         line = result.output.strip()
         assert result.exit_code == 2 and "Invalid value for '--eps'" in line and len(line.splitlines()) == 1
@@ -220,9 +243,27 @@ def test_eval_output_has_no_torch_deprecation_warning(data_root, tmp_path):
     code = "import sys; from adcert_plugin.cli import eval_cmd; sys.argv[0] = 'adcert-eval'; eval_cmd()"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ADCERT_DEBUG", None)
-    run = subprocess.run([sys.executable, "-c", code, str(model), "--data-dir", str(data_root), "--end", "64",
-                          "--methods", "CROWN", "--eps", "0.001", "--json"], capture_output=True, text=True,
-                         env=env, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(model),
+            "--data-dir",
+            str(data_root),
+            "--end",
+            "64",
+            "--methods",
+            "CROWN",
+            "--eps",
+            "0.001",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["counts"]["pgd_robust"] > 0  # so CROWN (and torch.jit.script) ran
     assert "Warning" not in run.stderr and "warnings.warn" not in run.stderr, run.stderr

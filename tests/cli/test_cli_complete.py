@@ -29,8 +29,9 @@ def fake():
 
 def _eval(setup, out, *args):
     path, root = setup
-    return CliRunner().invoke(eval_cmd, [str(path), "--data-dir", str(root), "--methods", "IBP", "--out-dir", str(out),
-                                         *args])
+    return CliRunner().invoke(
+        eval_cmd, [str(path), "--data-dir", str(root), "--methods", "IBP", "--out-dir", str(out), *args]
+    )
 
 
 def test_eval_complete_prints_certified_complete_and_json(setup, fake, tmp_path):
@@ -50,8 +51,10 @@ def test_eval_complete_jobs_send_each_sample_as_a_ray_task_with_the_serial_answe
     result = _eval(setup, tmp_path / "ray", "--complete", "fake", "--complete-timeout", "7", "--jobs", "3", "--json")
     assert serial.exit_code == 0 and result.exit_code == 0, result.output
     assert len(fake) == calls  # nothing verified in this process: the fake ran in Ray's workers
-    rows = lambda out: [(r["index"], r["complete"] and r["complete"]["result"])  # noqa: E731
-                        for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())]
+    rows = lambda out: [
+        (r["index"], r["complete"] and r["complete"]["result"])
+        for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())
+    ]
     assert rows(tmp_path / "ray") == rows(tmp_path / "serial")
     assert json.loads(result.stdout)["complete"]["jobs"] == 3
     answers = [json.loads(line) for line in (tmp_path / "ray" / "complete.jsonl").read_text().splitlines()]
@@ -76,13 +79,16 @@ def test_eval_complete_errors_exit_4_after_the_report(setup, fake, tmp_path):
     assert (tmp_path / "e" / "summary.json").is_file()
 
 
-@pytest.mark.parametrize("args, message, code", [
-    (["--shard", "0/2"], "ConfigError: --shard and --jobs apply to --complete", 2),
-    (["--jobs", "2"], "ConfigError: --shard and --jobs apply to --complete", 2),
-    (["--complete", "fake", "--shard", "2/2"], "ConfigError: --shard '2/2': expected K/N", 2),
-    (["--complete", "nosuch"], "RegistryError: unknown complete verifier 'nosuch'", 2),
-    (["--complete", "fake", "--complete-timeout", "0"], "Error: ", 2),
-])
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (["--shard", "0/2"], "ConfigError: --shard and --jobs apply to --complete", 2),
+        (["--jobs", "2"], "ConfigError: --shard and --jobs apply to --complete", 2),
+        (["--complete", "fake", "--shard", "2/2"], "ConfigError: --shard '2/2': expected K/N", 2),
+        (["--complete", "nosuch"], "RegistryError: unknown complete verifier 'nosuch'", 2),
+        (["--complete", "fake", "--complete-timeout", "0"], "Error: ", 2),
+    ],
+)
 def test_eval_complete_bad_inputs_are_one_line(setup, fake, tmp_path, args, message, code):
     result = _eval(setup, tmp_path / "e", *args)
     assert result.exit_code == code and message in result.output
@@ -96,8 +102,9 @@ def test_merge_bad_folder_is_one_line(tmp_path):
 
 
 def test_the_papers_protocol_sets_attack_and_verifier_and_explicit_options_win(setup, fake, tmp_path):
-    result = _eval(setup, tmp_path / "e", "--protocol", "papers", "--complete", "fake", "--complete-timeout", "7",
-                   "--json")
+    result = _eval(
+        setup, tmp_path / "e", "--protocol", "papers", "--complete", "fake", "--complete-timeout", "7", "--json"
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["attack"]["steps"], summary["attack"]["restarts"]) == (100, 30)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from complete_fixtures import EPS, trained_mlp
 from process_tree import descendants, wait_gone
 
@@ -45,8 +44,24 @@ def setup(tmp_path_factory):
 
 def _command(setup, out: Path, *extra) -> list[str]:
     model, root = setup
-    return [str(EVAL), str(model), "--data-dir", str(root), "--methods", "IBP", "--eps", str(EPS), "--end", "16",
-            "--out-dir", str(out), "--complete", "--complete-timeout", "60", *extra]
+    return [
+        str(EVAL),
+        str(model),
+        "--data-dir",
+        str(root),
+        "--methods",
+        "IBP",
+        "--eps",
+        str(EPS),
+        "--end",
+        "16",
+        "--out-dir",
+        str(out),
+        "--complete",
+        "--complete-timeout",
+        "60",
+        *extra,
+    ]
 
 
 def _env() -> dict:
@@ -104,12 +119,14 @@ def _stop_when(predicate, command, tmp_path: Path) -> str:
 def test_sigterm_leaves_no_verifier_running_and_resume_keeps_every_answer(setup, uninterrupted, tmp_path, jobs):
     out = tmp_path / "e"
     extra = ("--jobs", str(jobs))
-    _stop_when(lambda: len(_verified(out)) >= 1 and (jobs == 1 or _kept(out) >= 1), _command(setup, out, *extra),
-               tmp_path)
+    _stop_when(
+        lambda: len(_verified(out)) >= 1 and (jobs == 1 or _kept(out) >= 1), _command(setup, out, *extra), tmp_path
+    )
     before, kept = _verified(out), _kept(out)
     assert before and len(before) < len(uninterrupted)
-    resumed = subprocess.run(_command(setup, out, *extra, "--resume"), env=_env(), cwd=tmp_path, capture_output=True,
-                             text=True, timeout=900)
+    resumed = subprocess.run(
+        _command(setup, out, *extra, "--resume"), env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stderr
     after = _verified(out)
     assert {k: after[k] for k in before} == before  # nothing answered before the stop was verified again

@@ -19,8 +19,13 @@ def files(tmp_path):
     """An adcert checkpoint (MNIST-shaped MLP), a plain state_dict and a file that is no checkpoint."""
     torch.manual_seed(0)
     model = create_model("mlp", (1, 28, 28), 10, hidden=[32])
-    save_checkpoint(tmp_path / "model.pt", model, arch_record("mlp", (1, 28, 28), 10, {"hidden": [32]}), "mnist",
-                    {"schedule": {"eps": 0.01}})
+    save_checkpoint(
+        tmp_path / "model.pt",
+        model,
+        arch_record("mlp", (1, 28, 28), 10, {"hidden": [32]}),
+        "mnist",
+        {"schedule": {"eps": 0.01}},
+    )
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     (tmp_path / "notes.pt").write_text("not a checkpoint\n")
     return tmp_path
@@ -55,8 +60,9 @@ def test_eval_cmd_bad_input_is_one_line(files, args, kind, fragment, code):
 def test_eval_cmd_names_the_env_var_a_missing_data_dir_came_from(files):
     missing = str(files / "nowhere")
     from_env = CliRunner().invoke(eval_cmd, [str(files / "model.pt")], env={"ADCERT_DATA": missing})
-    from_option = CliRunner().invoke(eval_cmd, [str(files / "model.pt"), "--data-dir", missing + "2"],
-                                     env={"ADCERT_DATA": missing})
+    from_option = CliRunner().invoke(
+        eval_cmd, [str(files / "model.pt"), "--data-dir", missing + "2"], env={"ADCERT_DATA": missing}
+    )
     assert from_env.exit_code == from_option.exit_code == 1
     assert f"{missing} (from $ADCERT_DATA) does not exist" in from_env.stderr
     assert f"{missing}2 (from --data-dir) does not exist" in from_option.stderr
@@ -71,8 +77,20 @@ def test_eval_cmd_help_ends_with_an_example():
 
 
 def test_eval_cmd_json_run_and_soundness_exit_code(files, data_dir, monkeypatch):
-    args = [str(files / "model.pt"), "--data-dir", str(data_dir), "--end", "40", "--methods", "crown",
-            "--methods", "IBP", "--batch-size", "16", "--json"]
+    args = [
+        str(files / "model.pt"),
+        "--data-dir",
+        str(data_dir),
+        "--end",
+        "40",
+        "--methods",
+        "crown",
+        "--methods",
+        "IBP",
+        "--batch-size",
+        "16",
+        "--json",
+    ]
     result = CliRunner().invoke(eval_cmd, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -87,8 +105,11 @@ def test_eval_cmd_json_run_and_soundness_exit_code(files, data_dir, monkeypatch)
     assert resumed.exit_code == 0 and json.loads(resumed.stdout)["counts"] == summary["counts"]
 
     honest = bounds.BoundedNet.margin_lower
-    monkeypatch.setattr(bounds.BoundedNet, "margin_lower",
-                        lambda self, box, y, method="IBP", stats_input=None: honest(self, box, y, method) + 100)
+    monkeypatch.setattr(
+        bounds.BoundedNet,
+        "margin_lower",
+        lambda self, box, y, method="IBP", stats_input=None: honest(self, box, y, method) + 100,
+    )
     bad = CliRunner().invoke(eval_cmd, args + ["--overwrite"])
     assert summary["counts"]["pgd_robust"] > 0  # so some sample is bounded
     assert bad.exit_code == 3

@@ -16,10 +16,10 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from test_cli_bad_input import _commands, _good, _one_line, _set_args, data_root  # noqa: F401 (fixture)
 
 from adcert_plugin.cli import eval_cmd, train_cmd
 from adcert_plugin.io import LOCK_NAME, atomic_write_text
-from test_cli_bad_input import _commands, _good, _one_line, _set_args, data_root  # noqa: F401 (fixture)
 from vnncomp.cli import export_cmd, report_cmd, verify_cmd
 
 
@@ -83,6 +83,7 @@ def _read_only(monkeypatch, root):
             if os.fspath(path).startswith(root) and (fn is real_mkdir or (args and args[0] & os.O_CREAT)):
                 raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
             return fn(path, *args, **kwargs)
+
         return call
 
     monkeypatch.setattr(os, "open", guarded(real_open))
@@ -96,9 +97,23 @@ def test_full_disk_is_one_line_on_train_and_eval(data_root, tmp_path, monkeypatc
     assert result.exit_code == 1 and "Traceback" not in result.output
     line = result.output.strip().splitlines()[-1]  # after the "loaded mnist/..." lines
     assert line.startswith("Error: OutputError: ") and "disk is full" in line and str(tmp_path / "run") in line
-    line = _error(CliRunner().invoke(eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "8",
-                                                "--methods", "IBP", "--out-dir", str(tmp_path / "ev")]),
-                  "OutputError")
+    line = _error(
+        CliRunner().invoke(
+            eval_cmd,
+            [
+                str(model),
+                "--data-dir",
+                str(data_root),
+                "--end",
+                "8",
+                "--methods",
+                "IBP",
+                "--out-dir",
+                str(tmp_path / "ev"),
+            ],
+        ),
+        "OutputError",
+    )
     assert "disk is full" in line
 
 
@@ -107,11 +122,25 @@ def test_default_report_folder_in_a_read_only_place_names_out_dir(data_root, tmp
     shared.mkdir()
     model = _good(shared / "m.pt")
     _read_only(monkeypatch, shared)
-    line = _error(CliRunner().invoke(eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "8",
-                                                "--methods", "IBP"]), "OutputError")
+    line = _error(
+        CliRunner().invoke(eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "8", "--methods", "IBP"]),
+        "OutputError",
+    )
     assert "default beside the checkpoint" in line and "pass --out-dir" in line and "read-only" in line
-    result = CliRunner().invoke(eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "8", "--methods", "IBP",
-                                           "--out-dir", str(tmp_path / "mine")])
+    result = CliRunner().invoke(
+        eval_cmd,
+        [
+            str(model),
+            "--data-dir",
+            str(data_root),
+            "--end",
+            "8",
+            "--methods",
+            "IBP",
+            "--out-dir",
+            str(tmp_path / "mine"),
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -120,9 +149,11 @@ def test_output_paths_that_cannot_be_folders(data_root, tmp_path, case):
     model = _good(tmp_path / "m.pt")
     (tmp_path / "afile").write_text("x")
     out = tmp_path / "afile" / "sub" if case == "parent is a file" else tmp_path / "afile"
-    for cmd, args in ((train_cmd, _set_args(data_root, out, without=("out_dir",)) + ["--out-dir", str(out)]),
-                      (eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "8", "--out-dir", str(out)]),
-                      (export_cmd, [str(model), "--data-dir", str(data_root), "--n", "2", "--out-dir", str(out)])):
+    for cmd, args in (
+        (train_cmd, _set_args(data_root, out, without=("out_dir",)) + ["--out-dir", str(out)]),
+        (eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "8", "--out-dir", str(out)]),
+        (export_cmd, [str(model), "--data-dir", str(data_root), "--n", "2", "--out-dir", str(out)]),
+    ):
         line = _error(CliRunner().invoke(cmd, args), "ConfigError")
         assert "not a folder" in line or "is not a folder" in line, line
     assert (tmp_path / "afile").read_text() == "x"
@@ -133,8 +164,12 @@ def test_report_and_verify_out_checked_before_any_work(data_root, tmp_path):
     (tmp_path / "bench").mkdir()
     (tmp_path / "samples.jsonl").write_text("")
     for out, fragment in ((tmp_path, "is a folder"), (tmp_path / "afile" / "r.json", "is a file, not a folder")):
-        line = _one_line(CliRunner().invoke(report_cmd, [str(tmp_path / "samples.jsonl"), str(tmp_path / "bench"),
-                                                         "--out", str(out)]), "ConfigError")
+        line = _one_line(
+            CliRunner().invoke(
+                report_cmd, [str(tmp_path / "samples.jsonl"), str(tmp_path / "bench"), "--out", str(out)]
+            ),
+            "ConfigError",
+        )
         assert fragment in line
         line = _one_line(CliRunner().invoke(verify_cmd, [str(tmp_path / "bench"), "--out", str(out)]), "ConfigError")
         assert fragment in line
@@ -154,8 +189,18 @@ def test_a_second_eval_into_one_report_folder_is_refused(data_root, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(report)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        args = [str(model), "--data-dir", str(data_root), "--end", "8", "--methods", "IBP", "--out-dir", str(report),
-                "--overwrite"]
+        args = [
+            str(model),
+            "--data-dir",
+            str(data_root),
+            "--end",
+            "8",
+            "--methods",
+            "IBP",
+            "--out-dir",
+            str(report),
+            "--overwrite",
+        ]
         line = _error(CliRunner().invoke(eval_cmd, args), "ConfigError")
         assert f"pid {holder.pid}" in line and "being written" in line
         assert sorted(p.name for p in report.iterdir()) == [LOCK_NAME]
@@ -167,8 +212,9 @@ def test_a_second_eval_into_one_report_folder_is_refused(data_root, tmp_path):
 @pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
 def test_timeouts_must_be_positive_numbers(data_root, tmp_path, value):
     model = _good(tmp_path / "m.pt")
-    result = CliRunner().invoke(export_cmd, [str(model), "--data-dir", str(data_root), "--out-dir",
-                                             str(tmp_path / "b"), "--timeout", value])
+    result = CliRunner().invoke(
+        export_cmd, [str(model), "--data-dir", str(data_root), "--out-dir", str(tmp_path / "b"), "--timeout", value]
+    )
     assert result.exit_code == 2 and "--timeout" in result.output and not (tmp_path / "b").exists()
     (tmp_path / "bench").mkdir(exist_ok=True)
     result = CliRunner().invoke(verify_cmd, [str(tmp_path / "bench"), "--timeout", value])
@@ -178,8 +224,9 @@ def test_timeouts_must_be_positive_numbers(data_root, tmp_path, value):
 def _bench(data_root, tmp_path):
     model = _good(tmp_path / "m.pt")
     bench = tmp_path / "bench"
-    result = CliRunner().invoke(export_cmd, [str(model), "--data-dir", str(data_root), "--out-dir", str(bench),
-                                             "--n", "2", "--eps", "0.01"])
+    result = CliRunner().invoke(
+        export_cmd, [str(model), "--data-dir", str(data_root), "--out-dir", str(bench), "--n", "2", "--eps", "0.01"]
+    )
     assert result.exit_code == 0, result.output
     return bench
 
@@ -203,12 +250,29 @@ def test_instances_csv_that_would_mislead_the_verifier(data_root, tmp_path, case
 
 def test_eps_as_a_fraction_everywhere(data_root, tmp_path):
     model = _good(tmp_path / "m.pt")
-    result = CliRunner().invoke(eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "4", "--methods", "IBP",
-                                           "--eps", "2/255", "--out-dir", str(tmp_path / "ev"), "--json"])
+    result = CliRunner().invoke(
+        eval_cmd,
+        [
+            str(model),
+            "--data-dir",
+            str(data_root),
+            "--end",
+            "4",
+            "--methods",
+            "IBP",
+            "--eps",
+            "2/255",
+            "--out-dir",
+            str(tmp_path / "ev"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert abs(__import__("json").loads(result.stdout)["eps"] - 2 / 255) < 1e-15
-    result = CliRunner().invoke(export_cmd, [str(model), "--data-dir", str(data_root), "--out-dir",
-                                             str(tmp_path / "b"), "--n", "1", "--eps", "2/255"])
+    result = CliRunner().invoke(
+        export_cmd,
+        [str(model), "--data-dir", str(data_root), "--out-dir", str(tmp_path / "b"), "--n", "1", "--eps", "2/255"],
+    )
     assert result.exit_code == 0, result.output
     from adcert_plugin.training import build_config
 
@@ -223,8 +287,20 @@ def test_files_respect_the_umask(data_root, tmp_path):
     try:
         atomic_write_text(tmp_path / "a.txt", "x")
         model = _good(tmp_path / "m.pt")
-        result = CliRunner().invoke(eval_cmd, [str(model), "--data-dir", str(data_root), "--end", "4",
-                                               "--methods", "IBP", "--out-dir", str(tmp_path / "ev")])
+        result = CliRunner().invoke(
+            eval_cmd,
+            [
+                str(model),
+                "--data-dir",
+                str(data_root),
+                "--end",
+                "4",
+                "--methods",
+                "IBP",
+                "--out-dir",
+                str(tmp_path / "ev"),
+            ],
+        )
         assert result.exit_code == 0, result.output
     finally:
         os.umask(old)

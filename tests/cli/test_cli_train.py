@@ -22,8 +22,9 @@ def data_root(tmp_path_factory):
     return write_fake_mnist(tmp_path_factory.mktemp("data"))
 
 
-def _args(data_root: Path, out: Path, loss: str = "mtl-ibp", epochs: int = 1, extra: dict | None = None,
-          flags: list[str] = ()) -> list[str]:
+def _args(
+    data_root: Path, out: Path, loss: str = "mtl-ibp", epochs: int = 1, extra: dict | None = None, flags: list[str] = ()
+) -> list[str]:
     """--set args of a tiny run, minus the keys that ``flags`` set (--set would beat the flags)."""
     beaten = {"--loss": "loss.name=", "--out-dir": "out_dir=", "--data-dir": "data.data_dir="}
     drop = tuple(beaten[f] for f in flags if f in beaten)
@@ -40,8 +41,23 @@ def test_help_ends_with_an_example():
     assert result.exit_code == 0
     lines = result.output.rstrip().splitlines()
     assert "Example:" in result.output and lines[-1].strip().startswith("adcert-train --preset")
-    for option in ("--config", "--preset", "--loss", "--teacher", "--dataset", "--data-dir", "--eps", "--epochs",
-                   "--out-dir", "--seed", "--device", "--set", "--resume", "--force", "--debug"):
+    for option in (
+        "--config",
+        "--preset",
+        "--loss",
+        "--teacher",
+        "--dataset",
+        "--data-dir",
+        "--eps",
+        "--epochs",
+        "--out-dir",
+        "--seed",
+        "--device",
+        "--set",
+        "--resume",
+        "--force",
+        "--debug",
+    ):
         assert option in result.output
 
 
@@ -92,6 +108,7 @@ BAD = [
 def test_bad_input_gives_one_line_and_changes_nothing(name, extra, fragment, code, data_root, tmp_path):
     if name == "cuda missing":
         import torch
+
         if torch.cuda.is_available():
             pytest.skip("CUDA is available here")
     (tmp_path / "bad.yaml").write_text("schedule:\n  epoch: 3\n")
@@ -102,10 +119,14 @@ def test_bad_input_gives_one_line_and_changes_nothing(name, extra, fragment, cod
     unstarted = tmp_path / "unstarted"  # left by a start that failed before its first epoch (older adcert)
     unstarted.mkdir()
     (unstarted / "config.yaml").write_text("seed: 1\n")
-    subs = {"{tmp}": str(tmp_path), "{bad_yaml}": str(tmp_path / "bad.yaml"), "{existing}": str(existing),
-            "{unstarted}": str(unstarted),
-            "{classes}": str(_teacher(tmp_path / "t5.pt", (1, 28, 28), 5)),
-            "{shape}": str(_teacher(tmp_path / "t32.pt", (3, 32, 32), 10))}
+    subs = {
+        "{tmp}": str(tmp_path),
+        "{bad_yaml}": str(tmp_path / "bad.yaml"),
+        "{existing}": str(existing),
+        "{unstarted}": str(unstarted),
+        "{classes}": str(_teacher(tmp_path / "t5.pt", (1, 28, 28), 5)),
+        "{shape}": str(_teacher(tmp_path / "t32.pt", (3, 32, 32), 10)),
+    }
     args = []
     for a in extra:
         for key, value in subs.items():

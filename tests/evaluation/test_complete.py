@@ -15,6 +15,7 @@ import pytest
 import torch
 from complete_fixtures import EPS, WORDS, Fake, Killed, trained_mlp
 
+from adcert_plugin.bounds import InputBox
 from adcert_plugin.errors import ConfigError, DuplicateNameError, PluginLoadError, RegistryError, SoundnessError
 from adcert_plugin.evaluation import (
     CompleteAnswer,
@@ -77,8 +78,9 @@ def test_complete_accounting_and_timeouts_not_certified(setup, fake, tolerant, t
     report = _run(setup, tmp_path / "e")
     c, rows = report.complete, report.rows
     answered = [r for r in rows if r["complete"]]
-    words = {w: sum(WORDS[r["index"] % 6] == w for r in answered) for w in ("unsat", "sat", "timeout", "error",
-                                                                             "unknown")}
+    words = {
+        w: sum(WORDS[r["index"] % 6] == w for r in answered) for w in ("unsat", "sat", "timeout", "error", "unknown")
+    }
     bound = report.summary["counts"]["certified"]["IBP"]
     assert c["counts"] == words and c["answered"] == len(answered) == c["undecided"] and c["pending"] == 0
     assert c["certified"] == bound + words["unsat"] and c["certified_acc"] == c["certified"] / 64
@@ -119,8 +121,15 @@ def test_recheck_counterexample_box_and_margin(setup):
 
 
 def test_contradictions_are_soundness_errors():
-    base = {"index": 3, "clean_correct": True, "pgd_robust": True, "certified_by": "IBP", "status": "certified",
-            "attack_margin": 0.4, "soundness_errors": []}
+    base = {
+        "index": 3,
+        "clean_correct": True,
+        "pgd_robust": True,
+        "certified_by": "IBP",
+        "status": "certified",
+        "attack_margin": 0.4,
+        "soundness_errors": [],
+    }
     cfg = CompleteConfig(verifier="fake", timeout=5.0)
     sat = C.attach_answers([base], {3: {"result": "sat", "seconds": 1.0}}, cfg)[0]
     assert sat["soundness_errors"][0]["kind"] == C.CONTRADICTION and "falsified" in sat["soundness_errors"][0]["detail"]
@@ -129,17 +138,25 @@ def test_contradictions_are_soundness_errors():
     assert "unsat" in unsat["soundness_errors"][0]["detail"]
     again = C.attach_answers([unsat], {3: {"result": "unsat", "seconds": 1.0}}, cfg)[0]
     assert len(again["soundness_errors"]) == 1  # re-attaching does not pile up old contradictions
-    fine = C.attach_answers([dict(base, certified_by=None, status="unknown")], {3: {"result": "sat", "seconds": 1}},
-                            cfg)[0]
+    fine = C.attach_answers(
+        [dict(base, certified_by=None, status="unknown")], {3: {"result": "sat", "seconds": 1}}, cfg
+    )[0]
     assert fine["soundness_errors"] == []
 
 
 def test_a_contradiction_the_verifier_side_flags_fails_after_the_report(setup, tmp_path):
     class Flagging(Fake):
         def verify(self, request):
-            return [CompleteAnswer(i, "error", 1.0, note="rejected unsat: counterexample in hand",
-                                   contradiction="fake says unsat, counterexample in hand (verify-time, margin -0.1)")
-                    for i in request.indices]
+            return [
+                CompleteAnswer(
+                    i,
+                    "error",
+                    1.0,
+                    note="rejected unsat: counterexample in hand",
+                    contradiction="fake says unsat, counterexample in hand (verify-time, margin -0.1)",
+                )
+                for i in request.indices
+            ]
 
     register_verifier("fake", lambda: Flagging([]), replace=True)
     try:
@@ -159,10 +176,17 @@ def test_a_counterexample_found_at_verify_time_lowers_robust_at_most(setup, tole
         def verify(self, request):
             answers = []
             for position, i in enumerate(request.indices):
-                box = InputBox.from_pixels(request.x[position:position + 1], request.eps, request.mean, request.std)
-                answers.append(CompleteAnswer(i, "error", 1.0, box.x_norm.flatten().numpy(),
-                                              note="rejected unsat: counterexample in hand",
-                                              contradiction="fake says unsat, counterexample in hand"))
+                box = InputBox.from_pixels(request.x[position : position + 1], request.eps, request.mean, request.std)
+                answers.append(
+                    CompleteAnswer(
+                        i,
+                        "error",
+                        1.0,
+                        box.x_norm.flatten().numpy(),
+                        note="rejected unsat: counterexample in hand",
+                        contradiction="fake says unsat, counterexample in hand",
+                    )
+                )
             return answers
 
     register_verifier("fake", lambda: Rejecting([]), replace=True)
@@ -182,9 +206,16 @@ def test_a_counterexample_found_at_verify_time_lowers_robust_at_most(setup, tole
 def test_an_unsat_set_aside_within_the_tolerance_is_counted_not_certified_and_no_error(setup, tmp_path):
     class SettingAside(Fake):
         def verify(self, request):
-            return [CompleteAnswer(i, "unknown", 1.0, note="set aside unsat: a point within VNN-COMP's tolerance "
-                                   "of a counterexample is in hand (verify-time, margin 7.2e-05)")
-                    for i in request.indices]
+            return [
+                CompleteAnswer(
+                    i,
+                    "unknown",
+                    1.0,
+                    note="set aside unsat: a point within VNN-COMP's tolerance "
+                    "of a counterexample is in hand (verify-time, margin 7.2e-05)",
+                )
+                for i in request.indices
+            ]
 
     register_verifier("fake", lambda: SettingAside([]), replace=True)
     try:
@@ -204,8 +235,11 @@ def _numbers(rows):
 
 def _counts(summary):
     keep = ("n", "counts", "standard_acc", "pgd_acc", "certified_acc", "samples_bounded", "soundness_errors")
-    complete = {k: v for k, v in summary["complete"].items() if k not in ("seconds", "seconds_per_sample",
-                                                                          "wall_seconds", "shard", "jobs")}
+    complete = {
+        k: v
+        for k, v in summary["complete"].items()
+        if k not in ("seconds", "seconds_per_sample", "wall_seconds", "shard", "jobs")
+    }
     return {**{k: summary[k] for k in keep}, "complete": complete}
 
 
@@ -308,8 +342,9 @@ def test_registry_unknown_broken_duplicate_and_entry_points(monkeypatch):
             return self.target
 
     points = [EP("plug", "pkg:plug", lambda: Fake([])), EP("broken", "pkg:broken", ImportError("no pkg"))]
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: points if group == V.ENTRY_POINT_GROUP
-                        else [])
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: points if group == V.ENTRY_POINT_GROUP else []
+    )
     monkeypatch.setattr(V, "_entry_points_loaded", False)
     try:
         assert "plug" in V.list_verifiers() and create_verifier("plug").name == "fake"

@@ -99,7 +99,8 @@ def test_evaluate_summary_matches_recount_from_samples_file(baseline):
     assert summary["samples_bounded"] == {"IBP": len(robust), "CROWN": len(robust) - len(ibp)}
     assert summary["seconds"]["total"] == pytest.approx(sum(r["seconds"] for r in rows))
     assert summary["seconds_per_sample"]["CROWN"] == pytest.approx(
-        sum(r["stage_seconds"].get("CROWN", 0) for r in rows) / (len(robust) - len(ibp)))
+        sum(r["stage_seconds"].get("CROWN", 0) for r in rows) / (len(robust) - len(ibp))
+    )
     assert "certified CROWN" in baseline.table()
 
 
@@ -114,8 +115,9 @@ def test_evaluate_rerun_gives_identical_numbers(trained, data_dir, baseline, tmp
     again = E.evaluate(trained, data_dir=data_dir, out_dir=tmp_path, **RANGE)
     assert _numbers(again.rows) == _numbers(baseline.rows)
     drop = ("seconds", "seconds_per_sample", "wall_seconds")
-    assert {k: v for k, v in again.summary.items() if k not in drop} == \
-           {k: v for k, v in baseline.summary.items() if k not in drop}
+    assert {k: v for k, v in again.summary.items() if k not in drop} == {
+        k: v for k, v in baseline.summary.items() if k not in drop
+    }
 
 
 def test_resume_of_a_finished_report_keeps_the_time_it_cost(trained, data_dir, tmp_path):
@@ -156,14 +158,15 @@ def test_evaluate_batch_size_does_not_change_decisions(trained, data_dir, baseli
     # Other batch shapes round differently; PGD-40 can then end elsewhere on a sample whose
     # gradient has a coordinate within rounding of 0. A batching bug changes many samples.
     decision = ("status", "certified_by", "pgd_robust")
-    same = [all(a[k] == b[k] for k in decision) and abs(a["attack_margin"] - b["attack_margin"]) <= 1e-4
-            for a, b in zip(other.rows, baseline.rows)]
+    same = [
+        all(a[k] == b[k] for k in decision) and abs(a["attack_margin"] - b["attack_margin"]) <= 1e-4
+        for a, b in zip(other.rows, baseline.rows)
+    ]
     assert sum(same) >= 0.99 * len(same), f"{len(same) - sum(same)} of {len(same)} samples changed"
 
 
 def test_evaluate_subset_is_seeded_and_inside_range(trained, data_dir, tmp_path):
-    report = E.evaluate(trained, data_dir=data_dir, methods="IBP", start=100, end=400, n=20, seed=3,
-                        out_dir=tmp_path)
+    report = E.evaluate(trained, data_dir=data_dir, methods="IBP", start=100, end=400, n=20, seed=3, out_dir=tmp_path)
     idx = [r["index"] for r in report.rows]
     assert len(idx) == 20 and idx == sorted(idx) and idx[0] >= 100 and idx[-1] < 400
     assert idx == E.select_indices(10000, 100, 400, 20, 3)
@@ -238,9 +241,11 @@ def test_pgd_margins_stays_in_box_and_ignores_batch_composition(batch):
         clean = margins(model(box.x_norm), y)
     assert (adv_margin.amin(1) <= clean.amin(1) + 1e-6).all()  # the clean point is a candidate
     for i in range(4):
-        one = InputBox(box.x_norm[i:i + 1], box.lower_norm[i:i + 1], box.upper_norm[i:i + 1])
-        x_one, m_one = E.pgd_margins(model, one, y[i:i + 1], cfg, seeds[i:i + 1])
-        assert torch.allclose(x_one, x_adv[i:i + 1], atol=1e-5) and torch.allclose(m_one, adv_margin[i:i + 1], atol=1e-5)
+        one = InputBox(box.x_norm[i : i + 1], box.lower_norm[i : i + 1], box.upper_norm[i : i + 1])
+        x_one, m_one = E.pgd_margins(model, one, y[i : i + 1], cfg, seeds[i : i + 1])
+        assert torch.allclose(x_one, x_adv[i : i + 1], atol=1e-5) and torch.allclose(
+            m_one, adv_margin[i : i + 1], atol=1e-5
+        )
 
 
 def test_the_cascade_certifies_by_the_best_bound_on_each_margin():
@@ -257,8 +262,9 @@ def test_the_cascade_certifies_by_the_best_bound_on_each_margin():
     with torch.no_grad():
         model[1].weight.zero_()
         model[1].weight[0].fill_(0.02)  # class 0 wins by about 7.8 everywhere in the box: no attack breaks it
-    ctx = cascade._Context(model, Bounded(), get_data_spec("mnist"), 0.01, ("IBP", "CROWN"),
-                           AttackConfig(steps=2), 0, torch.device("cpu"))
+    ctx = cascade._Context(
+        model, Bounded(), get_data_spec("mnist"), 0.01, ("IBP", "CROWN"), AttackConfig(steps=2), 0, torch.device("cpu")
+    )
     (row,) = cascade._evaluate_block(ctx, torch.full((1, 1, 28, 28), 0.5), torch.tensor([0]), [7])
     assert row["pgd_robust"] and row["status"] == "certified" and row["certified_by"] == "CROWN"
     assert row["margin_lower"] == {"IBP": -1.0, "CROWN": -2.0}  # neither alone proves every margin

@@ -47,16 +47,18 @@ def test_a_student_compared_with_itself_agrees_everywhere(batch):
 def test_an_attack_that_breaks_the_student_does_not_break_a_teacher_that_ignores_its_input(batch):
     student = tiny_net("mlp")
     y = torch.zeros(4, dtype=torch.long)
-    found = teacher_at_attack_points(_Constant(0), student, _box(batch, 1.0), y, STRONG,
-                                     torch.Generator().manual_seed(0))
+    found = teacher_at_attack_points(
+        _Constant(0), student, _box(batch, 1.0), y, STRONG, torch.Generator().manual_seed(0)
+    )
     assert found.student_accuracy < 1.0  # ε = 1 covers the whole image space: the attack wins somewhere
     assert found.teacher_accuracy == 1.0 and found.teacher_true_class_probability > 0.99
     assert found.agreement == found.student_accuracy
 
 
 def test_a_teacher_that_is_always_wrong_scores_zero(batch):
-    found = teacher_at_attack_points(_Constant(3), tiny_net("mlp"), _box(batch, 0.1), torch.zeros(4, dtype=torch.long),
-                                     STRONG)
+    found = teacher_at_attack_points(
+        _Constant(3), tiny_net("mlp"), _box(batch, 0.1), torch.zeros(4, dtype=torch.long), STRONG
+    )
     assert found.teacher_accuracy == 0.0 and found.teacher_true_class_probability < 0.01
 
 
@@ -84,8 +86,20 @@ def test_the_example_script_attacks_each_student_at_its_recorded_training_eps(tm
         config = {"schedule": {"eps": 0.1, "train_eps_mul": mul}, "attack": {"steps": 2, "step_size": 0.5}}
         paths[name] = save_checkpoint(tmp_path / name / "model.pt", model, arch, "mnist", config)
     out = tmp_path / "rows.json"
-    cmd = [sys.executable, str(REPO / "examples" / "teacher_at_attack_points.py"), "--teacher", str(paths["teacher"]),
-           "--student", str(paths["student"]), "--data-dir", str(data), "--n", "16", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(REPO / "examples" / "teacher_at_attack_points.py"),
+        "--teacher",
+        str(paths["teacher"]),
+        "--student",
+        str(paths["student"]),
+        "--data-dir",
+        str(data),
+        "--n",
+        "16",
+        "--json",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     (row,) = json.loads(out.read_text())

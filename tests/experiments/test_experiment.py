@@ -53,8 +53,9 @@ def test_experiment_students_share_everything_but_the_loss(name, tmp_path):
     cfg: ExperimentConfig = get_experiment(name)
     assert cfg.methods == STUDENTS and len(cfg.alphas()) >= 2
     students = {m: cfg.student_config(m, cfg.alpha, tmp_path / m, tmp_path / "t.pt") for m in cfg.methods}
-    shared = [{k: v for k, v in s.to_dict().items() if k not in ("loss", "teacher", "out_dir")}
-              for s in students.values()]
+    shared = [
+        {k: v for k, v in s.to_dict().items() if k not in ("loss", "teacher", "out_dir")} for s in students.values()
+    ]
     assert all(s == shared[0] for s in shared)
     assert {m: s.loss.params["alpha"] for m, s in students.items()} == dict.fromkeys(cfg.methods, cfg.alpha)
     assert {m for m, s in students.items() if s.teacher} == {"cc-dist", "ad-cert"}
@@ -86,19 +87,27 @@ def test_smoke_experiment_results_agree_everywhere(smoke):
     assert results["command"] in markdown
     methods = cfg.evaluation.methods
     rows = _rows(markdown)
-    main_rows = rows[:1 + len(STUDENTS)]
+    main_rows = rows[: 1 + len(STUDENTS)]
     assert [r[0] for r in main_rows] == ["pgd (teacher)", *STUDENTS]
     assert len(results["runs"]) == 1 + len(STUDENTS) * len(cfg.alphas())
     for run in results["runs"]:
         label = "pgd (teacher)" if run["alpha"] is None else run["method"]
         alpha = "–" if run["alpha"] is None else f"{run['alpha']:g}"
-        expected = [label, alpha, _pct(run["standard_acc"]), _pct(run["pgd_acc"]),
-                    *(_pct(run["certified_acc"][m]) for m in methods)]
-        found = [[r[0], r[1], *r[3:5 + len(methods)]] for r in rows if r[:2] == [label, alpha]]
+        expected = [
+            label,
+            alpha,
+            _pct(run["standard_acc"]),
+            _pct(run["pgd_acc"]),
+            *(_pct(run["certified_acc"][m]) for m in methods),
+        ]
+        found = [[r[0], r[1], *r[3 : 5 + len(methods)]] for r in rows if r[:2] == [label, alpha]]
         assert found and all(f == expected for f in found), (label, alpha)
         summary = json.loads((Path(run["eval_dir"]) / "summary.json").read_text())
-        assert (summary["standard_acc"], summary["pgd_acc"], summary["certified_acc"]) == \
-            (run["standard_acc"], run["pgd_acc"], run["certified_acc"])
+        assert (summary["standard_acc"], summary["pgd_acc"], summary["certified_acc"]) == (
+            run["standard_acc"],
+            run["pgd_acc"],
+            run["certified_acc"],
+        )
         assert summary["n"] == cfg.evaluation.n and summary["methods"] == list(methods)
         certified = [run["certified_acc"][m] for m in methods]
         assert certified == sorted(certified)  # cumulative cascade
@@ -130,8 +139,9 @@ def test_smoke_experiment_extra_seeds_reuse_the_main_seed_and_report_a_spread(sm
     result = run_unified(seeded, out)
     extra = [r for r in result.records if r.seed == 1]
     assert all(r.reused for r in result.records if r.seed == cfg.seed)
-    assert [(r.method, r.alpha, r.reused) for r in extra] == \
-        [("pgd", None, False)] + [(m, cfg.alpha, False) for m in STUDENTS]
+    assert [(r.method, r.alpha, r.reused) for r in extra] == [("pgd", None, False)] + [
+        (m, cfg.alpha, False) for m in STUDENTS
+    ]
     for r in extra:
         assert Path(r.run_dir).parent == out / "seed1"
         saved = read_config_file(Path(r.run_dir) / "config.yaml")
@@ -147,7 +157,7 @@ def test_smoke_experiment_extra_seeds_reuse_the_main_seed_and_report_a_spread(sm
         spread = over["methods"][method]["standard"]
         assert spread["values"] == [round(100 * r.standard_acc, 2) for r in runs]
         assert spread["mean"] == pytest.approx(sum(spread["values"]) / 2, abs=0.01)
-        assert spread["sd"] == pytest.approx(abs(spread["values"][0] - spread["values"][1]) / 2 ** 0.5, abs=0.01)
+        assert spread["sd"] == pytest.approx(abs(spread["values"][0] - spread["values"][1]) / 2**0.5, abs=0.01)
     bound = cfg.evaluation.methods[-1]
     ad, mtl = result.at_shared_alpha("ad-cert"), result.at_shared_alpha("mtl-ibp")
     diffs = [100 * (a.certified_acc[bound] - m.certified_acc[bound]) for a, m in zip(ad, mtl)]
@@ -173,11 +183,13 @@ def test_unified_setup_cli_rejects_bad_alphas(tmp_path):
     spec = importlib.util.spec_from_file_location("unified_setup", REPO / "examples" / "unified_setup.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result = CliRunner().invoke(module.main, ["--preset", "smoke", "--alphas", "0.1,x", "--out-dir",
-                                              str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        module.main, ["--preset", "smoke", "--alphas", "0.1,x", "--out-dir", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2 and "Error: ConfigError: --alphas" in result.output
-    result = CliRunner().invoke(module.main, ["--preset", "smoke", "--extra-seeds", "1,two", "--out-dir",
-                                              str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        module.main, ["--preset", "smoke", "--extra-seeds", "1,two", "--out-dir", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2 and "Error: ConfigError: --extra-seeds" in result.output
     assert not (tmp_path / "out").exists()
 

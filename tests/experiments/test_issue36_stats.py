@@ -17,8 +17,13 @@ def test_equal_differences_over_two_seeds_cannot_be_estimated():
 
 
 def test_progress_with_nothing_measured_says_unknown():
-    nothing = {"train_s": 0.0, "eval_s": 0.0, "wall_s": 0.0, "processes": 2,
-               "unmeasured": ["student training", "test evaluation"]}
+    nothing = {
+        "train_s": 0.0,
+        "eval_s": 0.0,
+        "wall_s": 0.0,
+        "processes": 2,
+        "unmeasured": ["student training", "test evaluation"],
+    }
     line = _estimate_line(nothing)
     assert "unknown" in line and "0.0 h" not in line
     partial = dict(nothing, train_s=7200.0, wall_s=3600.0, unmeasured=["test evaluation"])

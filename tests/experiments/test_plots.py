@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import matplotlib
 import pytest
+from conftest import REPO
 
 from adcert_plugin.experiments.report import plot_results
 from adcert_plugin.experiments.study.report import plot_curves, plot_study
 from adcert_plugin.io import read_json
-from conftest import REPO
 
 matplotlib.use("Agg")
 RESULTS = REPO / "examples" / "results"
@@ -18,9 +18,8 @@ RESULTS = REPO / "examples" / "results"
 @pytest.fixture
 def figures(monkeypatch):
     """The figures the plot functions save, kept open for inspection."""
-    from matplotlib.figure import Figure
-
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     saved = []
     monkeypatch.setattr(Figure, "savefig", lambda self, path, *a, **k: saved.append(self))
@@ -56,7 +55,7 @@ def _overlaps(fig, ax) -> int:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text().startswith("α=")]
-    return sum(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    return sum(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
 
 
 def test_unified_plot_alpha_labels_do_not_overlap(figures, tmp_path):

@@ -110,8 +110,7 @@ def test_a_damaged_archive_is_a_one_line_error(tmp_path):
 
 def test_a_committed_archive_restores_and_its_study_resumes_with_nothing_to_train(tmp_path):
     """MNIST ε 0.1 from a fresh clone: everything is restored, so it needs neither data nor training."""
-    from adcert_plugin.experiments.study import run_study
-    from adcert_plugin.experiments.study import get_study
+    from adcert_plugin.experiments.study import get_study, run_study
 
     shutil.copy(RESULTS / "study-mnist-0.1" / "state.tar.gz", tmp_path / "state.tar.gz")
     cfg = dataclasses.replace(get_study("mnist-0.1"), processes=1)

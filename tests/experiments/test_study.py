@@ -14,11 +14,11 @@ from adcert_plugin.data import validation_split
 from adcert_plugin.errors import ConfigError, DataError, SoundnessError
 from adcert_plugin.experiments.stats import mean_sd, paired_difference, t_quantile_975
 from adcert_plugin.experiments.study import run as study_module
-from adcert_plugin.experiments.study.run import final_dir, run_study, select
-from adcert_plugin.experiments.study.config import StudyEval, point_name
+from adcert_plugin.experiments.study.config import point_name
 from adcert_plugin.experiments.study.presets import get_study, list_studies
 from adcert_plugin.experiments.study.progress import estimate_left, render_progress, study_progress
 from adcert_plugin.experiments.study.report import plot_curves, render_markdown
+from adcert_plugin.experiments.study.run import final_dir, run_study, select
 from adcert_plugin.experiments.study.selection import edge_points
 
 
@@ -38,8 +38,11 @@ def test_selection_takes_the_best_complete_certified_accuracy_and_breaks_ties_by
     def rec(complete, standard):
         return {"evals": {"validation": {"complete": complete, "standard": standard}}}
 
-    candidates = [({"alpha": 0.1}, rec(0.80, 0.95)), ({"alpha": 0.5}, rec(0.85, 0.90)),
-                  ({"alpha": 0.9}, rec(0.85, 0.93))]
+    candidates = [
+        ({"alpha": 0.1}, rec(0.80, 0.95)),
+        ({"alpha": 0.5}, rec(0.85, 0.90)),
+        ({"alpha": 0.9}, rec(0.85, 0.93)),
+    ]
     assert select("x", candidates)["params"] == {"alpha": 0.9}
     assert select("x", candidates[:2])["params"] == {"alpha": 0.5}
 
@@ -61,10 +64,12 @@ def test_a_choice_on_an_edge_extends_along_its_ladder_one_rung_at_a_time():
 def test_an_edge_extension_must_name_a_searched_knob_with_an_ascending_valid_ladder():
     cfg = get_study("mnist-0.1")
     assert cfg.edge_extension["ad-cert"]["alpha"][-1] == 0.9 and set(cfg.edge_extension) == set(cfg.grids)
-    for bad, message in (({"sabr": {"alpha": (0.1,)}}, "has no grid"),
-                         ({"cc-ibp": {"beta": (0.1,)}}, "does not search 'beta'"),
-                         ({"cc-ibp": {"alpha": (0.5, 0.1)}}, "strictly ascending"),
-                         ({"cc-ibp": {"alpha": (0.1, 2.0)}}, "alpha")):
+    for bad, message in (
+        ({"sabr": {"alpha": (0.1,)}}, "has no grid"),
+        ({"cc-ibp": {"beta": (0.1,)}}, "does not search 'beta'"),
+        ({"cc-ibp": {"alpha": (0.5, 0.1)}}, "strictly ascending"),
+        ({"cc-ibp": {"alpha": (0.1, 2.0)}}, "alpha"),
+    ):
         with pytest.raises(ConfigError, match=message):
             dataclasses.replace(cfg, edge_extension=bad)
 
@@ -94,8 +99,9 @@ def test_presets_validate_and_name_their_runs():
         dataclasses.replace(cfg, grids={"mtl-ibp": {"alpha": (2.0,)}})
 
 
-@pytest.mark.parametrize("name, eps, train_mul", [("mnist-0.1", 0.1, 2.0), ("mnist-0.3", 0.3, 1.334),
-                                                  ("fmnist-0.1", 0.1, 1.0)])
+@pytest.mark.parametrize(
+    "name, eps, train_mul", [("mnist-0.1", 0.1, 2.0), ("mnist-0.3", 0.3, 1.334), ("fmnist-0.1", 0.1, 1.0)]
+)
 def test_study_presets_train_students_at_the_papers_eps_multiplier_and_teachers_at_eps(name, eps, train_mul):
     """methods.md B.2.4: MNIST trains at ε×2.0 (0.1) and ×1.334 (0.3); the PGD-AT teacher attacks at ε itself."""
     cfg = get_study(name)
@@ -160,24 +166,30 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
         for seed in cfg.seeds[1:]:  # the selected setting retrained with every further seed
             assert (final_dir(out, seed, method, chosen) / "eval-test" / "summary.json").is_file()
     extended = [r for r in results["grid"] if r["extension"]]  # only mtl-ibp has a ladder in the smoke preset
-    best_on_grid = select("mtl-ibp", [(r["params"], {"evals": {"validation": r["validation"]}})
-                                      for r in grid if r["method"] == "mtl-ibp"])["params"]
+    best_on_grid = select(
+        "mtl-ibp", [(r["params"], {"evals": {"validation": r["validation"]}}) for r in grid if r["method"] == "mtl-ibp"]
+    )["params"]
     assert [(r["method"], r["params"]) for r in extended] == [
-        ("mtl-ibp", {"alpha": 0.05 if best_on_grid["alpha"] == 0.1 else 0.7})]  # one rung past the chosen edge
+        ("mtl-ibp", {"alpha": 0.05 if best_on_grid["alpha"] == 0.1 else 0.7})
+    ]  # one rung past the chosen edge
     assert "*past the edge*" in (out / "results.md").read_text()
     assert set(results["paired"]) == {"ad-cert - mtl-ibp", "ad-cert - cc-ibp", "ad-cert - cc-dist", "cc-dist - cc-ibp"}
     assert (out / "results.md").read_text() == render_markdown(json.loads((out / "results.json").read_text()))
     assert (out / "plot.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
     assert sorted(plot_curves(results, out / "curves-again.png")) == sorted(cfg.methods)  # every chosen run's curve
-    trained = [json.loads(p.read_text())["train_time_s"] for p in out.rglob("summary.json")
-               if not p.parent.name.startswith("eval-")]  # every run once, the selected grid runs too
+    trained = [
+        json.loads(p.read_text())["train_time_s"]
+        for p in out.rglob("summary.json")
+        if not p.parent.name.startswith("eval-")
+    ]  # every run once, the selected grid runs too
     assert results["train_time_recorded_s"] == pytest.approx(sum(trained), abs=0.1) and results["eval_time_s"] > 0
     excess = sum(p["recorded_s"] - p["used_s"] for runs in results["paused_epochs"].values() for p in runs)
     assert results["train_time_s"] == pytest.approx(results["train_time_recorded_s"] - excess, abs=0.1)
     teacher_cfg = (out / f"seed{cfg.seeds[0]}" / "teacher" / "config.yaml").read_text()
     assert f"validation_size: {cfg.data.validation_size}" in teacher_cfg  # the teacher never sees the holdout either
-    val = json.loads((out / f"seed{cfg.seeds[0]}" / "grid" / "mtl-ibp-alpha0.1" / "eval-validation" /
-                      "summary.json").read_text())
+    val = json.loads(
+        (out / f"seed{cfg.seeds[0]}" / "grid" / "mtl-ibp-alpha0.1" / "eval-validation" / "summary.json").read_text()
+    )
     assert val["split"] == "validation" and val["n"] == cfg.selection.n
     for method in cfg.methods:  # the final evaluation went through the complete verifier
         chosen = results["chosen"][method]["params"]
@@ -186,11 +198,14 @@ def test_the_smoke_study_selects_retrains_and_reports_every_number(smoke):
         assert results["final"][method][str(cfg.seeds[1])]["complete"] == final["complete"]["certified_acc"]
 
 
-def test_teacher_free_extensions_share_the_distilled_wave_and_later_ones_get_their_own(tmp_path, monkeypatch,
-                                                                                      ray_local):
+def test_teacher_free_extensions_share_the_distilled_wave_and_later_ones_get_their_own(
+    tmp_path, monkeypatch, ray_local
+):
     """No core waits on a wave of its own for an extension whose selection was known one wave earlier."""
-    cfg = dataclasses.replace(get_study("smoke"), edge_extension={
-        "mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}, "ad-cert": {"alpha": (0.1, 0.5, 0.9)}})
+    cfg = dataclasses.replace(
+        get_study("smoke"),
+        edge_extension={"mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}, "ad-cert": {"alpha": (0.1, 0.5, 0.9)}},
+    )
     waves = []
 
     def fake_wave(cfg_, jobs, label, on_done=None):
@@ -198,8 +213,10 @@ def test_teacher_free_extensions_share_the_distilled_wave_and_later_ones_get_the
         if label.startswith("selected settings"):
             raise KeyboardInterrupt  # the selection is what this test is about
         # higher α scores higher: every choice sits on its upper edge
-        return {key: {"evals": {"validation": {"complete": c.loss.params.get("alpha", 0.0), "standard": 0.5}}}
-                for key, c, _ in jobs}
+        return {
+            key: {"evals": {"validation": {"complete": c.loss.params.get("alpha", 0.0), "standard": 0.5}}}
+            for key, c, _ in jobs
+        }
 
     monkeypatch.setattr(study_module, "_run_wave", fake_wave)
     with pytest.raises(KeyboardInterrupt):
@@ -255,9 +272,19 @@ def test_an_eval_that_records_a_contradiction_gives_its_numbers_to_the_study():
         raise err
 
     assert study_module._reported(contradicted, "model.pt").summary is Report.summary
-    summary = dict(Report.summary, n=10, standard_acc=0.9, pgd_acc=0.8, certified_acc={"IBP": 0.5},
-                   complete={"certified_acc": 0.6, "verifier": "fake", "set_aside": 1,
-                             "not_certified": {"timeout": 2, "error": 1, "unknown": 1}})
+    summary = dict(
+        Report.summary,
+        n=10,
+        standard_acc=0.9,
+        pgd_acc=0.8,
+        certified_acc={"IBP": 0.5},
+        complete={
+            "certified_acc": 0.6,
+            "verifier": "fake",
+            "set_aside": 1,
+            "not_certified": {"timeout": 2, "error": 1, "unknown": 1},
+        },
+    )
     metrics = study_module.metrics_of(summary)
     assert metrics["contradictions"] == ["sample 3: fake says unsat, counterexample in hand"]
     assert (metrics["timeouts"], metrics["complete_errors"], metrics["set_aside"]) == (2, 1, 1)
@@ -275,8 +302,9 @@ def test_progress_reads_every_run_state_and_the_numbers_from_the_run_folders(smo
     planned = len(cfg.seeds) + len(results["grid"]) + len(cfg.methods) * (len(cfg.seeds) - 1)
     assert progress["done"] == progress["total"] == planned
     grid = [r for r in progress["runs"] if r["role"] in ("grid", "extension")]
-    assert [(r["method"], r["params"], r["evals"]["validation"]) for r in grid] == \
-        [(row["method"], row["params"], row["validation"]) for row in results["grid"]]
+    assert [(r["method"], r["params"], r["evals"]["validation"]) for r in grid] == [
+        (row["method"], row["params"], row["validation"]) for row in results["grid"]
+    ]
     assert [r["role"] == "extension" for r in grid] == [row["extension"] for row in results["grid"]]
     finals = [r for r in progress["runs"] if r["role"] == "final"]
     assert all(r["params"] == results["chosen"][r["method"]]["params"] for r in finals)
@@ -288,18 +316,27 @@ def test_progress_reads_every_run_state_and_the_numbers_from_the_run_folders(smo
     assert empty["done"] == 0 and {r["state"] for r in empty["runs"]} == {"waiting", "waiting for selection"}
     assert {"teacher training", "student training"} <= set(empty["estimate"]["unmeasured"])
     assert len(empty["runs"]) == len(cfg.seeds) * (1 + len(cfg.methods)) - len(cfg.methods) + sum(
-        len(cfg.grid_points(m)) for m in cfg.methods)  # no extension is planned before the grid is evaluated
+        len(cfg.grid_points(m)) for m in cfg.methods
+    )  # no extension is planned before the grid is evaluated
 
 
 def test_the_work_left_is_estimated_from_the_medians_of_what_finished_and_never_guessed():
     def row(role, method, trained, train_s=None, **evals):
-        return {"role": role, "method": method, "trained": trained, "train_s": train_s,
-                "evals": {split: {"eval_time_s": t} for split, t in evals.items()}}
+        return {
+            "role": role,
+            "method": method,
+            "trained": trained,
+            "train_s": train_s,
+            "evals": {split: {"eval_time_s": t} for split, t in evals.items()},
+        }
 
-    rows = [row("teacher", "teacher", 1.0, 100.0, test=10.0),
-            row("grid", "a", 1.0, 200.0, validation=20.0), row("grid", "a", 1.0, 400.0, validation=40.0),
-            row("grid", "b", 0.5),  # halfway: half a median run and its validation evaluation left
-            row("final", "a", 0.0)]  # training, and a test evaluation nothing has measured yet
+    rows = [
+        row("teacher", "teacher", 1.0, 100.0, test=10.0),
+        row("grid", "a", 1.0, 200.0, validation=20.0),
+        row("grid", "a", 1.0, 400.0, validation=40.0),
+        row("grid", "b", 0.5),  # halfway: half a median run and its validation evaluation left
+        row("final", "a", 0.0),
+    ]  # training, and a test evaluation nothing has measured yet
     left = estimate_left(rows, processes=2)
     assert left["train_s"] == 0.5 * 300.0 + 300.0 and left["eval_s"] == 30.0
     assert left["wall_s"] == (450.0 + 30.0) / 2 and left["unmeasured"] == ["test evaluation"]

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from adcert_plugin.experiments.study.run import run_study
-from adcert_plugin.experiments.study.presets import get_study
-
 from process_tree import descendants, titled, wait_gone
+
+from adcert_plugin.experiments.study.presets import get_study
+from adcert_plugin.experiments.study.run import run_study
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
@@ -36,16 +35,22 @@ def _tiny(data_dir):
 
 def _numbers(results: dict) -> dict:
     """What a study concludes, times left out."""
-    final = {m: {s: {k: v for k, v in e.items() if k != "eval_time_s"} for s, e in seeds.items()}
-             for m, seeds in results["final"].items()}
-    grid = [(r["method"], r["params"], {k: v for k, v in r["validation"].items() if k != "eval_time_s"})
-            for r in results["grid"]]
+    final = {
+        m: {s: {k: v for k, v in e.items() if k != "eval_time_s"} for s, e in seeds.items()}
+        for m, seeds in results["final"].items()
+    }
+    grid = [
+        (r["method"], r["params"], {k: v for k, v in r["validation"].items() if k != "eval_time_s"})
+        for r in results["grid"]
+    ]
     return {"final": final, "grid": grid, "chosen": results["chosen"]}
 
 
 def _epochs(run: Path) -> list[int]:
     path = run / "metrics.jsonl"
-    return [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return (
+        [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    )
 
 
 def _runs(out: Path) -> list[Path]:
@@ -53,16 +58,28 @@ def _runs(out: Path) -> list[Path]:
 
 
 def _env() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
 
 
 def _study_command(out: Path, data_dir, *extra) -> list[str]:
-    return [sys.executable, str(ROOT / "examples" / "study.py"), "--preset", "tiny", "--out-dir", str(out),
-            "--data-dir", str(data_dir), *extra]
+    return [
+        sys.executable,
+        str(ROOT / "examples" / "study.py"),
+        "--preset",
+        "tiny",
+        "--out-dir",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
 
 
-def test_a_worker_killed_mid_training_is_retried_and_the_study_equals_an_uninterrupted_one(data_dir, tmp_path,
-                                                                                          ray_local):
+def test_a_worker_killed_mid_training_is_retried_and_the_study_equals_an_uninterrupted_one(
+    data_dir, tmp_path, ray_local
+):
     cfg = _tiny(data_dir)
     plain = run_study(cfg, tmp_path / "plain")
     run = tmp_path / "killed" / "seed0" / "grid" / "mtl-ibp-alpha0.1"
@@ -97,7 +114,7 @@ def test_a_study_stopped_with_sigterm_leaves_no_process_and_resumes_training_not
             assert driver.poll() is None, (tmp_path / "first.log").read_text()
             time.sleep(0.2)
         family = descendants(driver.pid)
-        assert any("ray::" in open(f"/proc/{p}/cmdline").read() for p in family if os.path.exists(f"/proc/{p}"))
+        assert any("ray::" in Path(f"/proc/{p}/cmdline").read_text() for p in family if os.path.exists(f"/proc/{p}"))
         driver.send_signal(signal.SIGTERM)  # what a scheduler sends
         assert driver.wait(120) == 130, (tmp_path / "first.log").read_text()
     finally:
@@ -107,8 +124,9 @@ def test_a_study_stopped_with_sigterm_leaves_no_process_and_resumes_training_not
     finished = [r for r in _runs(out) if (r / "summary.json").is_file()]
     assert not list(tmp_path.glob("ray*")) and not (tmp_path / "logs").exists()  # Ray wrote nothing in the cwd
 
-    second = subprocess.run(_study_command(out, data_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                            timeout=900)
+    second = subprocess.run(
+        _study_command(out, data_dir), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900
+    )
     assert second.returncode == 0, second.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["runs_trained_now"] == len(_runs(out)) - len(finished) and finished
@@ -131,15 +149,34 @@ def test_a_study_on_a_two_node_loopback_cluster_runs_on_both_nodes(data_dir, tmp
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--block", "--disable-usage-stats"]
     nodes = []
     try:
-        nodes.append(subprocess.Popen([str(RAY), "start", "--head", f"--port={port}", "--include-dashboard=false",
-                                       *common], env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
+        nodes.append(
+            subprocess.Popen(
+                [str(RAY), "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                env=_env(),
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         _wait_for_cluster(address, 1)
-        nodes.append(subprocess.Popen([str(RAY), "start", f"--address={address}", *common], env=_env(), cwd=tmp_path,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        nodes.append(
+            subprocess.Popen(
+                [str(RAY), "start", f"--address={address}", *common],
+                env=_env(),
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         _wait_for_cluster(address, 2)
-        done = subprocess.run(_study_command(tmp_path / "study", data_dir, "--ray-address", address), cwd=tmp_path,
-                              env=_env(), capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            _study_command(tmp_path / "study", data_dir, "--ray-address", address),
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert done.returncode == 0, done.stderr
     finally:
         for node in nodes:
@@ -159,9 +196,12 @@ def _wait_for_cluster(address: str, nodes: int, seconds: float = 180) -> None:
     """Until ``ray status`` at ``address`` counts ``nodes`` live nodes."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        status = subprocess.run([str(RAY), "status", f"--address={address}"], capture_output=True, text=True,
-                                env=_env())
+        status = subprocess.run(
+            [str(RAY), "status", f"--address={address}"], capture_output=True, text=True, env=_env()
+        )
         if status.returncode == 0 and status.stdout.count("node_") >= nodes:
             return
         time.sleep(1)
-    raise AssertionError(f"the loopback cluster at {address} did not reach {nodes} nodes: {status.stdout}{status.stderr}")
+    raise AssertionError(
+        f"the loopback cluster at {address} did not reach {nodes} nodes: {status.stdout}{status.stderr}"
+    )

@@ -11,7 +11,6 @@ from conftest import REPO
 
 from adcert_plugin.errors import ConfigError
 from adcert_plugin.experiments.study.summary import load_benchmark, plot_pairs, render_summary, summary_json, verdict
-from conftest import REPO
 
 RESULTS = REPO / "examples" / "results"
 PAGE = RESULTS / "tuned-comparison.md"
@@ -22,9 +21,16 @@ def _diff(low, high, n=3):
     return {"mean": (low + high) / 2, "ci95": [low, high], "n": n, "wins": 0}
 
 
-@pytest.mark.parametrize("low, high, expected", [
-    (0.2, 1.5, "ad-cert better"), (-2.0, -0.1, "cc-ibp better"), (-0.5, 0.4, "not separated"),
-    (0.0, 1.0, "not separated"), (-1.0, 0.0, "not separated")])
+@pytest.mark.parametrize(
+    "low, high, expected",
+    [
+        (0.2, 1.5, "ad-cert better"),
+        (-2.0, -0.1, "cc-ibp better"),
+        (-0.5, 0.4, "not separated"),
+        (0.0, 1.0, "not separated"),
+        (-1.0, 0.0, "not separated"),
+    ],
+)
 def test_the_verdict_follows_the_interval_and_zero_on_its_edge_separates_nothing(low, high, expected):
     assert verdict("ad-cert - cc-ibp", _diff(low, high)) == expected
 

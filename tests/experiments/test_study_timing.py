@@ -30,8 +30,11 @@ def test_the_eps_ramp_and_a_slow_first_epoch_are_not_pauses(tmp_path):
 def test_two_paused_epochs_and_runs_without_metrics(tmp_path):
     times = [577, 279, 31, 32, 29, 28, 29, 47, 36, 67, 38, 34, 33, 34, 39, 33, 35, 44, 32, 20]
     assert [p["epoch"] for p in paused_epochs(times)] == [1, 2]
-    assert train_cost(tmp_path / "missing.jsonl", 12.5) == {"train_time_s": 12.5, "train_time_recorded_s": 12.5,
-                                                           "paused_epochs": []}
+    assert train_cost(tmp_path / "missing.jsonl", 12.5) == {
+        "train_time_s": 12.5,
+        "train_time_recorded_s": 12.5,
+        "paused_epochs": [],
+    }
     assert paused_epochs([5.0, 500.0]) == []  # too few epochs to tell a pause from a real cost
 
 

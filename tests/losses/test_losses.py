@@ -51,12 +51,21 @@ def toy_teacher() -> nn.Sequential:
 
 def toy_ctx(attack=ONE_STEP, teacher=True, seed=0) -> LossContext:
     student = toy_student()
-    return LossContext(student, wrap_model(student, (1, 1, 2)), torch.tensor([[[list(X)]]]), torch.tensor([0]),
-                       EPS, TOY_SPEC, attack=attack, teacher=toy_teacher() if teacher else None,
-                       generator=torch.Generator().manual_seed(seed))
+    return LossContext(
+        student,
+        wrap_model(student, (1, 1, 2)),
+        torch.tensor([[[list(X)]]]),
+        torch.tensor([0]),
+        EPS,
+        TOY_SPEC,
+        attack=attack,
+        teacher=toy_teacher() if teacher else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 # -- hand arithmetic --------------------------------------------------------------------------
+
 
 def hidden(x):
     return [max(0.0, sum(w * v for w, v in zip(row, x)) + b) for row, b in zip(W1, B1)]
@@ -198,9 +207,11 @@ def test_ad_cert_matches_hand(combination, teacher_input):
     out = create_loss("ad-cert", alpha=alpha, tau=tau, combination=combination, teacher_input=teacher_input)(toy_ctx())
     z_t = Z_T_ADV if teacher_input == "adv" else Z_T_CLEAN
     distill = kl(z_t, Z_ADV, tau)
-    expected = {"loss": alpha * l_lb(Z_LOWER) + (1 - alpha) * distill,
-                "exp": l_lb(Z_LOWER) ** alpha * distill ** (1 - alpha),
-                "logit": kl(z_t, [0.0, -(alpha * Z_LOWER + (1 - alpha) * D_ADV)], tau)}[combination]
+    expected = {
+        "loss": alpha * l_lb(Z_LOWER) + (1 - alpha) * distill,
+        "exp": l_lb(Z_LOWER) ** alpha * distill ** (1 - alpha),
+        "logit": kl(z_t, [0.0, -(alpha * Z_LOWER + (1 - alpha) * D_ADV)], tau),
+    }[combination]
     assert out.loss.item() == approx(expected)
     assert out.parts["distill"].item() == approx(distill)
     assert out.parts["lb"].item() == approx(l_lb(Z_LOWER))
@@ -227,22 +238,36 @@ def test_lb_loss_is_ce_on_exact_margins_and_kl_distill_is_batchmean():
     torch.manual_seed(0)
     logits_s, logits_t, y = torch.randn(5, 4), torch.randn(5, 4), torch.randint(0, 4, (5,))
     assert lb_loss(margins(logits_s, y)).item() == pytest.approx(
-        torch.nn.functional.cross_entropy(logits_s, y).item(), rel=1e-6)
+        torch.nn.functional.cross_entropy(logits_s, y).item(), rel=1e-6
+    )
     assert lb_loss(margins(logits_s, y), reduction="none").shape == (5,)
-    ref = torch.nn.functional.kl_div(torch.log_softmax(logits_s / 3, 1), torch.softmax(logits_t / 3, 1),
-                                     reduction="batchmean") * 9
+    ref = (
+        torch.nn.functional.kl_div(
+            torch.log_softmax(logits_s / 3, 1), torch.softmax(logits_t / 3, 1), reduction="batchmean"
+        )
+        * 9
+    )
     assert kl_distill(logits_t, logits_s, 3.0).item() == pytest.approx(ref.item(), rel=1e-5)
 
 
 # -- expressive limits on a 4-class MLP (no BN: bounds do not depend on the statistics batch) ---
 
+
 def mlp_ctx(batch, teacher=None, seed=3, student=None):
     x, y = batch
     student = tiny_net("mlp").train() if student is None else student
     spec = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
-    return LossContext(student, wrap_model(student, (1, 8, 8)), x, y, 0.05, spec,
-                       attack=AttackConfig(steps=3, step_size=0.5), teacher=teacher,
-                       generator=torch.Generator().manual_seed(seed))
+    return LossContext(
+        student,
+        wrap_model(student, (1, 8, 8)),
+        x,
+        y,
+        0.05,
+        spec,
+        attack=AttackConfig(steps=3, step_size=0.5),
+        teacher=teacher,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 @pytest.mark.parametrize("name", ["mtl-ibp", "cc-ibp", "exp-ibp"])

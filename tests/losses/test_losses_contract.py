@@ -32,8 +32,17 @@ def setup(name, batch, student=None, teacher=None, eps=0.05, seed=0, attack=Atta
     if "teacher" in loss.needs and teacher is None:
         teacher = Teacher(tiny_net("cnn-bn", seed=1))
     loss.prepare(student, teacher)
-    ctx = LossContext(student, wrap_model(student, (1, 8, 8), use_native_ibp=native), x, y, eps, SPEC,
-                      attack=attack, teacher=teacher, generator=torch.Generator().manual_seed(seed))
+    ctx = LossContext(
+        student,
+        wrap_model(student, (1, 8, 8), use_native_ibp=native),
+        x,
+        y,
+        eps,
+        SPEC,
+        attack=attack,
+        teacher=teacher,
+        generator=torch.Generator().manual_seed(seed),
+    )
     return loss, ctx
 
 
@@ -102,6 +111,7 @@ def test_teacher_losses_refuse_to_run_without_teacher(name, batch):
 
 
 # -- the context: sharing, BN statistics, the attack box --------------------------------------
+
 
 def count_attacks(monkeypatch):
     calls = []
@@ -181,8 +191,16 @@ def test_sabr_small_box_lies_inside_eps_box():
     x = torch.rand(6, 3, 8, 8)
     x[:2] = x[:2].round()  # pixels at 0 and 1: a clipped box
     eps, lam = 8 / 255, 0.3
-    ctx = LossContext(student, wrap_model(student, (3, 8, 8)), x, torch.arange(6) % 4, eps, spec,
-                      attack=AttackConfig(eps_factor=2.1), generator=torch.Generator().manual_seed(0))
+    ctx = LossContext(
+        student,
+        wrap_model(student, (3, 8, 8)),
+        x,
+        torch.arange(6) % 4,
+        eps,
+        spec,
+        attack=AttackConfig(eps_factor=2.1),
+        generator=torch.Generator().manual_seed(0),
+    )
     ctx.bind(create_loss("sabr").needs)
     box = small_box(ctx, lam)
     assert ctx.box.contains(box.lower_norm, tol=1e-6).all() and ctx.box.contains(box.upper_norm, tol=1e-6).all()
@@ -216,6 +234,7 @@ def test_cc_dist_without_prepare_refuses_mismatched_widths(batch):
 
 # -- a few real training steps on MNIST -------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def mnist_subset(data_dir):
     x, y = load_split("mnist", "train", data_dir)
@@ -239,7 +258,7 @@ def test_each_loss_trains_a_small_cnn_on_mnist_without_nan(name, mnist_subset):
     before = [p.detach().clone() for p in student.parameters()]
     gen = torch.Generator().manual_seed(0)
     for step in range(3):
-        x, y = x_all[step * 32:(step + 1) * 32], y_all[step * 32:(step + 1) * 32]
+        x, y = x_all[step * 32 : (step + 1) * 32], y_all[step * 32 : (step + 1) * 32]
         ctx = LossContext(student, bounded, x, y, 0.1, spec, teacher=teacher, generator=gen)
         out = loss(ctx)
         assert math.isfinite(out.loss.item()), (name, step)

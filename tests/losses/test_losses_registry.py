@@ -47,16 +47,19 @@ def test_unknown_loss_lists_close_matches_and_known_names():
         create_loss("mtl_ibp")
 
 
-@pytest.mark.parametrize("name, params, fragment", [
-    ("mtl-ibp", {"alpha": 1.5}, "alpha=1.5"),
-    ("cc-ibp", {"alpha": -0.1}, "alpha=-0.1"),
-    ("ad-cert", {"tau": 0.0}, "tau"),
-    ("ad-cert", {"combination": "mean"}, "combination='mean'"),
-    ("cc-dist", {"distance": "l1"}, "distance='l1'"),
-    ("sabr", {"lam": 0.0}, "lam"),
-    ("trades", {"beta": "6"}, "expected a number"),
-    ("crown-ibp", {"kappa": 2.0}, "kappa"),
-])
+@pytest.mark.parametrize(
+    "name, params, fragment",
+    [
+        ("mtl-ibp", {"alpha": 1.5}, "alpha=1.5"),
+        ("cc-ibp", {"alpha": -0.1}, "alpha=-0.1"),
+        ("ad-cert", {"tau": 0.0}, "tau"),
+        ("ad-cert", {"combination": "mean"}, "combination='mean'"),
+        ("cc-dist", {"distance": "l1"}, "distance='l1'"),
+        ("sabr", {"lam": 0.0}, "lam"),
+        ("trades", {"beta": "6"}, "expected a number"),
+        ("crown-ibp", {"kappa": 2.0}, "kappa"),
+    ],
+)
 def test_out_of_range_values_raise_config_error(name, params, fragment):
     with pytest.raises(ConfigError, match=fragment):
         create_loss(name, **params)
@@ -84,6 +87,7 @@ def test_register_function_and_class_losses():
         scale: float = 1.0
 
     try:
+
         @register_loss("test-fn-loss", config=ScaleConfig, needs={"attack"})
         def fn_loss(ctx, cfg):
             """A test loss."""
@@ -112,7 +116,7 @@ def test_loss_output_checks():
 
 # -- entry points --------------------------------------------------------------------------------
 
-PLUGIN = '''
+PLUGIN = """
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -131,7 +135,7 @@ def register():
     def myloss(ctx, cfg):
         ce = F.cross_entropy(ctx.student_logits("adv"), ctx.y)
         return LossOutput(cfg.scale * ce, {"ce_adv": ce})
-'''
+"""
 
 
 @pytest.fixture
@@ -141,11 +145,13 @@ def plugin_dist(tmp_path, monkeypatch):
     info = tmp_path / "mypkg_testloss-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mypkg-testloss\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""\
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent("""\
         [adcert.losses]
         myloss = mypkg_testloss:register
         brokenloss = mypkg_does_not_exist:register
-        """))
+        """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry._forget_entry_points()
     yield tmp_path
@@ -164,9 +170,15 @@ def test_entry_point_loss_is_found_by_name(plugin_dist, batch):
     loss = create_loss("myloss", scale=2.0)
     assert loss.config.scale == 2.0 and loss.needs == {"attack"}
     student = tiny_net("mlp").train()
-    ctx = LossContext(student, wrap_model(student, (1, 8, 8)), *batch, 0.05,
-                      DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,)), attack=AttackConfig(),
-                      generator=torch.Generator().manual_seed(0))
+    ctx = LossContext(
+        student,
+        wrap_model(student, (1, 8, 8)),
+        *batch,
+        0.05,
+        DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,)),
+        attack=AttackConfig(),
+        generator=torch.Generator().manual_seed(0),
+    )
     out = loss(ctx)
     assert out.loss.item() == pytest.approx(2 * out.parts["ce_adv"].item())
     assert "myloss" in list_losses() and describe_losses()["myloss"] == "a plugin loss"
@@ -184,7 +196,6 @@ def test_broken_entry_point_fails_only_when_requested(plugin_dist):
 def test_example_plugin_package_registers_through_its_entry_point(tmp_path, monkeypatch):
     """examples/custom_loss_plugin, installed as a distribution, is found by name."""
     import shutil
-
 
     src = REPO / "examples" / "custom_loss_plugin" / "adcert_hinge"
     shutil.copytree(src, tmp_path / "adcert_hinge")

@@ -11,11 +11,12 @@ under ctbench, the attack in eval mode under ctbench.
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_net
+from test_losses import D_ADV, X_ADV, Z_ADV, Z_LOWER, Z_T_CLEAN, X, approx, ce, hidden, kl, l_lb, logits, toy_ctx
 
 from adcert_plugin.attacks import AttackConfig
 from adcert_plugin.attacks.ctbench_pgd import ctbench_pgd, default_step_size, step_scale
@@ -25,9 +26,6 @@ from adcert_plugin.data import DataSpec
 from adcert_plugin.losses import create_loss
 from adcert_plugin.losses.base import LossContext
 from adcert_plugin.losses.cc_dist import box_distance
-from conftest import tiny_net
-from test_losses import (D_ADV, X, X_ADV, Z_ADV, Z_LOWER, Z_T_CLEAN, approx, ce, hidden, kl, l_lb, logits,
-                         toy_ctx)
 
 # The toy's penultimate features over the ε box [0.4, 0.6]²: both ReLUs stably active, so
 # h1 = 2x1 + x2 + 1 ∈ [2.2, 2.8] and h2 = x1 − x2 + 1 ∈ [0.8, 1.2]; the teacher's features are x itself.
@@ -42,6 +40,7 @@ def reference_box_term(alpha, adv, lower, upper, teacher):
 
 
 # -- AD-CERT ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
 def test_ad_cert_default_is_kl_from_the_teacher_at_clean_x(alpha):
@@ -77,9 +76,17 @@ def test_ad_cert_batchmean_on_a_batch_equals_torch_kl_div(batch):
     x, y = batch
     student, teacher = tiny_net("mlp").train(), tiny_net("mlp", seed=7).eval()
     spec = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
-    ctx = LossContext(student, wrap_model(student, (1, 8, 8)), x, y, 0.05, spec,
-                      attack=AttackConfig(steps=3, step_size=0.5), teacher=teacher,
-                      generator=torch.Generator().manual_seed(0))
+    ctx = LossContext(
+        student,
+        wrap_model(student, (1, 8, 8)),
+        x,
+        y,
+        0.05,
+        spec,
+        attack=AttackConfig(steps=3, step_size=0.5),
+        teacher=teacher,
+        generator=torch.Generator().manual_seed(0),
+    )
     out = create_loss("ad-cert", alpha=0.0)(ctx)
     with torch.no_grad():
         t = F.log_softmax(teacher((x - 0.5) / 0.25), 1)
@@ -89,6 +96,7 @@ def test_ad_cert_batchmean_on_a_batch_equals_torch_kl_div(batch):
 
 
 # -- CC-Dist ------------------------------------------------------------------------------------
+
 
 def test_toy_feature_bounds_are_the_hand_box():
     ctx = toy_ctx()
@@ -132,8 +140,17 @@ def test_feature_bounds_contain_sampled_features(batch, kind, mode):
     student = tiny_net(kind)
     student.train(mode == "train")
     spec = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
-    ctx = LossContext(student, wrap_model(student, (1, 8, 8)), x, y, 0.1, spec, teacher=tiny_net("mlp", seed=5),
-                      conventions="ctbench", generator=torch.Generator().manual_seed(0))
+    ctx = LossContext(
+        student,
+        wrap_model(student, (1, 8, 8)),
+        x,
+        y,
+        0.1,
+        spec,
+        teacher=tiny_net("mlp", seed=5),
+        conventions="ctbench",
+        generator=torch.Generator().manual_seed(0),
+    )
     lower, upper = (b.detach() for b in ctx.feature_bounds())
     box = InputBox.from_pixels(x, 0.1, spec.mean, spec.std)
     stats = batch_statistics(student, box.x_norm).detach()
@@ -147,14 +164,23 @@ def test_feature_bounds_contain_sampled_features(batch, kind, mode):
 
 # -- ctbench conventions ----------------------------------------------------------------------
 
+
 def bn_ctx(batch, conventions, teacher=True):
     x, y = batch
     student = tiny_net("cnn-bn").train()
     spec = DataSpec("tiny", (1, 8, 8), 4, (0.5,), (0.25,))
-    ctx = LossContext(student, wrap_model(student, (1, 8, 8)), x, y, 0.1, spec,
-                      attack=AttackConfig(steps=3, step_size=default_step_size(3), restarts=2),
-                      teacher=tiny_net("cnn-bn", seed=9) if teacher else None,
-                      generator=torch.Generator().manual_seed(0), conventions=conventions)
+    ctx = LossContext(
+        student,
+        wrap_model(student, (1, 8, 8)),
+        x,
+        y,
+        0.1,
+        spec,
+        attack=AttackConfig(steps=3, step_size=default_step_size(3), restarts=2),
+        teacher=tiny_net("cnn-bn", seed=9) if teacher else None,
+        generator=torch.Generator().manual_seed(0),
+        conventions=conventions,
+    )
     return ctx, student
 
 
@@ -183,8 +209,15 @@ def test_ctbench_attack_runs_the_train_mode_student_with_clean_statistics(batch)
     ctx, student = bn_ctx(batch, "ctbench", teacher=False)
     reference = copy.deepcopy(student)
     stats = batch_statistics(reference, ctx.x_norm).detach()
-    expected = ctbench_pgd(lambda v: forward_with_statistics(reference, v, stats)[1], ctx.attack_box, ctx.y, 3,
-                           default_step_size(3), 2, generator=torch.Generator().manual_seed(0))
+    expected = ctbench_pgd(
+        lambda v: forward_with_statistics(reference, v, stats)[1],
+        ctx.attack_box,
+        ctx.y,
+        3,
+        default_step_size(3),
+        2,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.allclose(ctx.x_adv, expected, atol=1e-6)
 
 

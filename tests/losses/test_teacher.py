@@ -61,8 +61,17 @@ def test_training_steps_leave_teacher_untouched(name, batch):
     bounded = wrap_model(student, (1, 8, 8))
     opt = torch.optim.Adam(list(student.parameters()) + list(loss.modules.parameters()), lr=1e-2)
     for step in range(3):
-        ctx = LossContext(student, bounded, x, y, 0.05, SPEC, attack=AttackConfig(steps=2, step_size=0.5),
-                          teacher=teacher, generator=torch.Generator().manual_seed(step))
+        ctx = LossContext(
+            student,
+            bounded,
+            x,
+            y,
+            0.05,
+            SPEC,
+            attack=AttackConfig(steps=2, step_size=0.5),
+            teacher=teacher,
+            generator=torch.Generator().manual_seed(step),
+        )
         opt.zero_grad()
         loss(ctx).loss.backward()
         opt.step()
@@ -81,8 +90,9 @@ def test_context_wraps_a_plain_module_as_teacher(batch):
 
 def test_load_teacher_from_adcert_checkpoint(tmp_path):
     net = create_model("small-cnn", (1, 8, 8), 4, width=4, linear_size=16, bn=True)
-    path = save_checkpoint(tmp_path / "t.pt", net, arch_record("small-cnn", (1, 8, 8), 4,
-                                                               {"width": 4, "linear_size": 16, "bn": True}))
+    path = save_checkpoint(
+        tmp_path / "t.pt", net, arch_record("small-cnn", (1, 8, 8), 4, {"width": 4, "linear_size": 16, "bn": True})
+    )
     teacher = load_teacher(path, expect_shape=(1, 8, 8), expect_classes=4)
     x = torch.randn(2, 1, 8, 8)
     assert torch.allclose(teacher.logits(x), net.eval()(x))
@@ -99,10 +109,13 @@ def test_load_teacher_from_plain_state_dict(tmp_path):
         load_teacher(tmp_path / "sd.pt")
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"expect_classes": 10}, r"4 classes but the student has 10"),
-    ({"expect_shape": (3, 8, 8)}, r"\(1, 8, 8\) but the data are \(3, 8, 8\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"expect_classes": 10}, r"4 classes but the student has 10"),
+        ({"expect_shape": (3, 8, 8)}, r"\(1, 8, 8\) but the data are \(3, 8, 8\)"),
+    ],
+)
 def test_load_teacher_refuses_mismatch_in_one_line(tmp_path, kwargs, fragment):
     net = create_model("mlp", (1, 8, 8), 4, hidden=(8,))
     path = save_checkpoint(tmp_path / "t.pt", net, arch_record("mlp", (1, 8, 8), 4, {"hidden": [8]}))

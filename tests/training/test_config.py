@@ -82,13 +82,17 @@ def test_unknown_model_is_a_registry_error():
 
 def test_precedence_defaults_preset_file_flags_sets(tmp_path):
     path = _write(tmp_path, "seed: 7\nschedule: {epochs: 9, eps: 0.2}\noptim: {lr: 0.01}\n")
-    cfg = L.build_config(preset="mnist-small-teacher", config_file=path,
-                         flags={"schedule.eps": 0.3, "seed": None}, sets=["optim.lr=0.02"])
-    assert cfg.data.train_subset == 10000          # preset
+    cfg = L.build_config(
+        preset="mnist-small-teacher",
+        config_file=path,
+        flags={"schedule.eps": 0.3, "seed": None},
+        sets=["optim.lr=0.02"],
+    )
+    assert cfg.data.train_subset == 10000  # preset
     assert cfg.seed == 7 and cfg.schedule.epochs == 9  # file over preset (and a None flag is ignored)
-    assert cfg.schedule.eps == 0.3                 # flag over file
-    assert cfg.optim.lr == 0.02                    # --set over everything
-    assert cfg.optim.gamma == 0.2                  # default
+    assert cfg.schedule.eps == 0.3  # flag over file
+    assert cfg.optim.lr == 0.02  # --set over everything
+    assert cfg.optim.gamma == 0.2  # default
 
 
 def test_changing_the_loss_drops_the_lower_layers_params():
@@ -135,8 +139,12 @@ def test_presets_are_registered_and_valid():
     for bench in ("mnist-0.1", "mnist-0.3", "cifar10-2-255", "cifar10-8-255", "tinyimagenet-1-255"):
         for loss in ("ibp", "mtl-ibp", "cc-ibp", "cc-dist", "ad-cert", "pgd"):
             assert f"{bench}-{loss}" in names
-    assert P.list_presets("mnist-small-*") == ["mnist-small-adcert", "mnist-small-ibp", "mnist-small-mtl-ibp",
-                                               "mnist-small-teacher"]
+    assert P.list_presets("mnist-small-*") == [
+        "mnist-small-adcert",
+        "mnist-small-ibp",
+        "mnist-small-mtl-ibp",
+        "mnist-small-teacher",
+    ]
     cifar2 = L.build_config(preset="cifar10-2-255-mtl-ibp")
     assert cifar2.attack.steps == 8 and cifar2.attack.eps_factor == 2.1 and cifar2.loss.params == {"alpha": 4e-3}
     assert cifar2.schedule.eps_start_epoch == 2 and cifar2.schedule.eps_length_epochs == 80

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from torch import nn
+from train_fixtures import tiny_config, weights, write_fake_mnist
 
 from adcert_plugin.errors import ConfigError
 from adcert_plugin.training import build_config, get_preset, list_presets, load_model, train
@@ -14,7 +15,6 @@ from adcert_plugin.training.averaging import WeightAverage, population_bn
 from adcert_plugin.training.config import RecipeConfig
 from adcert_plugin.training.presets import preset_source
 from adcert_plugin.training.schedules import robust_weight_at
-from train_fixtures import tiny_config, weights, write_fake_mnist
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,13 @@ def test_ctbench_runs_the_robust_loss_in_eps_zero_epochs(data_root, tmp_path):
 
 
 def test_swa_model_is_the_average_and_resume_keeps_it(data_root, tmp_path):
-    extra = {"recipe.swa_start_epoch": 2, "recipe.swa_freq": 1, "model.name": "small-cnn",
-             "model.kwargs": "{width: 4, linear_size: 16, bn: true}", "recipe.conventions": "ctbench"}
+    extra = {
+        "recipe.swa_start_epoch": 2,
+        "recipe.swa_freq": 1,
+        "model.name": "small-cnn",
+        "model.kwargs": "{width: 4, linear_size: 16, bn: true}",
+        "recipe.conventions": "ctbench",
+    }
     straight = train(tiny_config(data_root, tmp_path / "a", epochs=3, extra=extra))
     assert straight.summary["swa"]["swa_updates"] == 2 * 4  # epochs 2 and 3, 4 steps each (256 / 64)
     last, final = weights(straight.run_dir / "last.pt"), weights(straight.run_dir / "model.pt")

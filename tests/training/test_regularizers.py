@@ -17,7 +17,7 @@ def _pair(lower, upper):
 
 def test_tightness_hand_computed():
     half_width = torch.full((2, 3), 0.1)  # t0 = 0.1
-    layer_ok = _pair([[0.0, 0.0]], [[0.3, 0.3]])   # t = 0.15: t0/t = 2/3 > tau → 0
+    layer_ok = _pair([[0.0, 0.0]], [[0.3, 0.3]])  # t = 0.15: t0/t = 2/3 > tau → 0
     layer_loose = _pair([[0.0, 0.0]], [[1.0, 1.0]])  # t = 0.5: t0/t = 0.2 → (0.5-0.2)/0.5 = 0.6
     assert tightness_loss([layer_ok], half_width).item() == pytest.approx(0.0)
     assert tightness_loss([layer_loose], half_width).item() == pytest.approx(0.6)

@@ -9,13 +9,12 @@ import sys
 import pytest
 import yaml
 from click.testing import CliRunner
+from train_fixtures import tiny_config, tiny_sets, write_fake_mnist
 
 from adcert_plugin.cli import train_cmd
 from adcert_plugin.errors import ConfigError, TrainingError
 from adcert_plugin.io import LOCK_NAME
-from adcert_plugin.training import train
-from adcert_plugin.training import trainer as trainer_module
-from train_fixtures import tiny_config, tiny_sets, write_fake_mnist
+from adcert_plugin.training import train, trainer as trainer_module
 
 
 @pytest.fixture(scope="module")

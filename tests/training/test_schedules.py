@@ -10,8 +10,9 @@ import torch
 from adcert_plugin.training import OptimConfig, ScheduleConfig, schedules as S
 
 
-def _reference_eps(step: int, epoch_length: int, start: int, length: int, max_eps: float,
-                   mid: float = 0.25, beta: float = 4.0) -> float:
+def _reference_eps(
+    step: int, epoch_length: int, start: int, length: int, max_eps: float, mid: float = 0.25, beta: float = 4.0
+) -> float:
     """auto_LiRPA 0.3 ``SmoothedScheduler.step_batch`` transcribed (eps of 0-based batch ``step``)."""
     init_step = (start - 1) * epoch_length
     final_step = (start + length - 1) * epoch_length

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from train_fixtures import tiny_config, write_fake_mnist
 
 from adcert_plugin.training import build_config, list_presets, train
-from train_fixtures import tiny_config, write_fake_mnist
 
 
 @pytest.mark.parametrize("preset", list_presets("mnist-small-*"))

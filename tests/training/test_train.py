@@ -26,14 +26,29 @@ def test_two_epochs_write_the_run_dir(data_root, tmp_path):
     result = train(cfg)
     run = tmp_path / "run"
     assert result.run_dir == run
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.jsonl", "last.pt", "best.pt", "model.pt",
-                                              "summary.json"}
+    assert {p.name for p in run.iterdir()} == {
+        "config.yaml",
+        "metrics.jsonl",
+        "last.pt",
+        "best.pt",
+        "model.pt",
+        "summary.json",
+    }
     assert load_config(run / "config.yaml") == cfg
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     for row in rows:
-        for key in ("train_loss", "train_lb", "train_ce_adv", "eps_train", "lr", "clean_acc", "pgd_acc",
-                    "ibp_cert_acc", "time_s"):
+        for key in (
+            "train_loss",
+            "train_lb",
+            "train_ce_adv",
+            "eps_train",
+            "lr",
+            "clean_acc",
+            "pgd_acc",
+            "ibp_cert_acc",
+            "time_s",
+        ):
             assert key in row, key
         assert row["eps_eval"] == 0.05 and row["n_test"] == 32
     assert rows[0]["train_ce_clean"] > 0.5  # averaged over the natural batch only
@@ -135,8 +150,13 @@ def test_teacher_mismatch_is_a_config_error(data_root, tmp_path):
 
 def test_distillation_trains_a_projection_outside_the_student(data_root, tmp_path):
     teacher_run = train(tiny_config(data_root, tmp_path / "teacher", loss="pgd", epochs=1)).run_dir
-    cfg = tiny_config(data_root, tmp_path / "student", loss="cc-dist", epochs=1,
-                      extra={"teacher": str(teacher_run / "model.pt"), "model.kwargs": "{hidden: [12]}"})
+    cfg = tiny_config(
+        data_root,
+        tmp_path / "student",
+        loss="cc-dist",
+        epochs=1,
+        extra={"teacher": str(teacher_run / "model.pt"), "model.kwargs": "{hidden: [12]}"},
+    )
     train(cfg)  # widths differ (12 vs 16): a training-only projection, checkpointed apart from the student
     state = torch.load(tmp_path / "student" / "last.pt", weights_only=True)
     assert state["state"]["loss_modules"], "projection head state missing"
@@ -156,6 +176,7 @@ def test_kappa_follows_the_ramp(data_root, tmp_path):
         """Records κ, trains IBP."""
         seen.append(cfg.kappa)
         from adcert_plugin.losses.base import lb_loss
+
         return LossOutput(lb_loss(ctx.margin_lower("IBP")), {})
 
     try:

@@ -37,8 +37,21 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     for attempt in range(2):  # a second try with a fresh port: the free port can be taken meanwhile
         ddp = tmp_path / f"ddp{attempt}"
         args = [a for s in tiny_sets(data, ddp, loss="ibp", epochs=2, extra=extra) for a in ("--set", s)]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            str(script),
+            *args,
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         if proc.returncode == 0:
             break

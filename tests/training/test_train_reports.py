@@ -26,8 +26,7 @@ def test_epoch_numbers_are_the_first_test_images_that_eval_end_n_evaluates(data_
     cfg = tiny_config(data_root, tmp_path / "run", epochs=1, extra={"data.test_subset": 40})
     result = train(cfg)
     assert "on the first 40 test images" in result.describe()
-    report = evaluate(result.run_dir / "model.pt", data_dir=data_root, end=40, methods="IBP",
-                      out_dir=tmp_path / "eval")
+    report = evaluate(result.run_dir / "model.pt", data_dir=data_root, end=40, methods="IBP", out_dir=tmp_path / "eval")
     assert report.summary["n"] == result.summary["n_test"] == 40
     assert report.standard_acc == result.summary["clean_acc"]  # the same 40 images
 
@@ -116,8 +115,13 @@ def test_a_teacher_of_another_data_set_with_the_same_shape_is_refused(data_root,
     with pytest.raises(ConfigError, match="trained on fashion-mnist but the student trains on mnist"):
         train(cfg)
     assert not (tmp_path / "run").exists()
-    ok = tiny_config(data_root, tmp_path / "ok", loss="ad-cert", epochs=1,
-                     extra={"teacher": str(_teacher(tmp_path / "mnist.pt", "mnist"))})
+    ok = tiny_config(
+        data_root,
+        tmp_path / "ok",
+        loss="ad-cert",
+        epochs=1,
+        extra={"teacher": str(_teacher(tmp_path / "mnist.pt", "mnist"))},
+    )
     assert train(ok).summary["epochs"] == 1
 
 

@@ -17,24 +17,25 @@ def test_vnncomp_never_imports_auto_lirpa_and_never_prints():
         assert not re.search(r"^\s*(import|from)\s+auto_LiRPA", source, re.M), path
         # module level only: importing vnncomp must not pull in auto_LiRPA (the worker stays light)
         # bounds.spec (the threat model) may load at module level; the seam (bounds, bounds.lirpa) not
-        assert not re.search(r"^(import|from)\s+adcert_plugin\.bounds(\.lirpa)?\s", source, re.M), \
+        assert not re.search(r"^(import|from)\s+adcert_plugin\.bounds(\.lirpa)?\s", source, re.M), (
             f"{path}: import adcert_plugin.bounds lazily, inside the function that needs it"
+        )
         assert not re.search(r"(?<![\w.])print\(", source), path
 
 
 def test_importing_vnncomp_does_not_load_auto_lirpa():
-    code = ("import sys, vnncomp.export.benchmark, vnncomp.cli, vnncomp.results, vnncomp.verifiers; "
-            "print('auto_LiRPA' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys, vnncomp.export.benchmark, vnncomp.cli, vnncomp.results, vnncomp.verifiers; "
+        "print('auto_LiRPA' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
 
 
 def test_marabou_worker_does_not_import_torch():
     code = "import sys, vnncomp.verifiers.marabou_worker, vnncomp.results; print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
 

@@ -131,8 +131,13 @@ def padded_cnn(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("e2e")
     model = _train(*load_split("mnist", "train", data_dir))
-    checkpoint = save_checkpoint(root / "model.pt", model, arch_record("small-cnn", (1, 28, 28), 10, ARCH),
-                                 "mnist", config={"attack": {"eps": EPS["sat"]}})
+    checkpoint = save_checkpoint(
+        root / "model.pt",
+        model,
+        arch_record("small-cnn", (1, 28, 28), 10, ARCH),
+        "mnist",
+        config={"attack": {"eps": EPS["sat"]}},
+    )
     images, labels = load_split("mnist", "test", data_dir)
     benches = {kind: _export(checkpoint, root, kind, model, images, labels, data_dir) for kind in EPS}
     return {"benches": benches, "data_dir": data_dir, "answers": {}}
@@ -169,8 +174,9 @@ def test_no_verifier_calls_a_known_counterexample_unsat(padded_cnn, verifier):
         words = {r.instance: r.result for r in results}
         for entry, broken in zip(b["info"].instances, b["broken"]):
             known = broken or entry["pgd_robust"] is False
-            assert not (known and words[entry["instance"]] == "unsat"), \
+            assert not (known and words[entry["instance"]] == "unsat"), (
                 f"{verifier} says unsat on {entry['instance']} (test index {entry['index']}), which PGD breaks"
+            )
 
 
 def test_neuralsat_decides_both_kinds_with_valid_counterexamples(padded_cnn):
@@ -204,11 +210,20 @@ def test_results_table_and_cross_check(padded_cnn):
         table = read_results_table(table_path)
         assert [(r.instance, r.result) for r in table] == [(r.instance, r.result) for r in results]
         entries = b["info"].instances
-        rows = [{"index": e["index"], "label": e["label"], "prediction": e["label"], "pgd_robust": not broken,
-                 "certified_by": "IBP" if certified else None, "status": "x"}
-                for e, certified, broken in zip(entries, b["certified"], b["broken"])]
-        check = cross_check(rows, table, {e["instance"]: e["index"] for e in entries},
-                            {e["instance"]: e["label"] for e in entries})
+        rows = [
+            {
+                "index": e["index"],
+                "label": e["label"],
+                "prediction": e["label"],
+                "pgd_robust": not broken,
+                "certified_by": "IBP" if certified else None,
+                "status": "x",
+            }
+            for e, certified, broken in zip(entries, b["certified"], b["broken"])
+        ]
+        check = cross_check(
+            rows, table, {e["instance"]: e["index"] for e in entries}, {e["instance"]: e["label"] for e in entries}
+        )
         unsat = sum(r.result == "unsat" for r in table)
         assert check.contradictions == [] and check.certified_merged == unsat >= check.certified_incomplete
 
@@ -220,14 +235,26 @@ def test_generate_properties_script_reproduces_the_files(padded_cnn, tmp_path):
     for folder in ("vnnlib", "2.0/vnnlib"):
         shutil.rmtree(copy / folder)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(copy / "generate_properties.py"), str(b["seed"]),
-                           "--data-dir", str(padded_cnn["data_dir"])], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(copy / "generate_properties.py"),
+            str(b["seed"]),
+            "--data-dir",
+            str(padded_cnn["data_dir"]),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     for folder in ("vnnlib", "2.0/vnnlib"):
         original = {p.name: p.read_text() for p in (b["bench"] / folder).iterdir() if p.suffix == ".vnnlib"}
         assert {p.name: p.read_text() for p in (copy / folder).iterdir()} == original
     assert (copy / "instances.csv").read_text() == (b["bench"] / "instances.csv").read_text()
-    assert json.loads((copy / "metadata.json").read_text())["instances"] == \
-        json.loads((b["bench"] / "metadata.json").read_text())["instances"]
+    assert (
+        json.loads((copy / "metadata.json").read_text())["instances"]
+        == json.loads((b["bench"] / "metadata.json").read_text())["instances"]
+    )
     assert np.isclose(b["info"].clean_accuracy, 0.93, atol=0.06)

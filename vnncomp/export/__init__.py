@@ -18,10 +18,14 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "BenchmarkInfo": "benchmark", "export_benchmark": "benchmark", "find_eps": "benchmark",
+    "BenchmarkInfo": "benchmark",
+    "export_benchmark": "benchmark",
+    "find_eps": "benchmark",
     "regenerate_properties": "benchmark",
     "export_onnx": "onnx_export",
-    "property_from_sample": "vnnlib", "render_v1": "vnnlib", "render_v2": "vnnlib",
+    "property_from_sample": "vnnlib",
+    "render_v1": "vnnlib",
+    "render_v2": "vnnlib",
     "parse_v1": "vnnlib_reader",
     "read_instances": "instances",
     "write_abcrown_configs": "abcrown",

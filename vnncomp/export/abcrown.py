@@ -66,27 +66,51 @@ def abcrown_config(root_path: str | Path, device: str, batch_size: int, timeout:
     root = Path(root_path).resolve()
     short = "gpu" if device == "cuda" else "cpu"
     return {
-        "general": {"device": device, "root_path": str(root), "csv_name": INSTANCES_CSV,
-                    "results_file": str(root / RESULTS_DIR / f"results_{short}.pkl"),
-                    "enable_incomplete_verification": True, "complete_verifier": "bab"},
+        "general": {
+            "device": device,
+            "root_path": str(root),
+            "csv_name": INSTANCES_CSV,
+            "results_file": str(root / RESULTS_DIR / f"results_{short}.pkl"),
+            "enable_incomplete_verification": True,
+            "complete_verifier": "bab",
+        },
         "model": {"onnx_optimization_flags": []},  # BN is folded before export
-        "solver": {"batch_size": int(batch_size),
-                   "alpha-crown": {"iteration": 100, "lr_alpha": 0.1},
-                   "beta-crown": {"iteration": 20, "lr_alpha": 0.01, "lr_beta": 0.05}},
+        "solver": {
+            "batch_size": int(batch_size),
+            "alpha-crown": {"iteration": 100, "lr_alpha": 0.1},
+            "beta-crown": {"iteration": 20, "lr_alpha": 0.01, "lr_beta": 0.05},
+        },
         "bab": {"timeout": float(timeout), "branching": {"method": "kfsb", "candidates": 3, "reduceop": "max"}},
         "attack": {"pgd_order": "middle", "pgd_restarts": 30},
     }
 
 
-def single_instance_args(config: str | Path, onnx: str | Path, vnnlib: str | Path, results_file: str | Path,
-                         timeout: float) -> list[str]:
+def single_instance_args(
+    config: str | Path, onnx: str | Path, vnnlib: str | Path, results_file: str | Path, timeout: float
+) -> list[str]:
     """``abcrown.py`` arguments for one instance in VNN-COMP single_vnnlib mode."""
-    return ["--config", str(config), "--onnx_path", str(onnx), "--vnnlib_path", str(vnnlib),
-            "--results_file", str(results_file), "--timeout", str(timeout), "--save_adv_example"]
+    return [
+        "--config",
+        str(config),
+        "--onnx_path",
+        str(onnx),
+        "--vnnlib_path",
+        str(vnnlib),
+        "--results_file",
+        str(results_file),
+        "--timeout",
+        str(timeout),
+        "--save_adv_example",
+    ]
 
 
-def write_abcrown_configs(bench_dir: str | Path, timeout: float, root_path: str | Path | None = None,
-                          gpu_batch_size: int = 512, cpu_batch_size: int = 64) -> list[Path]:
+def write_abcrown_configs(
+    bench_dir: str | Path,
+    timeout: float,
+    root_path: str | Path | None = None,
+    gpu_batch_size: int = 512,
+    cpu_batch_size: int = 64,
+) -> list[Path]:
     """Write ``abcrown_gpu.yaml``, ``abcrown_cpu.yaml`` and ``run_abcrown.sh`` into ``bench_dir``.
 
     Args:
@@ -105,10 +129,12 @@ def write_abcrown_configs(bench_dir: str | Path, timeout: float, root_path: str 
     for short, (device, _) in DEVICES.items():
         batch = gpu_batch_size if short == "gpu" else cpu_batch_size
         path = bench_dir / f"abcrown_{short}.yaml"
-        header = (f"# alpha-beta-CROWN config ({short}); run from complete_verifier/:\n"
-                  f"#   python abcrown.py --config {root.resolve() / path.name}\n"
-                  "# one instance: add --onnx_path X --vnnlib_path Y --results_file out.txt "
-                  "--timeout T --save_adv_example\n")
+        header = (
+            f"# alpha-beta-CROWN config ({short}); run from complete_verifier/:\n"
+            f"#   python abcrown.py --config {root.resolve() / path.name}\n"
+            "# one instance: add --onnx_path X --vnnlib_path Y --results_file out.txt "
+            "--timeout T --save_adv_example\n"
+        )
         body = yaml.safe_dump(abcrown_config(root, device, batch, timeout), sort_keys=False)
         path.write_text(header + body)
         written.append(path)
@@ -125,8 +151,16 @@ NATIVE_LOADER = Path(__file__).resolve().with_name("abcrown_native.py")
 NATIVE_INDICES = "abcrown_native_indices.txt"
 
 
-def native_config(root_path: str | Path, device: str, batch_size: int, timeout: float, checkpoint: str | Path,
-                  data_dir: str | Path, eps: float, num_classes: int) -> dict:
+def native_config(
+    root_path: str | Path,
+    device: str,
+    batch_size: int,
+    timeout: float,
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    eps: float,
+    num_classes: int,
+) -> dict:
     """abCROWN's YAML that loads the checkpoint and the test split itself (``abcrown_native.py``).
 
     The samples are the benchmark's (``abcrown_native_indices.txt``, test-set indices); drop
@@ -138,26 +172,42 @@ def native_config(root_path: str | Path, device: str, batch_size: int, timeout: 
     general = {k: v for k, v in base["general"].items() if k != "csv_name"}
     general["results_file"] = str(root / RESULTS_DIR / f"native_{short}.pkl")
     loader, ckpt = str(NATIVE_LOADER), str(Path(checkpoint).resolve())
-    return {**base, "general": general,
-            "model": {"name": f'Customized("{loader}", "model", checkpoint="{ckpt}")'},
-            "data": {"dataset": f'Customized("{loader}", "data", checkpoint="{ckpt}", '
-                                f'data_dir="{Path(data_dir).resolve()}", eps={float(eps)!r})',
-                     "data_idx_file": str(root / NATIVE_INDICES), "num_outputs": int(num_classes),
-                     "mean": 0.0, "std": 1.0},  # the loader normalises; abCROWN must not again
-            "specification": {"norm": float("inf"), "epsilon": float(eps)}}
+    return {
+        **base,
+        "general": general,
+        "model": {"name": f'Customized("{loader}", "model", checkpoint="{ckpt}")'},
+        "data": {
+            "dataset": f'Customized("{loader}", "data", checkpoint="{ckpt}", '
+            f'data_dir="{Path(data_dir).resolve()}", eps={float(eps)!r})',
+            "data_idx_file": str(root / NATIVE_INDICES),
+            "num_outputs": int(num_classes),
+            "mean": 0.0,
+            "std": 1.0,
+        },  # the loader normalises; abCROWN must not again
+        "specification": {"norm": float("inf"), "epsilon": float(eps)},
+    }
 
 
-def write_native_configs(bench_dir: str | Path, indices, timeout: float, checkpoint: str | Path,
-                         data_dir: str | Path, eps: float, num_classes: int) -> list[Path]:
+def write_native_configs(
+    bench_dir: str | Path,
+    indices,
+    timeout: float,
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    eps: float,
+    num_classes: int,
+) -> list[Path]:
     """``abcrown_native_{gpu,cpu}.yaml`` and the index list beside them (``adcert-export --abcrown-native``)."""
     bench_dir = Path(bench_dir)
     (bench_dir / NATIVE_INDICES).write_text("".join(f"{int(i)}\n" for i in indices))
     written = [bench_dir / NATIVE_INDICES]
     for short, (device, batch) in DEVICES.items():
         path = bench_dir / f"abcrown_native_{short}.yaml"
-        header = (f"# alpha-beta-CROWN loads adcert's network and test split itself ({short}); from complete_verifier/:\n"
-                  f"#   python abcrown.py --config {path.resolve()}\n"
-                  "# the samples: data.data_idx_file (the benchmark's); remove it to run the whole test set\n")
+        header = (
+            f"# alpha-beta-CROWN loads adcert's network and test split itself ({short}); from complete_verifier/:\n"
+            f"#   python abcrown.py --config {path.resolve()}\n"
+            "# the samples: data.data_idx_file (the benchmark's); remove it to run the whole test set\n"
+        )
         config = native_config(bench_dir, device, batch, timeout, checkpoint, data_dir, eps, num_classes)
         path.write_text(header + yaml.safe_dump(config, sort_keys=False))
         written.append(path)

@@ -56,6 +56,8 @@ def data(spec=None, checkpoint: str = "", data_dir: str | None = None, eps: floa
     from adcert_plugin.training import read_checkpoint
 
     name = dataset or read_checkpoint(checkpoint).get("dataset")
+    if not isinstance(name, str):
+        raise ValueError(f"{checkpoint} records no data set: pass dataset=... to the loader")
     data_spec = get_data_spec(name)
     images, labels = load_split(data_spec.name, "test", data_dir)
     mean = torch.tensor(data_spec.mean, dtype=torch.float32).view(1, -1, 1, 1)

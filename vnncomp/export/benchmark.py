@@ -108,11 +108,15 @@ def _net_name(dataset: str, arch: str) -> str:
 
 def _check_request(n: int, timeout: float, eps: float) -> None:
     if n < 1 or timeout <= 0 or not check_eps(eps):
-        raise ConfigError(f"need n >= 1, timeout > 0 and 0 < eps <= 1 (pixel space, where images lie in [0, 1]); "
-                          f"got n={n}, timeout={timeout}, eps={eps}")
+        raise ConfigError(
+            f"need n >= 1, timeout > 0 and 0 < eps <= 1 (pixel space, where images lie in [0, 1]); "
+            f"got n={n}, timeout={timeout}, eps={eps}"
+        )
     if n * timeout > MAX_TOTAL_TIMEOUT:
-        raise ConfigError(f"{n} instances x {timeout} s = {n * timeout} s exceeds the VNN-COMP total of "
-                          f"{MAX_TOTAL_TIMEOUT:.0f} s (6 h); lower --n or --timeout")
+        raise ConfigError(
+            f"{n} instances x {timeout} s = {n * timeout} s exceeds the VNN-COMP total of "
+            f"{MAX_TOTAL_TIMEOUT:.0f} s (6 h); lower --n or --timeout"
+        )
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -127,15 +131,19 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def _write_property(root: Path, params: dict, index: int, image: torch.Tensor, label: int) -> tuple[str, str]:
     """Write one property in 1.0 (vnnlib/, 1.0/vnnlib/) and 2.0 (2.0/vnnlib/); return (name, 1.0 path)."""
     name = f"{params['net']}_idx{index}_eps{_eps_tag(params['eps'])}"
-    comment = (f"adcert benchmark {params['net']}: {params['dataset']} test index {index}, label {label}\n"
-               f"L_inf eps {params['eps']!r} in pixel space; bounds normalised with mean {params['mean']} "
-               f"std {params['std']} (normalisation outside the network), NCHW flattening")
-    prop = property_from_sample(image, label, params["eps"], params["mean"], params["std"],
-                                params["num_classes"], comment)
+    comment = (
+        f"adcert benchmark {params['net']}: {params['dataset']} test index {index}, label {label}\n"
+        f"L_inf eps {params['eps']!r} in pixel space; bounds normalised with mean {params['mean']} "
+        f"std {params['std']} (normalisation outside the network), NCHW flattening"
+    )
+    prop = property_from_sample(
+        image, label, params["eps"], params["mean"], params["std"], params["num_classes"], comment
+    )
     text_v1, text_v2 = render_v1(prop), render_v2(prop)
     parsed = validate_v1(text_v1)
-    if parsed.label != label or not (np.array_equal(parsed.lower, prop.lower)
-                                     and np.array_equal(parsed.upper, prop.upper)):
+    if parsed.label != label or not (
+        np.array_equal(parsed.lower, prop.lower) and np.array_equal(parsed.upper, prop.upper)
+    ):
         raise ExportError(f"{name}: the 1.0 text does not read back as the intended property")
     check_v2(text_v2, prop)
     rel = f"vnnlib/{name}.vnnlib"
@@ -154,19 +162,37 @@ def _write_properties(root: Path, params: dict, images, labels, selection: dict)
         label = int(labels[index])
         name, rel = _write_property(root, params, index, images[index], label)
         rows.append((params["onnx"], rel, params["timeout"]))
-        entries.append({"instance": name, "row": row, "index": int(index), "label": label,
-                        "onnx": params["onnx"], "vnnlib": rel, "vnnlib_1.0": f"1.0/{rel}",
-                        "vnnlib_2.0": f"2.0/{rel}", "timeout": params["timeout"], "pgd_robust": flag})
+        entries.append(
+            {
+                "instance": name,
+                "row": row,
+                "index": int(index),
+                "label": label,
+                "onnx": params["onnx"],
+                "vnnlib": rel,
+                "vnnlib_1.0": f"1.0/{rel}",
+                "vnnlib_2.0": f"2.0/{rel}",
+                "timeout": params["timeout"],
+                "pgd_robust": flag,
+            }
+        )
     for sub in ("", "1.0", "2.0"):
         write_instances_csv(root / sub / INSTANCES_CSV, rows)
     for sub in ("1.0", "2.0"):
         _link_or_copy(root / params["onnx"], root / sub / params["onnx"])
     write_export_evidence(root, params, entries, selection)
-    metadata = {"net": params["net"], "dataset": params["dataset"], "eps": params["eps"],
-                "checkpoint_sha256": params.get("checkpoint_sha256"), "onnx_sha256": params.get("onnx_sha256"),
-                "seed": params["seed"], "skip_certified": params.get("skip_certified"),
-                "bound_examined": selection["bound_examined"], "bound_certified": selection["bound_certified"],
-                "instances": entries}
+    metadata = {
+        "net": params["net"],
+        "dataset": params["dataset"],
+        "eps": params["eps"],
+        "checkpoint_sha256": params.get("checkpoint_sha256"),
+        "onnx_sha256": params.get("onnx_sha256"),
+        "seed": params["seed"],
+        "skip_certified": params.get("skip_certified"),
+        "bound_examined": selection["bound_examined"],
+        "bound_certified": selection["bound_certified"],
+        "instances": entries,
+    }
     (root / METADATA_JSON).write_text(json.dumps(metadata, indent=1) + "\n")
     return entries
 
@@ -188,8 +214,17 @@ def _write_docs(root: Path, params: dict, selection: dict, final_dir: Path) -> N
 
 def _info(root: Path, params: dict, entries: list[dict], selection: dict, diff: float) -> BenchmarkInfo:
     accuracy = selection["clean_correct"] / max(selection["test_size"], 1)
-    return BenchmarkInfo(root, params, entries, accuracy, selection["pgd_examined"], selection["pgd_robust"], diff,
-                         bound_examined=selection["bound_examined"], bound_certified=selection["bound_certified"])
+    return BenchmarkInfo(
+        root,
+        params,
+        entries,
+        accuracy,
+        selection["pgd_examined"],
+        selection["pgd_robust"],
+        diff,
+        bound_examined=selection["bound_examined"],
+        bound_certified=selection["bound_certified"],
+    )
 
 
 def _prepare_target(out_dir: Path, force: bool) -> None:
@@ -197,13 +232,17 @@ def _prepare_target(out_dir: Path, force: bool) -> None:
     check_output_dir(out_dir, "--out-dir")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not force:
-            raise ConfigError(f"{out_dir} exists and is not empty; use --force to replace it (only a benchmark "
-                              "adcert-export wrote is replaced), or choose another --out-dir")
+            raise ConfigError(
+                f"{out_dir} exists and is not empty; use --force to replace it (only a benchmark "
+                "adcert-export wrote is replaced), or choose another --out-dir"
+            )
         foreign = foreign_files(out_dir)
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise ConfigError(f"--force replaces only a benchmark adcert-export wrote, and {out_dir} also holds "
-                              f"what it did not write ({shown}); move that away, or choose another --out-dir")
+            raise ConfigError(
+                f"--force replaces only a benchmark adcert-export wrote, and {out_dir} also holds "
+                f"what it did not write ({shown}); move that away, or choose another --out-dir"
+            )
     with writing(f"the parent folder of --out-dir {out_dir}"):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
 
@@ -238,16 +277,30 @@ def _load(checkpoint, dataset, arch):
     if tuple(record["arch"]["in_shape"]) != tuple(data_spec.shape):
         raise ConfigError(f"model input shape {record['arch']['in_shape']} does not fit {dataset} {data_spec.shape}")
     if record.get("dataset") and dataset != record["dataset"]:  # same shape (Fashion-MNIST vs MNIST): still wrong
-        raise ConfigError(f"{checkpoint} was trained on {record['dataset']}, not {dataset}; drop --dataset "
-                          "(the checkpoint's is used) or pass a model trained on it")
+        raise ConfigError(
+            f"{checkpoint} was trained on {record['dataset']}, not {dataset}; drop --dataset "
+            "(the checkpoint's is used) or pass a model trained on it"
+        )
     return model, record, data_spec
 
 
-def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=None, eps: float | None = None,
-                     n: int = 20, seed: int = 0, timeout: float = 120.0, filter_pgd: bool = False,
-                     force: bool = False, arch: str | None = None, opset: int = 13,
-                     skip_certified: str | None = None, start: int | None = None,
-                     end: int | None = None) -> BenchmarkInfo:
+def export_benchmark(
+    checkpoint,
+    out_dir,
+    dataset: str | None = None,
+    data_dir=None,
+    eps: float | None = None,
+    n: int = 20,
+    seed: int = 0,
+    timeout: float = 120.0,
+    filter_pgd: bool = False,
+    force: bool = False,
+    arch: str | None = None,
+    opset: int = 13,
+    skip_certified: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> BenchmarkInfo:
     """Write a VNN-COMP benchmark for a checkpoint (see the module docstring for the layout).
 
     Args:
@@ -291,13 +344,31 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
     images, labels = load_split(data_spec.name, "test", data_dir)
     sample_range(len(labels), start, end)  # a bad range fails before anything is written
     net = _net_name(data_spec.name, record["arch"]["name"])
-    params = {"format": "adcert-benchmark", "version": 1, "adcert_version": __version__, "net": net,
-              "dataset": data_spec.name, "eps": eps, "checkpoint_sha256": sha256_file(checkpoint), "n": int(n),
-              "seed": int(seed), "timeout": float(timeout), "filter_pgd": bool(filter_pgd),
-              "skip_certified": skip_certified, "start": start, "end": end, "model": MODEL_FILE,
-              "onnx": f"onnx/{net}.onnx", "opset": opset,
-              "arch": record["arch"], "mean": list(data_spec.mean), "std": list(data_spec.std),
-              "shape": list(data_spec.shape), "num_classes": data_spec.num_classes, "pgd": PGD}
+    params = {
+        "format": "adcert-benchmark",
+        "version": 1,
+        "adcert_version": __version__,
+        "net": net,
+        "dataset": data_spec.name,
+        "eps": eps,
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "n": int(n),
+        "seed": int(seed),
+        "timeout": float(timeout),
+        "filter_pgd": bool(filter_pgd),
+        "skip_certified": skip_certified,
+        "start": start,
+        "end": end,
+        "model": MODEL_FILE,
+        "onnx": f"onnx/{net}.onnx",
+        "opset": opset,
+        "arch": record["arch"],
+        "mean": list(data_spec.mean),
+        "std": list(data_spec.std),
+        "shape": list(data_spec.shape),
+        "num_classes": data_spec.num_classes,
+        "pgd": PGD,
+    }
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
     except OSError as err:
@@ -309,8 +380,9 @@ def export_benchmark(checkpoint, out_dir, dataset: str | None = None, data_dir=N
         probe = normalize(images[:8], data_spec.mean, data_spec.std)
         exported = export_onnx(model, data_spec.shape, tmp / params["onnx"], opset=opset, check_inputs=probe)
         params["onnx_sha256"] = sha256_file(tmp / params["onnx"])
-        selection = select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified,
-                                   start, end)
+        selection = select_samples(
+            model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified, start, end
+        )
         entries = _write_properties(tmp, params, images, labels, selection)
         _write_docs(tmp, params, selection, out_dir)
         write_manifest(tmp)
@@ -346,8 +418,19 @@ def regenerate_properties(bench_dir, seed: int, data_dir=None) -> BenchmarkInfo:
     data_spec = get_data_spec(params["dataset"])
     model, _ = load_model(bench_dir / params["model"])
     images, labels = load_split(data_spec.name, "test", data_dir)
-    selection = select_samples(model, images, labels, data_spec, params["eps"], params["n"], seed, params["filter_pgd"],
-                               params["skip_certified"], params.get("start"), params.get("end"))
+    selection = select_samples(
+        model,
+        images,
+        labels,
+        data_spec,
+        params["eps"],
+        params["n"],
+        seed,
+        params["filter_pgd"],
+        params["skip_certified"],
+        params.get("start"),
+        params.get("end"),
+    )
     entries = _write_properties(bench_dir, params, images, labels, selection)
     _write_docs(bench_dir, params, selection, bench_dir)
     write_manifest(bench_dir, keep=read_manifest(bench_dir))

@@ -96,8 +96,14 @@ def read_record(bench_dir, instance: str, onnx_sha256: str | None = None) -> dic
 
 
 def new_record(instance: str, onnx_sha256: str) -> dict:
-    return {"format": _FORMAT, "version": 1, "instance": instance, "onnx_sha256": onnx_sha256,
-            "attacks": [], "bound": None}
+    return {
+        "format": _FORMAT,
+        "version": 1,
+        "instance": instance,
+        "onnx_sha256": onnx_sha256,
+        "attacks": [],
+        "bound": None,
+    }
 
 
 def write_record(bench_dir, record: dict) -> Path:
@@ -124,15 +130,23 @@ def load_point(bench_dir, rel: str) -> np.ndarray | None:
 def add_attack(bench_dir, record: dict, source: str, method: str, x, onnx_path, vnnlib_path) -> dict:
     """Re-check ``x`` on the ONNX network and append it to ``record`` (not written); return the entry."""
     margin, counterexample, why = point_outcome(onnx_path, vnnlib_path, x)
-    entry = {"source": source, "method": method, "point": save_point(bench_dir, record["instance"], source, x),
-             "margin": margin, "counterexample": counterexample, "note": why}
+    entry = {
+        "source": source,
+        "method": method,
+        "point": save_point(bench_dir, record["instance"], source, x),
+        "margin": margin,
+        "counterexample": counterexample,
+        "note": why,
+    }
     record["attacks"] = [a for a in record["attacks"] if a.get("source") != source] + [entry]
     return entry
 
 
 def export_attack_method(pgd: dict) -> str:
-    return (f"PGD margin loss, {pgd['steps']} steps x {pgd['restarts']} restarts, step {pgd['step_size']} "
-            "of the half-width, on the PyTorch model in the pixel box; point re-checked with onnxruntime")
+    return (
+        f"PGD margin loss, {pgd['steps']} steps x {pgd['restarts']} restarts, step {pgd['step_size']} "
+        "of the half-width, on the PyTorch model in the pixel box; point re-checked with onnxruntime"
+    )
 
 
 def write_export_evidence(root: Path, params: dict, entries: list[dict], selection: dict) -> None:
@@ -143,9 +157,20 @@ def write_export_evidence(root: Path, params: dict, entries: list[dict], selecti
     bound = selection["bound"]
     for entry, point, lower in zip(entries, selection["points"], bound["lower"]):
         record = new_record(entry["instance"], digest)
-        add_attack(root, record, "export", export_attack_method(params["pgd"]), point.numpy(), onnx_path,
-                   root / entry["vnnlib"])
-        record["bound"] = {"method": bound["method"], "min_margin_lower": float(lower), "certified": lower > 0,
-                           "note": "PyTorch model, pixel box; the VNN-LIB box is rounded outward from it"}
+        add_attack(
+            root,
+            record,
+            "export",
+            export_attack_method(params["pgd"]),
+            point.numpy(),
+            onnx_path,
+            root / entry["vnnlib"],
+        )
+        record["bound"] = {
+            "method": bound["method"],
+            "min_margin_lower": float(lower),
+            "certified": lower > 0,
+            "note": "PyTorch model, pixel box; the VNN-LIB box is rounded outward from it",
+        }
         write_record(root, record)
         entry["evidence"] = str(record_path(Path("."), entry["instance"]))

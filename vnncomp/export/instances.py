@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,10 @@ def read_instances(bench_dir: str | Path, csv_name: str = INSTANCES_CSV) -> list
             except ValueError as err:
                 raise ConfigError(f"{path}:{number}: timeout {row[2]!r} is not a number") from err
             if not (math.isfinite(timeout) and timeout > 0):  # NaN passes every comparison: say it
-                raise ConfigError(f"{path}:{number}: timeout {row[2].strip()!r} must be a positive number of "
-                                  "seconds; fix the row, or export the benchmark again")
+                raise ConfigError(
+                    f"{path}:{number}: timeout {row[2].strip()!r} must be a positive number of "
+                    "seconds; fix the row, or export the benchmark again"
+                )
             for file in (onnx, vnnlib):
                 if not file.is_file():
                     raise ConfigError(f"{path}:{number}: {file} does not exist")

@@ -14,8 +14,22 @@ from pathlib import Path
 
 MANIFEST = ".adcert-export"
 # What an export writes at the top level (benchmarks from before the manifest).
-LEGACY_TOP = {"onnx", "vnnlib", "1.0", "2.0", "evidence", "src", "instances.csv", "metadata.json", "benchmark.json",
-              "README.md", "generate_properties.py", "abcrown_cpu.yaml", "abcrown_gpu.yaml", "run_abcrown.sh"}
+LEGACY_TOP = {
+    "onnx",
+    "vnnlib",
+    "1.0",
+    "2.0",
+    "evidence",
+    "src",
+    "instances.csv",
+    "metadata.json",
+    "benchmark.json",
+    "README.md",
+    "generate_properties.py",
+    "abcrown_cpu.yaml",
+    "abcrown_gpu.yaml",
+    "run_abcrown.sh",
+}
 
 
 def _files(root: Path) -> list[str]:
@@ -26,8 +40,9 @@ def _files(root: Path) -> list[str]:
 def write_manifest(root: Path, keep: set[str] | None = None) -> None:
     """Record what is in ``root`` now (plus ``keep``: files an earlier export listed) as the export's."""
     files = set(_files(root)) - {MANIFEST} | (keep or set())
-    (root / MANIFEST).write_text(json.dumps({"format": "adcert-export-manifest", "version": 1,
-                                             "files": sorted(files)}, indent=0) + "\n")
+    (root / MANIFEST).write_text(
+        json.dumps({"format": "adcert-export-manifest", "version": 1, "files": sorted(files)}, indent=0) + "\n"
+    )
 
 
 def read_manifest(root: Path) -> set[str] | None:
@@ -54,6 +69,7 @@ def foreign_files(root: Path) -> list[str]:
         return [f for f in _files(root) if f != MANIFEST and f not in listed]
     if _is_legacy_benchmark(root):  # an export leaves results/abcrown/ empty: only files in it are foreign
         results = [f"results/{f}" for f in _files(root / "results")] if (root / "results").is_dir() else []
-        return results + sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
-                                if p.name not in LEGACY_TOP | {"results"})
+        return results + sorted(
+            p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if p.name not in LEGACY_TOP | {"results"}
+        )
     return sorted(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in root.iterdir())

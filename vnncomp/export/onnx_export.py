@@ -27,8 +27,16 @@ from adcert_plugin.io import creation_mode, output_error
 
 from .onnx_run import onnx_input_shape, run_onnx
 
-__all__ = ["OnnxExport", "check_onnx_matches", "creation_mode", "export_onnx", "fold_batchnorm",
-           "onnx_input_shape", "run_onnx", "strip_training_mode"]
+__all__ = [
+    "OnnxExport",
+    "check_onnx_matches",
+    "creation_mode",
+    "export_onnx",
+    "fold_batchnorm",
+    "onnx_input_shape",
+    "run_onnx",
+    "strip_training_mode",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +108,10 @@ def fold_batchnorm(model: nn.Module) -> nn.Sequential:
         if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
             prev = layers[-1] if layers else None
             if not _foldable(prev, child):
-                raise UnsupportedModelError(f"{child} follows {type(prev).__name__}, not a matching "
-                                            "Conv2d/Linear; it cannot be folded for export")
+                raise UnsupportedModelError(
+                    f"{child} follows {type(prev).__name__}, not a matching "
+                    "Conv2d/Linear; it cannot be folded for export"
+                )
             layers[-1] = _fold_pair(prev, child)
         elif isinstance(child, nn.modules.batchnorm._BatchNorm):
             raise UnsupportedModelError(f"{type(child).__name__} cannot be folded for export")
@@ -127,8 +137,9 @@ def strip_training_mode(onnx_model) -> int:
     return removed
 
 
-def check_onnx_matches(model: nn.Module, path: str | Path, inputs: torch.Tensor,
-                       atol: float = ATOL, delete_on_failure: bool = True) -> float:
+def check_onnx_matches(
+    model: nn.Module, path: str | Path, inputs: torch.Tensor, atol: float = ATOL, delete_on_failure: bool = True
+) -> float:
     """Compare onnxruntime's logits with PyTorch's (eval mode) on real inputs.
 
     Args:
@@ -152,8 +163,12 @@ def check_onnx_matches(model: nn.Module, path: str | Path, inputs: torch.Tensor,
         _fail(path, f"ONNX output shape {actual.shape} != PyTorch {expected.shape}", delete_on_failure)
     diff = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
     if not np.isfinite(diff) or diff > atol:
-        _fail(path, f"ONNX logits differ from PyTorch by {diff:.3g} > {atol:g} on {len(inputs)} "
-              "inputs; the model uses an op that does not export faithfully", delete_on_failure)
+        _fail(
+            path,
+            f"ONNX logits differ from PyTorch by {diff:.3g} > {atol:g} on {len(inputs)} "
+            "inputs; the model uses an op that does not export faithfully",
+            delete_on_failure,
+        )
     logger.info("ONNX %s matches PyTorch: max |diff| = %.3g on %d inputs", path, diff, len(inputs))
     return diff
 
@@ -169,8 +184,16 @@ def _torch_export(model: nn.Module, in_shape: Sequence[int], path: Path, opset: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (dummy,), str(path), input_names=["input"], output_names=["output"],
-                              opset_version=opset, do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(path),
+                input_names=["input"],
+                output_names=["output"],
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
         except OSError as err:  # a full disk or a read-only folder is not the opset's fault
             mapped = output_error(err, f"the ONNX file {path}")
             if mapped is None:
@@ -178,8 +201,10 @@ def _torch_export(model: nn.Module, in_shape: Sequence[int], path: Path, opset: 
             raise mapped from err
         except Exception as err:  # the exporter raises many types; wrap at the boundary
             if "No space left" in str(err) or "write failed" in str(err):  # torch's C++ writer, not an OSError
-                raise OutputError(f"cannot write the ONNX file {path}: the disk is full: free some space (or "
-                                  "choose a folder on another disk) and run it again") from err
+                raise OutputError(
+                    f"cannot write the ONNX file {path}: the disk is full: free some space (or "
+                    "choose a folder on another disk) and run it again"
+                ) from err
             raise ExportError(f"torch.onnx.export failed for opset {opset}: {err}") from err
 
 
@@ -200,8 +225,14 @@ def _check_and_clean(path: Path) -> None:
         raise ExportError(f"{path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
 
 
-def export_onnx(model: nn.Module, in_shape: Sequence[int], path: str | Path, opset: int = 13,
-                check_inputs: torch.Tensor | None = None, atol: float = ATOL) -> OnnxExport:
+def export_onnx(
+    model: nn.Module,
+    in_shape: Sequence[int],
+    path: str | Path,
+    opset: int = 13,
+    check_inputs: torch.Tensor | None = None,
+    atol: float = ATOL,
+) -> OnnxExport:
     """Export ``model`` (BN folded, eval mode) to ONNX and check it with onnxruntime.
 
     The file is written to a temporary name and renamed only once every check passed.
@@ -223,8 +254,9 @@ def export_onnx(model: nn.Module, in_shape: Sequence[int], path: str | Path, ops
         UnsupportedModelError: BatchNorm that cannot be folded.
     """
     if opset not in OPSETS:
-        raise ExportError(f"opset {opset} is outside {OPSETS.start}..{OPSETS.stop - 1} "
-                          "(TorchScript exporter, formats.md §4.1)")
+        raise ExportError(
+            f"opset {opset} is outside {OPSETS.start}..{OPSETS.stop - 1} (TorchScript exporter, formats.md §4.1)"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     reference = copy.deepcopy(model).cpu().eval()

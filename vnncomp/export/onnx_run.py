@@ -39,5 +39,5 @@ def run_onnx(path: str | Path, x_norm: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     x = np.asarray(x_norm, dtype=np.float32)
-    rows = [session.run(None, {name: x[i:i + 1]})[0].reshape(1, -1) for i in range(len(x))]
+    rows = [session.run(None, {name: x[i : i + 1]})[0].reshape(1, -1) for i in range(len(x))]
     return np.concatenate(rows, axis=0)

@@ -51,7 +51,7 @@ def _selection(params: dict) -> str:
 
 
 def _range(params: dict) -> str:
-    """" of test indices [start, end)" when the export was restricted to a range (as adcert-eval's)."""
+    """ " of test indices [start, end)" when the export was restricted to a range (as adcert-eval's)."""
     start, end = params.get("start"), params.get("end")
     if start is None and end is None:
         return ""
@@ -74,19 +74,31 @@ def _facts(params: dict, stats: dict) -> list[tuple[str, str]]:
     selection = _selection(params)
     return [
         ("model", f"`{arch['name']}` {arch.get('kwargs') or ''}, checkpoint copy `src/model.pt`"),
-        ("network file", f"`{params['onnx']}`: opset {params['opset']}, BatchNorm folded, input `input` float32 "
-                         f"`[1,{c},{h},{w}]` (NCHW), output `output` `[1,{k}]` logits"),
+        (
+            "network file",
+            f"`{params['onnx']}`: opset {params['opset']}, BatchNorm folded, input `input` float32 "
+            f"`[1,{c},{h},{w}]` (NCHW), output `output` `[1,{k}]` logits",
+        ),
         ("data set", f"`{params['dataset']}`, test split, {k} classes"),
-        ("normalisation", "**outside the network**: input = (x - mean_c) / std_c, "
-                          f"mean = {list(params['mean'])}, std = {list(params['std'])}"),
+        (
+            "normalisation",
+            "**outside the network**: input = (x - mean_c) / std_c, "
+            f"mean = {list(params['mean'])}, std = {list(params['std'])}",
+        ),
         ("eps", f"{params['eps']!r} (L-infinity, pixel space, pixels in [0, 1])"),
-        ("input bounds", "(clip(x - eps, 0, 1) - mean_c) / std_c and (clip(x + eps, 0, 1) - mean_c) / std_c, "
-                         "rounded outward; `X_i` is element i of the C-order flattening of `[C,H,W]`"),
+        (
+            "input bounds",
+            "(clip(x - eps, 0, 1) - mean_c) / std_c and (clip(x + eps, 0, 1) - mean_c) / std_c, "
+            "rounded outward; `X_i` is element i of the C-order flattening of `[C,H,W]`",
+        ),
         ("output property", "`(or (and (>= Y_j Y_t)) ...)` for j != t: the counterexample region"),
         ("samples", f"{n} {selection}, drawn with `numpy.random.default_rng({params['seed']})`"),
         ("clean accuracy", f"{_percent(stats['clean_correct'], stats['test_size'])} on the full test split"),
-        ("PGD-robust", f"{_percent(stats['pgd_robust'], stats['pgd_examined'])} of the examined correctly "
-                       f"classified samples (PGD {pgd['steps']} steps, {pgd['restarts']} restarts, margin loss)"),
+        (
+            "PGD-robust",
+            f"{_percent(stats['pgd_robust'], stats['pgd_examined'])} of the examined correctly "
+            f"classified samples (PGD {pgd['steps']} steps, {pgd['restarts']} restarts, margin loss)",
+        ),
         *_bound_fact(params, stats),
         ("timeouts", f"{timeout!r} s per instance, total {n * timeout!r} s <= 21600 s (6 h)"),
     ]
@@ -102,9 +114,9 @@ def render_readme(params: dict, stats: dict) -> str:
     """
     timeout = params["timeout"]
     table = "\n".join(f"| {item} | {value} |" for item, value in _facts(params, stats))
-    return f"""# {params['net']}: adcert local-robustness benchmark
+    return f"""# {params["net"]}: adcert local-robustness benchmark
 
-VNN-COMP style benchmark written by `adcert-export` (adcert {params.get('adcert_version', '?')}).
+VNN-COMP style benchmark written by `adcert-export` (adcert {params.get("adcert_version", "?")}).
 Each instance asks whether some input in an L-infinity ball around a test image is classified
 differently from its label: `unsat` = robust, `sat` = counterexample.
 

@@ -29,20 +29,24 @@ def skip_method(method: str | None) -> str | None:
         return None
     by_lower = {m.lower(): m for m in SKIP_METHODS}
     if not isinstance(method, str) or method.strip().lower() not in by_lower:
-        raise ConfigError(f"unknown bound method {method!r} for --skip-certified; "
-                          f"choose from {', '.join(SKIP_METHODS)}")
+        raise ConfigError(
+            f"unknown bound method {method!r} for --skip-certified; choose from {', '.join(SKIP_METHODS)}"
+        )
     return by_lower[method.strip().lower()]
 
 
 def _predict(model: torch.nn.Module, images: torch.Tensor, data_spec) -> torch.Tensor:
     with torch.no_grad():
-        chunks = [model(normalize(images[i:i + _BATCH], data_spec.mean, data_spec.std)).argmax(1)
-                  for i in range(0, len(images), _BATCH)]
+        chunks = [
+            model(normalize(images[i : i + _BATCH], data_spec.mean, data_spec.std)).argmax(1)
+            for i in range(0, len(images), _BATCH)
+        ]
     return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
 
 
-def _pgd_robust(model, x: torch.Tensor, y: torch.Tensor, eps: float, data_spec, seed: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def _pgd_robust(
+    model, x: torch.Tensor, y: torch.Tensor, eps: float, data_spec, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(bool ``[B]``: PGD (margin loss) finds no misclassified point in the eps box, the points ``[B, C, H, W]``).
 
     The points are normalised; the benchmark keeps them as evidence (``evidence/``).
@@ -72,10 +76,10 @@ def _certifier(model, data_spec, eps: float, method: str):
         lowers = [torch.zeros(0)]
         with torch.no_grad():
             for i in range(0, len(x), _BATCH):
-                box = InputBox.from_pixels(x[i:i + _BATCH], eps, data_spec.mean, data_spec.std)
-                lower = bounded.margin_lower(box, y[i:i + _BATCH], method)
+                box = InputBox.from_pixels(x[i : i + _BATCH], eps, data_spec.mean, data_spec.std)
+                lower = bounded.margin_lower(box, y[i : i + _BATCH], method)
                 if method == "CROWN":  # both are sound lower bounds: the better one on each margin
-                    lower = torch.maximum(lower, bounded.margin_lower(box, y[i:i + _BATCH], "IBP"))
+                    lower = torch.maximum(lower, bounded.margin_lower(box, y[i : i + _BATCH], "IBP"))
                 lowers.append(lower.amin(dim=1).float())
         return torch.cat(lowers)
 
@@ -100,18 +104,22 @@ def _examine(model, images, labels, block, data_spec, eps, seed, filter_pgd, bou
         counts["bound_certified"] += sum(value > 0 for value in found)
         for i, value in zip(todo, found):
             lowers[i] = value
-    return [(index, bool(flag), (flag or not filter_pgd) and not (low is not None and low > 0), point, low)
-            for index, flag, point, low in zip(block.tolist(), robust, points, lowers)]
+    return [
+        (index, bool(flag), (flag or not filter_pgd) and not (low is not None and low > 0), point, low)
+        for index, flag, point, low in zip(block.tolist(), robust, points, lowers)
+    ]
 
 
 def _none_qualify(n_correct: int, filter_pgd: bool, skip_certified: str | None, counts: dict) -> ExportError:
     """The error for a selection that found no sample, saying which filter emptied it."""
     if n_correct and skip_certified and counts["bound_examined"] == counts["bound_certified"] > 0:
         which = "correctly classified" + (" and PGD-robust" if filter_pgd else "")
-        return ExportError(f"every {which} sample is already certified by {skip_certified}; "
-                           "drop --skip-certified or raise --eps")
-    return ExportError("no test sample qualifies (none correctly classified"
-                       + (" and PGD-robust)" if filter_pgd else ")"))
+        return ExportError(
+            f"every {which} sample is already certified by {skip_certified}; drop --skip-certified or raise --eps"
+        )
+    return ExportError(
+        "no test sample qualifies (none correctly classified" + (" and PGD-robust)" if filter_pgd else ")")
+    )
 
 
 def sample_range(total: int, start: int | None, end: int | None) -> tuple[int, int]:
@@ -120,8 +128,19 @@ def sample_range(total: int, start: int | None, end: int | None) -> tuple[int, i
     return (start or 0), (total if end is None else end)
 
 
-def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, skip_certified=None,
-                   start: int | None = None, end: int | None = None) -> dict:
+def select_samples(
+    model,
+    images,
+    labels,
+    data_spec,
+    eps,
+    n,
+    seed,
+    filter_pgd,
+    skip_certified=None,
+    start: int | None = None,
+    end: int | None = None,
+) -> dict:
     """Draw n correctly classified samples of test indices ``[start, end)``; attack them (and more,
     with ``filter_pgd``).
 
@@ -143,7 +162,7 @@ def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, s
     bound = _certifier(model, data_spec, eps, skip_certified) if skip_certified else None
     step = max(n, 32)
     for start in range(0, len(order), step):
-        block = torch.as_tensor(order[start:start + (step if filtering else n)])
+        block = torch.as_tensor(order[start : start + (step if filtering else n)])
         for found in _examine(model, images, labels, block, data_spec, eps, seed + start, filter_pgd, bound, counts):
             if found[2] and len(chosen) < n:
                 chosen.append(found)
@@ -154,11 +173,16 @@ def select_samples(model, images, labels, data_spec, eps, n, seed, filter_pgd, s
     if not chosen:
         raise _none_qualify(len(correct), filter_pgd, skip_certified, counts)
     indices = [found[0] for found in chosen]
-    return {"indices": indices, "clean_correct": len(correct), "test_size": hi - lo,
-            "pgd_flags": [found[1] for found in chosen], "skip_certified": skip_certified,
-            "points": torch.stack([found[3] for found in chosen]),
-            "bound": _chosen_bounds(model, images, labels, indices, data_spec, eps, skip_certified, chosen),
-            **counts}
+    return {
+        "indices": indices,
+        "clean_correct": len(correct),
+        "test_size": hi - lo,
+        "pgd_flags": [found[1] for found in chosen],
+        "skip_certified": skip_certified,
+        "points": torch.stack([found[3] for found in chosen]),
+        "bound": _chosen_bounds(model, images, labels, indices, data_spec, eps, skip_certified, chosen),
+        **counts,
+    }
 
 
 def _chosen_bounds(model, images, labels, indices, data_spec, eps, skip_certified, chosen) -> dict:

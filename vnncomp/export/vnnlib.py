@@ -21,8 +21,18 @@ from adcert_plugin.errors import ExportError
 
 from .vnnlib_reader import VnnlibSpec, parse_v1, robustness_polytopes, same_polytopes, validate_v1
 
-__all__ = ["Property", "VnnlibSpec", "check_v2", "format_number", "parse_v1", "property_from_sample",
-           "render_v1", "render_v2", "robustness_polytopes", "validate_v1"]
+__all__ = [
+    "Property",
+    "VnnlibSpec",
+    "check_v2",
+    "format_number",
+    "parse_v1",
+    "property_from_sample",
+    "render_v1",
+    "render_v2",
+    "robustness_polytopes",
+    "validate_v1",
+]
 
 # After the one-ulp outward step, bounds are rounded outward to this many decimals: the
 # box grows by at most 1e-12 (covering float64 rounding of clip/normalise) and every
@@ -68,7 +78,7 @@ def _round_decimals(values: np.ndarray, down: bool) -> np.ndarray:
     ``k / 10**d`` is the double nearest the decimal, so it prints as that short decimal.
     Values too large for an exact ``k`` (|v| ≥ 1000) are kept as they are.
     """
-    scale = 10.0 ** OUTWARD_DECIMALS
+    scale = 10.0**OUTWARD_DECIMALS
     steps = np.floor(values * scale) if down else np.ceil(values * scale)
     rounded = steps / scale
     wrong = rounded > values if down else rounded < values
@@ -76,8 +86,9 @@ def _round_decimals(values: np.ndarray, down: bool) -> np.ndarray:
     return np.where(np.abs(values) < 1e3, rounded, values)
 
 
-def property_from_sample(x_pixel, label: int, eps: float, mean: Sequence[float], std: Sequence[float],
-                         num_classes: int, comment: str = "") -> Property:
+def property_from_sample(
+    x_pixel, label: int, eps: float, mean: Sequence[float], std: Sequence[float], num_classes: int, comment: str = ""
+) -> Property:
     """The pixel-space eps-ball around ``x_pixel`` as a normalised box, rounded outward.
 
     Bounds are computed in float64 and also as the model sees them (float32, exactly like
@@ -165,9 +176,12 @@ def render_v2(prop: Property) -> str:
     c, h, w = prop.shape
     t = prop.label
     lines = _comment_lines(prop) + [
-        "(vnnlib-version <2.0>)", "(declare-network N",
+        "(vnnlib-version <2.0>)",
+        "(declare-network N",
         f"  (declare-input X float32 [1,{c},{h},{w}])",
-        f"  (declare-output Y float32 [1,{prop.num_classes}])", ")"]
+        f"  (declare-output Y float32 [1,{prop.num_classes}])",
+        ")",
+    ]
     for flat, (ci, hi, wi) in enumerate(np.ndindex(c, h, w)):
         index = f"X[0,{ci},{hi},{wi}]"
         lines += [f"(assert (>= {index} {lows[flat]}))", f"(assert (<= {index} {ups[flat]}))"]
@@ -200,8 +214,12 @@ def check_v2(text: str, prop: Property) -> None:
     expected = np.array([[float(lo), float(hi)] for lo, hi in zip(lows, ups)])
     if box.shape != expected.shape or not np.array_equal(box, expected):
         raise ExportError("VNN-LIB 2.0 input box differs from the intended box")
-    polys = [(np.asarray(p.coeff_matrix, dtype=np.float64), np.asarray(p.rhs, dtype=np.float64))
-             for p in cases[0].output_constraints]
+    polys = [
+        (np.asarray(p.coeff_matrix, dtype=np.float64), np.asarray(p.rhs, dtype=np.float64))
+        for p in cases[0].output_constraints
+    ]
     if not same_polytopes(polys, prop.polytopes()):
-        raise ExportError(f"VNN-LIB 2.0 output polytopes differ from the {prop.num_classes - 1} "
-                          f"robustness disjuncts of label {prop.label}")
+        raise ExportError(
+            f"VNN-LIB 2.0 output polytopes differ from the {prop.num_classes - 1} "
+            f"robustness disjuncts of label {prop.label}"
+        )

@@ -61,6 +61,7 @@ def robustness_polytopes(label: int, num_classes: int) -> list[tuple[np.ndarray,
 def same_polytopes(first, second) -> bool:
     def key(polys):
         return sorted((tuple(a.ravel()), tuple(b.ravel())) for a, b in polys)
+
     return len(first) == len(second) and key(first) == key(second)
 
 
@@ -251,8 +252,10 @@ def validate_v1(text: str) -> VnnlibSpec:
     for number, line in enumerate(text.splitlines(), 1):
         code = line.split(";", 1)[0]
         if "declare-const" in code and not _DECLARE_LINE.match(code):
-            raise ExportError(f"vnnlib line {number}: declarations must be one per line, "
-                              f"'(declare-const X_i Real)': {line.strip()[:80]}")
+            raise ExportError(
+                f"vnnlib line {number}: declarations must be one per line, "
+                f"'(declare-const X_i Real)': {line.strip()[:80]}"
+            )
     spec = parse_v1(text, strict_numbers=True)
     if not spec.polytopes:
         raise ExportError("vnnlib: no output constraint; the property would be trivially sat")

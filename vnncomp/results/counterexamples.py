@@ -22,8 +22,9 @@ class CexCheck:
     reason: str = ""
 
 
-def check_counterexample(onnx_path: str | Path, vnnlib_path: str | Path, x, y=None,
-                         atol: float = CEX_ATOL, rtol: float = CEX_RTOL) -> CexCheck:
+def check_counterexample(
+    onnx_path: str | Path, vnnlib_path: str | Path, x, y=None, atol: float = CEX_ATOL, rtol: float = CEX_RTOL
+) -> CexCheck:
     """Check a claimed counterexample the way VNN-COMP scores it.
 
     The point must lie in the input box (``atol``), the ONNX network (onnxruntime) run on
@@ -49,8 +50,11 @@ def check_counterexample(onnx_path: str | Path, vnnlib_path: str | Path, x, y=No
     outside = np.flatnonzero((x < spec.lower - atol) | (x > spec.upper + atol))
     if outside.size:
         i = int(outside[0])
-        return CexCheck(False, f"X_{i} = {x[i]!r} lies outside [{spec.lower[i]!r}, {spec.upper[i]!r}] "
-                               f"({outside.size} inputs outside the box)")
+        return CexCheck(
+            False,
+            f"X_{i} = {x[i]!r} lies outside [{spec.lower[i]!r}, {spec.upper[i]!r}] "
+            f"({outside.size} inputs outside the box)",
+        )
     logits = run_onnx(onnx_path, x.reshape(onnx_input_shape(onnx_path)))[0].astype(np.float64)
     if y is not None:
         y = np.asarray(y, dtype=np.float64).ravel()
@@ -62,8 +66,9 @@ def check_counterexample(onnx_path: str | Path, vnnlib_path: str | Path, x, y=No
     return CexCheck(False, f"outputs {np.round(logits, 4).tolist()} satisfy no disjunct of the property")
 
 
-def validate_counterexamples(results: Sequence[VerifierResult], instances: dict,
-                             require: bool = True) -> list[VerifierResult]:
+def validate_counterexamples(
+    results: Sequence[VerifierResult], instances: dict, require: bool = True
+) -> list[VerifierResult]:
     """Check every ``sat`` result's counterexample; a failed one becomes ``error``.
 
     Args:
@@ -83,4 +88,3 @@ def validate_counterexamples(results: Sequence[VerifierResult], instances: dict,
                 r = reject(r, "no counterexample given")
         checked.append(r)
     return checked
-

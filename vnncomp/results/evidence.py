@@ -67,13 +67,19 @@ class Coverage:
         return self.checked / self.answers if self.answers else 1.0
 
     def summary(self) -> dict:
-        return {"answers": self.answers, "checked": self.checked, "fraction": self.fraction, "by": dict(self.by),
-                "unchecked": list(self.unchecked)}
+        return {
+            "answers": self.answers,
+            "checked": self.checked,
+            "fraction": self.fraction,
+            "by": dict(self.by),
+            "unchecked": list(self.unchecked),
+        }
 
     def line(self) -> str:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.by.items()) if v)
-        return (f"cross-checked {self.checked}/{self.answers} verifier answers against an attack or a bound"
-                + (f" ({kinds})" if kinds else ""))
+        return f"cross-checked {self.checked}/{self.answers} verifier answers against an attack or a bound" + (
+            f" ({kinds})" if kinds else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,9 @@ class Checked:
         if self.contradictions:
             shown = "; ".join(self.contradictions[:10])
             more = f"; and {len(self.contradictions) - 10} more" if len(self.contradictions) > 10 else ""
-            raise SoundnessError(f"{len(self.contradictions)} contradictions: {shown}{more}"
-                                 + (f" (see {where})" if where else ""))
+            raise SoundnessError(
+                f"{len(self.contradictions)} contradictions: {shown}{more}" + (f" (see {where})" if where else "")
+            )
 
 
 def claimed_word(result: VerifierResult) -> str:
@@ -113,8 +120,11 @@ def benchmark_identity(bench_dir: Path) -> dict:
         params = json.loads((Path(bench_dir) / "benchmark.json").read_text())
     except (OSError, ValueError):
         params = {}
-    return {"network_sha256": params.get("onnx_sha256"), "eps": params.get("eps"),
-            "checkpoint_sha256": params.get("checkpoint_sha256")}
+    return {
+        "network_sha256": params.get("onnx_sha256"),
+        "eps": params.get("eps"),
+        "checkpoint_sha256": params.get("checkpoint_sha256"),
+    }
 
 
 class _Instance:
@@ -178,8 +188,9 @@ class _Instance:
                 logger.warning("cannot cache evidence for %s: %s", self.inst.name, err)
 
 
-def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str], counts: dict,
-           unchecked: list[str]) -> list[VerifierResult]:
+def _judge(
+    state: _Instance, answers: list[VerifierResult], problems: list[str], counts: dict, unchecked: list[str]
+) -> list[VerifierResult]:
     """Judge one instance's answers; return them, contradicted ones turned into ``error``."""
     name = state.inst.name
     for r in answers:  # a valid counterexample from one verifier is evidence against the others
@@ -198,8 +209,10 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
             out.append(r)
             continue
         if word == "unsat" and cex is not None and cex["box_margin"] <= 0:
-            detail = (f"{name}: {r.verifier} says unsat but a counterexample is in hand ({cex['source']}, "
-                      f"margin {cex['box_margin']:.4g}, re-checked with onnxruntime)")
+            detail = (
+                f"{name}: {r.verifier} says unsat but a counterexample is in hand ({cex['source']}, "
+                f"margin {cex['box_margin']:.4g}, re-checked with onnxruntime)"
+            )
             problems.append(detail + ": verifier error")
             in_hand = f"counterexample in hand ({cex['source']}, margin {cex['box_margin']:.4g})"
             r = r if r.result == "error" else reject(replace(r, result="unsat"), in_hand)
@@ -208,8 +221,10 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
             r = r if r.result == "unknown" else set_aside(replace(r, result="unsat"), cex)
             kind = "counterexample"
         elif word == "sat" and cert is not None:
-            problems.append(f"{name}: {r.verifier} says sat but {cert['method']} certified it "
-                            f"(min margin lower bound {cert['min_margin_lower']:.4g})")
+            problems.append(
+                f"{name}: {r.verifier} says sat but {cert['method']} certified it "
+                f"(min margin lower bound {cert['min_margin_lower']:.4g})"
+            )
             kind = "bound"
         elif r.result == "error" or (word == "sat" and r.counterexample is not None):
             kind = "counterexample"  # its own point was re-checked (and kept, or rejected)
@@ -221,8 +236,10 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
             kind = "attack"
         else:
             kind = ""
-            unchecked.append(f"{name}/{r.verifier}: " + (why_not or "no counterexample to re-check and no "
-                                                         "certificate; the attack found none"))
+            unchecked.append(
+                f"{name}/{r.verifier}: "
+                + (why_not or "no counterexample to re-check and no certificate; the attack found none")
+            )
         if kind:
             counts[kind] = counts.get(kind, 0) + 1
         out.append(r)
@@ -232,8 +249,10 @@ def _judge(state: _Instance, answers: list[VerifierResult], problems: list[str],
 
 def set_aside(result: VerifierResult, cex: dict) -> VerifierResult:
     """An ``unsat`` facing a counterexample only by VNN-COMP's tolerance, made ``unknown`` (not verified)."""
-    why = (f"a point within VNN-COMP's tolerance of a counterexample is in hand ({cex['source']}, margin "
-           f"{cex['box_margin']:.4g}, 0 < margin <= {CEX_ATOL:g}); not counted as verified, not a contradiction")
+    why = (
+        f"a point within VNN-COMP's tolerance of a counterexample is in hand ({cex['source']}, margin "
+        f"{cex['box_margin']:.4g}, 0 < margin <= {CEX_ATOL:g}); not counted as verified, not a contradiction"
+    )
     logger.warning("%s on %s: setting unsat aside: %s", result.verifier, result.instance, why)
     return replace(result, result="unknown", note=f"set aside unsat: {why}")
 
@@ -269,8 +288,9 @@ def check_answers(bench_dir, results: Sequence[VerifierResult]) -> Checked:
     for name, answers in sorted(by_instance.items()):
         if name not in instances:
             logger.warning("results for unknown instance %s are not checked", name)
-            unchecked += [f"{name}/{r.verifier}: not an instance of {bench_dir}" for r in answers
-                          if claimed_word(r) in _DECIDED]
+            unchecked += [
+                f"{name}/{r.verifier}: not an instance of {bench_dir}" for r in answers if claimed_word(r) in _DECIDED
+            ]
             continue
         inst = instances[name]
         digest = digests.setdefault(inst.onnx, sha256_file(inst.onnx))

@@ -118,16 +118,24 @@ def read_2026_records(path, instances: dict[str, Instance], metadata: dict | Non
     model = path.stem
     index_of = _instance_indices(model, instances, metadata)
     if not index_of:
-        raise ConfigError(f"{path}: no instance of this benchmark belongs to model {model!r} "
-                          f"(instances are named <model>_idx<i>_...)")
+        raise ConfigError(
+            f"{path}: no instance of this benchmark belongs to model {model!r} (instances are named <model>_idx<i>_...)"
+        )
     results = []
     for name, index in sorted(index_of.items()):
         record = records.get(str(index))
         if record is None:
             continue
         word = _vnncomp_word(str(record["result"]))
-        results.append(VerifierResult(name, f"published:{record.get('method', 'unknown')}", word,
-                                      float(record.get("running_time", float("nan"))), note=f"{path.name}[{index}]"))
+        results.append(
+            VerifierResult(
+                name,
+                f"published:{record.get('method', 'unknown')}",
+                word,
+                float(record.get("running_time", float("nan"))),
+                note=f"{path.name}[{index}]",
+            )
+        )
     return results
 
 
@@ -154,13 +162,16 @@ def detect_format(source: Path) -> str:
             return "table"
         if len(first) >= 6:
             return "vnncomp-csv"
-        raise ConfigError(f"{source}: neither an adcert results table (header {','.join(_TABLE_HEADER)}) nor a "
-                          "VNN-COMP results.csv (benchmark,onnx,vnnlib,prepare,result,time)")
+        raise ConfigError(
+            f"{source}: neither an adcert results table (header {','.join(_TABLE_HEADER)}) nor a "
+            "VNN-COMP results.csv (benchmark,onnx,vnnlib,prepare,result,time)"
+        )
     return "result-file"
 
 
-def read_source(source, instances: dict[str, Instance], metadata: dict | None = None
-                ) -> tuple[list[VerifierResult], str]:
+def read_source(
+    source, instances: dict[str, Instance], metadata: dict | None = None
+) -> tuple[list[VerifierResult], str]:
     """Read any results source onto the benchmark's instances; return (results, its format)."""
     source = Path(source)
     kind = detect_format(source)
@@ -183,4 +194,3 @@ def read_source(source, instances: dict[str, Instance], metadata: dict | None = 
 def needs_counterexample(kind: str) -> bool:
     """Whether a ``sat`` from this kind of source must come with a counterexample (VNN-COMP rule)."""
     return kind in ("folder", "result-file")  # a results.csv may travel without its counterexample files
-

@@ -208,8 +208,14 @@ def _descend(net, x, lower, upper, polytopes, steps: int):
     return best_x, best_v, per_disjunct
 
 
-def falsify(onnx_path: str | Path, vnnlib_path: str | Path, steps: int = STEPS, restarts: int = RESTARTS,
-            seed: int = 0, start: np.ndarray | None = None) -> Falsification:
+def falsify(
+    onnx_path: str | Path,
+    vnnlib_path: str | Path,
+    steps: int = STEPS,
+    restarts: int = RESTARTS,
+    seed: int = 0,
+    start: np.ndarray | None = None,
+) -> Falsification:
     """PGD over the property's box for a point satisfying some output disjunct.
 
     Every disjunct gets ``restarts`` random starts (plus the box centre and ``start``, e.g. an
@@ -224,13 +230,16 @@ def falsify(onnx_path: str | Path, vnnlib_path: str | Path, steps: int = STEPS, 
     shape = onnx_input_shape(onnx_path)[1:]
     lower = torch.as_tensor(spec.lower, dtype=torch.float32).view(1, *shape)
     upper = torch.as_tensor(spec.upper, dtype=torch.float32).view(1, *shape)
-    polytopes = [(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32))
-                 for a, b in spec.polytopes]
+    polytopes = [
+        (torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)) for a, b in spec.polytopes
+    ]
     k = len(polytopes)
     restarts = max(1, min(restarts, _MAX_STARTS // k))
     x = _starts(lower, upper, shape, k, restarts, seed, start)
-    method = (f"PGD on the ONNX graph (torch), every disjunct: {restarts} random starts + centre"
-              f"{' + stored point' if start is not None else ''}, {steps} sign steps; re-checked with onnxruntime")
+    method = (
+        f"PGD on the ONNX graph (torch), every disjunct: {restarts} random starts + centre"
+        f"{' + stored point' if start is not None else ''}, {steps} sign steps; re-checked with onnxruntime"
+    )
     best_x, best_v, per_disjunct = _descend(net, x, lower, upper, polytopes, steps)
     margins = tuple(float(m) for m in per_disjunct)
     candidates = [int(i) for i in torch.argsort(best_v)[:3]]

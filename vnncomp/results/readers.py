@@ -29,15 +29,32 @@ from adcert_plugin.errors import VerifierError
 
 from ..export.vnnlib import format_number
 
-__all__ = ["RESULTS", "VerifierResult", "load_pickle_restricted", "read_abcrown_pickle", "read_result_file",
-           "read_results", "read_results_table", "read_table_identity", "reject", "write_result_file",
-           "write_results_table"]
+__all__ = [
+    "RESULTS",
+    "VerifierResult",
+    "load_pickle_restricted",
+    "read_abcrown_pickle",
+    "read_result_file",
+    "read_results",
+    "read_results_table",
+    "read_table_identity",
+    "reject",
+    "write_result_file",
+    "write_results_table",
+]
 
 logger = logging.getLogger(__name__)
 
 RESULTS = ("unsat", "sat", "timeout", "error", "unknown")
-_ALIASES = {"holds": "unsat", "violated": "sat", "timed_out": "timeout", "to": "timeout",
-            "invalid_counterexample": "error", "restart": "unknown", "early_stop": "unknown"}
+_ALIASES = {
+    "holds": "unsat",
+    "violated": "sat",
+    "timed_out": "timeout",
+    "to": "timeout",
+    "invalid_counterexample": "error",
+    "restart": "unknown",
+    "early_stop": "unknown",
+}
 _CEX_ATOM = re.compile(r"\(\s*([XY])_(\d+)\s+([^\s()]+)\s*\)")
 
 
@@ -115,8 +132,9 @@ def parse_result_text(text: str, instance: str, verifier: str, seconds: float = 
     return VerifierResult(instance, verifier, word, seconds, x, y)
 
 
-def read_result_file(path: str | Path, verifier: str, instance: str | None = None,
-                     seconds: float = float("nan")) -> VerifierResult:
+def read_result_file(
+    path: str | Path, verifier: str, instance: str | None = None, seconds: float = float("nan")
+) -> VerifierResult:
     """Read one single-instance result file (abCROWN single mode, NeuralSAT, our Marabou runner)."""
     path = Path(path)
     try:
@@ -142,15 +160,20 @@ def write_result_file(path: str | Path, result: VerifierResult) -> Path:
 
 # ------------------------------------------------------------ abCROWN csv-mode pickle
 
-_SAFE_GLOBALS = {
-    ("builtins", name) for name in
-    ("dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool", "complex", "bytes")
-} | {("collections", "defaultdict"), ("collections", "OrderedDict")} | {
-    (module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype")} | {
-    (module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")
-}
+_SAFE_GLOBALS = (
+    {
+        ("builtins", name)
+        for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool", "complex", "bytes")
+    }
+    | {("collections", "defaultdict"), ("collections", "OrderedDict")}
+    | {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    }
+    | {("numpy", "ndarray"), ("numpy", "dtype")}
+    | {(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")}
+)
 
 
 # abCROWN puts torch tensors into the pickle (``bab_ret``: the bound and the node count of each
@@ -159,13 +182,22 @@ _SAFE_GLOBALS = {
 # rebuild a tensor, and only those, are replaced by one that builds an inert placeholder: no torch
 # import, no code of the file's choosing. Any other name is refused as before.
 _TENSOR_GLOBALS = {
-    ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor_v3"), ("torch._utils", "_rebuild_tensor"),
-    ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_device_tensor_from_numpy"),
-    ("torch._tensor", "_rebuild_from_type_v2"), ("torch._tensor", "_rebuild_from_type"),
-    ("torch.storage", "_load_from_bytes"), ("torch", "Tensor"), ("torch.nn.parameter", "Parameter"),
-    ("torch", "Size"), ("torch", "device"),
-} | {("torch", dtype) for dtype in ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
-                                   "uint8", "bool")}
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_tensor_v3"),
+    ("torch._utils", "_rebuild_tensor"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_device_tensor_from_numpy"),
+    ("torch._tensor", "_rebuild_from_type_v2"),
+    ("torch._tensor", "_rebuild_from_type"),
+    ("torch.storage", "_load_from_bytes"),
+    ("torch", "Tensor"),
+    ("torch.nn.parameter", "Parameter"),
+    ("torch", "Size"),
+    ("torch", "device"),
+} | {
+    ("torch", dtype)
+    for dtype in ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+}
 
 
 class OpaqueTensor:
@@ -206,8 +238,16 @@ def load_pickle_restricted(data: bytes, source: str = "pickle"):
     """
     try:
         return _RestrictedUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, ImportError, IndexError,
-            KeyError) as err:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ValueError,
+        TypeError,
+        ImportError,
+        IndexError,
+        KeyError,
+    ) as err:
         raise VerifierError(f"{source}: not a plain abCROWN results pickle ({err})") from err
 
 
@@ -278,8 +318,11 @@ def read_table_identity(path: str | Path) -> set[tuple[str, str]]:
     """The (network_sha256, eps) pairs a results table records (empty for older tables)."""
     try:
         with Path(path).open(newline="") as f:
-            return {(row.get("network_sha256") or "", row.get("eps") or "") for row in csv.DictReader(f)
-                    if row.get("network_sha256") or row.get("eps")}
+            return {
+                (row.get("network_sha256") or "", row.get("eps") or "")
+                for row in csv.DictReader(f)
+                if row.get("network_sha256") or row.get("eps")
+            }
     except OSError as err:
         raise VerifierError(f"cannot read results table {path}: {err}") from err
 
@@ -294,12 +337,21 @@ def read_results_table(path: str | Path) -> list[VerifierResult]:
         raise VerifierError(f"cannot read results table {path}: {err}") from err
     if rows and set(_TABLE_FIELDS) - set(rows[0]):
         raise VerifierError(f"{path}: missing columns {sorted(set(_TABLE_FIELDS) - set(rows[0]))}")
-    return [VerifierResult(r["instance"], r["verifier"], normalize_word(r["result"], str(path)),
-                           float(r["seconds"] or "nan"), note=r["note"]) for r in rows]
+    return [
+        VerifierResult(
+            r["instance"],
+            r["verifier"],
+            normalize_word(r["result"], str(path)),
+            float(r["seconds"] or "nan"),
+            note=r["note"],
+        )
+        for r in rows
+    ]
 
 
-def read_results(source: str | Path, verifier: str | None = None,
-                 instances: Sequence[str] | None = None) -> list[VerifierResult]:
+def read_results(
+    source: str | Path, verifier: str | None = None, instances: Sequence[str] | None = None
+) -> list[VerifierResult]:
     """Read verifier results from a table, a pickle, a result file, or a folder of result files.
 
     Args:

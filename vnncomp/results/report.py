@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 # torch and this module is read by the torch-free verifier workers' package.
 SUMMARY_FILE, CONFIG_FILE = "summary.json", "config.json"
 
+
 @dataclass(frozen=True)
 class CrossCheck:
     """Eval rows merged with verifier results.
@@ -65,16 +66,26 @@ class CrossCheck:
         return self.certified_merged / self.total if self.total else float("nan")
 
     def summary(self) -> dict:
-        return {"total": self.total, "certified_incomplete": self.certified_incomplete,
-                "certified_merged": self.certified_merged, "falsified": self.falsified,
-                "certified_accuracy": self.certified_accuracy, "contradictions": self.contradictions,
-                "coverage": {**self.coverage.summary(), "answers_in_eval": self.answers_in_eval}}
+        return {
+            "total": self.total,
+            "certified_incomplete": self.certified_incomplete,
+            "certified_merged": self.certified_merged,
+            "falsified": self.falsified,
+            "certified_accuracy": self.certified_accuracy,
+            "contradictions": self.contradictions,
+            "coverage": {**self.coverage.summary(), "answers_in_eval": self.answers_in_eval},
+        }
 
     def coverage_lines(self) -> list[str]:
-        return [self.coverage.line(),
-                f"cross-checked {self.answers_in_eval}/{self.answers} verifier answers against the eval report's rows"
-                + (f" ({self.answers - self.answers_in_eval} are on samples it does not hold)"
-                   if self.answers_in_eval < self.answers else "")]
+        return [
+            self.coverage.line(),
+            f"cross-checked {self.answers_in_eval}/{self.answers} verifier answers against the eval report's rows"
+            + (
+                f" ({self.answers - self.answers_in_eval} are on samples it does not hold)"
+                if self.answers_in_eval < self.answers
+                else ""
+            ),
+        ]
 
 
 def _with_eval_answer(row: dict, answers: dict[str, str]) -> dict[str, str]:
@@ -92,8 +103,9 @@ def _merge_row(row: dict, answers: dict[str, str], problems: list[str]) -> dict:
     unsat = sorted(v for v, word in answers.items() if word == "unsat")
     sat = sorted(v for v, word in answers.items() if word == "sat")
     if unsat and attacked:
-        problems.append(f"sample {index}: {', '.join(unsat)} says unsat but the attack succeeded "
-                        "(or the sample is misclassified)")
+        problems.append(
+            f"sample {index}: {', '.join(unsat)} says unsat but the attack succeeded (or the sample is misclassified)"
+        )
     if sat and certified:
         problems.append(f"sample {index}: {', '.join(sat)} says sat but {certified} certified it")
     if unsat and sat:
@@ -102,9 +114,13 @@ def _merge_row(row: dict, answers: dict[str, str], problems: list[str]) -> dict:
     return {**row, "verifiers": dict(answers), "merged": merged}
 
 
-def cross_check(eval_rows: Sequence[dict], results: Sequence[VerifierResult],
-                instance_index: dict[str, int], instance_labels: dict[str, int] | None = None,
-                raise_on_contradiction: bool = True) -> CrossCheck:
+def cross_check(
+    eval_rows: Sequence[dict],
+    results: Sequence[VerifierResult],
+    instance_index: dict[str, int],
+    instance_labels: dict[str, int] | None = None,
+    raise_on_contradiction: bool = True,
+) -> CrossCheck:
     """Merge adcert-eval's per-sample rows with complete-verifier results.
 
     Certified = an incomplete method certified it OR some verifier said ``unsat``.
@@ -131,24 +147,37 @@ def cross_check(eval_rows: Sequence[dict], results: Sequence[VerifierResult],
         index = instance_index[r.instance]
         label = (instance_labels or {}).get(r.instance)
         if index in by_index and label is not None and int(by_index[index]["label"]) != int(label):
-            raise ConfigError(f"instance {r.instance}: label {label} but the eval report says "
-                              f"{by_index[index]['label']} for sample {index}; different data sets?")
+            raise ConfigError(
+                f"instance {r.instance}: label {label} but the eval report says "
+                f"{by_index[index]['label']} for sample {index}; different data sets?"
+            )
         answers.setdefault(index, {})[r.verifier] = r.result
     missing = sorted(set(answers) - set(by_index))
     if answers and len(missing) == len(answers):  # nothing would be cross-checked: not a result, a mismatch
-        raise ConfigError(f"none of the {len(answers)} verified samples (test indices {missing[:10]}) is in the eval "
-                          "report, so nothing can be cross-checked; export the samples the eval covers "
-                          "(adcert-export with adcert-eval's --start/--end) or evaluate the benchmark's samples")
+        raise ConfigError(
+            f"none of the {len(answers)} verified samples (test indices {missing[:10]}) is in the eval "
+            "report, so nothing can be cross-checked; export the samples the eval covers "
+            "(adcert-export with adcert-eval's --start/--end) or evaluate the benchmark's samples"
+        )
     if missing:
-        logger.warning("%d verified samples are not in the eval report (not cross-checked against it): %s",
-                       len(missing), missing[:10])
+        logger.warning(
+            "%d verified samples are not in the eval report (not cross-checked against it): %s",
+            len(missing),
+            missing[:10],
+        )
     decided = [r for r in results if r.instance in instance_index and claimed_word(r) in ("sat", "unsat")]
     problems: list[str] = []
     rows = [_merge_row(row, answers.get(int(row["index"]), {}), problems) for row in eval_rows]
-    check = CrossCheck(rows, len(rows), sum(bool(r.get("certified_by")) for r in rows),
-                       sum(r["merged"] == "certified" for r in rows),
-                       sum(r["merged"] == "falsified" for r in rows), problems, len(decided),
-                       sum(instance_index[r.instance] in by_index for r in decided))
+    check = CrossCheck(
+        rows,
+        len(rows),
+        sum(bool(r.get("certified_by")) for r in rows),
+        sum(r["merged"] == "certified" for r in rows),
+        sum(r["merged"] == "falsified" for r in rows),
+        problems,
+        len(decided),
+        sum(instance_index[r.instance] in by_index for r in decided),
+    )
     if problems and raise_on_contradiction:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise SoundnessError(f"{len(problems)} contradictions: {shown}")
@@ -165,8 +194,12 @@ def _json_lines(path: Path, text: str) -> list:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
             last = all(not rest.strip() for rest in lines[number:])
-            why = ("is cut short: the file was truncated (a crash or a full disk); adcert-eval --resume on its "
-                   "folder repairs it" if last else f"is not JSON ({err.msg}, column {err.colno})")
+            why = (
+                "is cut short: the file was truncated (a crash or a full disk); adcert-eval --resume on its "
+                "folder repairs it"
+                if last
+                else f"is not JSON ({err.msg}, column {err.colno})"
+            )
             raise ConfigError(f"{path} line {number} {why}") from None
     return rows
 
@@ -189,8 +222,10 @@ def read_eval_rows(path: str | Path) -> list[dict]:
     except (OSError, json.JSONDecodeError, AttributeError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read eval report {path}: {err}") from err
     if not isinstance(rows, list) or not rows:
-        raise ConfigError(f"{path} holds no per-sample rows; pass adcert-eval's samples.jsonl "
-                          "(e.g. runs/adcert/eval-0.1/samples.jsonl), not its summary.json or an empty file")
+        raise ConfigError(
+            f"{path} holds no per-sample rows; pass adcert-eval's samples.jsonl "
+            "(e.g. runs/adcert/eval-0.1/samples.jsonl), not its summary.json or an empty file"
+        )
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict) or "index" not in row or "label" not in row:
             raise ConfigError(f"{path}: row {number} lacks 'index'/'label'; is this adcert-eval's per-sample file?")
@@ -209,8 +244,11 @@ def _load_source(source: Path, instances: dict, metadata: dict, identity: dict) 
 
 def _rejected_sats(before: Sequence[VerifierResult], after: Sequence[VerifierResult]) -> list[str]:
     """The ``sat`` answers that validation turned into errors: ``instance/verifier: why``."""
-    return [f"{b.instance}/{b.verifier}: {a.note}" for b, a in zip(before, after)
-            if b.result == "sat" and a.result == "error"]
+    return [
+        f"{b.instance}/{b.verifier}: {a.note}"
+        for b, a in zip(before, after)
+        if b.result == "sat" and a.result == "error"
+    ]
 
 
 def _same_eps(a, b) -> bool:
@@ -220,8 +258,10 @@ def _same_eps(a, b) -> bool:
 def _check_table_identity(path: Path, identity: dict) -> None:
     for digest, eps in read_table_identity(path):
         if digest and identity.get("network_sha256") and digest != identity["network_sha256"]:
-            raise ConfigError(f"{path} holds results for another network (ONNX sha256 {digest[:12]}, "
-                              f"the benchmark's is {identity['network_sha256'][:12]}); pass results of this benchmark")
+            raise ConfigError(
+                f"{path} holds results for another network (ONNX sha256 {digest[:12]}, "
+                f"the benchmark's is {identity['network_sha256'][:12]}); pass results of this benchmark"
+            )
         if eps and identity.get("eps") is not None and not _same_eps(eps, identity["eps"]):
             raise ConfigError(f"{path} holds results at eps {eps}, the benchmark is at eps {identity['eps']}")
 
@@ -245,19 +285,26 @@ def check_same_network(eval_path: Path, bench_dir: Path, identity: dict) -> None
     ev = eval_identity(eval_path)
     if ev.get("checkpoint_sha256") and identity.get("checkpoint_sha256"):
         if ev["checkpoint_sha256"] != identity["checkpoint_sha256"]:
-            raise ConfigError(f"{eval_path} evaluates another network than {bench_dir} (checkpoint sha256 "
-                              f"{ev['checkpoint_sha256'][:12]} vs {identity['checkpoint_sha256'][:12]}); "
-                              "evaluate the checkpoint the benchmark was exported from")
+            raise ConfigError(
+                f"{eval_path} evaluates another network than {bench_dir} (checkpoint sha256 "
+                f"{ev['checkpoint_sha256'][:12]} vs {identity['checkpoint_sha256'][:12]}); "
+                "evaluate the checkpoint the benchmark was exported from"
+            )
     else:
-        logger.warning("cannot tell whether %s and %s are of the same network (no checkpoint sha256 recorded)",
-                       eval_path, bench_dir)
+        logger.warning(
+            "cannot tell whether %s and %s are of the same network (no checkpoint sha256 recorded)",
+            eval_path,
+            bench_dir,
+        )
     if ev.get("eps") is not None and identity.get("eps") is not None and not _same_eps(ev["eps"], identity["eps"]):
-        raise ConfigError(f"{eval_path} is at eps {ev['eps']}, {bench_dir} at eps {identity['eps']}; "
-                          "evaluate at the benchmark's eps")
+        raise ConfigError(
+            f"{eval_path} is at eps {ev['eps']}, {bench_dir} at eps {identity['eps']}; evaluate at the benchmark's eps"
+        )
 
 
-def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None = None,
-                     raise_on_contradiction: bool = True) -> CrossCheck:
+def report_benchmark(
+    eval_path, bench_dir, sources: Sequence[str | Path] | None = None, raise_on_contradiction: bool = True
+) -> CrossCheck:
     """Merge an eval per-sample report with every verifier result of a benchmark.
 
     Every answer is first checked against the benchmark's evidence (export attack points,
@@ -284,22 +331,29 @@ def report_benchmark(eval_path, bench_dir, sources: Sequence[str | Path] | None 
     instances = {i.name: i for i in read_instances(bench_dir)}
     paths = [Path(s) for s in sources] if sources else sorted((bench_dir / "results").glob("*.csv"))
     if not paths:
-        raise ConfigError(f"no verifier results under {bench_dir / 'results'}; run adcert-verify first "
-                          "or pass --results")
-    results, rejected = [], []
+        raise ConfigError(
+            f"no verifier results under {bench_dir / 'results'}; run adcert-verify first or pass --results"
+        )
+    results: list = []
+    rejected: list = []
     for path in paths:
         loaded, refused = _load_source(path, instances, metadata, identity)
         results, rejected = results + loaded, rejected + refused
     checked = check_answers(bench_dir, results)
     labels = {e["instance"]: int(e["label"]) for e in metadata.get("instances", [])}
     try:
-        merged = cross_check(eval_rows, checked.results, instance_sample_index(metadata), labels,
-                             raise_on_contradiction=False)
+        merged = cross_check(
+            eval_rows, checked.results, instance_sample_index(metadata), labels, raise_on_contradiction=False
+        )
     except ConfigError:  # e.g. no verified sample in the eval report; a contradiction outranks that
         checked.raise_if_contradicted()
         raise
-    merged = replace(merged, contradictions=checked.contradictions + merged.contradictions,
-                     coverage=checked.coverage, rejected=tuple(rejected))
+    merged = replace(
+        merged,
+        contradictions=checked.contradictions + merged.contradictions,
+        coverage=checked.coverage,
+        rejected=tuple(rejected),
+    )
     if merged.contradictions and raise_on_contradiction:
         shown = "; ".join(merged.contradictions[:10])
         raise SoundnessError(f"{len(merged.contradictions)} contradictions: {shown}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -33,9 +34,22 @@ from ..export.abcrown import single_instance_args
 from ..export.instances import Instance
 from ..results import VerifierResult, read_abcrown_pickle, write_result_file
 from ..results.readers import parse_result_text
-from .common import (PROJECT_ROOT, STARTUP_GRACE, Command, RunPlan, announce, in_parallel, log_tail, plan, python_env,
-                     record, reused, run_benchmark,
-                     run_process, share_cores)
+from .common import (
+    PROJECT_ROOT,
+    STARTUP_GRACE,
+    Command,
+    RunPlan,
+    announce,
+    in_parallel,
+    log_tail,
+    plan,
+    python_env,
+    record,
+    reused,
+    run_benchmark,
+    run_process,
+    share_cores,
+)
 
 ENV_CHECKOUT = "ADCERT_ABCROWN"
 ENV_PYTHON = "ADCERT_ABCROWN_PYTHON"
@@ -65,8 +79,10 @@ def find_abcrown(abcrown_path=None) -> Path:
         if (candidate / "abcrown.py").is_file():
             return candidate
     where = f"no complete_verifier/abcrown.py under {named}" if named else "alpha-beta-CROWN is not installed"
-    raise VerifierError(f"{where}; run `make abcrown` (it builds {DEFAULT_VENV.name} in the checkout), or pass "
-                        f"--abcrown /path/to/alpha-beta-CROWN (or set {ENV_CHECKOUT})")
+    raise VerifierError(
+        f"{where}; run `make abcrown` (it builds {DEFAULT_VENV.name} in the checkout), or pass "
+        f"--abcrown /path/to/alpha-beta-CROWN (or set {ENV_CHECKOUT})"
+    )
 
 
 def find_abcrown_python(python=None) -> str:
@@ -81,8 +97,10 @@ def find_abcrown_python(python=None) -> str:
     if not named:
         if DEFAULT_PYTHON.exists():
             return str(DEFAULT_PYTHON)
-        raise VerifierError(f"alpha-beta-CROWN needs the interpreter of its own environment: run `make abcrown`, "
-                            f"or pass --abcrown-python /path/to/its/venv/bin/python (or set {ENV_PYTHON})")
+        raise VerifierError(
+            f"alpha-beta-CROWN needs the interpreter of its own environment: run `make abcrown`, "
+            f"or pass --abcrown-python /path/to/its/venv/bin/python (or set {ENV_PYTHON})"
+        )
     if not Path(named).expanduser().exists():
         raise VerifierError(f"abCROWN interpreter {named} does not exist; pass --abcrown-python (or set {ENV_PYTHON})")
     return str(Path(named).expanduser())
@@ -98,8 +116,10 @@ def abcrown_config(bench_dir: Path, device: str) -> Path:
     """The benchmark's ``abcrown_<device>.yaml``."""
     path = Path(bench_dir) / f"abcrown_{device}.yaml"
     if not path.is_file():
-        raise VerifierError(f"{path} does not exist; re-export the benchmark (adcert-export writes "
-                            "abcrown_cpu.yaml and abcrown_gpu.yaml)")
+        raise VerifierError(
+            f"{path} does not exist; re-export the benchmark (adcert-export writes "
+            "abcrown_cpu.yaml and abcrown_gpu.yaml)"
+        )
     return path
 
 
@@ -117,18 +137,35 @@ class ABCrownRunner:
     def command(self, instance: Instance, results_file: Path, seconds: float) -> Command:
         args = single_instance_args(self.config, instance.onnx, instance.vnnlib, results_file, seconds)
         cex = results_file.with_name(f"{instance.name}.cex.txt")
-        return Command([self.python, str(self.workdir / "abcrown.py"), *args, "--cex_path", str(cex)],
-                       _env(results_file.parent))
+        return Command(
+            [self.python, str(self.workdir / "abcrown.py"), *args, "--cex_path", str(cex)], _env(results_file.parent)
+        )
 
     def csv_command(self, csv_path: Path, pickle_path: Path, seconds: float) -> Command:
         """One process over ``csv_path``, every instance with ``seconds`` (the YAML's ``bab.timeout``
         overridden) and each counterexample kept as ``<csv>.cex.txt.<row>`` (abcrown_hooks.py)."""
         cex = csv_path.with_suffix(".cex.txt")
         saver = f'Customized("{HOOKS}", "save_numbered")'
-        return Command([self.python, str(self.workdir / "abcrown.py"), "--config", str(self.config),
-                        "--csv_name", str(csv_path), "--results_file", str(pickle_path), "--cex_path", str(cex),
-                        "--override_timeout", f"{seconds:g}", "--save_adv_example", "--adv_saver", saver],
-                       _env(csv_path.parent))
+        return Command(
+            [
+                self.python,
+                str(self.workdir / "abcrown.py"),
+                "--config",
+                str(self.config),
+                "--csv_name",
+                str(csv_path),
+                "--results_file",
+                str(pickle_path),
+                "--cex_path",
+                str(cex),
+                "--override_timeout",
+                f"{seconds:g}",
+                "--save_adv_example",
+                "--adv_saver",
+                saver,
+            ],
+            _env(csv_path.parent),
+        )
 
 
 def _csv_answer(row: VerifierResult, instance: Instance, cex_file: Path) -> VerifierResult:
@@ -156,17 +193,22 @@ def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], t
     csv_path.write_text("".join(f"{i.onnx},{i.vnnlib},{seconds:g}\n" for i in chunk))
     limit = len(chunk) * (seconds + _CSV_OVERHEAD) + STARTUP_GRACE[runner.name]
     command = share_cores(runner.csv_command(csv_path, pickle_path, seconds), run.jobs)
-    status, wall = run_process(command, log_file, limit, runner.name, run.results_dir)
+    status, _wall = run_process(command, log_file, limit, runner.name, run.results_dir)
     names = [i.name for i in chunk]
     answered = read_abcrown_pickle(pickle_path, names) if pickle_path.is_file() else []
     if status is None:
-        missing = VerifierResult("", runner.name, "timeout", float("nan"),
-                                 note=f"abCROWN csv run killed at its wall limit ({limit:g} s)")
+        missing = VerifierResult(
+            "", runner.name, "timeout", float("nan"), note=f"abCROWN csv run killed at its wall limit ({limit:g} s)"
+        )
     else:
         tail = log_tail(log_file)
-        missing = VerifierResult("", runner.name, "error", float("nan"),
-                                 note=f"abCROWN csv run exited {status} before this instance"
-                                      f"{': ' + tail if tail else ''} (log {log_file})")
+        missing = VerifierResult(
+            "",
+            runner.name,
+            "error",
+            float("nan"),
+            note=f"abCROWN csv run exited {status} before this instance{': ' + tail if tail else ''} (log {log_file})",
+        )
     results = []
     for k, instance in enumerate(chunk):
         if k < len(answered):
@@ -182,8 +224,9 @@ def _run_csv_chunk(runner: ABCrownRunner, run: RunPlan, chunk: list[Instance], t
     return results
 
 
-def _confirm_sat(runner: ABCrownRunner, run: RunPlan, results: list[VerifierResult],
-                 chunk: list[Instance]) -> list[VerifierResult]:
+def _confirm_sat(
+    runner: ABCrownRunner, run: RunPlan, results: list[VerifierResult], chunk: list[Instance]
+) -> list[VerifierResult]:
     """A ``sat`` that came without its counterexample is run again alone (single mode), which writes one."""
     again = [i for i, r in zip(chunk, results) if r.result == "sat" and r.counterexample is None]
     if not again:
@@ -195,8 +238,11 @@ def _confirm_sat(runner: ABCrownRunner, run: RunPlan, results: list[VerifierResu
     for r in results:
         c = confirmed.get(r.instance)
         if c is not None and c.result != "sat":  # the single run disagrees: the csv's sat has no proof
-            c = replace(c, result="error" if c.result == "unsat" else c.result,
-                        note=f"csv mode said sat, single mode {c.result}; {c.note}")
+            c = replace(
+                c,
+                result="error" if c.result == "unsat" else c.result,
+                note=f"csv mode said sat, single mode {c.result}; {c.note}",
+            )
             write_result_file(run.results_dir / f"{r.instance}.txt", c)
         out.append(replace(c, note=f"{c.note}; confirmed alone") if c is not None else r)
     return out
@@ -212,16 +258,28 @@ def run_csv(runner: ABCrownRunner, run: RunPlan) -> list[VerifierResult]:
     chunks = []
     for seconds in sorted({run.seconds[i.name] for i in pending}):
         same = [i for i in pending if run.seconds[i.name] == seconds]
-        chunks += [same[k::run.jobs] for k in range(min(run.jobs, len(same)))]
-    done = in_parallel(lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])), list(enumerate(chunks)),
-                       max(1, min(run.jobs, len(chunks))), runner.name)
+        chunks += [same[k :: run.jobs] for k in range(min(run.jobs, len(same)))]
+    done = in_parallel(
+        lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])),
+        list(enumerate(chunks)),
+        max(1, min(run.jobs, len(chunks))),
+        runner.name,
+    )
     fresh = {r.instance: r for results in done for r in results}
     return [earlier[i.name] or fresh[i.name] for i in run.instances]
 
 
-def run_abcrown(abcrown_path=None, bench_dir=None, timeout: float | None = None, device: str = "cpu",
-                instances: Sequence[str] | None = None, python: str | Path | None = None, mode: str = "single",
-                jobs: int = 1, force: bool = False) -> list[VerifierResult]:
+def run_abcrown(
+    abcrown_path=None,
+    bench_dir=None,
+    timeout: float | None = None,
+    device: str = "cpu",
+    instances: Sequence[str] | None = None,
+    python: str | Path | None = None,
+    mode: str = "single",
+    jobs: int = 1,
+    force: bool = False,
+) -> list[VerifierResult]:
     """Run alpha-beta-CROWN on a benchmark under the interpreter of its own environment.
 
     Args:
@@ -239,8 +297,9 @@ def run_abcrown(abcrown_path=None, bench_dir=None, timeout: float | None = None,
         VerifierError: No checkout, no interpreter, no config for ``device``, or an unknown mode.
     """
     if mode not in MODES or device not in DEVICES:
-        raise VerifierError(f"abCROWN mode must be one of {MODES} and device one of {DEVICES}; "
-                            f"got {mode!r}, {device!r}")
+        raise VerifierError(
+            f"abCROWN mode must be one of {MODES} and device one of {DEVICES}; got {mode!r}, {device!r}"
+        )
     if bench_dir is None:
         raise VerifierError("run_abcrown needs a benchmark folder")
     workdir, interpreter = find_abcrown(abcrown_path), find_abcrown_python(python)

@@ -56,8 +56,10 @@ def main() -> int:
         return 1
     _say(f"check instance: {result.result} in {result.seconds:.1f} s{' (' + result.note + ')' if result.note else ''}")
     if result.result != "unsat":
-        _say("Error: alpha-beta-CROWN did not prove the check instance (expected unsat); the note above says why",
-             sys.stderr)
+        _say(
+            "Error: alpha-beta-CROWN did not prove the check instance (expected unsat); the note above says why",
+            sys.stderr,
+        )
         return 1
     _say("alpha-beta-CROWN works: adcert-verify --verifier abcrown and adcert-eval --complete abcrown find it")
     return 0

@@ -22,11 +22,12 @@ import math
 import os
 import signal
 import threading
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from adcert_plugin.errors import VerifierError
 
@@ -67,7 +68,7 @@ class RunPlan:
     force: bool = False
     hashes: dict[str, str] = field(default_factory=dict)
     mode: str = ""  # a verifier's way of running whose answers differ in kind (abCROWN csv)
-    progress: "Progress | None" = None  # one line per answer, when a CLI asked (reporting())
+    progress: Progress | None = None  # one line per answer, when a CLI asked (reporting())
 
 
 def sha256_file(path: Path) -> str:
@@ -89,8 +90,15 @@ def select(bench_dir: Path, names: Sequence[str] | None) -> list[Instance]:
     return instances
 
 
-def plan(bench_dir, verifier: str, timeout: float | None, names: Sequence[str] | None, jobs: int = 1,
-         force: bool = False, mode: str = "") -> RunPlan:
+def plan(
+    bench_dir,
+    verifier: str,
+    timeout: float | None,
+    names: Sequence[str] | None,
+    jobs: int = 1,
+    force: bool = False,
+    mode: str = "",
+) -> RunPlan:
     """Resolve the benchmark, the instances and their timeouts; create the results folder."""
     if jobs < 1:
         raise VerifierError(f"jobs must be at least 1, got {jobs}")
@@ -124,8 +132,10 @@ class Progress:
         with self._lock:
             self.done += 1
             reused_ = " (reused)" if "reused" in (result.note or "") else ""
-            self.stream.write(f"[{self.done}/{self.total}] {self.verifier} {result.instance}: {result.result} in "
-                              f"{result.seconds:.1f} s{reused_}\n")
+            self.stream.write(
+                f"[{self.done}/{self.total}] {self.verifier} {result.instance}: {result.result} in "
+                f"{result.seconds:.1f} s{reused_}\n"
+            )
             self.stream.flush()
 
 
@@ -147,15 +157,26 @@ def announce(run: RunPlan, result: VerifierResult) -> VerifierResult:
 
 # ------------------------------------------------------------------------- resume records
 
+
 def _meta(run: RunPlan, instance: Instance, verifier: str) -> dict:
-    return {"version": _META_VERSION, "onnx_sha256": run.hashes[str(instance.onnx)], "verifier": verifier,
-            "timeout": run.seconds[instance.name], "vnnlib": str(instance.vnnlib), "mode": run.mode}
+    return {
+        "version": _META_VERSION,
+        "onnx_sha256": run.hashes[str(instance.onnx)],
+        "verifier": verifier,
+        "timeout": run.seconds[instance.name],
+        "vnnlib": str(instance.vnnlib),
+        "mode": run.mode,
+    }
 
 
 def record(run: RunPlan, instance: Instance, result: VerifierResult) -> None:
     """Write ``<instance>.json`` beside the results file: what the answer is for, and its wall time."""
-    meta = {**_meta(run, instance, result.verifier), "result": result.result, "seconds": result.seconds,
-            "note": result.note}
+    meta = {
+        **_meta(run, instance, result.verifier),
+        "result": result.result,
+        "seconds": result.seconds,
+        "note": result.note,
+    }
     path = run.results_dir / f"{instance.name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=1, default=float) + "\n")
@@ -180,11 +201,11 @@ def reused(run: RunPlan, instance: Instance, verifier: str) -> VerifierResult | 
     if any(meta.get(k) != v for k, v in wanted.items()) or result.result == "error":
         return None
     note = meta.get("note") or ""
-    return replace(result, seconds=float(meta.get("seconds", math.nan)),
-                   note=f"{note}; reused" if note else "reused")
+    return replace(result, seconds=float(meta.get("seconds", math.nan)), note=f"{note}; reused" if note else "reused")
 
 
 # ---------------------------------------------------------------------------- one process
+
 
 def log_tail(log_file: Path, lines: int = 1) -> str:
     """The last non-empty line of a log, shortened: the reason a process failed, for the summary."""
@@ -210,13 +231,15 @@ def exit_reason(status: int) -> str:
     return f"killed by {name}{hint}"
 
 
-def outcome(instance: Instance, verifier: str, results_file: Path, log_file: Path, status: int | None,
-            seconds: float) -> VerifierResult:
+def outcome(
+    instance: Instance, verifier: str, results_file: Path, log_file: Path, status: int | None, seconds: float
+) -> VerifierResult:
     """The answer of one finished (or killed) process, from its results file; written back to it."""
     if status is None:
         logger.info("%s on %s: killed after %.1f s", verifier, instance.name, seconds)
-        return _write(results_file, VerifierResult(instance.name, verifier, "timeout", seconds,
-                                                   note="killed at the wall limit"))
+        return _write(
+            results_file, VerifierResult(instance.name, verifier, "timeout", seconds, note="killed at the wall limit")
+        )
     if not results_file.is_file():
         tail = log_tail(log_file)
         note = f"{exit_reason(status)}, no results file{': ' + tail if tail else ''} (log {log_file})"
@@ -255,7 +278,7 @@ def run_one(runner: Runner, run: RunPlan, instance: Instance, warm: WarmPool | N
     seconds = run.seconds[instance.name]
     command = share_cores(runner.command(instance, results_file, seconds), run.jobs)
     forked = warm is not None and warm.forked(command)
-    launch = warm.run if forked else run_process
+    launch = warm.run if forked and warm is not None else run_process
     grace = FORKED_GRACE if forked else STARTUP_GRACE[runner.name]
     status, wall = launch(command, log_file, seconds + grace, runner.name, run.results_dir)
     result = outcome(instance, runner.name, results_file, log_file, status, wall)

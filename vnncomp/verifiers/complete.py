@@ -35,9 +35,8 @@ import numpy as np
 
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ExportError
-from adcert_plugin.io import atomic_write_text, sha256_file
 from adcert_plugin.evaluation.verifiers import CompleteAnswer, CompleteRequest
-from adcert_plugin.io import sha256_file
+from adcert_plugin.io import atomic_write_text, sha256_file
 
 from ..export.abcrown import write_abcrown_configs
 from ..export.instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
@@ -54,11 +53,20 @@ def _eps_tag(eps: float) -> str:
 
 
 def _identity(request: CompleteRequest) -> dict:
-    return {"format": "adcert-benchmark", "version": 1, "source": "adcert-eval --complete",
-            "net": request.network, "checkpoint_sha256": request.network_sha256, "eps": float(request.eps),
-            "mean": list(request.mean), "std": list(request.std), "shape": list(request.x.shape[1:]),
-            "num_classes": request.num_classes, "timeout": float(request.timeout),
-            "onnx": f"onnx/{request.network}.onnx"}
+    return {
+        "format": "adcert-benchmark",
+        "version": 1,
+        "source": "adcert-eval --complete",
+        "net": request.network,
+        "checkpoint_sha256": request.network_sha256,
+        "eps": float(request.eps),
+        "mean": list(request.mean),
+        "std": list(request.std),
+        "shape": list(request.x.shape[1:]),
+        "num_classes": request.num_classes,
+        "timeout": float(request.timeout),
+        "onnx": f"onnx/{request.network}.onnx",
+    }
 
 
 def prepare_benchmark(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
@@ -116,14 +124,18 @@ def _prepare(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
 
 def _write_property(bench: Path, params: dict, index: int, image, label: int) -> str:
     name = f"{params['net']}_idx{index}_eps{_eps_tag(params['eps'])}"
-    comment = (f"adcert-eval --complete: test index {index}, label {label}; L_inf eps {params['eps']!r} in pixel "
-               f"space; bounds normalised with mean {params['mean']} std {params['std']}, NCHW flattening")
-    prop = property_from_sample(image, label, params["eps"], params["mean"], params["std"], params["num_classes"],
-                                comment)
+    comment = (
+        f"adcert-eval --complete: test index {index}, label {label}; L_inf eps {params['eps']!r} in pixel "
+        f"space; bounds normalised with mean {params['mean']} std {params['std']}, NCHW flattening"
+    )
+    prop = property_from_sample(
+        image, label, params["eps"], params["mean"], params["std"], params["num_classes"], comment
+    )
     text = render_v1(prop)
     parsed = validate_v1(text)
-    if parsed.label != label or not (np.array_equal(parsed.lower, prop.lower) and np.array_equal(parsed.upper,
-                                                                                               prop.upper)):
+    if parsed.label != label or not (
+        np.array_equal(parsed.lower, prop.lower) and np.array_equal(parsed.upper, prop.upper)
+    ):
         raise ExportError(f"{name}: the VNN-LIB text does not read back as the intended property")
     path = bench / "vnnlib" / f"{name}.vnnlib"
     if not path.is_file() or path.read_text() != text:
@@ -137,17 +149,29 @@ def _write_lists(bench: Path, params: dict, names: dict[str, int], labels: dict[
     old = json.loads(meta_path.read_text()).get("instances", []) if meta_path.is_file() else []
     entries = {e["instance"]: e for e in old if (bench / e["vnnlib"]).is_file()}
     for name, index in names.items():
-        entries[name] = {"instance": name, "index": index, "label": labels[name], "onnx": params["onnx"],
-                         "vnnlib": f"vnnlib/{name}.vnnlib", "timeout": params["timeout"], "pgd_robust": True}
+        entries[name] = {
+            "instance": name,
+            "index": index,
+            "label": labels[name],
+            "onnx": params["onnx"],
+            "vnnlib": f"vnnlib/{name}.vnnlib",
+            "timeout": params["timeout"],
+            "pgd_robust": True,
+        }
     rows = sorted(entries.values(), key=lambda e: e["index"])
     for row, entry in enumerate(rows):
         entry["row"] = row
     partial = bench / f".{INSTANCES_CSV}.{os.getpid()}"  # a reader in another process never sees half a list
     write_instances_csv(partial, [(e["onnx"], e["vnnlib"], e["timeout"]) for e in rows])
     os.replace(partial, bench / INSTANCES_CSV)
-    metadata = {"net": params["net"], "eps": params["eps"], "checkpoint_sha256": params["checkpoint_sha256"],
-                "onnx_sha256": params["onnx_sha256"],
-                "source": params["source"], "instances": rows}
+    metadata = {
+        "net": params["net"],
+        "eps": params["eps"],
+        "checkpoint_sha256": params["checkpoint_sha256"],
+        "onnx_sha256": params["onnx_sha256"],
+        "source": params["source"],
+        "instances": rows,
+    }
     atomic_write_text(meta_path, json.dumps(metadata, indent=1) + "\n")
 
 
@@ -157,8 +181,11 @@ def _verify_kwargs(name: str, options: dict) -> dict:
     if name == "neuralsat":
         kwargs["python"] = options.get("neuralsat_python")
     elif name == "abcrown":
-        kwargs.update(abcrown_path=options.get("abcrown"), abcrown_python=options.get("abcrown_python"),
-                      mode=options.get("abcrown_mode") or "single")
+        kwargs.update(
+            abcrown_path=options.get("abcrown"),
+            abcrown_python=options.get("abcrown_python"),
+            mode=options.get("abcrown_mode") or "single",
+        )
     return kwargs
 
 
@@ -178,18 +205,33 @@ class BenchmarkVerifier:
             find_abcrown(options.get("abcrown"))
             find_abcrown_python(options.get("abcrown_python"))
         elif self.name == "marabou":
-            logger.warning("Marabou 2.0.0 answers unsat on properties with valid counterexamples on padded CNNs "
-                           "(small-cnn); its unsat is cross-checked but not trustworthy there (README)")
+            logger.warning(
+                "Marabou 2.0.0 answers unsat on properties with valid counterexamples on padded CNNs "
+                "(small-cnn); its unsat is cross-checked but not trustworthy there (README)"
+            )
 
     def verify(self, request: CompleteRequest) -> list[CompleteAnswer]:
         from . import verify_benchmark
 
         bench, names = prepare_benchmark(request)
-        results, _ = verify_benchmark(bench, self.name, timeout=request.timeout, instances=sorted(names),
-                                      table=bench / "results" / f"{self.name}.csv", jobs=request.jobs,
-                                      raise_on_contradiction=False, keep_other_rows=True, **_verify_kwargs(self.name, dict(request.options)))
-        return [CompleteAnswer(names[r.instance], r.result, float(r.seconds), _point(bench, r), r.note,
-                               contradiction=_contradiction(r)) for r in results if r.instance in names]
+        results, _ = verify_benchmark(
+            bench,
+            self.name,
+            timeout=request.timeout,
+            instances=sorted(names),
+            table=bench / "results" / f"{self.name}.csv",
+            jobs=request.jobs,
+            raise_on_contradiction=False,
+            keep_other_rows=True,
+            **_verify_kwargs(self.name, dict(request.options)),
+        )
+        return [
+            CompleteAnswer(
+                names[r.instance], r.result, float(r.seconds), _point(bench, r), r.note, contradiction=_contradiction(r)
+            )
+            for r in results
+            if r.instance in names
+        ]
 
 
 def _point(bench: Path, result):

@@ -35,12 +35,23 @@ class MarabouRunner:
 
     def command(self, instance: Instance, results_file: Path, seconds: float) -> Command:
         env = python_env([PROJECT_ROOT], cache_dir=results_file.parent / "cache")
-        return Command([sys.executable, "-m", "vnncomp.verifiers.marabou_worker", str(instance.onnx),
-                        str(instance.vnnlib), str(results_file), str(seconds)], env)
+        return Command(
+            [
+                sys.executable,
+                "-m",
+                "vnncomp.verifiers.marabou_worker",
+                str(instance.onnx),
+                str(instance.vnnlib),
+                str(results_file),
+                str(seconds),
+            ],
+            env,
+        )
 
 
-def run_marabou(bench_dir, timeout: float | None = None, instances: Sequence[str] | None = None,
-                jobs: int = 1, force: bool = False) -> list[VerifierResult]:
+def run_marabou(
+    bench_dir, timeout: float | None = None, instances: Sequence[str] | None = None, jobs: int = 1, force: bool = False
+) -> list[VerifierResult]:
     """Run Marabou (maraboupy) on every instance of a benchmark.
 
     Args:

@@ -33,6 +33,7 @@ def _read_network(onnx_path: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from maraboupy import Marabou
+
         return Marabou, Marabou.read_onnx(str(onnx_path))
 
 
@@ -46,8 +47,9 @@ def _solve_disjunct(marabou, network, spec, a: np.ndarray, b: np.ndarray, second
         network.setUpperBound(int(var), float(high))
     for row, rhs in zip(a, b):
         used = np.flatnonzero(row)
-        network.addInequality([int(outputs[j]) for j in used], [float(row[j]) for j in used], float(rhs),
-                              isProperty=True)
+        network.addInequality(
+            [int(outputs[j]) for j in used], [float(row[j]) for j in used], float(rhs), isProperty=True
+        )
     options = marabou.createOptions(timeoutInSeconds=max(1, math.ceil(seconds)), verbosity=0)
     exit_code, values, stats = network.solve(options=options, verbose=False)
     if stats.hasTimedOut():
@@ -74,8 +76,7 @@ def decide(onnx_path: Path, vnnlib_path: Path, timeout: float) -> VerifierResult
             x = np.array([values[int(v)] for v in network.inputVars[0].flatten()])
             y = run_onnx(onnx_path, x.reshape(onnx_input_shape(onnx_path)))[0]
             return VerifierResult(vnnlib_path.stem, "marabou", "sat", time.monotonic() - start, x, y)
-    final = "unsat" if words and all(w == "unsat" for w in words) else \
-        "timeout" if "timeout" in words else "unknown"
+    final = "unsat" if words and all(w == "unsat" for w in words) else "timeout" if "timeout" in words else "unknown"
     note = "" if final != "unknown" else f"Marabou answers {sorted(set(words))}"
     return VerifierResult(vnnlib_path.stem, "marabou", final, time.monotonic() - start, note=note)
 

@@ -27,8 +27,9 @@ ENV_PYTHON = "ADCERT_NEURALSAT_PYTHON"
 MAKE_TARGET = "make neuralsat"
 PROJECT_VENV_PYTHON = PROJECT_ROOT / ".venv-neuralsat" / "bin" / "python"
 
-_FIND_SRC = ("import importlib.util as u, sys; s = u.find_spec('src'); "
-             "sys.stdout.write(s.origin if s and s.origin else '')")
+_FIND_SRC = (
+    "import importlib.util as u, sys; s = u.find_spec('src'); sys.stdout.write(s.origin if s and s.origin else '')"
+)
 
 
 def _is_neuralsat(folder: Path | None) -> TypeGuard[Path]:
@@ -38,8 +39,9 @@ def _is_neuralsat(folder: Path | None) -> TypeGuard[Path]:
 def _src_folder(python: str) -> Path | None:
     """Folder of the ``src`` package as ``python`` sees it (None when it has none)."""
     try:
-        origin = subprocess.run([python, "-c", _FIND_SRC], capture_output=True, text=True, timeout=120,
-                                check=True, stdin=subprocess.DEVNULL).stdout.strip()
+        origin = subprocess.run(
+            [python, "-c", _FIND_SRC], capture_output=True, text=True, timeout=120, check=True, stdin=subprocess.DEVNULL
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as err:
         raise VerifierError(f"cannot run {python} to find NeuralSAT: {err}") from err
     return Path(origin).parent if origin else None
@@ -59,12 +61,16 @@ def find_neuralsat(python: str | Path | None = None) -> tuple[str, Path]:
     if named:
         where = "--python" if python else ENV_PYTHON
         if not Path(named).exists():
-            raise VerifierError(f"NeuralSAT interpreter {named} ({where}) does not exist; build it with "
-                                f"`{MAKE_TARGET}` or point {where} at a venv that has neuralsat")
+            raise VerifierError(
+                f"NeuralSAT interpreter {named} ({where}) does not exist; build it with "
+                f"`{MAKE_TARGET}` or point {where} at a venv that has neuralsat"
+            )
         folder = _src_folder(str(named))
         if not _is_neuralsat(folder):
-            raise VerifierError(f"NeuralSAT is not installed for {named} ({where}): `{MAKE_TARGET}` builds "
-                                f"{PROJECT_VENV_PYTHON.parent.parent}, or pip install --no-deps neuralsat there")
+            raise VerifierError(
+                f"NeuralSAT is not installed for {named} ({where}): `{MAKE_TARGET}` builds "
+                f"{PROJECT_VENV_PYTHON.parent.parent}, or pip install --no-deps neuralsat there"
+            )
         return str(named), folder
     if PROJECT_VENV_PYTHON.exists():
         folder = _src_folder(str(PROJECT_VENV_PYTHON))
@@ -74,8 +80,10 @@ def find_neuralsat(python: str | Path | None = None) -> tuple[str, Path]:
     folder = Path(spec.origin).parent if spec is not None and spec.origin else None
     if _is_neuralsat(folder):
         return sys.executable, folder
-    raise VerifierError(f"NeuralSAT not found: run `{MAKE_TARGET}` in the checkout (builds .venv-neuralsat), "
-                        f"or set {ENV_PYTHON} / --python to the interpreter of a venv that has it")
+    raise VerifierError(
+        f"NeuralSAT not found: run `{MAKE_TARGET}` in the checkout (builds .venv-neuralsat), "
+        f"or set {ENV_PYTHON} / --python to the interpreter of a venv that has it"
+    )
 
 
 class NeuralSATRunner:
@@ -89,8 +97,17 @@ class NeuralSATRunner:
     name = "neuralsat"
     # What main.py imports before its clock starts (about 6 s); each instance then runs as a fork
     # of a process that has them (warm.py). A module missing in another version turns that off.
-    preload = ("torch", "helper.network.read_onnx", "helper.network.read_pth", "helper.spec.objective",
-               "helper.misc.logger", "helper.misc.export", "helper.misc.result", "verifier.verifier", "setting")
+    preload = (
+        "torch",
+        "helper.network.read_onnx",
+        "helper.network.read_pth",
+        "helper.spec.objective",
+        "helper.misc.logger",
+        "helper.misc.export",
+        "helper.misc.result",
+        "verifier.verifier",
+        "setting",
+    )
 
     def __init__(self, device: str = "cpu", python: str | Path | None = None):
         self.python, self.folder = find_neuralsat(python)
@@ -102,15 +119,38 @@ class NeuralSATRunner:
         cache.mkdir(parents=True, exist_ok=True)  # there before the verifier, whether or not it writes there
         env = python_env(cache_dir=cache)
         env.pop("PYTHONPATH", None)
-        return Command([self.python, str(self.folder / "main.py"), "--net", str(instance.onnx), "--spec",
-                        str(instance.vnnlib), "--timeout", str(seconds), "--device", self.device,
-                        "--result_file", str(results_file), "--export_cex", "--export_runtime",
-                        "--verbosity", "0"], env)
+        return Command(
+            [
+                self.python,
+                str(self.folder / "main.py"),
+                "--net",
+                str(instance.onnx),
+                "--spec",
+                str(instance.vnnlib),
+                "--timeout",
+                str(seconds),
+                "--device",
+                self.device,
+                "--result_file",
+                str(results_file),
+                "--export_cex",
+                "--export_runtime",
+                "--verbosity",
+                "0",
+            ],
+            env,
+        )
 
 
-def run_neuralsat(bench_dir, timeout: float | None = None, device: str = "cpu",
-                  instances: Sequence[str] | None = None, python: str | Path | None = None, jobs: int = 1,
-                  force: bool = False) -> list[VerifierResult]:
+def run_neuralsat(
+    bench_dir,
+    timeout: float | None = None,
+    device: str = "cpu",
+    instances: Sequence[str] | None = None,
+    python: str | Path | None = None,
+    jobs: int = 1,
+    force: bool = False,
+) -> list[VerifierResult]:
     """Run NeuralSAT on every instance of a benchmark, as its own program in its own venv.
 
     Args:

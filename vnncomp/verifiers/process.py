@@ -18,7 +18,7 @@ from pathlib import Path
 from adcert_plugin.errors import VerifierError
 
 STOPPING = threading.Event()  # set by stop_all: start nothing new
-_LIVE: set[int] = set()       # process-group ids of the verifiers running now
+_LIVE: set[int] = set()  # process-group ids of the verifiers running now
 _LOCK = threading.Lock()
 
 
@@ -75,8 +75,9 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def run_process(command: Command, log_file: Path, limit: float, verifier: str,
-                default_cwd: Path) -> tuple[int | None, float]:
+def run_process(
+    command: Command, log_file: Path, limit: float, verifier: str, default_cwd: Path
+) -> tuple[int | None, float]:
     """Run ``command`` with its output in ``log_file``; (exit status or None when killed, seconds).
 
     Raises:
@@ -87,8 +88,15 @@ def run_process(command: Command, log_file: Path, limit: float, verifier: str,
     start = time.monotonic()
     with log_file.open("w") as log:
         try:
-            proc = subprocess.Popen(command.argv, cwd=command.cwd or default_cwd, env=command.env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                command.argv,
+                cwd=command.cwd or default_cwd,
+                env=command.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except OSError as err:
             raise VerifierError(f"cannot start {verifier} ({command.argv[0]}): {err}") from err
         track(proc.pid)

@@ -9,8 +9,14 @@ from typing import Any
 from adcert_plugin.errors import VerifierError
 
 from ..export.instances import read_instances
-from ..results import (VerifierResult, check_answers, read_results_table, read_table_identity,
-                       validate_counterexamples, write_results_table)
+from ..results import (
+    VerifierResult,
+    check_answers,
+    read_results_table,
+    read_table_identity,
+    validate_counterexamples,
+    write_results_table,
+)
 from .abcrown import run_abcrown
 from .marabou import run_marabou
 from .neuralsat import run_neuralsat
@@ -19,8 +25,9 @@ RUNNERS = {"neuralsat": run_neuralsat, "abcrown": run_abcrown, "marabou": run_ma
 DEFAULT_VERIFIER = "neuralsat"
 
 
-def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, raise_on_contradiction: bool = True,
-                     **options) -> tuple[list[VerifierResult], Path]:
+def verify_benchmark(
+    bench_dir, verifier: str = DEFAULT_VERIFIER, raise_on_contradiction: bool = True, **options
+) -> tuple[list[VerifierResult], Path]:
     """:func:`run_and_check`, returning (results, table path); raises on a contradiction unless asked not to."""
     checked, path = run_and_check(bench_dir, verifier, **options)
     if raise_on_contradiction:
@@ -28,11 +35,21 @@ def verify_benchmark(bench_dir, verifier: str = DEFAULT_VERIFIER, raise_on_contr
     return checked.results, path
 
 
-def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | None = None, abcrown_path=None,
-                  device: str = "cpu", instances: Sequence[str] | None = None,
-                  table: str | Path | None = None, python: str | Path | None = None, jobs: int = 1,
-                  force: bool = False, mode: str = "single", abcrown_python: str | Path | None = None,
-                  keep_other_rows: bool = False):
+def run_and_check(
+    bench_dir,
+    verifier: str = DEFAULT_VERIFIER,
+    timeout: float | None = None,
+    abcrown_path=None,
+    device: str = "cpu",
+    instances: Sequence[str] | None = None,
+    table: str | Path | None = None,
+    python: str | Path | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    mode: str = "single",
+    abcrown_python: str | Path | None = None,
+    keep_other_rows: bool = False,
+):
     """Run one verifier on a benchmark, check every answer, write the results table.
 
     A ``sat`` whose counterexample fails :func:`check_counterexample` becomes ``error``; every
@@ -77,8 +94,14 @@ def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | 
     if verifier == "marabou":
         results = run_marabou(bench_dir, **common)
     elif verifier == "abcrown":
-        results = run_abcrown(abcrown_path, bench_dir, device="gpu" if gpu else "cpu",
-                              python=abcrown_python or python, mode=mode, **common)
+        results = run_abcrown(
+            abcrown_path,
+            bench_dir,
+            device="gpu" if gpu else "cpu",
+            python=abcrown_python or python,
+            mode=mode,
+            **common,
+        )
     else:
         results = run_neuralsat(bench_dir, device="cuda" if gpu else "cpu", python=python, **common)
     by_name = {i.name: i for i in read_instances(bench_dir)}
@@ -92,8 +115,9 @@ def run_and_check(bench_dir, verifier: str = DEFAULT_VERIFIER, timeout: float | 
     return checked, path
 
 
-def _with_earlier_rows(path: Path, results: list[VerifierResult], identity: dict,
-                       order: list[str]) -> list[VerifierResult]:
+def _with_earlier_rows(
+    path: Path, results: list[VerifierResult], identity: dict, order: list[str]
+) -> list[VerifierResult]:
     """``results`` plus the rows ``path`` already holds for other instances of the same network and eps."""
     same = {(str(identity.get("network_sha256") or ""), str(identity.get("eps") or ""))}
     try:

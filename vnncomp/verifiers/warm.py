@@ -46,12 +46,19 @@ class ServerLost(VerifierError):
 class ForkServer:
     """One ``fork_server.py`` under ``python``, for ``script``, with ``modules`` imported."""
 
-    def __init__(self, python: str, script: str, modules: Sequence[str], env: dict | None, cwd: Path,
-                 log_file: Path):
+    def __init__(self, python: str, script: str, modules: Sequence[str], env: dict | None, cwd: Path, log_file: Path):
         with Path(log_file).open("a") as log:
-            self.proc = subprocess.Popen([python, str(SERVER), script, *modules], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=log, env=env, cwd=cwd,
-                                         start_new_session=True)  # Ctrl-C is adcert's to handle
+            self.proc = subprocess.Popen(
+                [python, str(SERVER), script, *modules],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )  # Ctrl-C is adcert's to handle
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both PIPE
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.script, self._buffer = script, b""
         try:
             ready = self._message(READY_SECONDS)
@@ -69,9 +76,13 @@ class ForkServer:
         ``limit`` is the fork's own: the caller gives a forked run a short grace (its imports are
         done), a fresh one a grace that covers them (common.FORKED_GRACE, STARTUP_GRACE).
         """
-        request = {"args": command.argv[2:], "cwd": str(command.cwd or default_cwd), "log": str(log_file),
-                   "env": dict(command.env if command.env is not None else os.environ),
-                   "limit": limit}
+        request = {
+            "args": command.argv[2:],
+            "cwd": str(command.cwd or default_cwd),
+            "log": str(log_file),
+            "env": dict(command.env if command.env is not None else os.environ),
+            "limit": limit,
+        }
         pid = None
         check_not_stopping()
         try:
@@ -164,8 +175,9 @@ class WarmPool:
         """Whether ``command`` would run as a fork (the pool is on and it is ``python script ...``)."""
         return self.active and len(command.argv) >= 2 and command.argv[1].endswith(".py")
 
-    def run(self, command: Command, log_file: Path, limit: float, verifier: str,
-            default_cwd: Path) -> tuple[int | None, float]:
+    def run(
+        self, command: Command, log_file: Path, limit: float, verifier: str, default_cwd: Path
+    ) -> tuple[int | None, float]:
         if not self.forked(command):
             return run_process(command, log_file, limit, verifier, default_cwd)
         try:

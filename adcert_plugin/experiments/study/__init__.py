@@ -24,7 +24,30 @@ from .selection import edge_points, select
 from .state import restore, save_run, study_lock
 from .summary import load_benchmark, plot_pairs, render_summary, summary_json, verdict
 
-__all__ = ["StudyConfig", "StudyEval", "edge_points", "estimate_left", "final_dir", "get_study", "list_studies",
-           "load_benchmark", "metrics_of", "plot_curves", "plot_pairs", "plot_study", "point_name", "register_study",
-           "render_markdown", "render_progress", "render_summary", "restore", "run_study", "save_run", "select",
-           "study_lock", "study_progress", "summary_json", "verdict"]
+__all__ = [
+    "StudyConfig",
+    "StudyEval",
+    "edge_points",
+    "estimate_left",
+    "final_dir",
+    "get_study",
+    "list_studies",
+    "load_benchmark",
+    "metrics_of",
+    "plot_curves",
+    "plot_pairs",
+    "plot_study",
+    "point_name",
+    "register_study",
+    "render_markdown",
+    "render_progress",
+    "render_summary",
+    "restore",
+    "run_study",
+    "save_run",
+    "select",
+    "study_lock",
+    "study_progress",
+    "summary_json",
+    "verdict",
+]

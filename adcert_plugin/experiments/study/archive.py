@@ -46,8 +46,11 @@ def archive_path(state_dir: str | Path) -> Path:
 
 def _files(state_dir: Path) -> list[Path]:
     """The files to pack, sorted: hidden ones (the study's lock, temporary copies) stay out."""
-    return sorted(p for p in state_dir.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(state_dir).parts))
+    return sorted(
+        p
+        for p in state_dir.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(state_dir).parts)
+    )
 
 
 def _fingerprint(files: list[Path], state_dir: Path) -> str:
@@ -71,8 +74,10 @@ def pack(state_dir: str | Path) -> Path:
             info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
             with open(path, "rb") as f:
                 tar.addfile(info, f)
-    with atomic_file(target, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=9,
-                                                         filename="") as gz:
+    with (
+        atomic_file(target, "wb") as out,
+        gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=9, filename="") as gz,
+    ):
         gz.write(buffer.getvalue())
     atomic_write_text(state_dir / PACKED, fingerprint)
     return target
@@ -84,8 +89,10 @@ def _members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     for m in members:
         parts = PurePosixPath(m.name).parts
         if not (m.isfile() or m.isdir()) or PurePosixPath(m.name).is_absolute() or ".." in parts:
-            raise DataError(f"{archive}: member {m.name!r} is not a plain file inside the state folder; "
-                            "a state archive holds only files (restore it from git)")
+            raise DataError(
+                f"{archive}: member {m.name!r} is not a plain file inside the state folder; "
+                "a state archive holds only files (restore it from git)"
+            )
     return members
 
 
@@ -141,5 +148,11 @@ def _warn_if_behind(state_dir: Path, archive: Path, members: list[tarfile.TarInf
     here = _finished_runs(p.relative_to(state_dir).as_posix() for p in state_dir.rglob(FINISHED))
     missing = sorted(_finished_runs(m.name for m in members) - here)
     if missing:
-        log.warning("%s lacks %d finished runs that %s holds (first: %s); the folder is used as it is: delete it "
-                    "to restore the state from the archive", state_dir, len(missing), archive, missing[0])
+        log.warning(
+            "%s lacks %d finished runs that %s holds (first: %s); the folder is used as it is: delete it "
+            "to restore the state from the archive",
+            state_dir,
+            len(missing),
+            archive,
+            missing[0],
+        )

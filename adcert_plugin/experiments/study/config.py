@@ -17,8 +17,17 @@ from pathlib import Path
 from ...attacks import AttackConfig
 from ...errors import ConfigError
 from ...evaluation import DEFAULT_ATTACK, resolve_methods
-from ...training import (DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig,
-                         TrainConfig)
+from ...training import (
+    DataConfig,
+    EvalConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RecipeConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+from ...training.config import Device
 from ...training.strict import plain
 from ..config import TEACHER_LOSS, TeacherSettings
 
@@ -29,13 +38,13 @@ PAIRS = (("ad-cert", "mtl-ibp"), ("ad-cert", "cc-ibp"), ("ad-cert", "cc-dist"), 
 class StudyEval:
     """One evaluation setting: which samples, which bound cascade, which complete verifier."""
 
-    n: int | None = 2000                         # seeded subset of the split (None: all of it)
+    n: int | None = 2000  # seeded subset of the split (None: all of it)
     methods: tuple[str, ...] = ("IBP", "CROWN")
-    verifier: str | None = "neuralsat"           # complete verifier for what the cascade leaves open
-    timeout: float = 60.0                        # seconds per sample for the complete verifier
+    verifier: str | None = "neuralsat"  # complete verifier for what the cascade leaves open
+    timeout: float = 60.0  # seconds per sample for the complete verifier
     attack: AttackConfig = field(default_factory=lambda: DEFAULT_ATTACK)  # PGD-40
     seed: int = 0
-    jobs: int = 1                                # verifier instances in parallel
+    jobs: int = 1  # verifier instances in parallel
 
     def __post_init__(self):
         resolve_methods(self.methods)
@@ -64,13 +73,13 @@ class StudyConfig:
     monitor: EvalConfig = field(default_factory=EvalConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)  # conventions, robust weight, SWA, population BN
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
-    grids: dict = field(default_factory=dict)    # method -> {param: [values]}
-    fixed: dict = field(default_factory=dict)    # method -> {param: value}, not searched
+    grids: dict = field(default_factory=dict)  # method -> {param: [values]}
+    fixed: dict = field(default_factory=dict)  # method -> {param: value}, not searched
     edge_extension: dict = field(default_factory=dict)  # method -> {param: ascending ladder} (study/selection.py)
     selection: StudyEval = field(default_factory=lambda: StudyEval(n=200, timeout=10.0))
     final: StudyEval = field(default_factory=StudyEval)
-    seeds: tuple[int, ...] = (100, 101, 102)     # selection runs on the first; the rest retrain the choice
-    processes: int = 2                           # training processes at once (one torch thread each)
+    seeds: tuple[int, ...] = (100, 101, 102)  # selection runs on the first; the rest retrain the choice
+    processes: int = 2  # training processes at once (one torch thread each)
     device: Device = "cpu"
 
     def __post_init__(self):
@@ -91,15 +100,21 @@ class StudyConfig:
     def _check_edge_extension(self) -> None:
         for method, ladders in self.edge_extension.items():
             if method not in self.grids:
-                raise ConfigError(f"study {self.name!r}: edge_extension names {method!r}, which has no grid "
-                                  f"(methods: {', '.join(self.grids)})")
+                raise ConfigError(
+                    f"study {self.name!r}: edge_extension names {method!r}, which has no grid "
+                    f"(methods: {', '.join(self.grids)})"
+                )
             for knob, ladder in ladders.items():
                 if knob not in self.grids[method]:
-                    raise ConfigError(f"study {self.name!r}: edge_extension {method}.{knob}: {method}'s grid does "
-                                      f"not search {knob!r} (it searches {', '.join(self.grids[method])})")
+                    raise ConfigError(
+                        f"study {self.name!r}: edge_extension {method}.{knob}: {method}'s grid does "
+                        f"not search {knob!r} (it searches {', '.join(self.grids[method])})"
+                    )
                 if list(ladder) != sorted(set(ladder)):
-                    raise ConfigError(f"study {self.name!r}: edge_extension {method}.{knob} = {list(ladder)} must "
-                                      "be strictly ascending")
+                    raise ConfigError(
+                        f"study {self.name!r}: edge_extension {method}.{knob} = {list(ladder)} must "
+                        "be strictly ascending"
+                    )
                 first = self.grid_points(method)[0]
                 for value in ladder:  # every rung must make a valid loss before hours are spent
                     self.student_config(method, {**first, knob: value}, Path("."), Path("teacher.pt"), self.seeds[0])
@@ -117,19 +132,38 @@ class StudyConfig:
     def student_config(self, method: str, point: dict, out_dir: Path, teacher: Path, seed: int) -> TrainConfig:
         loss = LossConfig(method, {**self.fixed.get(method, {}), **point})
         needs_teacher = "teacher" in loss.create().needs
-        return TrainConfig(data=self.data, model=self.model, loss=loss, attack=self.attack, schedule=self.schedule,
-                           optim=self.optim, eval=self.monitor, recipe=self.recipe,
-                           teacher=str(teacher) if needs_teacher else None, seed=seed, out_dir=str(out_dir),
-                           device=self.device)
+        return TrainConfig(
+            data=self.data,
+            model=self.model,
+            loss=loss,
+            attack=self.attack,
+            schedule=self.schedule,
+            optim=self.optim,
+            eval=self.monitor,
+            recipe=self.recipe,
+            teacher=str(teacher) if needs_teacher else None,
+            seed=seed,
+            out_dir=str(out_dir),
+            device=self.device,
+        )
 
     def teacher_config(self, out_dir: Path, seed: int) -> TrainConfig:
         """The teacher sees the same training images as the students (the holdout stays unseen); it trains
         under the students' conventions with w = 1, no SWA and no population BN."""
         t = self.teacher
-        return TrainConfig(data=self.data, model=dataclasses.replace(self.model, ibp_init=False),
-                           loss=LossConfig(TEACHER_LOSS, {}), attack=t.attack, schedule=t.schedule, optim=t.optim,
-                           eval=self.monitor, recipe=RecipeConfig(conventions=self.recipe.conventions), seed=seed,
-                           out_dir=str(out_dir), device=self.device)
+        return TrainConfig(
+            data=self.data,
+            model=dataclasses.replace(self.model, ibp_init=False),
+            loss=LossConfig(TEACHER_LOSS, {}),
+            attack=t.attack,
+            schedule=t.schedule,
+            optim=t.optim,
+            eval=self.monitor,
+            recipe=RecipeConfig(conventions=self.recipe.conventions),
+            seed=seed,
+            out_dir=str(out_dir),
+            device=self.device,
+        )
 
     def to_dict(self) -> dict:
         return plain(dataclasses.asdict(self))

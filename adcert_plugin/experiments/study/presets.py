@@ -56,8 +56,14 @@ _ONE_STEP = AttackConfig(steps=1, step_size=10.0)
 
 
 def _schedule(eps: float, train_mul: float, epochs: int = 20, teacher: bool = False) -> ScheduleConfig:
-    return ScheduleConfig(epochs=epochs, eps=eps, eps_start_epoch=1, eps_length_epochs=max(1, epochs // 2),
-                          train_eps_mul=1.0 if teacher else train_mul, reg_lambda=0.0 if teacher else 0.5)
+    return ScheduleConfig(
+        epochs=epochs,
+        eps=eps,
+        eps_start_epoch=1,
+        eps_length_epochs=max(1, epochs // 2),
+        train_eps_mul=1.0 if teacher else train_mul,
+        reg_lambda=0.0 if teacher else 0.5,
+    )
 
 
 def _optim(epochs: int, l1: float) -> OptimConfig:
@@ -66,56 +72,90 @@ def _optim(epochs: int, l1: float) -> OptimConfig:
 
 def _cpu_study(name: str, dataset: str, eps: float, train_mul: float, description: str) -> StudyConfig:
     return StudyConfig(
-        name=name, description=description,
+        name=name,
+        description=description,
         data=DataConfig(dataset=dataset, validation_size=5000, test_subset=1000, batch_size=100),
-        model=ModelConfig(name="small-cnn"), schedule=_schedule(eps, train_mul), optim=_optim(20, 1e-5),
-        attack=_ONE_STEP, monitor=EvalConfig(pgd_steps=10, pgd_step_size=0.25),
-        teacher=TeacherSettings(schedule=_schedule(eps, 1.0, epochs=10, teacher=True), optim=_optim(10, 0.0),
-                                attack=AttackConfig(steps=10, step_size=0.25)),
-        grids=GRIDS, edge_extension=EDGE_EXTENSION,
-        selection=StudyEval(n=200, timeout=10.0), final=StudyEval(n=2000, timeout=60.0),
-        seeds=(100, 101, 102), processes=2, device="cpu")
+        model=ModelConfig(name="small-cnn"),
+        schedule=_schedule(eps, train_mul),
+        optim=_optim(20, 1e-5),
+        attack=_ONE_STEP,
+        monitor=EvalConfig(pgd_steps=10, pgd_step_size=0.25),
+        teacher=TeacherSettings(
+            schedule=_schedule(eps, 1.0, epochs=10, teacher=True),
+            optim=_optim(10, 0.0),
+            attack=AttackConfig(steps=10, step_size=0.25),
+        ),
+        grids=GRIDS,
+        edge_extension=EDGE_EXTENSION,
+        selection=StudyEval(n=200, timeout=10.0),
+        final=StudyEval(n=2000, timeout=60.0),
+        seeds=(100, 101, 102),
+        processes=2,
+        device="cpu",
+    )
 
 
 register_study(_cpu_study("mnist-0.1", "mnist", 0.1, 2.0, "MNIST at ε = 0.1, small-cnn, CPU scale."))
 register_study(_cpu_study("mnist-0.3", "mnist", 0.3, 1.334, "MNIST at ε = 0.3, small-cnn, CPU scale."))
 register_study(_cpu_study("fmnist-0.1", "fashion-mnist", 0.1, 1.0, "Fashion-MNIST at ε = 0.1, small-cnn, CPU scale."))
 
-register_study(StudyConfig(
-    name="smoke",
-    description="The whole path in a few minutes: 1000 training images, 2 epochs, two grid points for one "
-                "method and one for the rest, two seeds, NeuralSAT on what the bounds leave open in the final "
-                "evaluation; checks the pipeline, not the methods.",
-    data=DataConfig(dataset="mnist", validation_size=200, train_subset=2000, test_subset=50, batch_size=50),
-    model=ModelConfig(name="small-cnn", kwargs={"width": 8, "linear_size": 32}),
-    schedule=_schedule(0.02, 1.0, epochs=2), optim=dataclasses.replace(_optim(2, 1e-5), lr=5e-3), attack=_ONE_STEP,
-    monitor=EvalConfig(pgd_steps=2, pgd_step_size=0.5),
-    teacher=TeacherSettings(schedule=_schedule(0.02, 1.0, epochs=2, teacher=True),
-                            optim=dataclasses.replace(_optim(2, 0.0), lr=5e-3),
-                            attack=AttackConfig(steps=2, step_size=0.5)),
-    grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}, "cc-dist": {"alpha": (0.5,)},
-           "ad-cert": {"alpha": (0.5,)}},
-    edge_extension={"mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}},  # one more run: whichever α wins is an edge
-    selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
-    final=StudyEval(n=20, verifier="neuralsat", timeout=5.0, jobs=2, attack=AttackConfig(steps=5, step_size=0.25)),
-    seeds=(0, 1), processes=2, device="cpu"))
+register_study(
+    StudyConfig(
+        name="smoke",
+        description="The whole path in a few minutes: 1000 training images, 2 epochs, two grid points for one "
+        "method and one for the rest, two seeds, NeuralSAT on what the bounds leave open in the final "
+        "evaluation; checks the pipeline, not the methods.",
+        data=DataConfig(dataset="mnist", validation_size=200, train_subset=2000, test_subset=50, batch_size=50),
+        model=ModelConfig(name="small-cnn", kwargs={"width": 8, "linear_size": 32}),
+        schedule=_schedule(0.02, 1.0, epochs=2),
+        optim=dataclasses.replace(_optim(2, 1e-5), lr=5e-3),
+        attack=_ONE_STEP,
+        monitor=EvalConfig(pgd_steps=2, pgd_step_size=0.5),
+        teacher=TeacherSettings(
+            schedule=_schedule(0.02, 1.0, epochs=2, teacher=True),
+            optim=dataclasses.replace(_optim(2, 0.0), lr=5e-3),
+            attack=AttackConfig(steps=2, step_size=0.5),
+        ),
+        grids={
+            "mtl-ibp": {"alpha": (0.1, 0.5)},
+            "cc-ibp": {"alpha": (0.5,)},
+            "cc-dist": {"alpha": (0.5,)},
+            "ad-cert": {"alpha": (0.5,)},
+        },
+        edge_extension={"mtl-ibp": {"alpha": (0.05, 0.1, 0.5, 0.7)}},  # one more run: whichever α wins is an edge
+        selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
+        final=StudyEval(n=20, verifier="neuralsat", timeout=5.0, jobs=2, attack=AttackConfig(steps=5, step_size=0.25)),
+        seeds=(0, 1),
+        processes=2,
+        device="cpu",
+    )
+)
 
-register_study(StudyConfig(
-    name="tiny",
-    description="The study's machinery in about a minute of CPU: the smoke study's data and network, two "
-                "teacher-free methods, one seed, no complete verifier; for the tests of where runs run (Ray), "
-                "not for numbers.",
-    data=DataConfig(dataset="mnist", validation_size=200, train_subset=1000, test_subset=50, batch_size=50),
-    model=ModelConfig(name="small-cnn", kwargs={"width": 8, "linear_size": 32}),
-    schedule=_schedule(0.02, 1.0, epochs=3), optim=dataclasses.replace(_optim(3, 1e-5), lr=5e-3), attack=_ONE_STEP,
-    monitor=EvalConfig(pgd_steps=2, pgd_step_size=0.5),
-    teacher=TeacherSettings(schedule=_schedule(0.02, 1.0, epochs=1, teacher=True),
-                            optim=dataclasses.replace(_optim(1, 0.0), lr=5e-3),
-                            attack=AttackConfig(steps=2, step_size=0.5)),
-    grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}},
-    selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
-    final=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
-    seeds=(0,), processes=2, device="cpu"))
+register_study(
+    StudyConfig(
+        name="tiny",
+        description="The study's machinery in about a minute of CPU: the smoke study's data and network, two "
+        "teacher-free methods, one seed, no complete verifier; for the tests of where runs run (Ray), "
+        "not for numbers.",
+        data=DataConfig(dataset="mnist", validation_size=200, train_subset=1000, test_subset=50, batch_size=50),
+        model=ModelConfig(name="small-cnn", kwargs={"width": 8, "linear_size": 32}),
+        schedule=_schedule(0.02, 1.0, epochs=3),
+        optim=dataclasses.replace(_optim(3, 1e-5), lr=5e-3),
+        attack=_ONE_STEP,
+        monitor=EvalConfig(pgd_steps=2, pgd_step_size=0.5),
+        teacher=TeacherSettings(
+            schedule=_schedule(0.02, 1.0, epochs=1, teacher=True),
+            optim=dataclasses.replace(_optim(1, 0.0), lr=5e-3),
+            attack=AttackConfig(steps=2, step_size=0.5),
+        ),
+        grids={"mtl-ibp": {"alpha": (0.1, 0.5)}, "cc-ibp": {"alpha": (0.5,)}},
+        selection=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
+        final=StudyEval(n=20, verifier=None, attack=AttackConfig(steps=5, step_size=0.25)),
+        seeds=(0,),
+        processes=2,
+        device="cpu",
+    )
+)
 
 
 # -- the comparison again, with the papers' methods in the AD-CERT paper's framework (issue 37) ---------
@@ -133,34 +173,87 @@ CTBENCH_GRIDS = {
 }
 
 
-def _ctbench_study(name: str, dataset: str, eps: float, train_mul: float, steps: int, weight: float,
-                   pop_bn: bool, l1: float, description: str) -> StudyConfig:
+def _ctbench_study(
+    name: str,
+    dataset: str,
+    eps: float,
+    train_mul: float,
+    steps: int,
+    weight: float,
+    pop_bn: bool,
+    l1: float,
+    description: str,
+) -> StudyConfig:
     epochs = 20
-    schedule = ScheduleConfig(epochs=epochs, eps=eps, eps_start_epoch=1, eps_length_epochs=6, train_eps_mul=train_mul,
-                              reg_lambda=0.5)
+    schedule = ScheduleConfig(
+        epochs=epochs, eps=eps, eps_start_epoch=1, eps_length_epochs=6, train_eps_mul=train_mul, reg_lambda=0.5
+    )
     optim = OptimConfig(lr=5e-4, milestones=(14, 17), gamma=0.2, grad_clip=10.0, l1=l1)
-    teacher_schedule = ScheduleConfig(epochs=10, eps=eps, eps_start_epoch=1, eps_length_epochs=3, train_eps_mul=1.0,
-                                      reg_lambda=0.0)
+    teacher_schedule = ScheduleConfig(
+        epochs=10, eps=eps, eps_start_epoch=1, eps_length_epochs=3, train_eps_mul=1.0, reg_lambda=0.0
+    )
     return StudyConfig(
-        name=name, description=description,
+        name=name,
+        description=description,
         data=DataConfig(dataset=dataset, validation_size=5000, test_subset=1000, batch_size=100),
-        model=ModelConfig(name="small-cnn"), schedule=schedule, optim=optim,
+        model=ModelConfig(name="small-cnn"),
+        schedule=schedule,
+        optim=optim,
         attack=AttackConfig(steps=steps, step_size=default_step_size(steps), restarts=3),
         recipe=RecipeConfig(conventions="ctbench", robust_weight=weight, swa_start_epoch=epochs - 1, pop_bn=pop_bn),
         monitor=EvalConfig(pgd_steps=10, pgd_step_size=0.25),
-        teacher=TeacherSettings(schedule=teacher_schedule, optim=_optim(10, 0.0),
-                                attack=AttackConfig(steps=10, step_size=default_step_size(10))),
-        grids=CTBENCH_GRIDS, edge_extension=EDGE_EXTENSION,
-        selection=StudyEval(n=200, timeout=10.0), final=StudyEval(n=2000, timeout=60.0),
-        seeds=(100, 101, 102), processes=2, device="cpu")
+        teacher=TeacherSettings(
+            schedule=teacher_schedule,
+            optim=_optim(10, 0.0),
+            attack=AttackConfig(steps=10, step_size=default_step_size(10)),
+        ),
+        grids=CTBENCH_GRIDS,
+        edge_extension=EDGE_EXTENSION,
+        selection=StudyEval(n=200, timeout=10.0),
+        final=StudyEval(n=2000, timeout=60.0),
+        seeds=(100, 101, 102),
+        processes=2,
+        device="cpu",
+    )
 
 
-register_study(_ctbench_study("ctbench-mnist-0.1", "mnist", 0.1, 2.0, 10, 0.7, True, 1e-5,
-                              "MNIST at ε = 0.1 under the ctbench conventions (CTBench recipe, 20 epochs), "
-                              "the papers' ad-cert and cc-dist."))
-register_study(_ctbench_study("ctbench-mnist-0.3", "mnist", 0.3, 1.334, 1, 1.0, False, 1e-6,
-                              "MNIST at ε = 0.3 under the ctbench conventions (CTBench recipe, 20 epochs), "
-                              "the papers' ad-cert and cc-dist."))
-register_study(_ctbench_study("ctbench-fmnist-0.1", "fashion-mnist", 0.1, 1.0, 10, 0.7, True, 1e-5,
-                              "Fashion-MNIST at ε = 0.1 under the ctbench conventions (the MNIST 0.1 recipe, "
-                              "20 epochs), the papers' ad-cert and cc-dist."))
+register_study(
+    _ctbench_study(
+        "ctbench-mnist-0.1",
+        "mnist",
+        0.1,
+        2.0,
+        10,
+        0.7,
+        True,
+        1e-5,
+        "MNIST at ε = 0.1 under the ctbench conventions (CTBench recipe, 20 epochs), the papers' ad-cert and cc-dist.",
+    )
+)
+register_study(
+    _ctbench_study(
+        "ctbench-mnist-0.3",
+        "mnist",
+        0.3,
+        1.334,
+        1,
+        1.0,
+        False,
+        1e-6,
+        "MNIST at ε = 0.3 under the ctbench conventions (CTBench recipe, 20 epochs), the papers' ad-cert and cc-dist.",
+    )
+)
+register_study(
+    _ctbench_study(
+        "ctbench-fmnist-0.1",
+        "fashion-mnist",
+        0.1,
+        1.0,
+        10,
+        0.7,
+        True,
+        1e-5,
+        "Fashion-MNIST at ε = 0.1 under the ctbench conventions (the MNIST 0.1 recipe, "
+        "20 epochs), the papers' ad-cert and cc-dist.",
+    )
+)

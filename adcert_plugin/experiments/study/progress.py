@@ -69,30 +69,63 @@ def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
     """Every planned run of ``cfg`` under ``out_dir``: role, method, params, seed, state, evaluations."""
     out_dir, first = Path(out_dir), cfg.seeds[0]
     grid_dir = out_dir / f"seed{first}" / "grid"
-    runs: list[tuple] = [("teacher", "teacher", {}, s, out_dir / f"seed{s}" / "teacher", cfg.teacher.schedule.epochs)
-            for s in cfg.seeds]
+    runs: list[tuple] = [
+        ("teacher", "teacher", {}, s, out_dir / f"seed{s}" / "teacher", cfg.teacher.schedule.epochs) for s in cfg.seeds
+    ]
     finals = []
     for m in cfg.methods:
         points, chosen = _planned_points(cfg, m, grid_dir)
         n_grid = len(cfg.grid_points(m))
-        runs += [("grid" if i < n_grid else "extension", m, p, first, grid_dir / point_name(m, p),
-                  cfg.schedule.epochs) for i, p in enumerate(points)]
-        finals += [("final", m, chosen, s, None if chosen is None else final_dir(out_dir, s, m, chosen),
-                    cfg.schedule.epochs) for s in cfg.seeds[1:]]
+        runs += [
+            ("grid" if i < n_grid else "extension", m, p, first, grid_dir / point_name(m, p), cfg.schedule.epochs)
+            for i, p in enumerate(points)
+        ]
+        finals += [
+            ("final", m, chosen, s, None if chosen is None else final_dir(out_dir, s, m, chosen), cfg.schedule.epochs)
+            for s in cfg.seeds[1:]
+        ]
     rows: list[dict] = []
     for role, m, p, s, run, epochs in runs + finals:
         if run is None:  # a final whose setting selection has not decided yet
-            rows.append({"role": role, "method": m, "params": None, "seed": s, "run_dir": None,
-                         "state": "waiting for selection", "evals": {}, "trained": 0.0, "train_s": None, "node": None})
+            rows.append(
+                {
+                    "role": role,
+                    "method": m,
+                    "params": None,
+                    "seed": s,
+                    "run_dir": None,
+                    "state": "waiting for selection",
+                    "evals": {},
+                    "trained": 0.0,
+                    "train_s": None,
+                    "node": None,
+                }
+            )
             continue
         evals = {split: e for split in ("validation", "test") if (e := _eval_numbers(run, split))}
         state, trained = _run_state(run, epochs)
-        rows.append({"role": role, "method": m, "params": p, "seed": s, "run_dir": str(run.relative_to(out_dir)),
-                     "state": "trained, evaluating" if state == "done" and not evals else state, "evals": evals,
-                     "trained": trained, "train_s": _train_seconds(run), "node": trained_on(run)})
+        rows.append(
+            {
+                "role": role,
+                "method": m,
+                "params": p,
+                "seed": s,
+                "run_dir": str(run.relative_to(out_dir)),
+                "state": "trained, evaluating" if state == "done" and not evals else state,
+                "evals": evals,
+                "trained": trained,
+                "train_s": _train_seconds(run),
+                "node": trained_on(run),
+            }
+        )
     trained = sum(r["state"] in ("done", "trained, evaluating") for r in rows)
-    return {"study": cfg.name, "runs": rows, "done": trained, "total": len(rows),
-            "estimate": estimate_left(rows, cfg.processes)}
+    return {
+        "study": cfg.name,
+        "runs": rows,
+        "done": trained,
+        "total": len(rows),
+        "estimate": estimate_left(rows, cfg.processes),
+    }
 
 
 def _evals_due(row: dict) -> list[str]:
@@ -112,6 +145,7 @@ def estimate_left(rows: list[dict], processes: int) -> dict:
     bounds leave open, which differs between methods. Work with no finished example to take a
     median from is named in ``unmeasured``, not guessed.
     """
+
     def median(values):
         values = [v for v in values if v is not None]
         return statistics.median(values) if values else None
@@ -119,12 +153,16 @@ def estimate_left(rows: list[dict], processes: int) -> dict:
     kind = lambda r: "teacher" if r["role"] == "teacher" else "student"
     train_median = {k: median([r["train_s"] for r in rows if kind(r) == k]) for k in ("teacher", "student")}
     students = [r for r in rows if r["role"] != "teacher"]
-    eval_median = {split: median([r["evals"][split]["eval_time_s"] for r in students if split in r["evals"]])
-                   for split in ("validation", "test")}
-    eval_median["teacher-test"] = median([r["evals"]["test"]["eval_time_s"] for r in rows
-                                          if r["role"] == "teacher" and "test" in r["evals"]])
+    eval_median = {
+        split: median([r["evals"][split]["eval_time_s"] for r in students if split in r["evals"]])
+        for split in ("validation", "test")
+    }
+    eval_median["teacher-test"] = median(
+        [r["evals"]["test"]["eval_time_s"] for r in rows if r["role"] == "teacher" and "test" in r["evals"]]
+    )
     owed_tests = {r["method"] for r in rows if r["role"] in ("grid", "extension")} - {
-        r["method"] for r in rows if r["role"] in ("grid", "extension") and "test" in r["evals"]}
+        r["method"] for r in rows if r["role"] in ("grid", "extension") and "test" in r["evals"]
+    }
     work, unmeasured = {"train": 0.0, "eval": 0.0}, set()
     for r in rows:
         if r["trained"] < 1.0 and train_median[kind(r)] is None:
@@ -137,8 +175,13 @@ def estimate_left(rows: list[dict], processes: int) -> dict:
     for _ in owed_tests:  # the chosen grid point's own test evaluation
         _add_eval(work, unmeasured, eval_median["test"], "test")
     seconds = work["train"] + work["eval"]
-    return {"train_s": work["train"], "eval_s": work["eval"], "wall_s": seconds / max(1, processes),
-            "processes": processes, "unmeasured": sorted(unmeasured)}
+    return {
+        "train_s": work["train"],
+        "eval_s": work["eval"],
+        "wall_s": seconds / max(1, processes),
+        "processes": processes,
+        "unmeasured": sorted(unmeasured),
+    }
 
 
 def _add_eval(work: dict, unmeasured: set, median: float | None, key: str) -> None:
@@ -155,34 +198,46 @@ def _cell(evals: dict, split: str, key: str) -> str:
 
 def render_progress(progress: dict, command: str = "") -> str:
     """A markdown page: how far the study got, and every finished evaluation's numbers."""
-    lines = [f"# Study `{progress['study']}`: progress ({progress['done']}/{progress['total']} runs trained)", "",
-             "Partial: the selection and the final tables exist only once every run is done. A choice on the "
-             "edge of its grid adds an extension run (study/selection.py), so the total can grow."
-             + (f" Resume with `{command}`." if command else ""), "",
-             "| role | method | params | seed | state | trained on | val. standard % | val. complete % | "
-             "test standard % | test PGD % | test complete % | timeouts |", "|" + "---|" * 12]
+    lines = [
+        f"# Study `{progress['study']}`: progress ({progress['done']}/{progress['total']} runs trained)",
+        "",
+        "Partial: the selection and the final tables exist only once every run is done. A choice on the "
+        "edge of its grid adds an extension run (study/selection.py), so the total can grow."
+        + (f" Resume with `{command}`." if command else ""),
+        "",
+        "| role | method | params | seed | state | trained on | val. standard % | val. complete % | "
+        "test standard % | test PGD % | test complete % | timeouts |",
+        "|" + "---|" * 12,
+    ]
     if progress.get("estimate"):
         lines[2:2] = [_estimate_line(progress["estimate"]), ""]
     for r in progress["runs"]:
         params = "–" if r["params"] is None else json.dumps(r["params"], separators=(",", ":"))
         timeouts = sum(e.get("timeouts", 0) for e in r["evals"].values())
-        lines.append(f"| {r['role']} | {r['method']} | `{params}` | {r['seed']} | {r['state']} | {r.get('node') or '–'} | "
-                     f"{_cell(r['evals'], 'validation', 'standard')} | {_cell(r['evals'], 'validation', 'complete')} | "
-                     f"{_cell(r['evals'], 'test', 'standard')} | {_cell(r['evals'], 'test', 'pgd')} | "
-                     f"{'–' if r['role'] == 'teacher' else _cell(r['evals'], 'test', 'complete')} | {timeouts} |")
+        lines.append(
+            f"| {r['role']} | {r['method']} | `{params}` | {r['seed']} | {r['state']} | {r.get('node') or '–'} | "
+            f"{_cell(r['evals'], 'validation', 'standard')} | {_cell(r['evals'], 'validation', 'complete')} | "
+            f"{_cell(r['evals'], 'test', 'standard')} | {_cell(r['evals'], 'test', 'pgd')} | "
+            f"{'–' if r['role'] == 'teacher' else _cell(r['evals'], 'test', 'complete')} | {timeouts} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _estimate_line(e: dict) -> str:
-    hours = lambda s: f"{s / 3600:.1f} h"  # noqa: E731
+    hours = lambda s: f"{s / 3600:.1f} h"
     if e["unmeasured"] and e["train_s"] + e["eval_s"] == 0:  # 0.0 h would read as "done"
-        return ("Time left: unknown; nothing has finished yet to measure it by (" + ", ".join(e["unmeasured"])
-                + "). Ask again once a run has finished.")
+        return (
+            "Time left: unknown; nothing has finished yet to measure it by ("
+            + ", ".join(e["unmeasured"])
+            + "). Ask again once a run has finished."
+        )
     if e["unmeasured"]:
-        hours = lambda s: f"at least {s / 3600:.1f} h"  # noqa: E731
-    line = (f"Left, from the medians of the finished runs: {hours(e['train_s'])} of training and {hours(e['eval_s'])} "
-            f"of evaluation, about {hours(e['wall_s'])} of wall time at {e['processes']} processes (rough: a test "
-            "evaluation's verifier time varies by method).")
+        hours = lambda s: f"at least {s / 3600:.1f} h"
+    line = (
+        f"Left, from the medians of the finished runs: {hours(e['train_s'])} of training and {hours(e['eval_s'])} "
+        f"of evaluation, about {hours(e['wall_s'])} of wall time at {e['processes']} processes (rough: a test "
+        "evaluation's verifier time varies by method)."
+    )
     if e["unmeasured"]:
         line += " Not counted, nothing finished to measure it by: " + ", ".join(e["unmeasured"]) + "."
     return line

@@ -42,6 +42,7 @@ from .timing import train_cost
 
 log = logging.getLogger(__name__)
 
+
 # -- one job: train (or reuse) one run, then evaluate it ------------------------------------
 def _job(train_dict: dict, evals: list[dict]) -> dict:
     """Runs in a worker process. ``evals``: [{"split", "settings", "name"}]. Returns a record."""
@@ -54,13 +55,23 @@ def _job(train_dict: dict, evals: list[dict]) -> dict:
     run = RunDir(cfg.out_dir)
     started = time.perf_counter()
     reused = _finished_with(run, cfg)
-    summary = read_json(run.summary) if reused else train(cfg, resume=run.last.is_file(), force=not run.last.is_file(),
-                                                          progress=False).summary
+    summary = (
+        read_json(run.summary)
+        if reused
+        else train(cfg, resume=run.last.is_file(), force=not run.last.is_file(), progress=False).summary
+    )
     if not reused:
         record_machine(run.path)  # now: a stop during the evaluation below must not lose where it trained
-    record = {"run_dir": str(run.path), "method": cfg.loss.name, "params": dict(cfg.loss.params), "seed": cfg.seed,
-              **train_cost(run.metrics, float(summary["train_time_s"])), "trained_now": not reused,
-              "trained_on": trained_on(run.path), "evals": {}}
+    record = {
+        "run_dir": str(run.path),
+        "method": cfg.loss.name,
+        "params": dict(cfg.loss.params),
+        "seed": cfg.seed,
+        **train_cost(run.metrics, float(summary["train_time_s"])),
+        "trained_now": not reused,
+        "trained_on": trained_on(run.path),
+        "evals": {},
+    }
     for ev in evals:
         record["evals"][ev["name"]] = _evaluate(run, ev["split"], StudyEval.from_dict(ev["settings"]), cfg.device)
     record["wall_s"] = round(time.perf_counter() - started, 1)
@@ -89,9 +100,17 @@ def _evaluate(run: RunDir, split: str, settings: StudyEval, device: str) -> dict
 
     if not run.model.is_file():  # restored from a state folder that no longer keeps the model
         return metrics_of(_finished_without_model(run, split, settings))
-    kwargs = dict(methods=settings.methods, n=settings.n, seed=settings.seed, attack=settings.attack,
-                  out_dir=run.path / f"eval-{split}", device=None if device == "auto" else device,
-                  progress=False, split=split, **complete_options(settings))
+    kwargs = dict(
+        methods=settings.methods,
+        n=settings.n,
+        seed=settings.seed,
+        attack=settings.attack,
+        out_dir=run.path / f"eval-{split}",
+        device=None if device == "auto" else device,
+        progress=False,
+        split=split,
+        **complete_options(settings),
+    )
     try:  # a finished report is re-read, a partial one completed
         report = _reported(evaluate, run.model, resume=True, **kwargs)
     except ConfigError as err:
@@ -106,14 +125,22 @@ def _finished_without_model(run: RunDir, split: str, settings: StudyEval) -> dic
 
     folder = run.path / f"eval-{split}"
     complete = complete_options(settings).get("complete")
-    wanted = {"checkpoint_sha256": model_hash(run.path), "methods": list(resolve_methods(settings.methods)),
-              "n": settings.n, "seed": settings.seed, "attack": dataclasses.asdict(settings.attack),
-              "complete": complete.record() if complete else None, "split": None if split == "test" else split}
+    wanted = {
+        "checkpoint_sha256": model_hash(run.path),
+        "methods": list(resolve_methods(settings.methods)),
+        "n": settings.n,
+        "seed": settings.seed,
+        "attack": dataclasses.asdict(settings.attack),
+        "complete": complete.record() if complete else None,
+        "split": None if split == "test" else split,
+    }
     config = read_json(folder / "config.json") if (folder / "summary.json").is_file() else {}
     if {k: config.get(k) for k in wanted} != wanted:
-        raise ConfigError(f"{run.path} has no model.pt (the study's state kept only its results) and no finished "
-                          f"evaluation on {split} with these settings; delete {run.path} and its copy in the "
-                          "state folder to retrain it")
+        raise ConfigError(
+            f"{run.path} has no model.pt (the study's state kept only its results) and no finished "
+            f"evaluation on {split} with these settings; delete {run.path} and its copy in the "
+            "state folder to retrain it"
+        )
     return read_json(folder / "summary.json")
 
 
@@ -136,21 +163,30 @@ def metrics_of(summary: dict) -> dict:
     """The numbers the study compares, from an eval summary.json (accuracies as fractions)."""
     complete = summary.get("complete") or {}
     certified = dict(summary.get("certified_acc", {}))
-    return {"n": summary["n"], "standard": summary["standard_acc"], "pgd": summary["pgd_acc"],
-            "certified": certified,
-            "complete": complete.get("certified_acc", certified[list(certified)[-1]] if certified else None),
-            "complete_verifier": complete.get("verifier"),
-            "timeouts": (complete.get("not_certified") or {}).get("timeout", 0),
-            "complete_errors": (complete.get("not_certified") or {}).get("error", 0),
-            "set_aside": complete.get("set_aside", 0),
-            "contradictions": [f"sample {e['index']}: {e['detail']}" for e in summary.get("soundness_errors", [])],
-            # per-sample times (bounds, attack, verifier) live in the rows, so a reused report keeps them
-            "eval_time_s": float(summary.get("seconds", {}).get("total", 0.0)) + float(complete.get("seconds") or 0.0)}
+    return {
+        "n": summary["n"],
+        "standard": summary["standard_acc"],
+        "pgd": summary["pgd_acc"],
+        "certified": certified,
+        "complete": complete.get("certified_acc", certified[list(certified)[-1]] if certified else None),
+        "complete_verifier": complete.get("verifier"),
+        "timeouts": (complete.get("not_certified") or {}).get("timeout", 0),
+        "complete_errors": (complete.get("not_certified") or {}).get("error", 0),
+        "set_aside": complete.get("set_aside", 0),
+        "contradictions": [f"sample {e['index']}: {e['detail']}" for e in summary.get("soundness_errors", [])],
+        # per-sample times (bounds, attack, verifier) live in the rows, so a reused report keeps them
+        "eval_time_s": float(summary.get("seconds", {}).get("total", 0.0)) + float(complete.get("seconds") or 0.0),
+    }
 
 
 # -- the study --------------------------------------------------------------------------------
-def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
-              state_dir: str | Path | None = None, ray_address: str | None = None) -> dict:
+def run_study(
+    cfg: StudyConfig,
+    out_dir: str | Path,
+    command: str | None = None,
+    state_dir: str | Path | None = None,
+    ray_address: str | None = None,
+) -> dict:
     """Train, select, retrain and evaluate as the module docstring says; returns results.json's content.
 
     ``state_dir``: a folder to commit (study/state.py): the finished runs it holds are restored into
@@ -159,9 +195,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, command: str | None = None,
     ``cfg.processes`` CPUs; a Ray session already open in this process is used as it is). The
     run folders must then be on storage every node sees.
     """
-    with study_lock(out_dir, state_dir):  # a second study here would train into the same run folders
-        with session(ray_address, num_cpus=cfg.processes):
-            return _run_study(cfg, Path(out_dir), command, state_dir)
+    # the lock first: a second study here would train into the same run folders
+    with study_lock(out_dir, state_dir), session(ray_address, num_cpus=cfg.processes):
+        return _run_study(cfg, Path(out_dir), command, state_dir)
 
 
 def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: str | Path | None) -> dict:
@@ -175,11 +211,16 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
     teacher = {s: out_dir / f"seed{s}" / "teacher" for s in cfg.seeds}
     test_eval = {"split": "test", "settings": dataclasses.asdict(cfg.final), "name": "test"}
     val_eval = {"split": "validation", "settings": dataclasses.asdict(cfg.selection), "name": "validation"}
-    teacher_only = {"split": "test", "name": "test",
-                    "settings": dataclasses.asdict(dataclasses.replace(cfg.final, verifier=None, methods=("IBP",)))}
+    teacher_only = {
+        "split": "test",
+        "name": "test",
+        "settings": dataclasses.asdict(dataclasses.replace(cfg.final, verifier=None, methods=("IBP",))),
+    }
+
     def grid_run(m: str, p: dict):
-        return p, cfg.student_config(m, p, out_dir / f"seed{first}" / "grid" / point_name(m, p),
-                                     teacher[first] / "model.pt", first)
+        return p, cfg.student_config(
+            m, p, out_dir / f"seed{first}" / "grid" / point_name(m, p), teacher[first] / "model.pt", first
+        )
 
     grid = {(m, i): grid_run(m, p) for m in cfg.methods for i, p in enumerate(cfg.grid_points(m))}
     wave1 = [(("teacher", s), cfg.teacher_config(teacher[s], s), [teacher_only]) for s in cfg.seeds]
@@ -203,19 +244,23 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
         i = chosen[m]["index"]
         finals.append(((m, i, "test"), grid[m, i][1], [val_eval, test_eval]))
         for s in cfg.seeds[1:]:  # named by the point: a selection that changes never meets an old final
-            c = cfg.student_config(m, chosen[m]["params"], final_dir(out_dir, s, m, chosen[m]["params"]),
-                                   teacher[s] / "model.pt", s)
+            c = cfg.student_config(
+                m, chosen[m]["params"], final_dir(out_dir, s, m, chosen[m]["params"]), teacher[s] / "model.pt", s
+            )
             finals.append(((m, s), c, [test_eval]))
-    final_records = _run_wave(cfg, finals, "selected settings: other seeds and test evaluation",
-                              saved(keep_model=False))
+    final_records = _run_wave(
+        cfg, finals, "selected settings: other seeds and test evaluation", saved(keep_model=False)
+    )
     results = _results(cfg, records, final_records, chosen, grid, command, time.perf_counter() - started, out_dir)
     write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "results.md", render_markdown(results))
     plot_study(results, out_dir / "plot.png")
     if results["contradictions"]:
-        raise SoundnessError(f"{len(results['contradictions'])} contradictions in the study's evaluations (first: "
-                             f"{results['contradictions'][0]}); each counts as not certified, all are listed in "
-                             f"{out_dir / 'results.md'}")
+        raise SoundnessError(
+            f"{len(results['contradictions'])} contradictions in the study's evaluations (first: "
+            f"{results['contradictions'][0]}); each counts as not certified, all are listed in "
+            f"{out_dir / 'results.md'}"
+        )
     return results
 
 
@@ -261,11 +306,14 @@ def _edge_jobs(cfg: StudyConfig, grid: dict, records: dict, grid_run, val_eval: 
 
 def _saver(out_dir: Path, state_dir: str | Path | None):
     """``saved(keep_model)``: the callback that copies each finished run to the state (or does nothing)."""
+
     def saved(keep_model: bool):
         def save(record: dict) -> None:
             if state_dir is not None:
                 save_run(out_dir, Path(record["run_dir"]), Path(state_dir), keep_model, record["trained_now"])
+
         return save
+
     return saved
 
 
@@ -275,8 +323,16 @@ def _run_wave(cfg: StudyConfig, jobs: list, label: str, on_done=lambda record: N
     ``on_done(record)`` runs in this process as each job finishes (the state is saved there).
     """
     log.info("%s: %d runs", label, len(jobs))
-    tasks = [Task(key, _job, (c.to_dict(), evals), name=f"adcert-run {c.out_dir}",
-                  num_gpus=1.0 if str(c.device).startswith("cuda") else 0.0) for key, c, evals in jobs]
+    tasks = [
+        Task(
+            key,
+            _job,
+            (c.to_dict(), evals),
+            name=f"adcert-run {c.out_dir}",
+            num_gpus=1.0 if str(c.device).startswith("cuda") else 0.0,
+        )
+        for key, c, evals in jobs
+    ]
     done: dict = {}
     for k, (key, record, node) in enumerate(run_tasks(tasks), 1):
         done[key] = _progress(k, len(jobs), key, dict(record, node=node))
@@ -285,10 +341,23 @@ def _run_wave(cfg: StudyConfig, jobs: list, label: str, on_done=lambda record: N
 
 
 def _progress(k: int, total: int, key, record: dict) -> dict:
-    shown = ", ".join(f"{name}: complete {100 * e['complete']:.1f}% std {100 * e['standard']:.1f}%"
-                      for name, e in record["evals"].items() if e.get("complete") is not None)
-    log.info("[%d/%d] %s %s seed %d: %s in %.0f s on %s; %s", k, total, record["method"], record["params"] or "",
-             record["seed"], "trained" if record["trained_now"] else "reused", record["wall_s"], record["node"], shown)
+    shown = ", ".join(
+        f"{name}: complete {100 * e['complete']:.1f}% std {100 * e['standard']:.1f}%"
+        for name, e in record["evals"].items()
+        if e.get("complete") is not None
+    )
+    log.info(
+        "[%d/%d] %s %s seed %d: %s in %.0f s on %s; %s",
+        k,
+        total,
+        record["method"],
+        record["params"] or "",
+        record["seed"],
+        "trained" if record["trained_now"] else "reused",
+        record["wall_s"],
+        record["node"],
+        shown,
+    )
     return record
 
 
@@ -305,18 +374,31 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
     def value(e, name):
         return e["certified"][name.split(" ", 1)[1]] if name.startswith("certified ") else e[name]
 
-    summary = {m: {name: mean_sd([100 * value(per_seed[m][s], name) for s in cfg.seeds]) for name in metric_names}
-               for m in cfg.methods}
+    summary = {
+        m: {name: mean_sd([100 * value(per_seed[m][s], name) for s in cfg.seeds]) for name in metric_names}
+        for m in cfg.methods
+    }
     pairs = {}
     for a, b in (p for p in _pairs(cfg.methods) if len(cfg.seeds) > 1):
-        pairs[f"{a} - {b}"] = {name: paired_difference([100 * value(per_seed[a][s], name) for s in cfg.seeds],
-                                                       [100 * value(per_seed[b][s], name) for s in cfg.seeds])
-                               for name in ("complete", *(f"certified {x}" for x in cfg.final.methods))}
+        pairs[f"{a} - {b}"] = {
+            name: paired_difference(
+                [100 * value(per_seed[a][s], name) for s in cfg.seeds],
+                [100 * value(per_seed[b][s], name) for s in cfg.seeds],
+            )
+            for name in ("complete", *(f"certified {x}" for x in cfg.final.methods))
+        }
     teachers = {s: records["teacher", s]["evals"]["test"] for s in cfg.seeds}
-    grid_rows = [{"method": m, "params": grid[m, i][0], "validation": records[m, i]["evals"]["validation"],
-                  "run_dir": os.path.relpath(records[m, i]["run_dir"], out_dir),
-                  "extension": i >= len(cfg.grid_points(m))}
-                 for m in cfg.methods for _, i in _keys_of(grid, m)]
+    grid_rows = [
+        {
+            "method": m,
+            "params": grid[m, i][0],
+            "validation": records[m, i]["evals"]["validation"],
+            "run_dir": os.path.relpath(records[m, i]["run_dir"], out_dir),
+            "extension": i >= len(cfg.grid_points(m)),
+        }
+        for m in cfg.methods
+        for _, i in _keys_of(grid, m)
+    ]
     every = list(records.values()) + list(final_records.values())
     runs = {r["run_dir"]: r for r in every}  # a selected grid run is in both waves: count it once
     evals: dict[str, dict] = {d: {} for d in runs}
@@ -324,25 +406,47 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
         evals[r["run_dir"]].update(r["evals"])
     config = cfg.to_dict()
     config["data"]["data_dir"] = None  # results name no folder of the machine that ran them
-    contradictions = list(dict.fromkeys(  # a selected grid run is in both waves: list its findings once
-        f"{os.path.relpath(r['run_dir'], out_dir)} ({name}): {c}" for r in every
-        for name, e in r["evals"].items() for c in e.get("contradictions", [])))
-    return {"study": cfg.name, "description": cfg.description, "command": command or
-            f"python examples/study.py --preset {cfg.name}", "dataset": cfg.data.dataset, "eps": cfg.schedule.eps,
-            "model": cfg.model.name, "seeds": list(cfg.seeds), "teacher": teachers, "chosen": chosen,
-            "grid": grid_rows, "final": {m: {str(s): per_seed[m][s] for s in cfg.seeds} for m in cfg.methods},
-            "summary": summary, "paired": pairs, "wall_time_s": round(wall, 1),
-            "train_time_s": round(sum(runs[d]["train_time_s"] for d in runs), 1),
-            "train_time_recorded_s": round(sum(runs[d].get("train_time_recorded_s", runs[d]["train_time_s"])
-                                               for d in runs), 1),
-            "paused_epochs": {os.path.relpath(d, out_dir): runs[d]["paused_epochs"] for d in runs
-                              if runs[d].get("paused_epochs")},
-            "eval_time_s": round(sum(e["eval_time_s"] for d in runs for e in evals[d].values()), 1),
-            "runs_trained_now": sum(r["trained_now"] for r in every), "machine": machine_info(),
-            "machines": _machines(every),
-            "nodes": {os.path.relpath(d, out_dir): {"trained_on": runs[d].get("trained_on"),
-                                                    "evaluated_on": runs[d].get("node")} for d in runs},
-            "contradictions": contradictions, "config": config}
+    contradictions = list(
+        dict.fromkeys(  # a selected grid run is in both waves: list its findings once
+            f"{os.path.relpath(r['run_dir'], out_dir)} ({name}): {c}"
+            for r in every
+            for name, e in r["evals"].items()
+            for c in e.get("contradictions", [])
+        )
+    )
+    return {
+        "study": cfg.name,
+        "description": cfg.description,
+        "command": command or f"python examples/study.py --preset {cfg.name}",
+        "dataset": cfg.data.dataset,
+        "eps": cfg.schedule.eps,
+        "model": cfg.model.name,
+        "seeds": list(cfg.seeds),
+        "teacher": teachers,
+        "chosen": chosen,
+        "grid": grid_rows,
+        "final": {m: {str(s): per_seed[m][s] for s in cfg.seeds} for m in cfg.methods},
+        "summary": summary,
+        "paired": pairs,
+        "wall_time_s": round(wall, 1),
+        "train_time_s": round(sum(runs[d]["train_time_s"] for d in runs), 1),
+        "train_time_recorded_s": round(
+            sum(runs[d].get("train_time_recorded_s", runs[d]["train_time_s"]) for d in runs), 1
+        ),
+        "paused_epochs": {
+            os.path.relpath(d, out_dir): runs[d]["paused_epochs"] for d in runs if runs[d].get("paused_epochs")
+        },
+        "eval_time_s": round(sum(e["eval_time_s"] for d in runs for e in evals[d].values()), 1),
+        "runs_trained_now": sum(r["trained_now"] for r in every),
+        "machine": machine_info(),
+        "machines": _machines(every),
+        "nodes": {
+            os.path.relpath(d, out_dir): {"trained_on": runs[d].get("trained_on"), "evaluated_on": runs[d].get("node")}
+            for d in runs
+        },
+        "contradictions": contradictions,
+        "config": config,
+    }
 
 
 def _machines(records: list[dict]) -> list[dict]:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 def select(method: str, candidates: list[tuple[dict, dict]]) -> dict:
     """The point with the highest complete-certified validation accuracy (ties: standard, then order)."""
-    scored = [(r["evals"]["validation"]["complete"], r["evals"]["validation"]["standard"], -i, i, p)
-              for i, (p, r) in enumerate(candidates)]
+    scored = [
+        (r["evals"]["validation"]["complete"], r["evals"]["validation"]["standard"], -i, i, p)
+        for i, (p, r) in enumerate(candidates)
+    ]
     best = max(scored)
     return {"method": method, "index": best[3], "params": best[4], "complete": best[0], "standard": best[1]}
 
@@ -39,4 +41,3 @@ def edge_points(ladders: dict, tried: list[dict], chosen: dict) -> list[dict]:
         if chosen[knob] == values[-1] and higher:
             new.append({**chosen, knob: higher[0]})
     return [p for i, p in enumerate(new) if p not in tried and p not in new[:i]]
-

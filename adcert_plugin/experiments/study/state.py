@@ -95,8 +95,10 @@ def record_machine(run_dir: Path) -> None:
     run's evaluation reuses the run next time, and then nothing would say where it was trained.
     """
     if not (Path(run_dir) / MACHINE).is_file():
-        write_json(Path(run_dir) / MACHINE, dict(machine_info(), node=node_label(),
-                                                 saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        write_json(
+            Path(run_dir) / MACHINE,
+            dict(machine_info(), node=node_label(), saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+        )
 
 
 def trained_on(run_dir: Path) -> str | None:
@@ -118,15 +120,17 @@ def study_lock(*folders):
         unique = {Path(f).resolve(): Path(f) for f in reversed(folders) if f is not None}  # one lock per folder
         for folder in reversed(unique.values()):
             folder.mkdir(parents=True, exist_ok=True)
-            handle = open(folder / LOCK_NAME, "a+")
+            handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 (held open until the study ends)
             handles.append(handle)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
-                raise ConfigError(f"another study is running in {folder} ({holder}); wait for it to finish or "
-                                  "stop it, then run this command again") from None
+                raise ConfigError(
+                    f"another study is running in {folder} ({holder}); wait for it to finish or "
+                    "stop it, then run this command again"
+                ) from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()}\n")
@@ -173,8 +177,10 @@ def restore(state_dir: Path, out_dir: Path) -> int:
 
 def _copy_tree(source: Path, target: Path) -> None:
     """Every file of ``source`` into ``target``, summary.json files last (deepest first)."""
-    files = sorted((p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")),
-                   key=lambda p: (p.name == SUMMARY, -len(p.parts)))
+    files = sorted(
+        (p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")),
+        key=lambda p: (p.name == SUMMARY, -len(p.parts)),
+    )
     for path in files:
         _copy(path, target / path.relative_to(source))
 
@@ -183,8 +189,11 @@ def _copy(source: Path, target: Path) -> None:
     """Atomic copy; a missing source is skipped, an identical target left alone."""
     if not source.is_file():
         return
-    if target.is_file() and target.stat().st_size == source.stat().st_size and \
-            sha256_file(target) == sha256_file(source):
+    if (
+        target.is_file()
+        and target.stat().st_size == source.stat().st_size
+        and sha256_file(target) == sha256_file(source)
+    ):
         return
     with open(source, "rb") as src, atomic_file(target, "wb") as dst:
         shutil.copyfileobj(src, dst)

@@ -41,8 +41,9 @@ def load_benchmark(folder: Path) -> Benchmark:
         preset = folder.name.removeprefix("study-")
         if folder.name.startswith("study-") and preset in list_studies():
             return Benchmark(preset, None)
-        raise ConfigError(f"{folder}: no such study folder; pass folders that study.py wrote "
-                          "(e.g. examples/results/study-mnist-0.1)")
+        raise ConfigError(
+            f"{folder}: no such study folder; pass folders that study.py wrote (e.g. examples/results/study-mnist-0.1)"
+        )
     results_path = folder / "results.json"
     if results_path.is_file():
         results = read_json(results_path)
@@ -76,13 +77,21 @@ def _setting(chosen: dict) -> str:
 def render_summary(benchmarks: list[Benchmark]) -> str:
     """The cross-benchmark page (markdown)."""
     done = [b for b in benchmarks if b.results is not None]
-    lines = ["# Tuned comparison across benchmarks", "",
-             "Built from each benchmark's `results.json` by `python examples/study_summary.py`; the "
-             "per-benchmark pages hold the grids, timeouts and plots.", ""]
+    lines = [
+        "# Tuned comparison across benchmarks",
+        "",
+        "Built from each benchmark's `results.json` by `python examples/study_summary.py`; the "
+        "per-benchmark pages hold the grids, timeouts and plots.",
+        "",
+    ]
     pending = [b for b in benchmarks if b.results is None]
     if pending:
-        lines += ["Not finished, so not in the tables (their folders' progress.md say how far they got): "
-                  + ", ".join(b.name for b in pending) + ".", ""]
+        lines += [
+            "Not finished, so not in the tables (their folders' progress.md say how far they got): "
+            + ", ".join(b.name for b in pending)
+            + ".",
+            "",
+        ]
     if not done:
         return "\n".join(lines) + "\n"
     lines += _accuracy_table(done) + _pair_table(done) + _settings_table(done)
@@ -98,8 +107,12 @@ def _methods(done: list[Benchmark]) -> list[str]:
 
 def _accuracy_table(done: list[Benchmark]) -> list[str]:
     methods = _methods(done)
-    lines = ["## Complete-certified test accuracy (%, mean ± sd over seeds; best in bold)", "",
-             "| benchmark | images × seeds | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    lines = [
+        "## Complete-certified test accuracy (%, mean ± sd over seeds; best in bold)",
+        "",
+        "| benchmark | images × seeds | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
     for b in done:
         summary = b.finished["summary"]
         best = max(summary[m][METRIC]["mean"] for m in summary)
@@ -123,21 +136,31 @@ def _images(b: Benchmark) -> str:
 
 
 def _pair_table(done: list[Benchmark]) -> list[str]:
-    lines = ["## Paired differences in complete-certified accuracy (points; per-seed 95 % t interval)", "",
-             "| pair | benchmark | mean | 95 % interval | wins | verdict |", "|---|---|---|---|---|---|"]
+    lines = [
+        "## Paired differences in complete-certified accuracy (points; per-seed 95 % t interval)",
+        "",
+        "| pair | benchmark | mean | 95 % interval | wins | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for pair in _pairs(done):
         for b in done:
             d = b.finished["paired"].get(pair, {}).get(METRIC)
             if d is None:
                 continue
-            lines.append(f"| {pair} | {_title(b)} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
-                         f"{d['wins']}/{d['n']} | {verdict(pair, d)} |")
+            lines.append(
+                f"| {pair} | {_title(b)} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
+                f"{d['wins']}/{d['n']} | {verdict(pair, d)} |"
+            )
     return lines + [""]
 
 
 def _settings_table(done: list[Benchmark]) -> list[str]:
-    lines = ["## Selected settings and teachers", "", "| benchmark | teacher clean / PGD-40 % (mean) | "
-             + " | ".join(_methods(done)) + " |", "|---|---|" + "---|" * len(_methods(done))]
+    lines = [
+        "## Selected settings and teachers",
+        "",
+        "| benchmark | teacher clean / PGD-40 % (mean) | " + " | ".join(_methods(done)) + " |",
+        "|---|---|" + "---|" * len(_methods(done)),
+    ]
     for b in done:
         teachers = list(b.finished["teacher"].values())
         clean = 100 * sum(t["standard"] for t in teachers) / len(teachers)
@@ -156,13 +179,19 @@ def plot_pairs(benchmarks: list[Benchmark], path: Path) -> list[tuple[str, str]]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(pair, b, b.finished["paired"][pair][METRIC]) for pair in _pairs(benchmarks) for b in benchmarks
-            if b.results is not None and METRIC in b.finished["paired"].get(pair, {})]
+    rows = [
+        (pair, b, b.finished["paired"][pair][METRIC])
+        for pair in _pairs(benchmarks)
+        for b in benchmarks
+        if b.results is not None and METRIC in b.finished["paired"].get(pair, {})
+    ]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4), dpi=120)
-    for i, (_, _, d) in enumerate(rows):
+    for i, (pair, _, d) in enumerate(rows):
         low, high = d["ci95"]
-        color = {f"{pair.split(' - ')[0].strip()} better": "tab:green", f"{pair.split(' - ')[-1].strip()} better":
-                 "tab:red"}.get(verdict(pair, d), "tab:gray")
+        color = {
+            f"{pair.split(' - ')[0].strip()} better": "tab:green",
+            f"{pair.split(' - ')[-1].strip()} better": "tab:red",
+        }.get(verdict(pair, d), "tab:gray")
         ax.plot([low, high], [i, i], color=color, linewidth=2)
         ax.plot(d["mean"], i, "o", color=color)
     ax.axvline(0.0, color="black", linewidth=0.8)
@@ -194,7 +223,12 @@ def summary_json(benchmarks: list[Benchmark]) -> str:
         if b.results is None:
             out[b.name] = {"finished": False}
             continue
-        out[b.name] = {"finished": True, "pairs": {
-            pair: dict(metrics[METRIC], verdict=verdict(pair, metrics[METRIC]))
-            for pair, metrics in b.finished["paired"].items() if METRIC in metrics}}
+        out[b.name] = {
+            "finished": True,
+            "pairs": {
+                pair: dict(metrics[METRIC], verdict=verdict(pair, metrics[METRIC]))
+                for pair, metrics in b.finished["paired"].items()
+                if METRIC in metrics
+            },
+        }
     return json.dumps(out, indent=1, sort_keys=True) + "\n"

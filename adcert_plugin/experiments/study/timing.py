@@ -33,7 +33,7 @@ def paused_epochs(times: list[float], factor: float = PAUSE_FACTOR, min_excess_s
     """The epochs over ``factor`` × the median of the others and ``min_excess_s`` above it, with the median used."""
     found = []
     for i, t in enumerate(times):
-        others = times[:i] + times[i + 1:]
+        others = times[:i] + times[i + 1 :]
         if len(others) < 2:
             continue
         typical = statistics.median(others)

@@ -20,8 +20,8 @@ from adcert_plugin.losses.base import LossContext, LossOutput
 
 @dataclass(frozen=True)
 class IbpHingeConfig:
-    alpha: float = 0.5   # weight of the certified hinge, in [0, 1]
-    kappa: float = 1.0   # target margin
+    alpha: float = 0.5  # weight of the certified hinge, in [0, 1]
+    kappa: float = 1.0  # target margin
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
@@ -37,5 +37,9 @@ def ibp_hinge(ctx: LossContext, cfg: IbpHingeConfig) -> LossOutput:
 
 def register() -> None:
     """Entry point: called once by adcert's registry."""
-    register_loss("ibp-hinge", config=IbpHingeConfig, needs={"attack", "bounds"},
-                  description="IBP hinge: alpha*mean ReLU(kappa - z_lower) + (1-alpha)*CE(x_adv)")(ibp_hinge)
+    register_loss(
+        "ibp-hinge",
+        config=IbpHingeConfig,
+        needs={"attack", "bounds"},
+        description="IBP hinge: alpha*mean ReLU(kappa - z_lower) + (1-alpha)*CE(x_adv)",
+    )(ibp_hinge)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from test_vnncomp_benchmark import _export, checkpoint, no_pgd, synthetic  # noqa: F401 (fixtures)
 
 from adcert_plugin.errors import ConfigError
-from test_vnncomp_benchmark import _export, checkpoint, no_pgd, synthetic  # noqa: F401 (fixtures)
 from vnncomp.cli import export_cmd
 from vnncomp.export.manifest import MANIFEST
 

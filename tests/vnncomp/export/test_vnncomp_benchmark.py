@@ -56,8 +56,11 @@ def synthetic():
 @pytest.fixture(autouse=True)
 def no_pgd(monkeypatch):
     """PGD is exercised by the end-to-end test; here every sample counts as PGD-robust (fast)."""
-    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: (torch.ones(
-        len(x), dtype=torch.bool), normalize(x, spec.mean, spec.std)))
+    monkeypatch.setattr(
+        selection,
+        "_pgd_robust",
+        lambda model, x, y, eps, spec, seed: (torch.ones(len(x), dtype=torch.bool), normalize(x, spec.mean, spec.std)),
+    )
 
 
 @pytest.fixture
@@ -65,8 +68,13 @@ def checkpoint(tmp_path, synthetic, monkeypatch):
     model, images, labels = synthetic
     monkeypatch.setattr(data_module, "load_split", lambda name, split, data_dir=None: (images, labels))
     path = tmp_path / "model.pt"
-    save_checkpoint(path, model, arch_record("small-cnn", (3, 32, 32), 10, ARCH), "cifar10",
-                    config={"attack": {"eps": 2 / 255, "steps": 1}})
+    save_checkpoint(
+        path,
+        model,
+        arch_record("small-cnn", (3, 32, 32), 10, ARCH),
+        "cifar10",
+        config={"attack": {"eps": 2 / 255, "steps": 1}},
+    )
     return path
 
 
@@ -81,8 +89,7 @@ def test_export_layout_and_contents(tmp_path, checkpoint, synthetic):
     info = _export(checkpoint, out)
     assert info.params["eps"] == 2 / 255 and info.total_timeout == 300.0
     rows = list(csv.reader((out / "instances.csv").open()))
-    assert len(rows) == 5 and all(len(r) == 3 and r[0] == "onnx/cifar10_small-cnn.onnx" and r[2] == "60"
-                                  for r in rows)
+    assert len(rows) == 5 and all(len(r) == 3 and r[0] == "onnx/cifar10_small-cnn.onnx" and r[2] == "60" for r in rows)
     for sub in ("1.0", "2.0"):
         assert (out / sub / "instances.csv").read_text() == (out / "instances.csv").read_text()
         assert [i.name for i in read_instances(out / sub)] == [i.name for i in read_instances(out)]
@@ -95,11 +102,18 @@ def test_export_layout_and_contents(tmp_path, checkpoint, synthetic):
         assert row[1] == f"vnnlib/cifar10_small-cnn_idx{index}_eps0.00784314.vnnlib"
         spec = validate_v1((out / row[1]).read_text())
         assert spec.label == entry["label"] == int(labels[index])
-        x_norm = normalize(images[index:index + 1], MEAN, STD).numpy().ravel()
+        x_norm = normalize(images[index : index + 1], MEAN, STD).numpy().ravel()
         assert np.all(spec.lower <= x_norm) and np.all(x_norm <= spec.upper)
     readme = (out / "README.md").read_text()
-    for fragment in ("outside the network", str(list(MEAN)), "0.00784313725490196", "NCHW", "21600",
-                     "run_abcrown.sh", "generate_properties.py <seed>"):
+    for fragment in (
+        "outside the network",
+        str(list(MEAN)),
+        "0.00784313725490196",
+        "NCHW",
+        "21600",
+        "run_abcrown.sh",
+        "generate_properties.py <seed>",
+    ):
         assert fragment in readme
     params = json.loads((out / "benchmark.json").read_text())
     assert params["model"] == "src/model.pt" and (out / "src" / "model.pt").is_file()
@@ -120,11 +134,13 @@ def test_export_draws_only_from_the_range_an_eval_covered(tmp_path, checkpoint):
     regenerate_properties(out, seed=3)  # generate_properties.py keeps the range
     again = [e["index"] for e in json.loads((out / "metadata.json").read_text())["instances"]]
     assert all(10 <= i < 30 for i in again) and again != indices
-    result = CliRunner().invoke(export_cmd, [str(checkpoint), "--out-dir", str(tmp_path / "cli"), "--n", "4",
-                                             "--end", "12", "--timeout", "10"])
+    result = CliRunner().invoke(
+        export_cmd, [str(checkpoint), "--out-dir", str(tmp_path / "cli"), "--n", "4", "--end", "12", "--timeout", "10"]
+    )
     assert result.exit_code == 0, result.output
-    assert all(WRONG <= e["index"] < 12 for e in json.loads((tmp_path / "cli" / "metadata.json").read_text())[
-        "instances"])
+    assert all(
+        WRONG <= e["index"] < 12 for e in json.loads((tmp_path / "cli" / "metadata.json").read_text())["instances"]
+    )
 
 
 def test_abcrown_configs(tmp_path, checkpoint):
@@ -209,8 +225,9 @@ def test_regenerate_is_deterministic(tmp_path, checkpoint):
     regenerate_properties(out, 4)
     assert (out / "instances.csv").read_text() != csv_before
     assert json.loads((out / "benchmark.json").read_text())["seed"] == 4
-    assert sorted(p.name for p in (out / "2.0" / "vnnlib").iterdir()) == \
-        sorted(p.name for p in (out / "vnnlib").iterdir())
+    assert sorted(p.name for p in (out / "2.0" / "vnnlib").iterdir()) == sorted(
+        p.name for p in (out / "vnnlib").iterdir()
+    )
     assert (out / "generate_properties.py").read_text().startswith("#!/usr/bin/env python3")
 
 
@@ -239,13 +256,16 @@ def test_skip_certified_keeps_only_uncertified(tmp_path, checkpoint, synthetic):
     order = _order(0)
     flags = dict(zip(order, _ibp_certified(synthetic, order, EPS_SOME)))
     assert [i for i in order if not flags[i]][:10] == chosen, "not the first uncertified samples of the order"
-    examined = order[:info.bound_examined]
+    examined = order[: info.bound_examined]
     assert set(chosen) <= set(examined) and info.bound_examined <= info.pgd_examined
     assert info.bound_certified == sum(flags[i] for i in examined) > 0, "the filter skipped nothing"
     assert info.bound_certified < info.bound_examined
     metadata = json.loads((tmp_path / "s" / "metadata.json").read_text())
-    assert (metadata["skip_certified"], metadata["bound_examined"], metadata["bound_certified"]) == \
-        ("IBP", info.bound_examined, info.bound_certified)
+    assert (metadata["skip_certified"], metadata["bound_examined"], metadata["bound_certified"]) == (
+        "IBP",
+        info.bound_examined,
+        info.bound_certified,
+    )
     readme = (tmp_path / "s" / "README.md").read_text()
     assert "that IBP does not already certify" in readme
     assert f"| IBP-certified | {100 * info.bound_certified / info.bound_examined:.2f} %" in readme
@@ -259,13 +279,19 @@ def test_skip_certified_with_filter_pgd(tmp_path, checkpoint, synthetic, monkeyp
     flags = dict(zip(order, _ibp_certified(synthetic, order, EPS_SOME)))
     broken = set([i for i in order if not flags[i]][:3] + [i for i in order if flags[i]][:3])
     keys = {float(synthetic[1][i].sum()): i for i in range(N_IMAGES)}
-    monkeypatch.setattr(selection, "_pgd_robust", lambda model, x, y, eps, spec, seed: (torch.tensor(
-        [keys[float(img.sum())] not in broken for img in x]), normalize(x, MEAN, STD)))
+    monkeypatch.setattr(
+        selection,
+        "_pgd_robust",
+        lambda model, x, y, eps, spec, seed: (
+            torch.tensor([keys[float(img.sum())] not in broken for img in x]),
+            normalize(x, MEAN, STD),
+        ),
+    )
     info = _export(checkpoint, tmp_path / "f", n=5, eps=EPS_SOME, filter_pgd=True, skip_certified="IBP")
     chosen = [e["index"] for e in info.instances]
     assert chosen == [i for i in order if not flags[i] and i not in broken][:5]
     assert info.bound_examined == info.pgd_robust, "only the samples PGD lets through are bounded"
-    assert info.bound_certified == sum(flags[i] for i in order[:info.pgd_examined] if i not in broken)
+    assert info.bound_certified == sum(flags[i] for i in order[: info.pgd_examined] if i not in broken)
 
 
 def test_skip_certified_none_or_few_qualify(tmp_path, checkpoint, caplog):
@@ -304,8 +330,20 @@ def test_skip_certified_rejects_unknown_methods(tmp_path, checkpoint):
 
 def test_cli_skip_certified(tmp_path, checkpoint):
     runner = CliRunner()
-    ok = runner.invoke(export_cmd, [str(checkpoint), "--out-dir", str(tmp_path / "b"), "--n", "3", "--eps",
-                                    str(EPS_SOME), "--skip-certified", "IBP"])
+    ok = runner.invoke(
+        export_cmd,
+        [
+            str(checkpoint),
+            "--out-dir",
+            str(tmp_path / "b"),
+            "--n",
+            "3",
+            "--eps",
+            str(EPS_SOME),
+            "--skip-certified",
+            "IBP",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     info = json.loads((tmp_path / "b" / "metadata.json").read_text())
     assert f"IBP-certified (skipped) {info['bound_certified']}/{info['bound_examined']}" in ok.output
@@ -331,10 +369,13 @@ def test_cli_export_and_one_line_errors(tmp_path, checkpoint):
     assert "Example:" in runner.invoke(export_cmd, ["--help"]).output
 
 
-@pytest.mark.parametrize("args, fragment, code", [
-    (["--verifier", "abcrown", "--abcrown", "/nonexistent/abcrown"], "VerifierError: no complete_verifier", 1),
-    (["--python", "/nonexistent/python"], "VerifierError: NeuralSAT interpreter /nonexistent/python", 1),
-])
+@pytest.mark.parametrize(
+    "args, fragment, code",
+    [
+        (["--verifier", "abcrown", "--abcrown", "/nonexistent/abcrown"], "VerifierError: no complete_verifier", 1),
+        (["--python", "/nonexistent/python"], "VerifierError: NeuralSAT interpreter /nonexistent/python", 1),
+    ],
+)
 def test_cli_verify_missing_verifiers(tmp_path, checkpoint, args, fragment, code):
     out = tmp_path / "bench"
     _export(checkpoint, out, n=2)
@@ -350,11 +391,26 @@ def test_cli_report_exit_code_on_contradiction(tmp_path, checkpoint):
     (out / "results").mkdir(exist_ok=True)
     (out / "results" / "fake.csv").write_text(
         "instance,verifier,result,seconds,note\n"
-        f"{first['instance']},marabou,unsat,1.0,\n{second['instance']},marabou,timeout,9.0,\n")
-    rows = [{"index": first["index"], "label": first["label"], "prediction": first["label"],
-             "pgd_robust": True, "certified_by": None, "status": "unknown"},
-            {"index": second["index"], "label": second["label"], "prediction": second["label"],
-             "pgd_robust": True, "certified_by": "IBP", "status": "certified"}]
+        f"{first['instance']},marabou,unsat,1.0,\n{second['instance']},marabou,timeout,9.0,\n"
+    )
+    rows = [
+        {
+            "index": first["index"],
+            "label": first["label"],
+            "prediction": first["label"],
+            "pgd_robust": True,
+            "certified_by": None,
+            "status": "unknown",
+        },
+        {
+            "index": second["index"],
+            "label": second["label"],
+            "prediction": second["label"],
+            "pgd_robust": True,
+            "certified_by": "IBP",
+            "status": "certified",
+        },
+    ]
     eval_file = tmp_path / "samples.jsonl"
     eval_file.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     report = tmp_path / "report.json"
@@ -389,15 +445,19 @@ def test_export_stores_evidence_and_network_identity(tmp_path, checkpoint):
         assert attack["margin"] > 0 and not attack["counterexample"], "the clean points (no PGD here) are robust"
         assert record["bound"]["method"] == "IBP" and isinstance(record["bound"]["min_margin_lower"], float)
         assert record["bound"]["certified"] == (record["bound"]["min_margin_lower"] > 0)
-    assert any(read_record(out, e["instance"])["bound"]["certified"] for e in info.instances), \
+    assert any(read_record(out, e["instance"])["bound"]["certified"] for e in info.instances), (
         "IBP certifies some samples at EPS_SOME"
+    )
 
 
 def test_skip_certified_crown_takes_the_better_of_ibp_and_crown_per_margin(monkeypatch):
     # IBP proves margin 0, CROWN margin 1: neither alone certifies, the two together do (as the
     # reference verification's elementwise max); CROWN-IBP is taken as it is
-    lowers = {"IBP": torch.tensor([[1.0, -1.0]]), "CROWN": torch.tensor([[-2.0, 0.5]]),
-              "CROWN-IBP": torch.tensor([[-2.0, 0.5]])}
+    lowers = {
+        "IBP": torch.tensor([[1.0, -1.0]]),
+        "CROWN": torch.tensor([[-2.0, 0.5]]),
+        "CROWN-IBP": torch.tensor([[-2.0, 0.5]]),
+    }
 
     class Bounded:
         def margin_lower(self, box, y, method):

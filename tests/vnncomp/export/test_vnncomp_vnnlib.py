@@ -84,8 +84,9 @@ def test_render_v1_template():
     assert lines[0] == "; test" and lines[1] == "; second line"
     n = prop.lower.size
     assert lines.count("(declare-const X_0 Real)") == 1 and f"(declare-const X_{n - 1} Real)" in lines
-    assert [line for line in lines if line.startswith("(declare-const Y_")] == \
-        [f"(declare-const Y_{j} Real)" for j in range(10)]
+    assert [line for line in lines if line.startswith("(declare-const Y_")] == [
+        f"(declare-const Y_{j} Real)" for j in range(10)
+    ]
     assert f"(assert (>= X_0 {format_number(prop.lower[0])}))" in lines
     assert f"(assert (<= X_0 {format_number(prop.upper[0])}))" in lines
     disjuncts = [line.strip() for line in lines if line.strip().startswith("(and")]
@@ -134,8 +135,10 @@ def test_check_v2_detects_a_changed_bound_and_label():
         check_v2(text.replace(first, "1e-3", 1), prop)
 
 
-@pytest.mark.parametrize("value, text", [(1.0, "1.0"), (0.0, "0.0"), (-0.0, "0.0"), (-0.25, "-0.25"),
-                                         (1e-12, "0.000000000001"), (3, "3.0"), (0.1, "0.1")])
+@pytest.mark.parametrize(
+    "value, text",
+    [(1.0, "1.0"), (0.0, "0.0"), (-0.0, "0.0"), (-0.25, "-0.25"), (1e-12, "0.000000000001"), (3, "3.0"), (0.1, "0.1")],
+)
 def test_format_number(value, text):
     assert format_number(value) == text
 
@@ -175,16 +178,19 @@ def test_parse_v1_accepts_equivalent_spellings():
     assert got == want
 
 
-@pytest.mark.parametrize("mutation, message", [
-    (("(declare-const X_1 Real)\n", "(declare-const X_1 Real) (declare-const Z Real)\n"), "one per line"),
-    (("(assert (<= X_1 1.0))\n", ""), "X_1 was unbounded"),
-    (("0.5))", "5e-1))"), "plain decimal"),
-    (("(assert (>= X_1 0.0))", "(assert (>= X_1 0))"), "plain decimal"),
-    (("(assert (or", "(assert (or (and (>= Y_0 Y_1)))) (assert (or"), "at most one"),
-    (("(<= Y_1 Y_2)", "(<= Y_1 Y_7)"), "undeclared output"),
-    (("(<= Y_1 Y_2)", "(<= X_1 Y_2)"), "outputs only"),
-    (("(assert (>= X_0 -0.5))", "(assert (>= X_0 Y_0))"), "compare X_i with a constant"),
-])
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (("(declare-const X_1 Real)\n", "(declare-const X_1 Real) (declare-const Z Real)\n"), "one per line"),
+        (("(assert (<= X_1 1.0))\n", ""), "X_1 was unbounded"),
+        (("0.5))", "5e-1))"), "plain decimal"),
+        (("(assert (>= X_1 0.0))", "(assert (>= X_1 0))"), "plain decimal"),
+        (("(assert (or", "(assert (or (and (>= Y_0 Y_1)))) (assert (or"), "at most one"),
+        (("(<= Y_1 Y_2)", "(<= Y_1 Y_7)"), "undeclared output"),
+        (("(<= Y_1 Y_2)", "(<= X_1 Y_2)"), "outputs only"),
+        (("(assert (>= X_0 -0.5))", "(assert (>= X_0 Y_0))"), "compare X_i with a constant"),
+    ],
+)
 def test_validate_v1_rejects_rule_violations(mutation, message):
     old, new = mutation
     assert old in VALID

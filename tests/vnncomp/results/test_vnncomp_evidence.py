@@ -107,11 +107,17 @@ def test_another_verifiers_valid_sat_is_evidence_against_an_unsat(bench, monkeyp
     root, facts = bench
     (root / "evidence/sat.json").unlink()  # no export evidence: only NeuralSAT's counterexample
     _never_attack(monkeypatch)
-    checked = check_answers(root, [VerifierResult("sat", "neuralsat", "sat", counterexample=_flat(facts)),
-                                   VerifierResult("sat", "marabou", "unsat")])
+    checked = check_answers(
+        root,
+        [
+            VerifierResult("sat", "neuralsat", "sat", counterexample=_flat(facts)),
+            VerifierResult("sat", "marabou", "unsat"),
+        ],
+    )
     assert [r.result for r in checked.results] == ["sat", "error"]
-    assert checked.contradictions[0].startswith("sat: marabou says unsat but a counterexample is in hand "
-                                                "(verifier-neuralsat, margin -")
+    assert checked.contradictions[0].startswith(
+        "sat: marabou says unsat but a counterexample is in hand (verifier-neuralsat, margin -"
+    )
     kept = read_record(root, "sat")
     assert kept["attacks"][0]["source"] == "verifier-neuralsat" and kept["attacks"][0]["counterexample"]
 
@@ -136,8 +142,10 @@ def test_an_unsat_is_refuted_only_by_a_violation_and_set_aside_within_the_tolera
     (root / "evidence/sat.json").unlink()  # only the point given below is in hand
     _never_attack(monkeypatch)
     point, margin = (_flat(facts), facts["sat_margin"]) if verdict == "violating" else _near_counterexample(root, facts)
-    checked = check_answers(root, [VerifierResult("sat", "neuralsat", "sat", counterexample=point),
-                                   VerifierResult("sat", "marabou", "unsat")])
+    checked = check_answers(
+        root,
+        [VerifierResult("sat", "neuralsat", "sat", counterexample=point), VerifierResult("sat", "marabou", "unsat")],
+    )
     sat, unsat = checked.results
     assert sat.result == "sat", "the VNN-COMP tolerance accepts both points as counterexamples of a sat"
     if verdict == "violating":
@@ -200,13 +208,23 @@ def test_stale_evidence_of_another_network_is_ignored(bench, monkeypatch):
 
 # ---------------------------------------------------------------------- report: identity, coverage
 
+
 def _adcert_layout(root: Path, facts, eps: float) -> None:
     """benchmark.json / metadata.json as adcert-export writes them (the two instances: samples 10, 11)."""
     params = {"eps": eps, "checkpoint_sha256": CHECKPOINT_SHA, "onnx_sha256": sha256_file(root / "onnx/tiny.onnx")}
     (root / "benchmark.json").write_text(json.dumps(params))
-    (root / "metadata.json").write_text(json.dumps({**params, "net": "tiny", "instances": [
-        {"instance": "sat", "index": 10, "label": facts["label"]},
-        {"instance": "unsat", "index": 11, "label": facts["label"]}]}))
+    (root / "metadata.json").write_text(
+        json.dumps(
+            {
+                **params,
+                "net": "tiny",
+                "instances": [
+                    {"instance": "sat", "index": 10, "label": facts["label"]},
+                    {"instance": "unsat", "index": 11, "label": facts["label"]},
+                ],
+            }
+        )
+    )
 
 
 def _eval_report(folder: Path, facts, sha=CHECKPOINT_SHA, eps=0.05, indices=(10,)) -> Path:
@@ -218,8 +236,10 @@ def _eval_report(folder: Path, facts, sha=CHECKPOINT_SHA, eps=0.05, indices=(10,
 
 
 def _consistent_table(root: Path, facts) -> Path:
-    results = [VerifierResult("sat", "neuralsat", "sat", counterexample=_flat(facts)),
-               VerifierResult("unsat", "neuralsat", "unsat")]
+    results = [
+        VerifierResult("sat", "neuralsat", "sat", counterexample=_flat(facts)),
+        VerifierResult("unsat", "neuralsat", "unsat"),
+    ]
     checked = check_answers(root, results)
     return write_results_table(root / "results/neuralsat.csv", checked.results, checked.identity)
 
@@ -249,8 +269,9 @@ def test_report_flags_an_unsat_with_a_counterexample_exit_3(bench, tmp_path):
     assert out.exit_code == 3 and "sat: marabou says unsat but a counterexample is in hand" in out.output
 
 
-@pytest.mark.parametrize("change, fragment", [({"sha": "d" * 64}, "evaluates another network"),
-                                              ({"eps": 0.1}, "is at eps 0.1")])
+@pytest.mark.parametrize(
+    "change, fragment", [({"sha": "d" * 64}, "evaluates another network"), ({"eps": 0.1}, "is at eps 0.1")]
+)
 def test_report_refuses_a_join_of_different_networks_or_eps(bench, tmp_path, change, fragment):
     root, facts = bench
     _adcert_layout(root, facts, 0.05)
@@ -266,8 +287,9 @@ def test_report_refuses_a_join_of_different_networks_or_eps(bench, tmp_path, cha
 def test_report_refuses_a_results_table_of_another_network(bench, tmp_path):
     root, facts = bench
     _adcert_layout(root, facts, 0.05)
-    write_results_table(root / "results/x.csv", [VerifierResult("unsat", "x", "unsat")],
-                        {"network_sha256": "e" * 64, "eps": 0.05})
+    write_results_table(
+        root / "results/x.csv", [VerifierResult("unsat", "x", "unsat")], {"network_sha256": "e" * 64, "eps": 0.05}
+    )
     with pytest.raises(ConfigError, match="results for another network"):
         report_benchmark(_eval_report(tmp_path / "eval", facts), root)
 

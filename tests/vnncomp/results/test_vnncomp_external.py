@@ -38,7 +38,8 @@ def _published(tmp_path: Path, facts, unsat_word: str = "holds") -> Path:
         "tiny_bench,./benchmarks/tiny/onnx/tiny.onnx,./benchmarks/tiny/vnnlib/sat.vnnlib.gz,1.5,violated,3.25\n"
         f"tiny_bench,./benchmarks/tiny/onnx/tiny.onnx,./benchmarks/tiny/vnnlib/unsat.vnnlib,1.5,{unsat_word},4.5\n"
         "acasxu,./benchmarks/acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx,./benchmarks/acasxu/prop_1.vnnlib,"
-        ".007,holds,7.3\n")
+        ".007,holds,7.3\n"
+    )
     x = facts["point"].numpy().ravel()
     text = "sat\n(" + "\n".join(f"(X_{i} {format_number(v)})" for i, v in enumerate(x)) + ")\n"
     (folder / "tiny_sat.counterexample.gz").write_bytes(gzip.compress(text.encode()))
@@ -83,23 +84,31 @@ def _records_benchmark(tmp_path: Path, root: Path) -> Path:
     shutil.copytree(root / "onnx", bench / "onnx")
     shutil.copy(root / "vnnlib/sat.vnnlib", bench / "vnnlib/cnn7_idx5_sample0.vnnlib")
     shutil.copy(root / "vnnlib/unsat.vnnlib", bench / "vnnlib/cnn7_idx7_sample1.vnnlib")
-    write_instances_csv(bench / "instances.csv", [("onnx/tiny.onnx", "vnnlib/cnn7_idx5_sample0.vnnlib", 30),
-                                                  ("onnx/tiny.onnx", "vnnlib/cnn7_idx7_sample1.vnnlib", 30)])
+    write_instances_csv(
+        bench / "instances.csv",
+        [
+            ("onnx/tiny.onnx", "vnnlib/cnn7_idx5_sample0.vnnlib", 30),
+            ("onnx/tiny.onnx", "vnnlib/cnn7_idx7_sample1.vnnlib", 30),
+        ],
+    )
     return bench
 
 
 def test_2026_records_map_by_model_and_index(tmp_path, padded):
     root, _ = padded
     bench = _records_benchmark(tmp_path, root)
-    records = {"5": {"result": "unsat", "method": "abCROWN", "running_time": 1.25},
-               "7": {"result": "timeout", "method": "abCROWN", "running_time": 1007.2},
-               "9": {"result": "sat", "method": "abCROWN", "running_time": 0.3}}
+    records = {
+        "5": {"result": "unsat", "method": "abCROWN", "running_time": 1.25},
+        "7": {"result": "timeout", "method": "abCROWN", "running_time": 1007.2},
+        "9": {"result": "sat", "method": "abCROWN", "running_time": 0.3},
+    }
     path = tmp_path / "cnn7.json"
     path.write_text(json.dumps(records))
     results = read_2026_records(path, _instances(bench))
     assert [(r.instance, r.verifier, r.result, r.seconds) for r in results] == [
         ("cnn7_idx5_sample0", "published:abCROWN", "unsat", 1.25),
-        ("cnn7_idx7_sample1", "published:abCROWN", "timeout", 1007.2)]
+        ("cnn7_idx7_sample1", "published:abCROWN", "timeout", 1007.2),
+    ]
     assert detect_format(path) == "records-2026"
     with pytest.raises(ConfigError, match="no instance of this benchmark belongs to model 'other'"):
         read_2026_records(path.rename(tmp_path / "other.json"), _instances(bench))

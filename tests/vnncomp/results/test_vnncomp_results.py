@@ -42,25 +42,35 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text, word", [("unsat", "unsat"), ("unsat\n", "unsat"), ("timeout", "timeout"),
-                                        ("holds", "unsat"), ("violated\n", "sat")])
+@pytest.mark.parametrize(
+    "text, word",
+    [("unsat", "unsat"), ("unsat\n", "unsat"), ("timeout", "timeout"), ("holds", "unsat"), ("violated\n", "sat")],
+)
 def test_abcrown_single_words(tmp_path, text, word):
     result = read_result_file(_write(tmp_path, "inst.txt", text), "abcrown")
     assert (result.instance, result.result, result.counterexample) == ("inst", word, None)
 
 
-@pytest.mark.parametrize("text, verifier, seconds", [(ABCROWN_SAT, "abcrown", None),
-                                                     (NEURALSAT_SAT, "neuralsat", 0.4321)])
+@pytest.mark.parametrize(
+    "text, verifier, seconds", [(ABCROWN_SAT, "abcrown", None), (NEURALSAT_SAT, "neuralsat", 0.4321)]
+)
 def test_sat_with_counterexample(tmp_path, text, verifier, seconds):
     result = read_result_file(_write(tmp_path, "p_idx3.txt", text), verifier)
     assert result.result == "sat" and result.instance == "p_idx3"
     assert result.counterexample.tolist() == [0.125, -0.5, 0.75]
     assert result.output.tolist() == [1.5, 2.25]
-    assert (np.isnan(result.seconds) if seconds is None else result.seconds == seconds)
+    assert np.isnan(result.seconds) if seconds is None else result.seconds == seconds
 
 
-@pytest.mark.parametrize("first, word", [("unsat,12.5000", "unsat"), ("unknown,3.0", "unknown"),
-                                         ("timeout,120.0", "timeout"), ("invalid_counterexample,1.0", "error")])
+@pytest.mark.parametrize(
+    "first, word",
+    [
+        ("unsat,12.5000", "unsat"),
+        ("unknown,3.0", "unknown"),
+        ("timeout,120.0", "timeout"),
+        ("invalid_counterexample,1.0", "error"),
+    ],
+)
 def test_neuralsat_status_lines(tmp_path, first, word):
     result = read_result_file(_write(tmp_path, "a.txt", first + "\n"), "neuralsat")
     assert result.result == word and result.seconds == float(first.split(",")[1])
@@ -73,8 +83,9 @@ def test_unreadable_results_raise(tmp_path, text):
 
 
 def test_marabou_file_round_trip(tmp_path):
-    original = VerifierResult("net_idx5_eps0.1", "marabou", "sat", 1.5, np.array([0.1, -1e-12, 0.3]),
-                              np.array([1.0, 2.5]))
+    original = VerifierResult(
+        "net_idx5_eps0.1", "marabou", "sat", 1.5, np.array([0.1, -1e-12, 0.3]), np.array([1.0, 2.5])
+    )
     path = write_result_file(tmp_path / "marabou" / "net_idx5_eps0.1.txt", original)
     text = path.read_text()
     assert text.startswith("sat\n((X_0  0.1)\n(X_1  -0.000000000001)") and text.rstrip().endswith("(Y_1  2.5))")
@@ -89,8 +100,11 @@ def _abcrown_pickle() -> dict:
     statuses = ["safe-incomplete", "unsafe-pgd", "unknown", "safe (timed out)", "unsafe-bab", "safe"]
     for i, s in enumerate(statuses):
         summary[s].append(i)
-    return {"summary": summary, "results": [[s, np.float64(0.5 + i)] for i, s in enumerate(statuses)],
-            "bab_ret": [[0, 0.1, 5, np.float32(0.2), np.array([1, 2])]]}
+    return {
+        "summary": summary,
+        "results": [[s, np.float64(0.5 + i)] for i, s in enumerate(statuses)],
+        "bab_ret": [[0, 0.1, 5, np.float32(0.2), np.array([1, 2])]],
+    }
 
 
 def test_abcrown_pickle_statuses(tmp_path):
@@ -138,9 +152,15 @@ class _StorageFromBytes:
 
 def test_abcrown_pickle_with_torch_tensors_reads_without_building_them(tmp_path):
     # what abCROWN writes once an instance reaches branch and bound: tensors in bab_ret
-    record = {"summary": {"safe": [0], "unknown": [1]}, "results": [["safe", 3.5], ["unknown", 7.0]],
-              "bab_ret": [[0, torch.tensor(-0.25), 17, 3.1], [1, torch.ones(2, 3, requires_grad=True)[0], 40, 7.0],
-                          [2, torch.nn.Parameter(torch.zeros(2)), torch.Size([2]), torch.float32]]}
+    record = {
+        "summary": {"safe": [0], "unknown": [1]},
+        "results": [["safe", 3.5], ["unknown", 7.0]],
+        "bab_ret": [
+            [0, torch.tensor(-0.25), 17, 3.1],
+            [1, torch.ones(2, 3, requires_grad=True)[0], 40, 7.0],
+            [2, torch.nn.Parameter(torch.zeros(2)), torch.Size([2]), torch.float32],
+        ],
+    }
     path = tmp_path / "bab.pkl"
     path.write_bytes(pickle.dumps(record))
     results = read_abcrown_pickle(path, ["a", "b"])
@@ -164,11 +184,15 @@ def _pickled(path: Path, record) -> Path:
 
 
 def test_results_table_round_trip(tmp_path):
-    results = [VerifierResult("a", "marabou", "unsat", 1.25), VerifierResult("b", "marabou", "error", 2.0,
-                                                                            note="rejected sat: x, y")]
+    results = [
+        VerifierResult("a", "marabou", "unsat", 1.25),
+        VerifierResult("b", "marabou", "error", 2.0, note="rejected sat: x, y"),
+    ]
     back = read_results_table(write_results_table(tmp_path / "t.csv", results))
-    assert [(r.instance, r.result, r.seconds, r.note) for r in back] == \
-        [("a", "unsat", 1.25, ""), ("b", "error", 2.0, "rejected sat: x, y")]
+    assert [(r.instance, r.result, r.seconds, r.note) for r in back] == [
+        ("a", "unsat", 1.25, ""),
+        ("b", "error", 2.0, "rejected sat: x, y"),
+    ]
 
 
 # ------------------------------------------------------------ counterexample checks
@@ -253,8 +277,12 @@ def _r(instance, word, verifier="marabou"):
 
 
 def test_cross_check_merges_certified_accuracy():
-    results = [_r("n_idx10", "unsat"), _r("n_idx11", "unsat"), _r("n_idx12", "sat"),
-               _r("n_idx11", "timeout", "abcrown")]
+    results = [
+        _r("n_idx10", "unsat"),
+        _r("n_idx11", "unsat"),
+        _r("n_idx12", "sat"),
+        _r("n_idx11", "timeout", "abcrown"),
+    ]
     check = cross_check(ROWS, results, INDEX)
     assert (check.total, check.certified_incomplete, check.certified_merged, check.falsified) == (4, 1, 2, 2)
     assert check.certified_accuracy == 0.5 and check.contradictions == []
@@ -262,11 +290,14 @@ def test_cross_check_merges_certified_accuracy():
     assert check.rows[1]["verifiers"] == {"marabou": "unsat", "abcrown": "timeout"}
 
 
-@pytest.mark.parametrize("results, fragment", [
-    ([_r("n_idx12", "unsat")], "attack succeeded"),
-    ([_r("n_idx10", "sat")], "IBP certified"),
-    ([_r("n_idx11", "unsat"), _r("n_idx11", "sat", "abcrown")], "unsat vs"),
-])
+@pytest.mark.parametrize(
+    "results, fragment",
+    [
+        ([_r("n_idx12", "unsat")], "attack succeeded"),
+        ([_r("n_idx10", "sat")], "IBP certified"),
+        ([_r("n_idx11", "unsat"), _r("n_idx11", "sat", "abcrown")], "unsat vs"),
+    ],
+)
 def test_cross_check_contradictions(results, fragment):
     with pytest.raises(SoundnessError, match=fragment):
         cross_check(ROWS, results, INDEX)
@@ -275,9 +306,17 @@ def test_cross_check_contradictions(results, fragment):
 
 def test_the_evals_own_complete_answers_count_and_are_cross_checked():
     """adcert-eval --complete answers sit in the rows: an unsat there certifies, a sat there contradicts."""
-    rows = [dict(ROWS[1], complete={"verifier": "neuralsat", "result": "unsat"}), ROWS[2],
-            dict(ROWS[0], index=14, certified_by=None, status="unknown", complete={"verifier": "neuralsat",
-                                                                                "result": "timeout"})]
+    rows = [
+        dict(ROWS[1], complete={"verifier": "neuralsat", "result": "unsat"}),
+        ROWS[2],
+        dict(
+            ROWS[0],
+            index=14,
+            certified_by=None,
+            status="unknown",
+            complete={"verifier": "neuralsat", "result": "timeout"},
+        ),
+    ]
     check = cross_check(rows, [_r("n_idx12", "sat")], INDEX)
     assert [r["merged"] for r in check.rows] == ["certified", "falsified", "open"]
     assert check.certified_merged == 1 and check.rows[0]["verifiers"] == {"eval:neuralsat": "unsat"}

@@ -22,8 +22,9 @@ from vnncomp.export.vnnlib import property_from_sample, render_v1
 
 def _export(net: nn.Module, x: torch.Tensor, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(net, (x,), str(path), input_names=["input"], output_names=["output"], opset_version=13,
-                      dynamo=False)
+    torch.onnx.export(
+        net, (x,), str(path), input_names=["input"], output_names=["output"], opset_version=13, dynamo=False
+    )
 
 
 def _write_property(root: Path, name: str, x: torch.Tensor, label: int, eps: float, classes: int) -> str:
@@ -40,8 +41,11 @@ def ibp_margin(net: nn.Sequential, x: torch.Tensor, label: int, eps: float) -> f
         for layer in net:
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 mid, rad = layer((hi + lo) / 2), (hi - lo) / 2
-                rad = (nn.functional.conv2d(rad, layer.weight.abs(), None, layer.stride, layer.padding)
-                       if isinstance(layer, nn.Conv2d) else nn.functional.linear(rad, layer.weight.abs()))
+                rad = (
+                    nn.functional.conv2d(rad, layer.weight.abs(), None, layer.stride, layer.padding)
+                    if isinstance(layer, nn.Conv2d)
+                    else nn.functional.linear(rad, layer.weight.abs())
+                )
                 lo, hi = mid - rad, mid + rad
             else:
                 lo, hi = layer(lo), layer(hi)
@@ -72,8 +76,9 @@ def padded_cnn_benchmark(root: Path) -> dict:
     with torch.no_grad():
         label = int(net(x).argmax())
     eps_unsat = max(e for e in (0.001, 0.002, 0.005, 0.01, 0.02, 0.03) if ibp_margin(net, x, label, e) > 0)
-    eps_sat, point = next((e, p) for e in (0.05, 0.1, 0.2, 0.3, 0.5)
-                          if (p := _pgd_counterexample(net, x, label, e)) is not None)
+    eps_sat, point = next(
+        (e, p) for e in (0.05, 0.1, 0.2, 0.3, 0.5) if (p := _pgd_counterexample(net, x, label, e)) is not None
+    )
     onnx = root / "onnx/tiny.onnx"
     _export(net, x, onnx)
     rows = []
@@ -88,8 +93,15 @@ def padded_cnn_benchmark(root: Path) -> dict:
     unsat = new_record("unsat", digest)
     unsat["bound"] = {"method": "IBP", "min_margin_lower": ibp_margin(net, x, label, eps_unsat), "certified": True}
     write_record(root, unsat)
-    return {"net": net, "x": x, "label": label, "point": point, "eps_sat": eps_sat, "eps_unsat": eps_unsat,
-            "sat_margin": sat["attacks"][0]["margin"]}
+    return {
+        "net": net,
+        "x": x,
+        "label": label,
+        "point": point,
+        "eps_sat": eps_sat,
+        "eps_unsat": eps_unsat,
+        "sat_margin": sat["attacks"][0]["margin"],
+    }
 
 
 def trap_benchmark(root: Path) -> dict:

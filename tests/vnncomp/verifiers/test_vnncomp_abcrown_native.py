@@ -15,18 +15,18 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from complete_fixtures import EPS, trained_mlp  # noqa: E402
+from complete_fixtures import EPS, trained_mlp
 
-from adcert_plugin.bounds import InputBox  # noqa: E402
-from adcert_plugin.data import load_split  # noqa: E402
-from adcert_plugin.errors import VerifierError  # noqa: E402
-from adcert_plugin.training import load_model  # noqa: E402
-from vnncomp.export import abcrown_native  # noqa: E402
-from vnncomp.export.abcrown import NATIVE_INDICES, write_native_configs  # noqa: E402
-from vnncomp.export.benchmark import MODEL_FILE, export_benchmark  # noqa: E402
-from vnncomp.export.instances import read_metadata  # noqa: E402
-from vnncomp.results import read_abcrown_pickle  # noqa: E402
-from vnncomp.verifiers import find_abcrown, find_abcrown_python, verify_benchmark  # noqa: E402
+from adcert_plugin.bounds import InputBox
+from adcert_plugin.data import load_split
+from adcert_plugin.errors import VerifierError
+from adcert_plugin.training import load_model
+from vnncomp.export import abcrown_native
+from vnncomp.export.abcrown import NATIVE_INDICES, write_native_configs
+from vnncomp.export.benchmark import MODEL_FILE, export_benchmark
+from vnncomp.export.instances import read_metadata
+from vnncomp.results import read_abcrown_pickle
+from vnncomp.verifiers import find_abcrown, find_abcrown_python, verify_benchmark
 
 N = 50
 
@@ -75,13 +75,24 @@ def test_native_answers_equal_the_onnx_paths(native_bench):
     folder = bench / "results" / "abcrown"
     log = folder / "native.log"
     with log.open("w") as out:
-        status = subprocess.run([find_abcrown_python(), str(find_abcrown() / "abcrown.py"), "--config",
-                                 str(bench / "abcrown_native_cpu.yaml")], cwd=folder, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=1800).returncode
+        status = subprocess.run(
+            [
+                find_abcrown_python(),
+                str(find_abcrown() / "abcrown.py"),
+                "--config",
+                str(bench / "abcrown_native_cpu.yaml"),
+            ],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=1800,
+        ).returncode
     assert status == 0, log.read_text()[-2000:]
     names = [r.instance for r in onnx_results]  # instances.csv order = the index list's order
     native = read_abcrown_pickle(folder / "native_cpu.pkl", names)
     assert len(native) == len(onnx_results) == N
-    assert [r.result for r in native] == [r.result for r in onnx_results], \
-        [(o.instance, o.result, n.result) for o, n in zip(onnx_results, native) if o.result != n.result]
+    assert [r.result for r in native] == [r.result for r in onnx_results], [
+        (o.instance, o.result, n.result) for o, n in zip(onnx_results, native) if o.result != n.result
+    ]
     assert {r.result for r in native} >= {"unsat"}

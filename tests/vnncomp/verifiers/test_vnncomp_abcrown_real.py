@@ -19,14 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adcert_plugin.errors import VerifierError
 from vnncomp.export.abcrown import write_abcrown_configs
 from vnncomp.export.instances import read_instances, write_instances_csv
 from vnncomp.export.onnx_export import export_onnx
 from vnncomp.export.vnnlib import property_from_sample, render_v1
 from vnncomp.results import check_counterexample
-from adcert_plugin.errors import VerifierError
 from vnncomp.verifiers import find_abcrown, find_abcrown_python, verify_benchmark
-
 
 
 def _abcrown_found() -> bool:
@@ -37,8 +36,10 @@ def _abcrown_found() -> bool:
     return True
 
 
-pytestmark = pytest.mark.skipif(not _abcrown_found(), reason="alpha-beta-CROWN absent: `make abcrown` (or set "
-                                                            "ADCERT_ABCROWN and ADCERT_ABCROWN_PYTHON) to run it")
+pytestmark = pytest.mark.skipif(
+    not _abcrown_found(),
+    reason="alpha-beta-CROWN absent: `make abcrown` (or set ADCERT_ABCROWN and ADCERT_ABCROWN_PYTHON) to run it",
+)
 
 
 def _ibp_margin(net: nn.Sequential, x: torch.Tensor, label: int, eps: float) -> float:
@@ -46,8 +47,11 @@ def _ibp_margin(net: nn.Sequential, x: torch.Tensor, label: int, eps: float) -> 
     for layer in net:
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             centre, radius = layer((low + high) / 2), (high - low) / 2
-            radius = (F.conv2d(radius, layer.weight.abs(), None, layer.stride, layer.padding)
-                      if isinstance(layer, nn.Conv2d) else F.linear(radius, layer.weight.abs()))
+            radius = (
+                F.conv2d(radius, layer.weight.abs(), None, layer.stride, layer.padding)
+                if isinstance(layer, nn.Conv2d)
+                else F.linear(radius, layer.weight.abs())
+            )
             low, high = centre - radius, centre + radius
         else:
             low, high = layer(low), layer(high)
@@ -115,8 +119,9 @@ def test_real_abcrown_gives_the_known_answers(tiny_bench, mode, tmp_path, monkey
 def bab_bench(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("abcrown_bab")
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(100, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
-                        nn.Linear(40, 3)).eval()
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(100, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 3)
+    ).eval()
     x = torch.rand(1, 1, 10, 10)
     with torch.no_grad():
         label = int(net(x).argmax())
@@ -135,8 +140,9 @@ def bab_bench(tmp_path_factory) -> Path:
 def test_real_abcrown_csv_mode_answers_every_instance_through_branch_and_bound(bab_bench):
     results, _ = verify_benchmark(bab_bench, "abcrown", mode="csv", device="cpu", timeout=120, force=True)
     answers = {r.instance: r for r in results}
-    assert {n: r.result for n, r in answers.items()} == {"easy": "unsat", "bab": "unsat", "broken": "sat"}, \
-        [(r.instance, r.result, r.note) for r in results]
+    assert {n: r.result for n, r in answers.items()} == {"easy": "unsat", "bab": "unsat", "broken": "sat"}, [
+        (r.instance, r.result, r.note) for r in results
+    ]
     assert answers["bab"].note.startswith("safe;")  # proved by BaB, not by the incomplete bounds
     folder = bab_bench / "results" / "abcrown"
     assert b"torch" in (folder / "csv-0.pkl").read_bytes()  # the pickle holds tensors, and was read
@@ -149,8 +155,9 @@ def test_real_abcrown_csv_mode_answers_every_instance_through_branch_and_bound(b
 
 
 def test_real_abcrown_csv_mode_keeps_to_the_timeout_it_is_given(bab_bench):
-    results, _ = verify_benchmark(bab_bench, "abcrown", mode="csv", device="cpu", timeout=1, instances=["bab"],
-                                  force=True)
+    results, _ = verify_benchmark(
+        bab_bench, "abcrown", mode="csv", device="cpu", timeout=1, instances=["bab"], force=True
+    )
     (result,) = results
     assert result.result in ("timeout", "unsat"), result.note  # abCROWN stops BaB at 1 s (or proves it first)
     assert "Overriding timeout: 1" in (bab_bench / "results" / "abcrown" / "csv-0.log").read_text()

@@ -28,8 +28,9 @@ def _request(tmp_path, indices=(3, 8), seed=0, sha="abc", eps=0.02, **kw) -> Com
     x = torch.rand(len(indices), 1, 8, 8)
     with torch.no_grad():
         y = model((x - 0.1307) / 0.3081).argmax(1)
-    return CompleteRequest(model, x, y, tuple(indices), eps, (0.1307,), (0.3081,), 4, 20.0, 2, tmp_path / "work",
-                           sha, "mnist_tiny", **kw)
+    return CompleteRequest(
+        model, x, y, tuple(indices), eps, (0.1307,), (0.3081,), 4, 20.0, 2, tmp_path / "work", sha, "mnist_tiny", **kw
+    )
 
 
 def test_prepare_benchmark_writes_onnx_once_and_accumulates_properties(tmp_path):
@@ -87,16 +88,30 @@ def test_verify_maps_results_to_answers_and_passes_options(tmp_path, monkeypatch
     def fake_verify(bench, name, **kw):
         calls.update(kw, name=name, bench=bench)
         first, second = kw["instances"]
-        return [VerifierResult(first, name, "unsat", 2.0), VerifierResult(second, name, "timeout", float("nan"),
-                                                                          note="killed")], bench / "t.csv"
+        return [
+            VerifierResult(first, name, "unsat", 2.0),
+            VerifierResult(second, name, "timeout", float("nan"), note="killed"),
+        ], bench / "t.csv"
 
     monkeypatch.setattr("vnncomp.verifiers.verify_benchmark", fake_verify)
-    request = _request(tmp_path, options={"abcrown": "/ab", "abcrown_python": "/py", "abcrown_mode": "csv",
-                                          "neuralsat_python": "/ns", "device": "gpu"})
+    request = _request(
+        tmp_path,
+        options={
+            "abcrown": "/ab",
+            "abcrown_python": "/py",
+            "abcrown_mode": "csv",
+            "neuralsat_python": "/ns",
+            "device": "gpu",
+        },
+    )
     answers = VC.abcrown().verify(request)
     assert calls["jobs"] == 2 and calls["timeout"] == 20.0 and calls["name"] == "abcrown"
-    assert (calls["abcrown_path"], calls["abcrown_python"], calls["mode"], calls["device"]) == ("/ab", "/py", "csv",
-                                                                                                "gpu")
+    assert (calls["abcrown_path"], calls["abcrown_python"], calls["mode"], calls["device"]) == (
+        "/ab",
+        "/py",
+        "csv",
+        "gpu",
+    )
     assert {a.index: a.result for a in answers} == {3: "unsat", 8: "timeout"}
     calls.clear()
     VC.neuralsat().verify(request)
@@ -136,8 +151,9 @@ def _neuralsat_python() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_neuralsat_python() is None,
-                    reason="NeuralSAT's env absent (ADCERT_NEURALSAT_PYTHON, .venv-neuralsat)")
+@pytest.mark.skipif(
+    _neuralsat_python() is None, reason="NeuralSAT's env absent (ADCERT_NEURALSAT_PYTHON, .venv-neuralsat)"
+)
 def test_real_neuralsat_answers_two_tiny_samples(tmp_path):
     request = _request(tmp_path, eps=0.05, options={"neuralsat_python": _neuralsat_python()})
     answers = create_verifier("neuralsat").verify(request)

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +135,9 @@ def bench_template(tmp_path_factory) -> Path:
     (root / "vnnlib").mkdir()
     rows = []
     for name, label, eps in (("robust", pred, 0.001), ("wrong_label", (pred + 1) % 3, 0.01)):
-        (root / "vnnlib" / f"{name}.vnnlib").write_text(render_v1(property_from_sample(x0, label, eps, (0.0,),
-                                                                                           (1.0,), 3)))
+        (root / "vnnlib" / f"{name}.vnnlib").write_text(
+            render_v1(property_from_sample(x0, label, eps, (0.0,), (1.0,), 3))
+        )
         rows.append(("onnx/net.onnx", f"vnnlib/{name}.vnnlib", 20))
     write_instances_csv(root / "instances.csv", rows)
     (root / "abcrown_cpu.yaml").write_text("general: {device: cpu}\n")
@@ -230,22 +232,28 @@ def test_abcrown_csv_mode_reads_the_pickle(bench, abcrown_checkout, monkeypatch)
 
 def test_abcrown_csv_sat_without_a_counterexample_is_confirmed_alone(bench, abcrown_checkout, monkeypatch):
     monkeypatch.setenv("FAKE_ABCROWN_NO_CEX", "1")
-    results, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5, abcrown_path=abcrown_checkout,
-                                  abcrown_python=sys.executable)
+    results, _ = verify_benchmark(
+        bench, "abcrown", mode="csv", timeout=5, abcrown_path=abcrown_checkout, abcrown_python=sys.executable
+    )
     sat = results[1]
     assert sat.result == "sat" and "confirmed alone" in sat.note and sat.counterexample.shape == (4,)
     assert (bench / "results" / "abcrown" / "wrong_label.txt.args").is_file()  # the single-mode run
 
 
 def test_abcrown_csv_timeouts_go_one_process_per_timeout(bench, abcrown_checkout, monkeypatch):
-    write_instances_csv(bench / "instances.csv", [("onnx/net.onnx", "vnnlib/robust.vnnlib", 3),
-                                                  ("onnx/net.onnx", "vnnlib/wrong_label.vnnlib", 4)])
-    results, _ = verify_benchmark(bench, "abcrown", mode="csv", abcrown_path=abcrown_checkout,
-                                  abcrown_python=sys.executable)
+    write_instances_csv(
+        bench / "instances.csv",
+        [("onnx/net.onnx", "vnnlib/robust.vnnlib", 3), ("onnx/net.onnx", "vnnlib/wrong_label.vnnlib", 4)],
+    )
+    results, _ = verify_benchmark(
+        bench, "abcrown", mode="csv", abcrown_path=abcrown_checkout, abcrown_python=sys.executable
+    )
     assert [r.result for r in results] == ["unsat", "sat"]
     folder = bench / "results" / "abcrown"
-    given = sorted(a.split()[a.split().index("--override_timeout") + 1]
-                   for a in (p.read_text() for p in folder.glob("csv-*.pkl.args")))
+    given = sorted(
+        a.split()[a.split().index("--override_timeout") + 1]
+        for a in (p.read_text() for p in folder.glob("csv-*.pkl.args"))
+    )
     assert given == ["3", "4"]
 
 
@@ -301,8 +309,10 @@ def test_resume_reuses_answers_for_the_same_network_verifier_and_timeout(bench, 
 def test_jobs_run_instances_at_once(bench, fake_neuralsat, monkeypatch):
     monkeypatch.setenv("FAKE_NS_SLEEP", "1.5")
     run_neuralsat(bench, timeout=5, jobs=2)
-    spans = [[float(t) for t in (bench / "results" / "neuralsat" / f"{n}.txt.calls").read_text().split()]
-             for n in ("robust", "wrong_label")]
+    spans = [
+        [float(t) for t in (bench / "results" / "neuralsat" / f"{n}.txt.calls").read_text().split()]
+        for n in ("robust", "wrong_label")
+    ]
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], f"not overlapping: {spans}"
     with pytest.raises(VerifierError, match="jobs"):
         run_neuralsat(bench, jobs=0)
@@ -368,7 +378,6 @@ def test_missing_verifiers_raise(tmp_path, bench, monkeypatch):
         verify_benchmark(bench, "eran")
 
 
-
 def test_a_run_that_fell_back_to_a_fresh_process_is_not_called_forked(bench, fake_neuralsat, monkeypatch):
     monkeypatch.setenv("ADCERT_VERIFIER_FORK", "1")
     monkeypatch.setattr(neuralsat.NeuralSATRunner, "preload", ("no_such_module_here",))
@@ -379,8 +388,9 @@ def test_a_run_that_fell_back_to_a_fresh_process_is_not_called_forked(bench, fak
 def _sleepers(bench: Path, n: int, timeout: float) -> None:
     for k in range(n):
         (bench / "vnnlib" / f"sleep{k}.vnnlib").write_text((bench / "vnnlib" / "robust.vnnlib").read_text())
-    write_instances_csv(bench / "instances.csv", [("onnx/net.onnx", f"vnnlib/sleep{k}.vnnlib", timeout)
-                                                  for k in range(n)])
+    write_instances_csv(
+        bench / "instances.csv", [("onnx/net.onnx", f"vnnlib/sleep{k}.vnnlib", timeout) for k in range(n)]
+    )
 
 
 def test_a_forked_run_is_killed_soon_after_its_timeout(bench, abcrown_checkout):
@@ -393,8 +403,20 @@ def test_a_forked_run_is_killed_soon_after_its_timeout(bench, abcrown_checkout):
 
 
 def test_verify_prints_progress_as_it_goes(bench, abcrown_checkout):
-    out = CliRunner().invoke(verify_cmd, [str(bench), "--verifier", "abcrown", "--abcrown", str(abcrown_checkout),
-                                          "--abcrown-python", sys.executable, "--timeout", "5"])
+    out = CliRunner().invoke(
+        verify_cmd,
+        [
+            str(bench),
+            "--verifier",
+            "abcrown",
+            "--abcrown",
+            str(abcrown_checkout),
+            "--abcrown-python",
+            sys.executable,
+            "--timeout",
+            "5",
+        ],
+    )
     assert out.exit_code == 0, out.output
     lines = [line for line in out.output.splitlines() if line.startswith("[")]
     assert len(lines) == 2 and lines[0].startswith("[1/2] abcrown ") and lines[1].startswith("[2/2] abcrown ")
@@ -407,8 +429,18 @@ def test_ctrl_c_on_verify_jobs_2_stops_at_once_and_starts_nothing_new(bench, abc
 
     _sleepers(bench, 4, 20)
     folder = bench / "results" / "abcrown"
-    command = [str(Path(sys.executable).with_name("adcert-verify")), str(bench), "--verifier", "abcrown",
-               "--abcrown", str(abcrown_checkout), "--abcrown-python", sys.executable, "--jobs", "2"]
+    command = [
+        str(Path(sys.executable).with_name("adcert-verify")),
+        str(bench),
+        "--verifier",
+        "abcrown",
+        "--abcrown",
+        str(abcrown_checkout),
+        "--abcrown-python",
+        sys.executable,
+        "--jobs",
+        "2",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while len(list(folder.glob("*.txt.args"))) < 2 and time.monotonic() < deadline:

@@ -58,8 +58,9 @@ def setup(tmp_path, monkeypatch):
 
 
 def _command(script: Path, work: Path, name: str, mode: str = "ok", env: str = "x") -> Command:
-    return Command([sys.executable, str(script), str(work / f"{name}.json"), mode],
-                   env={**os.environ, "WARM_TEST": env}, cwd=work)
+    return Command(
+        [sys.executable, str(script), str(work / f"{name}.json"), mode], env={**os.environ, "WARM_TEST": env}, cwd=work
+    )
 
 
 def _run(pool: WarmPool, command: Command, work: Path, name: str, limit: float = 30.0):
@@ -82,8 +83,14 @@ def test_forked_runs_are_fresh_and_see_their_own_arguments_folder_and_environmen
     for name, env in (("a", "first"), ("b", "second")):
         seen = json.loads((work / f"{name}.json").read_text())
         assert seen["runs"] == [str(work / f"{name}.json")]  # nothing left by the run before
-        assert seen == {**seen, "cwd": str(work), "env": env, "args": [str(work / f"{name}.json"), "ok"],
-                        "name": "__main__", "stdin": ""}
+        assert seen == {
+            **seen,
+            "cwd": str(work),
+            "env": env,
+            "args": [str(work / f"{name}.json"), "ok"],
+            "name": "__main__",
+            "stdin": "",
+        }
         assert (work / f"{name}.log").read_text().strip() == "done ok"
 
 
@@ -179,8 +186,9 @@ def test_a_server_lost_mid_run_hands_that_run_to_a_fresh_process(setup, caplog):
 def test_a_run_that_cannot_start_fails_alone(setup):
     script, work = setup
     with _pool(work) as pool:
-        missing = Command([sys.executable, str(script), str(work / "m.json"), "ok"], env=dict(os.environ),
-                          cwd=work / "no-such-folder")
+        missing = Command(
+            [sys.executable, str(script), str(work / "m.json"), "ok"], env=dict(os.environ), cwd=work / "no-such-folder"
+        )
         assert _run(pool, missing, work, "m")[0] == 1
         assert _run(pool, _command(script, work, "a"), work, "a")[0] == 0 and pool.active
         assert len(pool._servers) == 1

@@ -4,5 +4,8 @@ from ._absent import absent
 
 
 def __getattr__(name):
-    return absent("datasets", name, "alpha-beta-CROWN's built-in data sets are not available; verify exported "
-                  "ONNX + VNN-LIB benchmarks")
+    return absent(
+        "datasets",
+        name,
+        "alpha-beta-CROWN's built-in data sets are not available; verify exported ONNX + VNN-LIB benchmarks",
+    )

@@ -4,5 +4,8 @@ from ._absent import absent
 
 
 def __getattr__(name):
-    return absent("transforms", name, "alpha-beta-CROWN's built-in data sets are not available; verify exported "
-                  "ONNX + VNN-LIB benchmarks")
+    return absent(
+        "transforms",
+        name,
+        "alpha-beta-CROWN's built-in data sets are not available; verify exported ONNX + VNN-LIB benchmarks",
+    )
