@@ -40,7 +40,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..evaluation import EvalReport, evaluate
 from ..io import atomic_write_text, read_json, write_json
-from ..training import RunDir, TrainConfig, read_config_file, train
+from ..training import RunDir, TrainConfig, config_from_dict, read_config_file, train
 from ..training.strict import flatten
 from .config import TEACHER_LOSS, ExperimentConfig
 from .report import markdown_report, markdown_tables, plot_results
@@ -196,8 +196,17 @@ def _train_and_evaluate(
 
 
 def check_same_config(run: RunDir, wanted: TrainConfig, advice: str = "pass --force to retrain") -> None:
-    """A finished run in ``run`` must have the config asked for (paths and device may differ)."""
-    saved = flatten(read_config_file(run.config), keep=("loss.params", "model.kwargs"))
+    """A finished run in ``run`` must have the config asked for (paths and device may differ).
+
+    The saved config gets today's defaults for fields it predates (a run saved before ``recipe``
+    existed trained with what its default is now), so an older finished run is still reused.
+    """
+    raw = read_config_file(run.config)
+    try:
+        raw = config_from_dict(raw, str(run.config)).to_dict()
+    except ConfigError:
+        pass  # compared as saved: the first differing field names what no longer fits
+    saved = flatten(raw, keep=("loss.params", "model.kwargs"))
     now = flatten(wanted.to_dict(), keep=("loss.params", "model.kwargs"))
     changed = [k for k in sorted(set(saved) | set(now)) if k not in _IGNORED_ON_REUSE and saved.get(k) != now.get(k)]
     if changed:

@@ -3,11 +3,14 @@ axes, α labels that do not cover each other, line styles in the legend, labelle
 
 from __future__ import annotations
 
+import shutil
+
 import matplotlib
 import pytest
 from conftest import REPO
 
 from adcert_plugin.experiments.report import plot_results
+from adcert_plugin.experiments.study.archive import unpack
 from adcert_plugin.experiments.study.report import plot_curves, plot_study
 from adcert_plugin.io import read_json
 
@@ -44,7 +47,8 @@ def test_study_plot_separates_test_and_validation_and_labels_alpha(figures, tmp_
 
 def test_curves_have_a_y_label_and_name_their_seed(figures, tmp_path):
     results = read_json(RESULTS / "study-mnist-0.1" / "results.json")
-    (tmp_path / "state").symlink_to(RESULTS / "study-mnist-0.1" / "state")
+    shutil.copy(RESULTS / "study-mnist-0.1" / "state.tar.gz", tmp_path / "state.tar.gz")
+    unpack(tmp_path / "state")  # the committed state is an archive
     plot_curves(results, tmp_path / "curves.png")
     for ax in figures[0].axes:
         assert ax.get_ylabel() and f"seed {results['seeds'][0]}" in ax.get_title()
