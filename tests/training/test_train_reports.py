@@ -15,6 +15,7 @@ from adcert_plugin.errors import CheckpointError, ConfigError, TrainingError
 from adcert_plugin.evaluation import evaluate
 from adcert_plugin.models import create_model
 from adcert_plugin.training import RunDir, arch_record, build_config, save_checkpoint, train, trainer as T
+from adcert_plugin.training.outcome import best_criterion
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_a_teachers_best_checkpoint_is_its_best_pgd_epoch(data_root, tmp_path):
     saved = torch.load(result.run_dir / "best.pt", weights_only=True)
     assert saved["state"]["epoch"] == best["epoch"]
     assert "by PGD (best.pt)" in result.describe()
-    assert T.best_criterion({"attack", "bounds"}) == "ibp_cert_acc" and T.best_criterion({"attack"}) == "pgd_acc"
+    assert best_criterion({"attack", "bounds"}) == "ibp_cert_acc" and best_criterion({"attack"}) == "pgd_acc"
 
 
 def test_a_failed_start_leaves_nothing_and_names_the_learning_rate(data_root, tmp_path):
