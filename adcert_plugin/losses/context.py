@@ -143,7 +143,7 @@ class LossContext:
     @property
     def frozen_stats(self) -> bool:
         """Forwards other than the statistics batch's use its statistics, frozen (ctbench)."""
-        return self.conventions == "ctbench" and has_batchnorm(self.student)
+        return self.conventions == "ctbench" and self._once("has_bn", lambda: has_batchnorm(self.student))
 
     def batch_stats(self):
         """The clean batch's BN statistics (differentiable), computed once per step."""

@@ -60,10 +60,6 @@ class WeightAverage:
             avg.copy_(saved)
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, _BN) for m in model.modules())
-
-
 def population_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Re-estimate every BN's running statistics as the average over ``batches`` (normalised inputs).
 
