@@ -4,8 +4,10 @@
         --out benchmarks/results/complete_throughput_cpu.txt
 
 Runs ``adcert-eval CHECKPOINT --end N --complete V --complete-timeout T --jobs 2`` once per verifier,
-one after the other on the same machine (abCROWN in csv mode, one process per chunk of
-``--abcrown-chunk`` samples; NeuralSAT forked warm per sample), each into a fresh folder, and prints
+one after the other on the same machine (abCROWN in csv mode, adcert-eval's default: one process per
+job over its share of the undecided samples; NeuralSAT forked warm per sample), each into a fresh
+folder, with the threads the caller's environment gives (the cascade uses every core, each
+verifier process its share), and prints
 one row per verifier: wall time of the whole command, the cascade's share, the answers, certified
 (complete) and "robust at most". The machine's load average is printed before and after each run:
 a benchmark on a machine shared with other work is contended, and the table says so.
@@ -46,16 +48,17 @@ def run(checkpoint: Path, out: Path, verifier: str, args) -> dict:
         "--out-dir",
         str(out),
     ]
-    if verifier == "abcrown":
-        command += ["--abcrown-mode", "csv", "--complete-chunk", str(args.abcrown_chunk)]
+    if args.bounds_first:
+        command.append("--bounds-first")
+    if verifier == "abcrown" and args.abcrown_chunk:
+        command += ["--complete-chunk", str(args.abcrown_chunk)]
     load = os.getloadavg()[0]
     start = time.monotonic()
     proc = subprocess.run(
         command,
         capture_output=True,
         text=True,
-        env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")),
-    )
+    )  # threads as the caller set them: the cascade uses every core, each verifier process its share
     wall = time.monotonic() - start
     (out.parent / f"{verifier}.stderr.txt").write_text(proc.stderr)
     summary = json.loads((out / "summary.json").read_text())
@@ -80,7 +83,8 @@ def run(checkpoint: Path, out: Path, verifier: str, args) -> dict:
 def table(rows: list[dict], args) -> str:
     lines = [
         f"complete certification, test images [0, {args.end}), eps {args.eps}, --complete-timeout "
-        f"{args.timeout:g} s, --jobs {args.jobs}; {os.cpu_count()} CPUs; "
+        f"{args.timeout:g} s, --jobs {args.jobs}{', --bounds-first' if args.bounds_first else ''}; "
+        f"{os.cpu_count()} CPUs; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"{'verifier':<10}{'exit':>5}{'wall s':>9}{'cascade s':>11}{'verifier s':>12}{'undecided':>10}"
         f"{'unsat':>7}{'sat':>6}{'timeout':>8}{'error':>7}{'certified %':>13}{'robust<=%':>11}{'load':>12}",
@@ -111,8 +115,11 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--abcrown-chunk", type=int, default=256)
+    parser.add_argument("--abcrown-chunk", type=int, default=None, help="default: adcert-eval's (512 in csv mode)")
     parser.add_argument("--verifiers", default="abcrown,neuralsat")
+    parser.add_argument(
+        "--bounds-first", action="store_true", help="adcert-eval --bounds-first: PGD only on what the bounds leave open"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/complete_throughput"))
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()

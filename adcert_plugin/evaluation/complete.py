@@ -48,13 +48,16 @@ from ..errors import ConfigError
 from ..io import atomic_write_text
 from .dispatch import verify_requests
 from .report import COMPLETE_FILE, WORK_DIR
-from .verifiers import ANSWERS, CompleteAnswer, CompleteRequest, CompleteVerifier
+from .verifiers import ANSWERS, CompleteAnswer, CompleteRequest, CompleteVerifier, is_bulk
 
 log = logging.getLogger(__name__)
 
 BOX_SLACK = 1e-4  # normalised-space slack for a counterexample's coordinates (VNN-COMP's atol)
 MARGIN_SLACK = 1e-4  # a counterexample may have margin up to this (float32 vs onnxruntime)
 CONTRADICTION = "complete-contradiction"
+
+
+BULK_CHUNK = 512  # a bulk verifier's samples per call: few start-ups, answers still saved as they come
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class CompleteConfig:
         jobs: samples verified in parallel.
         shard: ``(K, N)``: send only the undecided samples at positions ≡ K (mod N).
         options: verifier-specific settings passed through (``device``, interpreters, checkouts).
-        chunk: samples per verifier call (answers are saved after each); default max(8, 4·jobs).
+        chunk: samples per verifier call (answers are saved after each); default max(8, 4·jobs), or
+            ``BULK_CHUNK`` for a bulk verifier (abCROWN's csv mode: one start-up per chunk).
     """
 
     verifier: str = "neuralsat"
@@ -157,7 +161,8 @@ def run_complete(
     position = {int(index): p for p, index in enumerate(data.indices)}
     model = data.model.cpu().eval()
     classes = model_classes(model, data.x)
-    size = cfg.chunk or max(8, 4 * cfg.jobs)
+    bulk = is_bulk(verifier, cfg.options)
+    size = cfg.chunk or (BULK_CHUNK if bulk else max(8, 4 * cfg.jobs))
     log.info(
         "complete verification with %s: %d undecided samples to send (%d answered before; the verifier reuses "
         "the answers it kept in %s), timeout %g s, %d jobs",
@@ -192,7 +197,7 @@ def run_complete(
             )
 
     sent = 0
-    for request, returned in verify_requests(verifier, requests(), window=cfg.jobs):  # on Ray: one sample at a time
+    for request, returned in verify_requests(verifier, requests(), window=cfg.jobs, bulk=bulk):
         got = _checked(returned, request)
         entries = {i: dict(key, index=i, **got[i]) for i in request.indices}
         append_answers(out_dir / COMPLETE_FILE, list(entries.values()))

@@ -3,10 +3,11 @@
 Without a Ray session (adcert_plugin/parallel.py) each request goes to ``verifier.verify`` here,
 as one call (the verifier runs ``request.jobs`` samples at once itself). With one open (the
 CLI opens it for ``--jobs N`` > 1 or ``--ray-address``; a study's runs are Ray tasks already),
-every sample is a Ray task of its own: ``request.jobs`` in flight, one CPU each (one GPU when
-the verifier's device is gpu), the network put in Ray's object store once. A task whose worker
-or node dies is run again; every answer comes back as soon as it is there, so the caller keeps
-it (complete.jsonl) before the next one finishes.
+every sample is a Ray task of its own (a bulk verifier's requests, :func:`~.verifiers.is_bulk`,
+stay whole and run here: one process over many samples is its fast path): ``request.jobs`` in
+flight, one CPU each (one GPU when the verifier's device is gpu), the network put in Ray's
+object store once. A task whose worker or node dies is run again; every answer comes back as
+soon as it is there, so the caller keeps it (complete.jsonl) before the next one finishes.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from .verifiers import CompleteAnswer, CompleteRequest, CompleteVerifier
 
 
 def verify_requests(
-    verifier: CompleteVerifier, requests: Iterable[CompleteRequest], window: int = 1
+    verifier: CompleteVerifier, requests: Iterable[CompleteRequest], window: int = 1, bulk: bool = False
 ) -> Iterator[tuple[CompleteRequest, list[CompleteAnswer]]]:
     """Yield ``(request, answers)``: each request whole, or on Ray each sample as its own request.
 
-    ``window``: samples in flight on Ray (``--jobs``).
+    ``window``: samples in flight on Ray (``--jobs``). ``bulk``: the verifier's requests stay whole
+    and run here (it parallelises over ``request.jobs`` processes itself).
     """
-    if not parallel.active():
+    if not parallel.active() or bulk:
         for request in requests:
             yield request, list(verifier.verify(request))
         return

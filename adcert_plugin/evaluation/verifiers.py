@@ -101,12 +101,21 @@ class CompleteVerifier(Protocol):
 
     A verifier may also define ``check(options) -> None``, raising ``VerifierError`` when it
     cannot run (not installed, bad interpreter); the evaluation calls it before the cascade,
-    so a missing verifier fails in seconds, not after the bounds.
+    so a missing verifier fails in seconds, not after the bounds. And ``bulk(options) -> bool``:
+    true when it verifies a whole request in one process better than sample by sample (abCROWN's
+    csv mode pays its start-up once per request); such requests are never split into one Ray task
+    per sample, and the evaluation sends them in large chunks (:func:`is_bulk`).
     """
 
     name: str
 
     def verify(self, request: CompleteRequest) -> list[CompleteAnswer]: ...
+
+
+def is_bulk(verifier: CompleteVerifier, options: Mapping[str, str]) -> bool:
+    """Whether ``verifier`` runs a many-sample request as one process (its optional ``bulk`` method)."""
+    bulk = getattr(verifier, "bulk", None)
+    return bool(bulk(dict(options))) if callable(bulk) else False
 
 
 _REGISTRY: dict[str, Callable[[], CompleteVerifier]] = {}

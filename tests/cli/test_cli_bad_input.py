@@ -229,7 +229,7 @@ def test_ctrl_c_in_eval_prints_the_resume_command(data_root, tmp_path, monkeypat
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cascade, "_evaluate_block", interrupt)
+    monkeypatch.setattr(cascade, "evaluate_block", interrupt)
     args = [str(_good(tmp_path / "m.pt")), "--data-dir", str(data_root), "--end", "8", "--overwrite"]
     result = CliRunner().invoke(eval_cmd, args)
     assert result.exit_code == 130

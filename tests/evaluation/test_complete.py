@@ -371,3 +371,28 @@ def test_config_ranges():
     for bad in (dict(timeout=0), dict(jobs=0), dict(shard=(2, 2)), dict(chunk=0), dict(timeout=float("inf"))):
         with pytest.raises(ConfigError):
             CompleteConfig(**bad)
+
+
+class Bulk(Fake):
+    """A verifier that runs a whole request in one process (as abCROWN's csv mode does)."""
+
+    def bulk(self, options) -> bool:
+        return options.get("mode") == "bulk"
+
+
+def test_a_bulk_verifiers_requests_stay_whole_on_ray_and_come_in_large_chunks(setup, tolerant, tmp_path, ray_local):
+    from adcert_plugin import parallel
+
+    assert parallel.active()  # on Ray, any other verifier's samples go one task each
+    log: list = []
+    register_verifier("fake", lambda: Bulk(log), replace=True)
+    try:
+        cfg = CompleteConfig(verifier="fake", timeout=5.0, jobs=2, options={"mode": "bulk"})
+        report = _run(setup, tmp_path / "e", cfg)
+    finally:
+        unregister_verifier("fake")
+    undecided = sorted(r["index"] for r in report.rows if r["status"] == "unknown")
+    assert len(undecided) >= 12
+    # one request (the default chunk of a bulk verifier holds them all), run here, whole, with its jobs
+    assert [sorted(request.indices) for request in log] == [undecided] and log[0].jobs == 2
+    assert all(r["complete"]["result"] in WORDS for r in report.rows if r["status"] == "unknown")

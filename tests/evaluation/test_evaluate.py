@@ -165,6 +165,40 @@ def test_evaluate_batch_size_does_not_change_decisions(trained, data_dir, baseli
     assert sum(same) >= 0.99 * len(same), f"{len(same) - sum(same)} of {len(same)} samples changed"
 
 
+def test_bounds_first_decides_every_sample_as_the_default_and_skips_the_attack_on_certified_ones(
+    trained, data_dir, baseline, tmp_path
+):
+    first = E.evaluate(trained, data_dir=data_dir, out_dir=tmp_path, attack_certified=False, **RANGE)
+    assert first.summary["counts"] == baseline.summary["counts"]
+    certified = 0
+    for a, b in zip(first.rows, baseline.rows):
+        assert (a["status"], a["certified_by"], a["pgd_robust"]) == (b["status"], b["certified_by"], b["pgd_robust"])
+        if a["status"] == "certified":
+            certified += 1
+            assert "pgd" not in a["stage_seconds"]  # never attacked: its bound already proves the box
+        elif a["clean_correct"]:  # attacked with the same per-sample starts: the same point
+            assert "pgd" in a["stage_seconds"] and a["attack_margin"] == pytest.approx(b["attack_margin"], abs=1e-5)
+    assert certified > 0
+    with pytest.raises(ConfigError, match="attack_certified"):  # the two orders never mix in one report
+        E.evaluate(trained, data_dir=data_dir, out_dir=tmp_path, resume=True, **RANGE)
+
+
+def test_bounds_first_still_checks_every_bound_against_the_clean_and_the_attacked_points(
+    trained, data_dir, tmp_path, monkeypatch
+):
+    honest = bounds.BoundedNet.margin_lower
+
+    def too_high(self, box, y, method="IBP", stats_input=None):
+        return honest(self, box, y, method, stats_input) + 100.0
+
+    monkeypatch.setattr(bounds.BoundedNet, "margin_lower", too_high)
+    with pytest.raises(SoundnessError) as info:
+        E.evaluate(trained, data_dir=data_dir, out_dir=tmp_path, start=0, end=50, attack_certified=False)
+    rows = info.value.report.rows
+    assert all(r["soundness_errors"] for r in rows if r["clean_correct"])  # each bound exceeds its clean margin
+    assert all(r["status"] == "certified" for r in rows if r["clean_correct"])
+
+
 def test_evaluate_subset_is_seeded_and_inside_range(trained, data_dir, tmp_path):
     report = E.evaluate(trained, data_dir=data_dir, methods="IBP", start=100, end=400, n=20, seed=3, out_dir=tmp_path)
     idx = [r["index"] for r in report.rows]
@@ -190,7 +224,9 @@ def test_evaluate_unsound_bounds_raise_soundness_error(trained, data_dir, tmp_pa
 
 
 def test_evaluate_attack_outside_box_is_a_soundness_error(trained, data_dir, tmp_path, monkeypatch):
-    honest = E.pgd_margins
+    from adcert_plugin.evaluation import block
+
+    honest = block.pgd_margins
 
     def escaping(model, box, y, cfg, seeds):
         x_adv, _ = honest(model, box, y, cfg, seeds)
@@ -198,7 +234,7 @@ def test_evaluate_attack_outside_box_is_a_soundness_error(trained, data_dir, tmp
         with torch.no_grad():
             return x_adv, margins(model(x_adv), y)
 
-    monkeypatch.setattr(E, "pgd_margins", escaping)
+    monkeypatch.setattr(block, "pgd_margins", escaping)
     with pytest.raises(SoundnessError):
         E.evaluate(trained, data_dir=data_dir, methods="IBP", out_dir=tmp_path, start=0, end=20)
     kinds = {e["kind"] for e in json.loads((tmp_path / "summary.json").read_text())["soundness_errors"]}
@@ -251,7 +287,7 @@ def test_pgd_margins_stays_in_box_and_ignores_batch_composition(batch):
 def test_the_cascade_certifies_by_the_best_bound_on_each_margin():
     """IBP proves one margin, CROWN the other: together (elementwise best) the sample is certified."""
     from adcert_plugin.data import get_data_spec
-    from adcert_plugin.evaluation import cascade
+    from adcert_plugin.evaluation import block
 
     class Bounded:
         def margin_lower(self, box, y, method):
@@ -262,10 +298,10 @@ def test_the_cascade_certifies_by_the_best_bound_on_each_margin():
     with torch.no_grad():
         model[1].weight.zero_()
         model[1].weight[0].fill_(0.02)  # class 0 wins by about 7.8 everywhere in the box: no attack breaks it
-    ctx = cascade._Context(
+    ctx = block.Context(
         model, Bounded(), get_data_spec("mnist"), 0.01, ("IBP", "CROWN"), AttackConfig(steps=2), 0, torch.device("cpu")
     )
-    (row,) = cascade._evaluate_block(ctx, torch.full((1, 1, 28, 28), 0.5), torch.tensor([0]), [7])
+    (row,) = block.evaluate_block(ctx, torch.full((1, 1, 28, 28), 0.5), torch.tensor([0]), [7])
     assert row["pgd_robust"] and row["status"] == "certified" and row["certified_by"] == "CROWN"
     assert row["margin_lower"] == {"IBP": -1.0, "CROWN": -2.0}  # neither alone proves every margin
     assert row["soundness_errors"] == []

@@ -21,6 +21,7 @@ parsed property as ``<vnnlib>.compiled`` beside the vnnlib file; that one cannot
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ ENV_PYTHON = "ADCERT_ABCROWN_PYTHON"
 MODES = ("single", "csv")
 DEVICES = ("cpu", "gpu")
 logger = logging.getLogger(__name__)
+_CALLS = itertools.count()  # csv calls in this process (their files' names)
 HOOKS = Path(__file__).with_name("abcrown_hooks.py")  # runs inside abCROWN: csv mode's counterexamples
 DEFAULT_VENV = PROJECT_ROOT / ".venv-abcrown"  # what `make abcrown` builds
 DEFAULT_CHECKOUT = DEFAULT_VENV / "src" / "alpha-beta-CROWN"
@@ -259,8 +261,10 @@ def run_csv(runner: ABCrownRunner, run: RunPlan) -> list[VerifierResult]:
     for seconds in sorted({run.seconds[i.name] for i in pending}):
         same = [i for i in pending if run.seconds[i.name] == seconds]
         chunks += [same[k :: run.jobs] for k in range(min(run.jobs, len(same)))]
+    # file names unique to this call: calls into the same results folder never share a pickle or cex file
+    stamp = f"{os.getpid()}-{next(_CALLS)}"
     done = in_parallel(
-        lambda kc: _run_csv_chunk(runner, run, kc[1], str(kc[0])),
+        lambda kc: _run_csv_chunk(runner, run, kc[1], f"{stamp}-{kc[0]}"),
         list(enumerate(chunks)),
         max(1, min(run.jobs, len(chunks))),
         runner.name,

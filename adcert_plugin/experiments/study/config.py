@@ -60,6 +60,27 @@ class StudyEval:
 
 
 @dataclass(frozen=True)
+class FrameworkArm:
+    """Another training framework for the selected settings: how much of a gap is the framework.
+
+    After selection, each method's selected loss parameters are trained again with every seed under
+    these shared settings (the schedule, optimiser, training attack and recipe of another framework,
+    e.g. the expressive-losses one of the ``mnist-0.1`` study), with the study's own data, network,
+    teachers and final evaluation; results.json then holds both frameworks side by side.
+    """
+
+    name: str  # folder and column name, e.g. "expressive-losses"
+    schedule: ScheduleConfig
+    optim: OptimConfig
+    attack: AttackConfig
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"framework arm name {self.name!r}: give a plain folder name, e.g. expressive-losses")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A benchmark of the tuned comparison; ``grids[method][param]`` lists the values tried."""
 
@@ -81,6 +102,7 @@ class StudyConfig:
     seeds: tuple[int, ...] = (100, 101, 102)  # selection runs on the first; the rest retrain the choice
     processes: int = 2  # training processes at once (one torch thread each)
     device: Device = "cpu"
+    framework_arm: FrameworkArm | None = None  # the selected settings also trained under another framework
 
     def __post_init__(self):
         if self.data.validation_size < 1:
@@ -96,6 +118,10 @@ class StudyConfig:
                 self.student_config(method, point, Path("."), Path("teacher.pt"), self.seeds[0])
         self._check_edge_extension()
         self.teacher_config(Path("."), self.seeds[0])
+        if self.framework_arm is not None:  # every method's first point must train under the arm too
+            for method in self.grids:
+                first = self.grid_points(method)[0]
+                self.student_config(method, first, Path("."), Path("teacher.pt"), self.seeds[0], self.framework_arm)
 
     def _check_edge_extension(self) -> None:
         for method, ladders in self.edge_extension.items():
@@ -129,18 +155,22 @@ class StudyConfig:
         names = list(grid)
         return [dict(zip(names, values)) for values in itertools.product(*(list(grid[n]) for n in names))]
 
-    def student_config(self, method: str, point: dict, out_dir: Path, teacher: Path, seed: int) -> TrainConfig:
+    def student_config(
+        self, method: str, point: dict, out_dir: Path, teacher: Path, seed: int, arm: FrameworkArm | None = None
+    ) -> TrainConfig:
+        """One student run; under ``arm``'s schedule, optimiser, attack and recipe when given."""
         loss = LossConfig(method, {**self.fixed.get(method, {}), **point})
         needs_teacher = "teacher" in loss.create().needs
+        shared = arm or self
         return TrainConfig(
             data=self.data,
             model=self.model,
             loss=loss,
-            attack=self.attack,
-            schedule=self.schedule,
-            optim=self.optim,
+            attack=shared.attack,
+            schedule=shared.schedule,
+            optim=shared.optim,
             eval=self.monitor,
-            recipe=self.recipe,
+            recipe=shared.recipe,
             teacher=str(teacher) if needs_teacher else None,
             seed=seed,
             out_dir=str(out_dir),
@@ -178,3 +208,8 @@ def point_name(method: str, point: dict) -> str:
 def final_dir(out_dir: Path, seed: int, method: str, params: dict) -> Path:
     """Where the selected setting of ``method`` is retrained with ``seed`` (named by its point)."""
     return Path(out_dir) / f"seed{seed}" / "final" / point_name(method, params)
+
+
+def arm_dir(out_dir: Path, seed: int, arm: FrameworkArm, method: str, params: dict) -> Path:
+    """Where the selected setting of ``method`` trains under framework ``arm`` with ``seed``."""
+    return Path(out_dir) / f"seed{seed}" / f"framework-{arm.name}" / point_name(method, params)

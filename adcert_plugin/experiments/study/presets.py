@@ -25,7 +25,7 @@ from ...attacks.ctbench_pgd import default_step_size
 from ...training import DataConfig, EvalConfig, ModelConfig, OptimConfig, RecipeConfig, ScheduleConfig
 from ..config import TeacherSettings
 from ..presets import PresetRegistry
-from .config import StudyConfig, StudyEval
+from .config import FrameworkArm, StudyConfig, StudyEval
 
 _STUDIES = PresetRegistry("study")
 
@@ -159,18 +159,41 @@ register_study(
 
 
 # -- the comparison again, with the papers' methods in the AD-CERT paper's framework (issue 37) ---------
-# CTBench's MNIST recipes (methods.md §9) scaled from 70 to 20 epochs: the ramp (20 → 6 epochs),
-# the lr milestones (50, 60 → 14, 17) and the SWA start (the last 5 of 70 → the last 2) in
-# proportion; the attack (PGD-10 × 3 restarts at 0.1, PGD-1 × 3 at 0.3), w, population BN and L1 as
-# the recipe. ad-cert and cc-dist at the reference defaults; grids: α along the ladder for all four,
-# the reference's variants for ad-cert, β around the reference's 5 for cc-dist. Earlier studies
-# (mnist-0.1, mnist-0.3, fmnist-0.1) measured adcert's variants; they stay as they were.
+# CTBench's MNIST recipes (methods.md §9) scaled to the CPU: 70 epochs → CTBENCH_EPOCHS, with the
+# ramp (20 of 70), the lr milestones (50, 60) and the SWA start (the last 5 of 70) in proportion;
+# the attack (PGD-10 × 3 restarts at 0.1, PGD-1 × 3 at 0.3), w, population BN and L1 as the recipe.
+# The training set is CTBENCH_TRAIN images of the 55k left after the holdout (the same ones for every
+# run): a ctbench step costs 5-8× an expressive-losses one (PGD × 3 restarts), so the full set for 70
+# epochs is days on two cores. ad-cert and cc-dist at the reference defaults; grids: α along the
+# ladder for all four, the reference's variants for ad-cert, β around the reference's 5 for cc-dist.
+# ctbench-mnist-0.1 also trains the selected settings under the expressive-losses framework (the
+# mnist-0.1 study's schedule, optimiser, one-step attack and recipe at the same budget), so its
+# tables show how much of a gap is the framework. Earlier studies (mnist-0.1, mnist-0.3, fmnist-0.1)
+# measured adcert's variants; they stay as they were.
+CTBENCH_EPOCHS = 10
+CTBENCH_TRAIN = 20000
 CTBENCH_GRIDS = {
     "mtl-ibp": {"alpha": (0.01, 0.1, 0.5)},
     "cc-ibp": {"alpha": (0.01, 0.1, 0.5)},
     "ad-cert": {"alpha": (0.01, 0.1, 0.5), "variant": ("ad-cert", "rslad-cert")},
     "cc-dist": {"alpha": (0.01, 0.1, 0.5), "beta": (1.0, 5.0, 25.0)},
 }
+
+
+def _in_proportion(epoch_of_70: int, epochs: int) -> int:
+    """An epoch of CTBench's 70-epoch MNIST recipe at the same fraction of ``epochs`` (at least 1)."""
+    return max(1, round(epoch_of_70 * epochs / 70))
+
+
+def _expressive_losses_arm(eps: float, train_mul: float, epochs: int, l1: float) -> FrameworkArm:
+    """The mnist-0.1 study's framework (adcert's expressive-losses conventions) at ``epochs``."""
+    return FrameworkArm(
+        name="expressive-losses",
+        schedule=_schedule(eps, train_mul, epochs=epochs),
+        optim=_optim(epochs, l1),
+        attack=_ONE_STEP,
+        recipe=RecipeConfig(conventions="expressive-losses"),
+    )
 
 
 def _ctbench_study(
@@ -183,37 +206,56 @@ def _ctbench_study(
     pop_bn: bool,
     l1: float,
     description: str,
+    arm: bool = False,
 ) -> StudyConfig:
-    epochs = 20
+    epochs = CTBENCH_EPOCHS
     schedule = ScheduleConfig(
-        epochs=epochs, eps=eps, eps_start_epoch=1, eps_length_epochs=6, train_eps_mul=train_mul, reg_lambda=0.5
+        epochs=epochs,
+        eps=eps,
+        eps_start_epoch=1,
+        eps_length_epochs=_in_proportion(20, epochs),
+        train_eps_mul=train_mul,
+        reg_lambda=0.5,
     )
-    optim = OptimConfig(lr=5e-4, milestones=(14, 17), gamma=0.2, grad_clip=10.0, l1=l1)
+    milestones = (_in_proportion(50, epochs), _in_proportion(60, epochs))
+    optim = OptimConfig(lr=5e-4, milestones=milestones, gamma=0.2, grad_clip=10.0, l1=l1)
+    teacher_epochs = max(2, epochs // 2)
     teacher_schedule = ScheduleConfig(
-        epochs=10, eps=eps, eps_start_epoch=1, eps_length_epochs=3, train_eps_mul=1.0, reg_lambda=0.0
+        epochs=teacher_epochs,
+        eps=eps,
+        eps_start_epoch=1,
+        eps_length_epochs=max(1, teacher_epochs // 3),
+        train_eps_mul=1.0,
+        reg_lambda=0.0,
     )
+    swa_start = epochs - _in_proportion(5, epochs) + 1  # CTBench averages the last 5 of 70 epochs
     return StudyConfig(
         name=name,
         description=description,
-        data=DataConfig(dataset=dataset, validation_size=5000, test_subset=1000, batch_size=100),
+        data=DataConfig(
+            dataset=dataset, validation_size=5000, train_subset=CTBENCH_TRAIN, test_subset=1000, batch_size=100
+        ),
         model=ModelConfig(name="small-cnn"),
         schedule=schedule,
         optim=optim,
         attack=AttackConfig(steps=steps, step_size=default_step_size(steps), restarts=3),
-        recipe=RecipeConfig(conventions="ctbench", robust_weight=weight, swa_start_epoch=epochs - 1, pop_bn=pop_bn),
+        recipe=RecipeConfig(conventions="ctbench", robust_weight=weight, swa_start_epoch=swa_start, pop_bn=pop_bn),
         monitor=EvalConfig(pgd_steps=10, pgd_step_size=0.25),
         teacher=TeacherSettings(
             schedule=teacher_schedule,
-            optim=_optim(10, 0.0),
+            optim=_optim(teacher_epochs, 0.0),
             attack=AttackConfig(steps=10, step_size=default_step_size(10)),
         ),
         grids=CTBENCH_GRIDS,
         edge_extension=EDGE_EXTENSION,
-        selection=StudyEval(n=200, timeout=10.0),
-        final=StudyEval(n=2000, timeout=60.0),
+        # alpha-beta-CROWN decides the properties NeuralSAT ran out of memory or time on (MNIST 0.3:
+        # 19 killed for memory, 290 timeouts of 1163 in the mnist-0.3 study); csv mode, one process per run
+        selection=StudyEval(n=200, timeout=10.0, verifier="abcrown"),
+        final=StudyEval(n=2000, timeout=60.0, verifier="abcrown"),
         seeds=(100, 101, 102),
         processes=2,
         device="cpu",
+        framework_arm=_expressive_losses_arm(eps, train_mul, epochs, l1) if arm else None,
     )
 
 
@@ -227,7 +269,9 @@ register_study(
         0.7,
         True,
         1e-5,
-        "MNIST at ε = 0.1 under the ctbench conventions (CTBench recipe, 20 epochs), the papers' ad-cert and cc-dist.",
+        "MNIST at ε = 0.1 under the ctbench conventions (CTBench recipe scaled to 10 epochs on 20k images), "
+        "the papers' ad-cert and cc-dist; the selected settings also under the expressive-losses framework.",
+        arm=True,
     )
 )
 register_study(
@@ -240,7 +284,8 @@ register_study(
         1.0,
         False,
         1e-6,
-        "MNIST at ε = 0.3 under the ctbench conventions (CTBench recipe, 20 epochs), the papers' ad-cert and cc-dist.",
+        "MNIST at ε = 0.3 under the ctbench conventions (CTBench recipe scaled to 10 epochs on 20k images), "
+        "the papers' ad-cert and cc-dist.",
     )
 )
 register_study(
@@ -253,7 +298,7 @@ register_study(
         0.7,
         True,
         1e-5,
-        "Fashion-MNIST at ε = 0.1 under the ctbench conventions (the MNIST 0.1 recipe, "
-        "20 epochs), the papers' ad-cert and cc-dist.",
+        "Fashion-MNIST at ε = 0.1 under the ctbench conventions (the MNIST 0.1 recipe scaled to 10 epochs "
+        "on 20k images), the papers' ad-cert and cc-dist.",
     )
 )

@@ -54,7 +54,7 @@ def render_markdown(results: dict) -> str:
     if len(nodes) > 1:  # a Ray cluster: which node trained how many runs (results.json: each run's node)
         lines[-1:-1] = ["", "Trained on Ray nodes: " + "; ".join(f"{n} ({k} runs)" for n, k in sorted(nodes.items()))]
     lines += _soundness(results) + _teacher_table(results) + _final_table(results) + _paired_table(results)
-    lines += _grid_tables(results)
+    lines += _framework_tables(results) + _grid_tables(results)
     return "\n".join(lines) + "\n"
 
 
@@ -115,22 +115,47 @@ def _final_table(results: dict) -> list[str]:
     ]
 
 
-def _paired_table(results: dict) -> list[str]:
-    if not results["paired"]:
+def _paired_table(results: dict, paired: dict | None = None, title: str = "Paired differences") -> list[str]:
+    paired = results["paired"] if paired is None else paired
+    if not paired:
         return []
     lines = [
-        "## Paired differences (per seed; points; 95 % t interval)",
+        f"## {title} (per seed; points; 95 % t interval)",
         "",
         "| pair | metric | mean | 95 % interval | wins | excludes 0 |",
         "|---|---|---|---|---|---|",
     ]
-    for pair, metrics in results["paired"].items():
+    for pair, metrics in paired.items():
         for name, d in metrics.items():
             lines.append(
                 f"| {pair} | {name} | {d['mean']:+.2f} | [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] | "
                 f"{d['wins']}/{d['n']} | {excludes_zero_words(d)} |"
             )
     return lines + [""]
+
+
+def _framework_tables(results: dict) -> list[str]:
+    """The selected settings under the other framework (study/config.py FrameworkArm), side by side."""
+    arm = results.get("framework_arm")
+    if not arm:
+        return []
+    name, names = arm["name"], list(next(iter(arm["summary"].values())))
+    lines = [
+        f"## The same selected settings under the {name} framework (this study's data, network, teachers)",
+        "",
+        f"Each method's selected loss parameters trained again with every seed under the {name} "
+        "schedule, optimiser, training attack and recipe; evaluated as the final evaluation above. "
+        f"*This framework − {name}* is the paired difference per seed: the part of a number that is the framework.",
+        "",
+        "| method | " + " | ".join(f"{n} % ({name})" for n in names) + " | complete: this framework − " + name + " |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for method, metrics in arm["summary"].items():
+        d = (arm.get("study_minus_arm") or {}).get(method, {}).get("complete")
+        diff = f"{d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if d else "–"
+        lines.append(f"| {method} | " + " | ".join(_spread(metrics[n]) for n in names) + f" | {diff} |")
+    lines.append("")
+    return lines + _paired_table(results, arm.get("paired") or {}, f"Paired differences under the {name} framework")
 
 
 def _grid_tables(results: dict) -> list[str]:

@@ -14,7 +14,7 @@ def _keys_of(grid: dict, method: str) -> list[tuple[str, int]]:
     return sorted(k for k in grid if k[0] == method)
 
 
-def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: Path) -> dict:
+def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: Path, arm_records=None) -> dict:
     from ..stats import mean_sd, paired_difference
     from ..unified import machine_info
 
@@ -52,7 +52,8 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
         for m in cfg.methods
         for _, i in _keys_of(grid, m)
     ]
-    every = list(records.values()) + list(final_records.values())
+    arm = _framework_arm(cfg, per_seed, arm_records or {}, metric_names, value)
+    every = list(records.values()) + list(final_records.values()) + list((arm_records or {}).values())
     runs = {r["run_dir"]: r for r in every}  # a selected grid run is in both waves: count it once
     evals: dict[str, dict] = {d: {} for d in runs}
     for r in every:
@@ -81,6 +82,7 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
         "final": {m: {str(s): per_seed[m][s] for s in cfg.seeds} for m in cfg.methods},
         "summary": summary,
         "paired": pairs,
+        "framework_arm": arm,
         "wall_time_s": round(wall, 1),
         "train_time_s": round(sum(runs[d]["train_time_s"] for d in runs), 1),
         "train_time_recorded_s": round(
@@ -99,6 +101,39 @@ def _results(cfg, records, final_records, chosen, grid, command, wall, out_dir: 
         },
         "contradictions": contradictions,
         "config": config,
+    }
+
+
+def _framework_arm(cfg, per_seed: dict, arm_records: dict, metric_names: list[str], value) -> dict | None:
+    """The selected settings under the other framework: per method its numbers, and the paired
+    difference (this study's framework − the arm's) per method; the method pairs under the arm."""
+    from ..stats import mean_sd, paired_difference
+
+    if cfg.framework_arm is None or not arm_records:
+        return None
+    arm_seed = {m: {s: arm_records[m, s]["evals"]["test"] for s in cfg.seeds} for m in cfg.methods}
+    compared = ("complete", *(f"certified {x}" for x in cfg.final.methods))
+
+    def series(table, m, name):
+        return [100 * value(table[m][s], name) for s in cfg.seeds]
+
+    paired = len(cfg.seeds) > 1
+    return {
+        "name": cfg.framework_arm.name,
+        "final": {m: {str(s): arm_seed[m][s] for s in cfg.seeds} for m in cfg.methods},
+        "summary": {m: {n: mean_sd(series(arm_seed, m, n)) for n in metric_names} for m in cfg.methods},
+        "study_minus_arm": {
+            m: {n: paired_difference(series(per_seed, m, n), series(arm_seed, m, n)) for n in compared}
+            for m in cfg.methods
+        }
+        if paired
+        else {},
+        "paired": {
+            f"{a} - {b}": {n: paired_difference(series(arm_seed, a, n), series(arm_seed, b, n)) for n in compared}
+            for a, b in _pairs(cfg.methods)
+        }
+        if paired
+        else {},
     }
 
 

@@ -35,7 +35,7 @@ from ...training import RunDir, TrainConfig, train
 from ...training.config import config_from_dict
 from ..unified import check_same_config
 from .archive import pack
-from .config import StudyConfig, StudyEval, final_dir, point_name
+from .config import StudyConfig, StudyEval, arm_dir, final_dir, point_name
 from .results import _keys_of, _results
 from .selection import edge_points, select
 from .state import drop_model, model_hash, record_machine, restore, save_run, study_lock, trained_on
@@ -252,7 +252,10 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
     final_records = _run_wave(
         cfg, finals, "selected settings: other seeds and test evaluation", saved(keep_model=False)
     )
-    results = _results(cfg, records, final_records, chosen, grid, command, time.perf_counter() - started, out_dir)
+    arm_records = _run_arm(cfg, chosen, out_dir, teacher, test_eval, saved(keep_model=False))
+    results = _results(
+        cfg, records, final_records, chosen, grid, command, time.perf_counter() - started, out_dir, arm_records
+    )
     write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "results.md", render_markdown(results))
     plot_study(results, out_dir / "plot.png")
@@ -263,6 +266,30 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
             f"{out_dir / 'results.md'}"
         )
     return results
+
+
+def _run_arm(cfg: StudyConfig, chosen: dict, out_dir: Path, teacher: dict, test_eval: dict, on_done) -> dict:
+    """The selected settings under ``cfg.framework_arm``, every seed, this study's teachers; key (method, seed)."""
+    arm = cfg.framework_arm
+    if arm is None:
+        return {}
+    jobs = [
+        (
+            (m, s),
+            cfg.student_config(
+                m,
+                chosen[m]["params"],
+                arm_dir(out_dir, s, arm, m, chosen[m]["params"]),
+                teacher[s] / "model.pt",
+                s,
+                arm,
+            ),
+            [test_eval],
+        )
+        for m in cfg.methods
+        for s in cfg.seeds
+    ]
+    return _run_wave(cfg, jobs, f"selected settings under the {arm.name} framework", on_done)
 
 
 def _candidates(grid: dict, records: dict, method: str) -> list[tuple[dict, dict]]:

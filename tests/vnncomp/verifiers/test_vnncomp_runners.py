@@ -217,10 +217,11 @@ def test_abcrown_csv_mode_reads_the_pickle(bench, abcrown_checkout, monkeypatch)
     assert "csv mode" in results[1].note and results[1].counterexample.shape == (4,)
     assert "confirmed alone" not in results[1].note
     assert read_result_file(bench / "results" / "abcrown" / "wrong_label.txt", "abcrown").result == "sat"
-    csv_rows = (bench / "results" / "abcrown" / "csv-0.csv").read_text().splitlines()
+    (csv,) = (bench / "results" / "abcrown").glob("csv-*.csv")
+    csv_rows = csv.read_text().splitlines()
     assert csv_rows[0] == f"{bench / 'onnx' / 'net.onnx'},{bench / 'vnnlib' / 'robust.vnnlib'},5"
     # abCROWN is told the timeout adcert records (the YAML's bab.timeout would win otherwise)
-    args = (bench / "results" / "abcrown" / "csv-0.pkl.args").read_text().split()
+    args = csv.with_suffix(".pkl.args").read_text().split()
     assert args[args.index("--override_timeout") + 1] == "5"
     meta = json.loads((bench / "results" / "abcrown" / "robust.json").read_text())
     assert meta["timeout"] == 5 and meta["mode"] == "csv"
@@ -228,6 +229,10 @@ def test_abcrown_csv_mode_reads_the_pickle(bench, abcrown_checkout, monkeypatch)
     assert all("reused" in r.note for r in again)
     single, _ = verify_benchmark(bench, "abcrown", mode="single", timeout=5, instances=["robust"])
     assert not any("reused" in r.note for r in single)
+    forced, _ = verify_benchmark(bench, "abcrown", mode="csv", timeout=5, force=True)
+    assert [r.result for r in forced] == ["unsat", "sat"]
+    # each call has files of its own: two calls into one folder never read each other's pickle or points
+    assert len(list((bench / "results" / "abcrown").glob("csv-*.csv"))) == 2
 
 
 def test_abcrown_csv_sat_without_a_counterexample_is_confirmed_alone(bench, abcrown_checkout, monkeypatch):
