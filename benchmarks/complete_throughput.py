@@ -77,6 +77,7 @@ def run(checkpoint: Path, out: Path, verifier: str, args) -> dict:
         "load_before": load,
         "load_after": os.getloadavg()[0],
         "command": " ".join(command[1:]),
+        "answers": answers_of(out),
     }
 
 
@@ -105,7 +106,29 @@ def table(rows: list[dict], args) -> str:
             "shared the machine); the walls are upper bounds of what an idle machine gives"
         )
     lines += [f"  {r['verifier']}: adcert-eval {r['command']}" for r in rows]
+    if len(rows) == 2:
+        lines.append(agreement(rows[0]["answers"], rows[1]["answers"], rows[0]["verifier"], rows[1]["verifier"]))
     return "\n".join(lines)
+
+
+def answers_of(out: Path) -> dict[int, str]:
+    """Sample index -> the verifier's answer (the last line per sample of complete.jsonl wins)."""
+    path = out / "complete.jsonl"
+    found = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        entry = json.loads(line)
+        found[int(entry["index"])] = entry["result"]
+    return found
+
+
+def agreement(a: dict[int, str], b: dict[int, str], name_a: str, name_b: str) -> str:
+    """Where both decided (sat or unsat): how many answers agree; every disagreement listed."""
+    both = sorted(i for i in set(a) & set(b) if a[i] in ("sat", "unsat") and b[i] in ("sat", "unsat"))
+    differ = [i for i in both if a[i] != b[i]]
+    text = (
+        f"cross-check: {name_a} and {name_b} both decided {len(both)} samples; they agree on {len(both) - len(differ)}"
+    )
+    return text + (f"; they DISAGREE on {differ}" if differ else "")
 
 
 def main() -> None:

@@ -52,6 +52,8 @@ def _shown_commands() -> list[tuple[str, list[str]]]:
         for block in re.findall(r"^ *```bash\n(.*?)^ *```", page.read_text(), re.S | re.M):
             for line in block.replace("\\\n", " ").splitlines():
                 words = shlex.split(line, comments=True)
+                while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):  # OMP_NUM_THREADS=1 python ...
+                    words = words[1:]
                 if words and (
                     words[0] in COMMANDS or (words[:2] and words[0] == "python" and words[1].startswith("examples/"))
                 ):

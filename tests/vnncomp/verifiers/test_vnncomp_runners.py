@@ -468,3 +468,37 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _eval_folder(tmp_path: Path, bench: Path, answers: dict[int, str]) -> Path:
+    """An adcert-eval --complete neuralsat report around ``bench``: robust is sample 0, wrong_label sample 1."""
+    folder = tmp_path / "eval"
+    shutil.copytree(bench, folder / "complete" / "neuralsat")
+    (folder / "config.json").write_text(json.dumps({"complete": {"verifier": "neuralsat", "timeout": 5.0}}))
+    instances = [
+        {"instance": "robust", "index": 0, "vnnlib": "vnnlib/robust.vnnlib"},
+        {"instance": "wrong_label", "index": 1, "vnnlib": "vnnlib/wrong_label.vnnlib"},
+    ]
+    (folder / "complete" / "neuralsat" / "metadata.json").write_text(json.dumps({"instances": instances}))
+    lines = [json.dumps({"verifier": "neuralsat", "index": i, "result": r}) for i, r in answers.items()]
+    (folder / "complete.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_second_opinion_compares_answers_and_names_every_disagreement(bench, abcrown_checkout, tmp_path):
+    from vnncomp.verifiers.second_opinion import second_opinion
+
+    options = dict(abcrown_path=abcrown_checkout, abcrown_python=sys.executable, mode="csv")
+    folder = _eval_folder(tmp_path, bench, {0: "unsat", 1: "unsat"})  # sample 1 is wrong: it has a counterexample
+    opinion = second_opinion(folder, "abcrown", sample=5, timeout=5, **options)
+    assert [(p["index"], p["of_record"], p["second"]) for p in opinion.pairs] == [
+        (0, "unsat", "unsat"),
+        (1, "unsat", "sat"),
+    ]
+    record = opinion.record()
+    assert record["both_decided"] == 2 and record["agree"] == 1 and record["disagreements"] == [opinion.pairs[1]]
+    timeout = _eval_folder(tmp_path / "t", bench, {0: "timeout", 1: "sat"})
+    record = second_opinion(timeout, "abcrown", sample=1, timeout=5, seed=3, **options).record()
+    assert len(record["pairs"]) == 1 and record["disagreements"] == []
+    with pytest.raises(Exception, match="another verifier"):
+        second_opinion(folder, "neuralsat", sample=1, timeout=5)
