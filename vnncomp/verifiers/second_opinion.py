@@ -86,11 +86,13 @@ def second_opinion(
     if second == of_record:
         raise ConfigError(f"{eval_dir} was verified by {second}; a second opinion needs another verifier")
     bench = eval_dir / "complete" / of_record
+    opinion = SecondOpinion(str(eval_dir), of_record, second, float(timeout))
+    if not (bench / "metadata.json").is_file():  # the bounds decided every sample: nothing was sent
+        return opinion
     meta = json.loads((bench / "metadata.json").read_text())
     name_of = {int(e["index"]): e["instance"] for e in meta["instances"]}
     indices = sorted(i for i in answers if i in name_of)
     chosen = sorted(random.Random(seed).sample(indices, min(sample, len(indices))))
-    opinion = SecondOpinion(str(eval_dir), of_record, second, float(timeout))
     if not chosen:
         return opinion
     results, _ = verify_benchmark(

@@ -502,3 +502,6 @@ def test_a_second_opinion_compares_answers_and_names_every_disagreement(bench, a
     assert len(record["pairs"]) == 1 and record["disagreements"] == []
     with pytest.raises(Exception, match="another verifier"):
         second_opinion(folder, "neuralsat", sample=1, timeout=5)
+    shutil.rmtree(folder / "complete")  # the bounds decided every sample: nothing went to the verifier
+    (folder / "complete.jsonl").write_text("")
+    assert second_opinion(folder, "abcrown", sample=5, timeout=5, **options).pairs == []
