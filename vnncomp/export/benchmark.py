@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -34,13 +33,14 @@ from adcert_plugin import __version__
 from adcert_plugin.bounds.spec import normalize
 from adcert_plugin.errors import ConfigError, ExportError
 from adcert_plugin.evaluation import check_eps, check_range
-from adcert_plugin.io import check_output_dir, output_error, sha256_file, writing
+from adcert_plugin.io import sha256_file
 from adcert_plugin.training import load_model, read_checkpoint, save_checkpoint
 
 from .abcrown import write_abcrown_configs
 from .evidence import write_export_evidence
+from .folder import commit, link_or_copy, output_error_of, prepare_target
 from .instances import INSTANCES_CSV, METADATA_JSON, write_instances_csv
-from .manifest import foreign_files, read_manifest, write_manifest
+from .manifest import read_manifest, write_manifest
 from .onnx_export import creation_mode, export_onnx
 from .readme import GENERATE_PROPERTIES, render_readme
 from .selection import PGD, sample_range, select_samples, skip_method
@@ -119,15 +119,6 @@ def _check_request(n: int, timeout: float, eps: float) -> None:
         )
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _write_property(root: Path, params: dict, index: int, image: torch.Tensor, label: int) -> tuple[str, str]:
     """Write one property in 1.0 (vnnlib/, 1.0/vnnlib/) and 2.0 (2.0/vnnlib/); return (name, 1.0 path)."""
     name = f"{params['net']}_idx{index}_eps{_eps_tag(params['eps'])}"
@@ -148,7 +139,7 @@ def _write_property(root: Path, params: dict, index: int, image: torch.Tensor, l
     check_v2(text_v2, prop)
     rel = f"vnnlib/{name}.vnnlib"
     (root / rel).write_text(text_v1)
-    _link_or_copy(root / rel, root / "1.0" / rel)
+    link_or_copy(root / rel, root / "1.0" / rel)
     (root / "2.0" / rel).write_text(text_v2)
     return name, rel
 
@@ -179,7 +170,7 @@ def _write_properties(root: Path, params: dict, images, labels, selection: dict)
     for sub in ("", "1.0", "2.0"):
         write_instances_csv(root / sub / INSTANCES_CSV, rows)
     for sub in ("1.0", "2.0"):
-        _link_or_copy(root / params["onnx"], root / sub / params["onnx"])
+        link_or_copy(root / params["onnx"], root / sub / params["onnx"])
     write_export_evidence(root, params, entries, selection)
     metadata = {
         "net": params["net"],
@@ -225,43 +216,6 @@ def _info(root: Path, params: dict, entries: list[dict], selection: dict, diff: 
         bound_examined=selection["bound_examined"],
         bound_certified=selection["bound_certified"],
     )
-
-
-def _prepare_target(out_dir: Path, force: bool) -> None:
-    """Refuse an --out-dir that holds anything but an earlier export (that one only with ``force``)."""
-    check_output_dir(out_dir, "--out-dir")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not force:
-            raise ConfigError(
-                f"{out_dir} exists and is not empty; use --force to replace it (only a benchmark "
-                "adcert-export wrote is replaced), or choose another --out-dir"
-            )
-        foreign = foreign_files(out_dir)
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise ConfigError(
-                f"--force replaces only a benchmark adcert-export wrote, and {out_dir} also holds "
-                f"what it did not write ({shown}); move that away, or choose another --out-dir"
-            )
-    with writing(f"the parent folder of --out-dir {out_dir}"):
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _commit(tmp: Path, out_dir: Path) -> None:
-    """Move the finished temporary folder into place, replacing ``out_dir`` if it exists."""
-    old = None
-    if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.replace(out_dir, old / "old")
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _output_error(err: OSError, out_dir: Path) -> Exception:
-    """A full disk or a read-only folder, named by the benchmark (not by its temporary folder)."""
-    mapped = output_error(OSError(err.errno, err.strerror), f"the benchmark {out_dir} (nothing was written)")
-    return mapped if mapped is not None else err
 
 
 def _load(checkpoint, dataset, arch):
@@ -334,7 +288,7 @@ def export_benchmark(
 
     out_dir = Path(out_dir).resolve()
     check_range(start, end)
-    _prepare_target(out_dir, force)
+    prepare_target(out_dir, force)
     model, record, data_spec = _load(checkpoint, dataset, arch)
     eps = float(eps) if eps is not None else find_eps(record.get("config"))
     if eps is None:
@@ -372,7 +326,7 @@ def export_benchmark(
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp.", dir=out_dir.parent))
     except OSError as err:
-        raise _output_error(err, out_dir) from err
+        raise output_error_of(err, out_dir) from err
     tmp.chmod(creation_mode(0o777))  # mkdtemp folders are private; the benchmark should not be
     try:
         save_checkpoint(tmp / MODEL_FILE, model, record["arch"], data_spec.name, config=record.get("config"))
@@ -386,11 +340,11 @@ def export_benchmark(
         entries = _write_properties(tmp, params, images, labels, selection)
         _write_docs(tmp, params, selection, out_dir)
         write_manifest(tmp)
-        _commit(tmp, out_dir)
+        commit(tmp, out_dir)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, OSError):
-            raise _output_error(err, out_dir) from err
+            raise output_error_of(err, out_dir) from err
         raise
     logger.info("wrote %d instances to %s", len(entries), out_dir)
     return _info(out_dir, params, entries, selection, exported.max_abs_diff)
