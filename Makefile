@@ -99,7 +99,7 @@ abcrown: venv $(AB_BIN)/.installed
 	$(BIN)/python -m vnncomp.verifiers.abcrown_check
 
 test: venv neuralsat
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests
 
 # The suite against another auto_LiRPA (e.g. upstream 0.7 from GitHub): LIRPA_PYTHON names the
 # interpreter of a venv holding adcert (pip install -e .) and that auto_LiRPA; see the README.

@@ -110,6 +110,8 @@ def test_the_papers_protocol_sets_attack_and_verifier_and_explicit_options_win(s
     assert (summary["attack"]["steps"], summary["attack"]["restarts"]) == (100, 30)
     assert summary["complete"]["verifier"] == "fake" and summary["complete"]["timeout"] == 7.0  # given: kept
     assert list(summary["certified_acc"]) == ["IBP"]  # --methods IBP given: kept
+    # the papers' order: the bounds first, the attack only on what they leave open
+    assert json.loads((tmp_path / "e" / "config.json").read_text())["attack_certified"] is False
     certified = next(line for line in result.stderr.splitlines() if line.startswith("certified (complete)"))
     assert certified.endswith("(timeout 7 s)")  # the limit beside the number it qualifies
     from adcert_plugin.cli.commands import PROTOCOLS

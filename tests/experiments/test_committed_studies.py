@@ -27,7 +27,7 @@ def states(tmp_path_factory):
         shutil.copy(archive, copy)
         assert unpack(copy.parent / "state") > 0, archive
         folders.append(copy.parent / "state")
-    assert len(folders) == 3
+    assert len(folders) >= 3
     return folders
 
 
@@ -35,7 +35,9 @@ def test_every_committed_study_is_its_reader_files_and_one_state_archive():
     from conftest import REPO
 
     for study in (REPO / "examples" / "results").glob("study-*"):
-        assert (study / "results.md").is_file() and (study / "state.tar.gz").is_file(), study
+        # a study still running is committed with its progress page (examples/study.py --progress)
+        page = study / ("results.md" if (study / "results.json").is_file() else "progress.md")
+        assert page.is_file() and (study / "state.tar.gz").is_file(), study
 
 
 def test_every_committed_study_state_is_whole_and_matches_its_models(states):
