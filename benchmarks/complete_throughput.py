@@ -50,6 +50,8 @@ def run(checkpoint: Path, out: Path, verifier: str, args) -> dict:
     ]
     if args.bounds_first:
         command.append("--bounds-first")
+    if verifier == "abcrown":
+        command += ["--abcrown-attack", args.abcrown_attack]
     if verifier == "abcrown" and args.abcrown_chunk:
         command += ["--complete-chunk", str(args.abcrown_chunk)]
     load = os.getloadavg()[0]
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--abcrown-chunk", type=int, default=None, help="default: adcert-eval's (512 in csv mode)")
     parser.add_argument("--verifiers", default="abcrown,neuralsat")
+    parser.add_argument("--abcrown-attack", default="diversed", choices=("pgd", "diversed"))
     parser.add_argument(
         "--bounds-first", action="store_true", help="adcert-eval --bounds-first: PGD only on what the bounds leave open"
     )

@@ -163,6 +163,13 @@ PROTOCOLS = {
     "per sample (single).",
 )
 @click.option(
+    "--abcrown-attack",
+    type=click.Choice(["pgd", "diversed"]),
+    default="pgd",
+    help="abCROWN's attack before branch and bound: plain PGD x 30 restarts, or diversified PGD x 100 (finds "
+    "more counterexamples, but can spend more than the timeout on each property).",
+)
+@click.option(
     "--bounds-first",
     is_flag=True,
     help="Bound first and attack only the samples no bound certifies (the papers' order; much faster on a "
@@ -210,6 +217,7 @@ def eval_cmd(
     abcrown,
     abcrown_python,
     abcrown_mode,
+    abcrown_attack,
     bounds_first,
     protocol,
     as_json,
@@ -247,6 +255,7 @@ def eval_cmd(
             "abcrown": abcrown,
             "abcrown_python": abcrown_python,
             "abcrown_mode": abcrown_mode,
+            "abcrown_attack": abcrown_attack,
         }
         stage = CompleteConfig(
             verifier=complete,

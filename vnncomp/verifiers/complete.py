@@ -16,8 +16,9 @@ each result becomes a ``CompleteAnswer``; an ``unsat`` the evidence contradicts 
 is an ordinary adcert benchmark: ``adcert-verify`` and ``adcert-report`` read it too.
 
 Options (``request.options``): ``device`` (cpu/gpu), ``neuralsat_python``, ``abcrown``,
-``abcrown_python``, ``abcrown_mode`` (single, or csv: one abCROWN process per chunk of samples, its
-``sat`` answers with the counterexamples abCROWN saved, re-checked as single mode's); keys a
+``abcrown_python``, ``abcrown_attack`` (pgd or diversed: ``ATTACKS`` in export/abcrown.py),
+``abcrown_mode`` (csv, the default: one abCROWN process per chunk of samples and job, its
+``sat`` answers with the counterexamples abCROWN saved, re-checked as single mode's; or single); keys a
 verifier does not use are ignored. abCROWN's checkout and interpreter default to ``make abcrown``'s.
 """
 
@@ -117,7 +118,8 @@ def _prepare(request: CompleteRequest) -> tuple[Path, dict[str, int]]:
         name = _write_property(bench, params, int(index), x, int(y))
         names[name], labels[name] = int(index), int(y)
     _write_lists(bench, params, names, labels)
-    write_abcrown_configs(bench, params["timeout"])  # abCROWN's YAMLs: a full benchmark for any verifier
+    # abCROWN's YAMLs: a full benchmark for any verifier
+    write_abcrown_configs(bench, params["timeout"], attack=request.options.get("abcrown_attack") or "pgd")
     atomic_write_text(stored, json.dumps(params, indent=1) + "\n")
     return bench, names
 

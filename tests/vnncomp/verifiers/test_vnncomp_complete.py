@@ -6,12 +6,14 @@ its environment (ADCERT_NEURALSAT_PYTHON or .venv-neuralsat) is absent.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import tiny_net
 
 from adcert_plugin.evaluation import complete as C
@@ -113,6 +115,11 @@ def test_verify_maps_results_to_answers_and_passes_options(tmp_path, monkeypatch
         "gpu",
     )
     assert {a.index: a.result for a in answers} == {3: "unsat", 8: "timeout"}
+    attack = yaml.safe_load((calls["bench"] / "abcrown_cpu.yaml").read_text())["attack"]
+    assert attack == {"pgd_order": "middle", "pgd_restarts": 30}  # the default: plain PGD
+    VC.abcrown().verify(dataclasses.replace(request, options={**request.options, "abcrown_attack": "diversed"}))
+    attack = yaml.safe_load((calls["bench"] / "abcrown_cpu.yaml").read_text())["attack"]
+    assert attack["attack_mode"] == "diversed_PGD" and attack["pgd_restarts"] == 100
     calls.clear()
     VC.neuralsat().verify(request)
     assert calls["python"] == "/ns" and calls["name"] == "neuralsat" and "abcrown_path" not in calls
