@@ -184,9 +184,13 @@ def test_complete_throughput_table_names_each_verifier_and_says_when_the_machine
         "load_before": 9.0,
         "load_after": 8.0,
         "command": "x --complete abcrown",
+        "answers": {1: "unsat", 2: "sat", 3: "timeout"},
     }
-    args = argparse.Namespace(end=10000, eps=0.1, timeout=30.0, jobs=2)
-    text = ct.table([row, dict(row, verifier="neuralsat", load_before=0.1, load_after=0.1)], args)
+    args = argparse.Namespace(end=10000, eps=0.1, timeout=30.0, jobs=2, bounds_first=True)
+    other = dict(row, verifier="neuralsat", load_before=0.1, load_after=0.1, answers={1: "unsat", 2: "unsat", 3: "sat"})
+    text = ct.table([row, other], args)
     lines = text.splitlines()
     assert lines[2].split()[:5] == ["abcrown", "0", "100.0", "40.0", "55.0"] and lines[3].startswith("neuralsat")
-    assert ("CONTENDED" in text) == ((os.cpu_count() or 1) < 9.0)
+    assert ("CONTENDED" in text) == ((os.cpu_count() or 1) + 1 < 9.0)  # the run's own processes allowed for
+    assert "--bounds-first" in lines[0]
+    assert "both decided 2 samples; they agree on 1; they DISAGREE on [2]" in text

@@ -63,9 +63,10 @@ def test_an_arm_needs_a_plain_folder_name():
 
 def test_a_study_with_an_arm_trains_it_with_every_seed_and_reports_both_frameworks(data_dir, tmp_path, ray_local):
     tiny = get_study("tiny")
-    cfg = dataclasses.replace(
+    cfg = dataclasses.replace(  # one method, one point: two teachers, two students, two under the arm
         tiny,
         data=dataclasses.replace(tiny.data, data_dir=str(data_dir)),
+        grids={"mtl-ibp": {"alpha": (0.5,)}},
         seeds=(0, 1),
         framework_arm=_arm(tiny),
     )
