@@ -86,6 +86,10 @@ def test_a_study_with_an_arm_trains_it_with_every_seed_and_reports_both_framewor
         own = [100 * results["final"][method][str(s)]["complete"] for s in cfg.seeds]
         other = [100 * arm["final"][method][str(s)]["complete"] for s in cfg.seeds]
         assert difference["mean"] == pytest.approx(sum(a - b for a, b in zip(own, other)) / 2)
+    from adcert_plugin.experiments.study.progress import study_progress
+
+    rows = [r for r in study_progress(cfg, out)["runs"] if r["role"] == "arm"]
+    assert len(rows) == len(cfg.methods) * len(cfg.seeds) and all(r["evals"].get("test") for r in rows)
     page = render_markdown(results)
     assert "## The same selected settings under the other framework" in page, page
     for method in cfg.methods:

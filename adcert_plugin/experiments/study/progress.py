@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 from ...io import read_json
-from .config import StudyConfig, final_dir, point_name
+from .config import StudyConfig, arm_dir, final_dir, point_name
 from .selection import edge_points, select
 from .state import trained_on
 from .timing import epoch_times, train_cost
@@ -84,6 +84,12 @@ def study_progress(cfg: StudyConfig, out_dir: str | Path) -> dict:
             ("final", m, chosen, s, None if chosen is None else final_dir(out_dir, s, m, chosen), cfg.schedule.epochs)
             for s in cfg.seeds[1:]
         ]
+        arm = cfg.framework_arm
+        if arm is not None:  # the selected setting under the other framework, every seed
+            finals += [
+                ("arm", m, chosen, s, arm_dir(out_dir, s, arm, m, chosen) if chosen else None, arm.schedule.epochs)
+                for s in cfg.seeds
+            ]
     rows: list[dict] = []
     for role, m, p, s, run, epochs in runs + finals:
         if run is None:  # a final whose setting selection has not decided yet
@@ -134,7 +140,7 @@ def _evals_due(row: dict) -> list[str]:
     A grid point's test evaluation is owed only once it is chosen; until selection decides, one
     per method is counted (the point it will choose).
     """
-    due = {"teacher": ["test"], "final": ["test"]}.get(row["role"], ["validation"])
+    due = {"teacher": ["test"], "final": ["test"], "arm": ["test"]}.get(row["role"], ["validation"])
     return [split for split in due if split not in row["evals"]]
 
 

@@ -249,10 +249,15 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
                 m, chosen[m]["params"], final_dir(out_dir, s, m, chosen[m]["params"]), teacher[s] / "model.pt", s
             )
             finals.append(((m, s), c, [test_eval]))
-    final_records = _run_wave(
-        cfg, finals, "selected settings: other seeds and test evaluation", saved(keep_model=False)
+    # one wave: the other seeds, the test evaluations and the framework arm share the processes
+    done = _run_wave(
+        cfg,
+        finals + _arm_jobs(cfg, chosen, out_dir, teacher, test_eval),
+        "selected settings: other seeds, test evaluation, other framework",
+        saved(keep_model=False),
     )
-    arm_records = _run_arm(cfg, chosen, out_dir, teacher, test_eval, saved(keep_model=False))
+    final_records = {k: r for k, r in done.items() if k[0] != "arm"}
+    arm_records = {k[1:]: r for k, r in done.items() if k[0] == "arm"}
     results = _results(
         cfg, records, final_records, chosen, grid, command, time.perf_counter() - started, out_dir, arm_records
     )
@@ -268,28 +273,20 @@ def _run_study(cfg: StudyConfig, out_dir: Path, command: str | None, state_dir: 
     return results
 
 
-def _run_arm(cfg: StudyConfig, chosen: dict, out_dir: Path, teacher: dict, test_eval: dict, on_done) -> dict:
-    """The selected settings under ``cfg.framework_arm``, every seed, this study's teachers; key (method, seed)."""
+def _arm_jobs(cfg: StudyConfig, chosen: dict, out_dir: Path, teacher: dict, test_eval: dict) -> list:
+    """The selected settings under ``cfg.framework_arm``, every seed, the same teachers; key ("arm", method, seed)."""
     arm = cfg.framework_arm
     if arm is None:
-        return {}
-    jobs = [
+        return []
+    return [
         (
-            (m, s),
-            cfg.student_config(
-                m,
-                chosen[m]["params"],
-                arm_dir(out_dir, s, arm, m, chosen[m]["params"]),
-                teacher[s] / "model.pt",
-                s,
-                arm,
-            ),
+            ("arm", m, s),
+            cfg.student_config(m, point, arm_dir(out_dir, s, arm, m, point), teacher[s] / "model.pt", s, arm),
             [test_eval],
         )
-        for m in cfg.methods
+        for m, point in ((m, chosen[m]["params"]) for m in cfg.methods)
         for s in cfg.seeds
     ]
-    return _run_wave(cfg, jobs, f"selected settings under the {arm.name} framework", on_done)
 
 
 def _candidates(grid: dict, records: dict, method: str) -> list[tuple[dict, dict]]:
