@@ -261,7 +261,7 @@ def recheck_counterexample(request: CompleteRequest, position: int, point) -> tu
     if point is None:
         return False, None, "no counterexample given"
     box = InputBox.from_pixels(request.x[position : position + 1], request.eps, request.mean, request.std)
-    flat = np.asarray(point, dtype=np.float64).ravel()
+    flat = np.array(point, dtype=np.float64).ravel()  # a copy: the verifier's array may be read-only
     if flat.size != box.x_norm.numel():
         return False, None, f"counterexample has {flat.size} inputs, the network {box.x_norm.numel()}"
     x = torch.as_tensor(flat, dtype=box.x_norm.dtype).reshape(box.x_norm.shape)
