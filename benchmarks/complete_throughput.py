@@ -114,13 +114,10 @@ def table(rows: list[dict], args) -> str:
 
 
 def answers_of(out: Path) -> dict[int, str]:
-    """Sample index -> the verifier's answer (the last line per sample of complete.jsonl wins)."""
-    path = out / "complete.jsonl"
-    found = {}
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        entry = json.loads(line)
-        found[int(entry["index"])] = entry["result"]
-    return found
+    """Sample index -> the verifier's answer, read as the second-opinion tool reads an evaluation."""
+    from vnncomp.verifiers.second_opinion import answers_of_eval
+
+    return answers_of_eval(out)[1] if (out / "config.json").is_file() else {}
 
 
 def agreement(a: dict[int, str], b: dict[int, str], name_a: str, name_b: str) -> str:
